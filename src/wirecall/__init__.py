@@ -1,0 +1,44 @@
+"""wirecall: Go net/rpc's model in Python, over many wires."""
+
+from .context import Context, current_context
+from .errors import (
+    Cancelled,
+    ConnectError,
+    DeadlineExceeded,
+    FrameTooLarge,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ProtocolError,
+    ResourceExhausted,
+    RpcError,
+    Unavailable,
+    Unimplemented,
+)
+from .server import Server
+from .service import RegistrationError, method
+from .status import Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cancelled",
+    "ConnectError",
+    "Context",
+    "DeadlineExceeded",
+    "FrameTooLarge",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "ProtocolError",
+    "RegistrationError",
+    "ResourceExhausted",
+    "RpcError",
+    "Server",
+    "Status",
+    "Unavailable",
+    "Unimplemented",
+    "__version__",
+    "current_context",
+    "method",
+]

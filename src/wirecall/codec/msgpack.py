@@ -1,0 +1,70 @@
+"""msgpack (the default) and JSON codecs, both on msgspec."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import msgspec
+
+from .base import register
+
+__all__ = ["JSON_CODEC", "MSGPACK_CODEC", "JsonCodec", "MsgpackCodec"]
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    raise TypeError(f"wirecall cannot encode objects of type {type(obj).__name__}")
+
+
+class _MsgspecCodec:
+    name = ""
+    id = 0
+    content_type = ""
+    _module: Any = None
+
+    def __init__(self) -> None:
+        self._encoder = self._module.Encoder(enc_hook=_enc_hook)
+        self.encode = self._encoder.encode
+        self._any = self._module.Decoder()
+        self._typed: dict[Any, Any] = {}
+
+    def encode(self, obj: Any) -> bytes:  # replaced per instance by the C encoder
+        return bytes(self._encoder.encode(obj))
+
+    def decode(self, data: bytes | memoryview, type: Any = Any) -> Any:
+        if type is Any:
+            return self._any.decode(data)
+        dec = self._typed.get(type)
+        if dec is None:
+            dec = self._typed[type] = self._module.Decoder(type)
+        return dec.decode(data)
+
+
+class MsgpackCodec(_MsgspecCodec):
+    name = "msgpack"
+    id = 1
+    content_type = "application/msgpack"
+    _module = msgspec.msgpack
+
+
+class JsonCodec(_MsgspecCodec):
+    name = "json"
+    id = 2
+    content_type = "application/json"
+    _module = msgspec.json
+
+
+MSGPACK_CODEC = MsgpackCodec()
+JSON_CODEC = JsonCodec()
+register(MSGPACK_CODEC)
+register(JSON_CODEC)

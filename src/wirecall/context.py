@@ -1,0 +1,82 @@
+"""Per-call context: deadline, metadata, peer and cancellation, carried through contextvars.
+
+A handler asks for it with a parameter annotated ``Context``; code anywhere below a handler
+reads it with :func:`current_context`. A client call made while a context is current inherits
+the remaining deadline and the metadata (the onward-call rule), unless the call overrides them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Context", "current_context"]
+
+_monotonic = time.monotonic
+
+
+class Context:
+    """What a handler knows about the call it is serving.
+
+    ``deadline`` is an absolute :func:`time.monotonic` value (``None``: no deadline).
+    ``metadata`` is the caller's string key/value pairs. ``peer`` is the remote address as a
+    string (``"127.0.0.1:53122"``, ``"unix:/path"``). ``cancelled`` turns true when the caller
+    cancelled the call, its deadline passed, or the connection dropped.
+    """
+
+    __slots__ = ("_cancelled", "_task", "deadline", "metadata", "method", "peer", "transport")
+
+    def __init__(
+        self,
+        method: str = "",
+        metadata: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        peer: str = "",
+        transport: str = "",
+    ) -> None:
+        self.method = method
+        self.metadata: Mapping[str, str] = metadata if metadata is not None else {}
+        self.deadline = deadline
+        self.peer = peer
+        self.transport = transport
+        self._cancelled = False
+        self._task: Any = None
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` if there is none."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - _monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.deadline is not None and _monotonic() >= self.deadline
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Mark the call cancelled and cancel the task running its handler, if any."""
+        self._cancelled = True
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(method={self.method!r}, peer={self.peer!r}, "
+            f"remaining={self.time_remaining()!r}, metadata={dict(self.metadata)!r})"
+        )
+
+
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "wirecall_context", default=None
+)
+
+
+def current_context() -> Context | None:
+    """The context of the call being served by this task, or ``None`` outside a handler."""
+    return _current.get()

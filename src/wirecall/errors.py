@@ -1,0 +1,148 @@
+"""The one exception tree of wirecall.
+
+::
+
+    RpcError (status, message, details)          every failure a call can end with
+    ├── Cancelled            CANCELLED           (also asyncio.CancelledError is re-raised as-is)
+    ├── InvalidArgument      INVALID_ARGUMENT
+    ├── DeadlineExceeded     DEADLINE_EXCEEDED   (also a TimeoutError)
+    ├── NotFound             NOT_FOUND
+    ├── ResourceExhausted    RESOURCE_EXHAUSTED
+    ├── Unimplemented        UNIMPLEMENTED
+    ├── Internal             INTERNAL
+    ├── Unavailable          UNAVAILABLE         (also a ConnectionError)
+    │   └── ConnectError     dialling failed or timed out
+    └── ProtocolError        the peer broke the wire protocol (INTERNAL by default)
+        └── FrameTooLarge    a message over the size limit (RESOURCE_EXHAUSTED)
+
+``RpcError(Status.X, "msg")`` is the same as constructing the matching subclass:
+``RpcError.from_status`` (and the constructor via ``__new__``) picks the subclass, so
+``except DeadlineExceeded`` catches a deadline error however it was raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .status import Status
+
+__all__ = [
+    "Cancelled",
+    "ConnectError",
+    "DeadlineExceeded",
+    "FrameTooLarge",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "ProtocolError",
+    "ResourceExhausted",
+    "RpcError",
+    "Unavailable",
+    "Unimplemented",
+]
+
+
+class RpcError(Exception):
+    """A call failed with ``status``; ``message`` is for humans, ``details`` for programs."""
+
+    default_status: ClassVar[Status] = Status.UNKNOWN
+    _by_status: ClassVar[dict[Status, type[RpcError]]] = {}
+
+    status: Status
+    message: str
+    details: Any
+
+    def __new__(
+        cls, status: Status | int | None = None, message: str = "", details: Any = None
+    ) -> RpcError:
+        if cls is RpcError and status is not None:
+            cls = RpcError._by_status.get(Status(status), RpcError)
+        # No arguments: OSError-based subclasses would read (status, message) as errno.
+        return super(RpcError, cls).__new__(cls)
+
+    def __init__(
+        self, status: Status | int | None = None, message: str = "", details: Any = None
+    ) -> None:
+        st = self.default_status if status is None else Status(status)
+        super().__init__(message or st.name)
+        self.status = st
+        self.message = message or st.name
+        self.details = details
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The first (most general) class registered for a status wins.
+        RpcError._by_status.setdefault(cls.default_status, cls)
+
+    @classmethod
+    def from_status(cls, status: Status | int, message: str = "", details: Any = None) -> RpcError:
+        """Build the most specific error class for ``status``."""
+        return RpcError(status, message, details)
+
+    def __str__(self) -> str:
+        return f"{self.status.name}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status.name}, {self.message!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RpcError.from_status, (int(self.status), self.message, self.details))
+
+
+class Cancelled(RpcError):
+    default_status = Status.CANCELLED
+
+
+class InvalidArgument(RpcError):
+    default_status = Status.INVALID_ARGUMENT
+
+
+class DeadlineExceeded(RpcError, TimeoutError):
+    default_status = Status.DEADLINE_EXCEEDED
+
+
+class NotFound(RpcError):
+    default_status = Status.NOT_FOUND
+
+
+class ResourceExhausted(RpcError):
+    default_status = Status.RESOURCE_EXHAUSTED
+
+
+class Unimplemented(RpcError):
+    default_status = Status.UNIMPLEMENTED
+
+
+class Internal(RpcError):
+    default_status = Status.INTERNAL
+
+
+class Unavailable(RpcError, ConnectionError):
+    default_status = Status.UNAVAILABLE
+
+
+class ConnectError(Unavailable):
+    """Dialling the server failed or timed out (net.DialTimeout's error)."""
+
+
+class ProtocolError(RpcError):
+    """The peer sent bytes that break the wire protocol; the connection is closed."""
+
+    default_status = Status.INTERNAL
+
+    def __init__(
+        self, message: str = "", status: Status | int | None = None, details: Any = None
+    ) -> None:
+        super().__init__(status, message, details)
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame or message is over the configured limit; refused before it is buffered."""
+
+    default_status = Status.RESOURCE_EXHAUSTED
+
+
+# ProtocolError must not shadow Internal for INTERNAL, nor FrameTooLarge ResourceExhausted.
+RpcError._by_status[Status.INTERNAL] = Internal
+RpcError._by_status[Status.RESOURCE_EXHAUSTED] = ResourceExhausted
+RpcError._by_status[Status.UNAVAILABLE] = Unavailable

@@ -1,0 +1,76 @@
+"""Client and server interceptors (middleware).
+
+An interceptor is ``async def icpt(call, proceed)``: it may read or change ``call`` (method,
+args, metadata...), must ``return await proceed(call)`` to go on (or return/raise instead), and
+sees the result or the error on the way back. The first interceptor in the list is outermost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from .context import Context
+from .service import MethodSpec
+
+__all__ = ["ClientCall", "ClientInterceptor", "ServerCall", "ServerInterceptor", "chain"]
+
+
+class ServerCall:
+    """A call as server interceptors see it. ``args``/``kwargs`` are already decoded."""
+
+    __slots__ = ("args", "context", "kwargs", "method", "spec")
+
+    def __init__(
+        self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], context: Context
+    ) -> None:
+        self.spec = spec
+        self.method = spec.name
+        self.args = args
+        self.kwargs = kwargs
+        self.context = context
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        return self.context.metadata
+
+
+class ClientCall:
+    """A call as client interceptors see it; ``metadata`` and ``timeout`` may be changed."""
+
+    __slots__ = ("metadata", "method", "params", "result_type", "timeout")
+
+    def __init__(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        metadata: dict[str, str],
+        timeout: float | None,
+        result_type: Any,
+    ) -> None:
+        self.method = method
+        self.params = params
+        self.metadata = metadata
+        self.timeout = timeout
+        self.result_type = result_type
+
+
+ServerInterceptor = Callable[[ServerCall, Callable[[ServerCall], Awaitable[Any]]], Awaitable[Any]]
+ClientInterceptor = Callable[[ClientCall, Callable[[ClientCall], Awaitable[Any]]], Awaitable[Any]]
+
+
+def chain(
+    interceptors: Sequence[Callable[[Any, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]],
+    final: Callable[[Any], Awaitable[Any]],
+) -> Callable[[Any], Awaitable[Any]]:
+    """Fold interceptors around ``final``; the first one is the outermost."""
+    handler = final
+    for icpt in reversed(interceptors):
+        def make(i: Any, nxt: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+            async def step(call: Any) -> Any:
+                return await i(call, nxt)
+
+            return step
+
+        handler = make(icpt, handler)
+    return handler

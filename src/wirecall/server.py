@@ -1,0 +1,316 @@
+"""The Server: one registry, one dispatch path, many listeners.
+
+Every transport ends in :meth:`Server.start_call` (callback style, the fast path) or
+:meth:`Server.dispatch` (``await``-able), so a service registered once is reachable on every
+listener and server interceptors see every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import signal
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .context import Context, _current
+from .errors import Cancelled, DeadlineExceeded, Internal, RpcError, Unavailable, Unimplemented
+from .interceptors import ServerCall, ServerInterceptor, chain
+from .service import MethodSpec, ServiceRegistry
+from .transport.base import Listener, load_transport, parse_url
+
+__all__ = ["Server"]
+
+log = logging.getLogger("wirecall.server")
+
+OnDone = Callable[[Any, BaseException | None], None]
+
+
+class Server:
+    """Register services, listen on addresses, dispatch calls, shut down gracefully.
+
+    ``debug=True`` puts the traceback of unexpected handler exceptions in the error details
+    (off by default: an INTERNAL error carries only the exception's type and message).
+    ``max_workers`` sizes the thread pool for plain ``def`` handlers.
+    """
+
+    def __init__(
+        self,
+        *,
+        interceptors: Sequence[ServerInterceptor] = (),
+        debug: bool = False,
+        max_workers: int = 64,
+        max_message_size: int = 4 * 1024 * 1024,
+        keepalive: float | None = 30.0,
+        idle_timeout: float | None = None,
+        drain_timeout: float = 10.0,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.registry = ServiceRegistry()
+        self.interceptors: list[ServerInterceptor] = list(interceptors)
+        self.debug = debug
+        self.max_message_size = max_message_size
+        self.keepalive = keepalive
+        self.idle_timeout = idle_timeout
+        self.drain_timeout = drain_timeout
+        self.options: dict[str, Any] = dict(options or {})
+        self.listeners: list[Listener] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._max_workers = max_workers
+        self._inflight = 0
+        self._drained: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._closed: asyncio.Event | None = None
+        self.registry.register_function(self._describe, name="rpc.describe")
+
+    # -- registration -----------------------------------------------------------------
+
+    def register(self, obj: Any, name: str | None = None) -> Server:
+        """Expose ``obj``'s public methods as ``Name.Method`` (or a function under its name)."""
+        self.registry.register(obj, name)
+        return self
+
+    def register_function(self, func: Callable[..., Any], name: str | None = None) -> Server:
+        self.registry.register_function(func, name)
+        return self
+
+    def add_interceptor(self, interceptor: ServerInterceptor) -> None:
+        self.interceptors.append(interceptor)
+
+    def _describe(self) -> dict[str, Any]:
+        """The registered services, their methods and signatures."""
+        return self.registry.describe()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def lookup(self, method: str) -> MethodSpec:
+        spec = self.registry.methods.get(method)
+        if spec is None:
+            svc, dot, _ = method.rpartition(".")
+            if dot and svc not in self.registry.services:
+                raise Unimplemented(message=f"unknown service {svc!r} (method {method!r})")
+            raise Unimplemented(message=f"unknown method {method!r}")
+        return spec
+
+    def error_from(self, exc: BaseException, ctx: Context | None) -> RpcError:
+        """Map any exception out of a handler to the RpcError the caller receives."""
+        if isinstance(exc, RpcError):
+            return exc
+        if isinstance(exc, asyncio.CancelledError):
+            if ctx is not None and ctx.expired:
+                return DeadlineExceeded(message=f"deadline exceeded while serving {ctx.method}")
+            if self._closing:
+                return Unavailable(message="server is shutting down")
+            return Cancelled(message="call cancelled")
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx is not None and ctx.expired:
+            return DeadlineExceeded(message=f"deadline exceeded while serving {ctx.method}")
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        details = None
+        if self.debug:
+            details = "".join(traceback.format_exception(exc))
+        else:
+            log.warning("handler raised %s", text, exc_info=exc)
+        return Internal(message=text, details=details)
+
+    def start_call(
+        self,
+        method: str | MethodSpec,
+        params: Any,
+        ctx: Context,
+        on_done: OnDone,
+    ) -> None:
+        """Run a call and report ``on_done(result, None)`` or ``on_done(None, RpcError)``.
+
+        A cheap inline handler with no interceptors completes before this returns; anything
+        else runs in a task that the server tracks (for deadlines, cancellation and drain).
+        ``params`` is the wire form: a list (positional), a dict (named) or None.
+        """
+        try:
+            spec = method if isinstance(method, MethodSpec) else self.lookup(method)
+            ctx.method = spec.name
+            if self._closing:
+                raise Unavailable(message="server is shutting down")
+            if ctx.deadline is not None and ctx.expired:
+                raise DeadlineExceeded(message=f"deadline exceeded before {spec.name} started")
+            args, kwargs = spec.bind(params)
+            if spec.context_name is not None:
+                kwargs[spec.context_name] = ctx
+        except RpcError as exc:
+            on_done(None, exc)
+            return
+        except Exception as exc:  # a bug in binding is still the caller's answer, not a crash
+            on_done(None, self.error_from(exc, ctx))
+            return
+        if spec.inline and not spec.is_async and not self.interceptors:
+            token = _current.set(ctx)
+            try:
+                result = spec.func(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller
+                on_done(None, self.error_from(exc, ctx))
+                return
+            finally:
+                _current.reset(token)
+            on_done(result, None)
+            return
+        self._spawn(spec, args, kwargs, ctx, on_done)
+
+    def _spawn(
+        self,
+        spec: MethodSpec,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: Context,
+        on_done: OnDone,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        token = _current.set(ctx)
+        try:
+            task = loop.create_task(self._run(spec, args, kwargs, ctx))
+        finally:
+            _current.reset(token)
+        ctx._task = task
+        self._inflight += 1
+        self._tasks.add(task)
+        timer = None
+        if ctx.deadline is not None:
+            timer = loop.call_at(
+                loop.time() + max(0.0, ctx.deadline - time.monotonic()), task.cancel
+            )
+
+        def finished(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            self._inflight -= 1
+            if timer is not None:
+                timer.cancel()
+            if t.cancelled():
+                on_done(None, self.error_from(asyncio.CancelledError(), ctx))
+            else:
+                exc = t.exception()
+                if exc is None:
+                    on_done(t.result(), None)
+                else:
+                    on_done(None, self.error_from(exc, ctx))
+            if self._inflight == 0 and self._drained is not None:
+                self._drained.set()
+
+        task.add_done_callback(finished)
+
+    async def _run(
+        self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], ctx: Context
+    ) -> Any:
+        if not self.interceptors:
+            return await self._invoke(spec, args, kwargs)
+        call = ServerCall(spec, args, kwargs, ctx)
+        return await chain(self.interceptors, self._invoke_call)(call)
+
+    async def _invoke_call(self, call: ServerCall) -> Any:
+        return await self._invoke(call.spec, call.args, call.kwargs)
+
+    async def _invoke(self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if spec.is_async:
+            return await spec.func(*args, **kwargs)
+        if spec.inline:
+            return spec.func(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="wirecall")
+        cv = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, lambda: cv.run(spec.func, *args, **kwargs))
+
+    async def dispatch(self, method: str, params: Any, ctx: Context | None = None) -> Any:
+        """Await one call through the full dispatch path; raises :class:`RpcError`."""
+        ctx = ctx if ctx is not None else Context(method)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if fut.done():
+                return
+            if exc is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc)
+
+        self.start_call(method, params, ctx, done)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            ctx.cancel()
+            raise
+
+    # -- listeners and lifecycle ------------------------------------------------------
+
+    async def start(self, *urls: str, **options: Any) -> list[str]:
+        """Listen on each URL (``tcp://127.0.0.1:0`` picks a free port); return real URLs."""
+        out = []
+        for text in urls:
+            url = parse_url(text)
+            mod = load_transport(url.scheme)
+            listener: Listener = await mod.serve(self, url, **options)
+            self.listeners.append(listener)
+            out.append(listener.url)
+            log.info("listening on %s", listener.url)
+        return out
+
+    @property
+    def urls(self) -> list[str]:
+        return [lst.url for lst in self.listeners]
+
+    async def serve_forever(self, *, handle_signals: bool = False) -> None:
+        """Run until :meth:`close` (or SIGINT/SIGTERM when ``handle_signals``)."""
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.close()))
+        await self._closed.wait()
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def close(self, drain_timeout: float | None = None) -> None:
+        """Graceful shutdown: stop accepting, send GOAWAY, let in-flight calls finish
+        (up to ``drain_timeout`` seconds), cancel what is left, close every connection."""
+        if self._closing:
+            if self._closed is not None:
+                await self._closed.wait()
+            return
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        timeout = self.drain_timeout if drain_timeout is None else drain_timeout
+        for lst in self.listeners:
+            await lst.stop_accepting()
+        for lst in self.listeners:
+            lst.goaway()
+        self._closing = True
+        if self._inflight:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout)
+            except TimeoutError:
+                log.warning("drain timeout: cancelling %d call(s)", self._inflight)
+                for t in list(self._tasks):
+                    t.cancel()
+                await asyncio.sleep(0)
+        for lst in self.listeners:
+            await lst.aclose()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._closed.set()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+

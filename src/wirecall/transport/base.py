@@ -1,0 +1,163 @@
+"""What every transport provides: a server-side ``Listener`` and a client-side connection.
+
+A transport module (``wirecall.transport.tcp``, ``.http``, ``.grpc`` ...) exposes::
+
+    async def serve(server: Server, url: URL, **options) -> Listener
+    async def connect(url: URL, **options) -> ClientConnection
+
+and is found through :data:`SCHEMES`, imported lazily so a missing extra only fails when used.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["SCHEMES", "URL", "ClientConnection", "Listener", "load_transport", "parse_url"]
+
+#: scheme -> (module, pip extra that module needs or "")
+SCHEMES: dict[str, tuple[str, str]] = {
+    "tcp": ("wirecall.transport.tcp", ""),
+    "unix": ("wirecall.transport.tcp", ""),
+    "gob": ("wirecall.transport.netrpc", ""),
+    "jsonrpc": ("wirecall.transport.gojsonrpc", ""),
+    "http": ("wirecall.transport.http", "http"),
+    "ws": ("wirecall.transport.http", "http"),
+    "grpc": ("wirecall.transport.grpc", "grpc"),
+    "grpcs": ("wirecall.transport.grpc", "grpc"),
+    "quic": ("wirecall.transport.quic", "quic"),
+}
+
+
+@dataclass(frozen=True)
+class URL:
+    """A parsed address: ``scheme://host:port/path?query`` or ``unix:///path``."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.path}"
+        q = ("?" + urllib.parse.urlencode(dict(self.query))) if self.query else ""
+        return f"{self.scheme}://{self.hostport}{self.path}{q}"
+
+
+def parse_url(text: str, default_scheme: str = "tcp") -> URL:
+    """Parse ``tcp://h:p``, ``h:p`` (default scheme), ``unix:///p`` and friends."""
+    if "://" not in text:
+        text = f"{default_scheme}://{text}"
+    u = urllib.parse.urlsplit(text)
+    scheme = u.scheme.lower()
+    query = dict(urllib.parse.parse_qsl(u.query))
+    if scheme == "unix":
+        path = (u.netloc + u.path) if u.netloc else u.path
+        if not path:
+            raise ValueError(f"unix address needs a path: {text!r}")
+        return URL("unix", path=path, query=query)
+    try:
+        port = u.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in address {text!r}") from exc
+    if port is None:
+        raise ValueError(f"address {text!r} needs a port")
+    return URL(scheme, u.hostname or "127.0.0.1", port, u.path, query)
+
+
+def load_transport(scheme: str) -> Any:
+    """Import the module serving ``scheme``; a missing extra names the pip command."""
+    try:
+        modname, extra = SCHEMES[scheme]
+    except KeyError:
+        raise ValueError(
+            f"unknown address scheme {scheme!r}; known: {', '.join(sorted(SCHEMES))}"
+        ) from None
+    try:
+        return importlib.import_module(modname)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("wirecall"):
+            raise ValueError(f"the {scheme!r} transport is not available in this build") from exc
+        hint = f"pip install 'wirecall[{extra}]'" if extra else "pip install wirecall"
+        raise RuntimeError(
+            f"the {scheme}:// transport needs {exc.name!r}, which is not installed: {hint}"
+        ) from exc
+
+
+class Listener(abc.ABC):
+    """A bound server socket feeding calls into ``Server``."""
+
+    #: the real address, with the port actually bound (``tcp://127.0.0.1:40123``)
+    url: str
+
+    @abc.abstractmethod
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; existing connections stay."""
+
+    @abc.abstractmethod
+    def goaway(self) -> None:
+        """Tell every connection's peer that no new calls will be accepted."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection (after the server drained in-flight calls)."""
+
+
+class ClientConnection(abc.ABC):
+    """One client connection (or an HTTP keep-alive pool) able to carry many calls."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """True once the connection is unusable (closed, broken, or told GOAWAY)."""
+
+    @property
+    def pending(self) -> int:
+        """Calls in flight on this connection (for least-pending selection)."""
+        return 0
+
+    @abc.abstractmethod
+    async def call(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> Any:
+        """One unary call; raises :class:`~wirecall.errors.RpcError` on failure."""
+
+    def open_stream(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any] | None,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> Any:
+        """Open a streaming call (see docs/streaming.md); transports without streams refuse."""
+        from ..errors import Unimplemented
+
+        raise Unimplemented(message=f"{type(self).__name__} does not support streaming calls")
+
+    async def ping(self, timeout: float | None = None) -> float:
+        """Round-trip a keepalive ping; returns seconds. Default: no-op."""
+        return 0.0
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection; pending calls fail with UNAVAILABLE."""
