@@ -1,5 +1,6 @@
 """wirecall: Go net/rpc's model in Python, over many wires."""
 
+from .client import Call, Client, connect
 from .context import Context, current_context
 from .errors import (
     Cancelled,
@@ -22,6 +23,9 @@ from .status import Status
 __version__ = "0.1.0"
 
 __all__ = [
+    "Call",
+    "Client",
+    "connect",
     "Cancelled",
     "ConnectError",
     "Context",

@@ -1,0 +1,307 @@
+"""The asyncio client: ``call`` (Go's ``Call``), ``go`` (Go's ``Go`` + ``Done``), typed stubs.
+
+Calling convention (the same on every wire)::
+
+    await client.call("Calculator.Add", Args(A=10, B=5))       # one struct argument
+    await client.call("Calculator.Add", {"A": 10, "B": 5})     # the same, as a dict
+    await client.call("math.add", 1, 2)                        # several positional arguments
+    await client.call("math.add", a=1, b=2)                    # named arguments
+    await client.invoke("math.add", {"a": 1, "b": 2})          # explicit wire params
+
+``timeout``, ``metadata`` and ``result_type`` are reserved keyword names on ``call``; use
+:meth:`Client.invoke` to send arguments with those names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .context import _current
+from .errors import DeadlineExceeded
+from .interceptors import ClientCall, ClientInterceptor, chain
+from .pool import Pool
+from .transport.base import ClientConnection, load_transport, parse_url
+
+__all__ = ["Call", "Client", "connect"]
+
+T = TypeVar("T")
+_UNSET: Any = object()
+_NO_MD: dict[str, str] = {}
+
+
+class Call:
+    """An asynchronous call in flight (Go's ``*rpc.Call``).
+
+    ``await call`` gives the reply or raises; ``call.done()`` polls; ``add_done_callback(fn)``
+    calls ``fn(call)`` when it completes; ``reply`` / ``error`` read the outcome once done.
+    """
+
+    __slots__ = ("_task", "args", "method")
+
+    def __init__(self, method: str, args: Any, task: asyncio.Future[Any]) -> None:
+        self.method = method
+        self.args = args
+        self._task = task
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def cancel(self) -> bool:
+        return self._task.cancel()
+
+    def cancelled(self) -> bool:
+        return self._task.cancelled()
+
+    def result(self) -> Any:
+        """The reply (raises the call's error; ``InvalidStateError`` if not done)."""
+        return self._task.result()
+
+    @property
+    def reply(self) -> Any:
+        if not self._task.done() or self._task.cancelled() or self._task.exception():
+            return None
+        return self._task.result()
+
+    @property
+    def error(self) -> BaseException | None:
+        if not self._task.done():
+            return None
+        if self._task.cancelled():
+            return asyncio.CancelledError()
+        return self._task.exception()
+
+    def add_done_callback(self, fn: Callable[[Call], Any]) -> None:
+        self._task.add_done_callback(lambda _t: fn(self))
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._task.__await__()
+
+    def __repr__(self) -> str:
+        state = "pending" if not self.done() else ("error" if self.error else "done")
+        return f"<Call {self.method} {state}>"
+
+
+class Client:
+    """A client for one target address; many calls in flight over a pool of connections."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        pool_size: int = 1,
+        connect_timeout: float | None = 10.0,
+        call_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
+        **transport_options: Any,
+    ) -> None:
+        self.target = target
+        self.url = parse_url(target)
+        self.call_timeout = call_timeout
+        self.metadata = dict(metadata or {})
+        self.interceptors: list[ClientInterceptor] = list(interceptors)
+        self._transport = load_transport(self.url.scheme)
+        self._options = dict(transport_options)
+        self._connect_timeout = connect_timeout
+        self.pool = Pool(self._dial, pool_size, name=str(self.url))
+        self._closed = False
+
+    async def _dial(self) -> ClientConnection:
+        conn: ClientConnection = await self._transport.connect(
+            self.url, timeout=self._connect_timeout, **self._options
+        )
+        return conn
+
+    async def connect(self) -> Client:
+        """Dial now (every pool slot); raises :class:`ConnectError` if none can be dialled."""
+        await self.pool.fill()
+        return self
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        /,
+        *args: Any,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``method`` and wait for the reply (Go's ``client.Call``)."""
+        if kwargs:
+            if args:
+                raise TypeError("pass positional or keyword arguments, not both")
+            params: list[Any] | dict[str, Any] = kwargs
+        else:
+            params = list(args)
+        return await self.invoke(
+            method, params, timeout=timeout, metadata=metadata, result_type=result_type
+        )
+
+    async def invoke(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+    ) -> Any:
+        """Call with explicit wire params (a list: positional, a dict: named)."""
+        if timeout is _UNSET:
+            timeout = self.call_timeout
+        md: Mapping[str, str] | None = metadata
+        if self.metadata:
+            md = {**self.metadata, **(metadata or _NO_MD)}
+        ctx = _current.get()
+        if ctx is not None:  # an onward call from inside a handler: inherit
+            remaining = ctx.time_remaining()
+            if remaining is not None:
+                if remaining <= 0:
+                    raise DeadlineExceeded(
+                        message=f"{method}: the caller's deadline has already passed"
+                    )
+                timeout = remaining if timeout is None else min(timeout, remaining)
+            if ctx.metadata:
+                md = {**ctx.metadata, **(md or _NO_MD)}
+        if self.interceptors:
+            cc = ClientCall(method, params, dict(md or _NO_MD), timeout, result_type)
+            return await chain(self.interceptors, self._send_call)(cc)
+        conn = self.pool.get_nowait()
+        if conn is None:
+            conn = await self.pool.get()
+        return await conn.call(method, params, timeout, md, result_type)
+
+    async def _send_call(self, cc: ClientCall) -> Any:
+        conn = await self.pool.get()
+        return await conn.call(cc.method, cc.params, cc.timeout, cc.metadata, cc.result_type)
+
+    def go(
+        self,
+        method: str,
+        /,
+        *args: Any,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+        **kwargs: Any,
+    ) -> Call:
+        """Start a call and return at once (Go's ``client.Go``): await, poll or callback."""
+        coro = self.call(
+            method, *args, timeout=timeout, metadata=metadata, result_type=result_type, **kwargs
+        )
+        return Call(method, kwargs or args, asyncio.ensure_future(coro))
+
+    def stub(self, api: type[T], name: str | None = None) -> T:
+        """A typed proxy: ``calc = client.stub(CalculatorAPI)``; ``await calc.Add(args)``.
+
+        ``api`` is a class or ``typing.Protocol`` whose methods are declared
+        ``async def Add(self, args: Args) -> int``; calls go to ``<name>.Add`` where ``name``
+        defaults to ``api.__wirecall_service__`` or the class name. Replies are decoded into
+        the declared return type.
+        """
+        return typing.cast(T, _Stub(self, api, name))
+
+    async def ping(self) -> float:
+        conn = await self.pool.get()
+        return await conn.ping()
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.pool.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.target}>"
+
+
+def _stub_methods(api: type[Any]) -> dict[str, tuple[inspect.Signature, Any]]:
+    out = {}
+    for attr in dir(api):
+        if attr.startswith("_"):
+            continue
+        fn = getattr(api, attr)
+        if not callable(fn):
+            continue
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            hints = {}
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        if params and params[0].name == "self":
+            sig = sig.replace(parameters=params[1:])
+        out[attr] = (sig, hints.get("return", Any))
+    return out
+
+
+class _Stub:
+    def __init__(self, client: Any, api: type[Any], name: str | None) -> None:
+        self._client = client
+        self._service = name or getattr(api, "__wirecall_service__", None) or api.__name__
+        self._methods = _stub_methods(api)
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            sig, rtype = self._methods[attr]
+        except KeyError:
+            raise AttributeError(f"{self._service} stub has no method {attr!r}") from None
+        full = f"{self._service}.{attr}"
+        client = self._client
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{full}: {exc}") from None
+            return client.invoke(full, list(bound.args), result_type=rtype)
+
+        call.__name__ = attr
+        return call
+
+
+async def connect(
+    target: str,
+    *,
+    timeout: float | None = 10.0,
+    pool_size: int = 1,
+    call_timeout: float | None = None,
+    interceptors: Sequence[ClientInterceptor] = (),
+    metadata: Mapping[str, str] | None = None,
+    **options: Any,
+) -> Client:
+    """Dial ``target`` within ``timeout`` seconds and return a connected :class:`Client`.
+
+    ``tcp://host:port`` (native), ``unix:///path``, ``gob://``, ``jsonrpc://``, ``http://``,
+    ``grpc://`` ... ``options`` go to the transport (``codec="json"``,
+    ``max_message_size=...``, ``compress_threshold=...``, ``keepalive=...``).
+    """
+    client = Client(
+        target,
+        pool_size=pool_size,
+        connect_timeout=timeout,
+        call_timeout=call_timeout,
+        interceptors=interceptors,
+        metadata=metadata,
+        **options,
+    )
+    try:
+        await client.connect()
+    except BaseException:
+        await client.close()
+        raise
+    return client
+

@@ -1,0 +1,576 @@
+"""wirecall's own framed protocol, sans-IO (no asyncio, socket or ssl here).
+
+Bytes in (:meth:`FrameConnection.receive_data`) give events out; ``send_*`` methods only
+queue bytes, which :meth:`FrameConnection.data_to_send` hands to whatever does the I/O.
+The byte layout is specified in ``docs/protocol.md``; this module is its reference.
+
+Preface (12 bytes, each side, client first)::
+
+    "WRPC" | version u8 | codec id u8 | flags u16 | max frame size u32
+
+Frame (12-byte header, big endian, then ``length`` payload bytes)::
+
+    length u32 | type u8 | flags u8 | reserved u16 (= 0) | call id u32
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Final
+
+from ..errors import FrameTooLarge, ProtocolError
+from ..status import Status
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "MAGIC",
+    "PREFACE",
+    "VERSION",
+    "CancelReceived",
+    "ErrorReceived",
+    "Event",
+    "FrameConnection",
+    "FrameRefused",
+    "GoAwayReceived",
+    "MessageReceived",
+    "PingReceived",
+    "PongReceived",
+    "PrefaceReceived",
+    "RequestReceived",
+    "ResponseReceived",
+    "WindowUpdated",
+]
+
+MAGIC: Final = b"WRPC"
+VERSION: Final = 1
+PREFACE: Final = struct.Struct("!4sBBHI")  # magic, version, codec, flags, max frame
+HEADER: Final = struct.Struct("!IBBHI")  # length, type, flags, reserved, call id
+DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
+#: An oversized frame up to this many times the limit is skipped (and that call refused);
+#: anything larger is treated as garbage and closes the connection.
+SKIP_FACTOR: Final = 64
+
+# frame types
+REQUEST: Final = 0x01
+RESPONSE: Final = 0x02
+ERROR: Final = 0x03
+CANCEL: Final = 0x04
+PING: Final = 0x05
+GOAWAY: Final = 0x06
+SETTINGS: Final = 0x07  # reserved (future settings exchange after the preface)
+MESSAGE: Final = 0x08  # stream message (streaming calls)
+WINDOW_UPDATE: Final = 0x09  # stream flow-control credit
+KNOWN_TYPES: Final = frozenset(range(0x01, 0x0A))
+
+# flags
+F_ACK: Final = 0x01  # PING: this is the answer
+F_END_STREAM: Final = 0x01  # MESSAGE/REQUEST(stream): the sender will send no more messages
+F_COMPRESSED: Final = 0x02  # body is zlib-compressed
+F_METADATA: Final = 0x04  # a metadata block precedes the body
+F_TIMEOUT: Final = 0x08  # REQUEST: a u64 timeout in microseconds follows the method
+F_STREAM: Final = 0x10  # REQUEST: opens a streaming call
+
+# preface flags
+P_ZLIB: Final = 0x0001  # this side accepts zlib-compressed bodies
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+_ERR = struct.Struct("!HI")
+_GOAWAY = struct.Struct("!IH")
+_EMPTY: Final = b""
+
+
+class Event:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class PrefaceReceived(Event):
+    __slots__ = ("codec_id", "flags", "max_frame_size", "version")
+
+    def __init__(self, version: int, codec_id: int, flags: int, max_frame_size: int) -> None:
+        self.version = version
+        self.codec_id = codec_id
+        self.flags = flags
+        self.max_frame_size = max_frame_size
+
+
+class RequestReceived(Event):
+    """A call (``stream`` true: a streaming call opened; messages follow)."""
+
+    __slots__ = ("body", "call_id", "compressed", "end_stream", "metadata", "method", "stream",
+                 "timeout")
+
+    def __init__(
+        self,
+        call_id: int,
+        method: str,
+        body: bytes | memoryview,
+        timeout: float | None,
+        metadata: dict[str, str] | None,
+        compressed: bool,
+        stream: bool,
+        end_stream: bool,
+    ) -> None:
+        self.call_id = call_id
+        self.method = method
+        self.body = body
+        self.timeout = timeout
+        self.metadata = metadata
+        self.compressed = compressed
+        self.stream = stream
+        self.end_stream = end_stream
+
+
+class ResponseReceived(Event):
+    __slots__ = ("body", "call_id", "compressed", "metadata")
+
+    def __init__(
+        self,
+        call_id: int,
+        body: bytes | memoryview,
+        metadata: dict[str, str] | None,
+        compressed: bool,
+    ) -> None:
+        self.call_id = call_id
+        self.body = body
+        self.metadata = metadata
+        self.compressed = compressed
+
+
+class ErrorReceived(Event):
+    __slots__ = ("call_id", "details", "message", "status")
+
+    def __init__(self, call_id: int, status: int, message: str, details: bytes) -> None:
+        self.call_id = call_id
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+class CancelReceived(Event):
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id: int) -> None:
+        self.call_id = call_id
+
+
+class PingReceived(Event):
+    __slots__ = ("opaque",)
+
+    def __init__(self, opaque: bytes) -> None:
+        self.opaque = opaque
+
+
+class PongReceived(Event):
+    __slots__ = ("opaque",)
+
+    def __init__(self, opaque: bytes) -> None:
+        self.opaque = opaque
+
+
+class GoAwayReceived(Event):
+    __slots__ = ("last_call_id", "message", "status")
+
+    def __init__(self, last_call_id: int, status: int, message: str) -> None:
+        self.last_call_id = last_call_id
+        self.status = status
+        self.message = message
+
+
+class MessageReceived(Event):
+    __slots__ = ("body", "call_id", "compressed", "end_stream")
+
+    def __init__(
+        self, call_id: int, body: bytes | memoryview, compressed: bool, end_stream: bool
+    ) -> None:
+        self.call_id = call_id
+        self.body = body
+        self.compressed = compressed
+        self.end_stream = end_stream
+
+
+class WindowUpdated(Event):
+    __slots__ = ("call_id", "increment")
+
+    def __init__(self, call_id: int, increment: int) -> None:
+        self.call_id = call_id
+        self.increment = increment
+
+
+class FrameRefused(Event):
+    """A frame over the size limit was skipped without being buffered."""
+
+    __slots__ = ("call_id", "frame_type", "size")
+
+    def __init__(self, call_id: int, frame_type: int, size: int) -> None:
+        self.call_id = call_id
+        self.frame_type = frame_type
+        self.size = size
+
+
+def encode_metadata(md: dict[str, str] | object) -> bytes:
+    items = md.items()  # type: ignore[attr-defined]
+    parts = [_U16.pack(len(items))]
+    for k, v in items:
+        kb = str(k).encode()
+        vb = str(v).encode()
+        if len(kb) > 0xFFFF:
+            raise ValueError(f"metadata key too long: {k[:40]!r}...")
+        parts.append(_U16.pack(len(kb)))
+        parts.append(kb)
+        parts.append(_U32.pack(len(vb)))
+        parts.append(vb)
+    return b"".join(parts)
+
+
+def _decode_metadata(mv: memoryview, off: int, end: int) -> tuple[dict[str, str], int]:
+    if off + 2 > end:
+        raise ProtocolError("truncated metadata block")
+    (count,) = _U16.unpack_from(mv, off)
+    off += 2
+    md: dict[str, str] = {}
+    for _ in range(count):
+        if off + 2 > end:
+            raise ProtocolError("truncated metadata key length")
+        (kl,) = _U16.unpack_from(mv, off)
+        off += 2
+        if off + kl + 4 > end:
+            raise ProtocolError("truncated metadata key")
+        key = str(mv[off : off + kl], "utf-8")
+        off += kl
+        (vl,) = _U32.unpack_from(mv, off)
+        off += 4
+        if off + vl > end:
+            raise ProtocolError("truncated metadata value")
+        md[key] = str(mv[off : off + vl], "utf-8")
+        off += vl
+    return md, off
+
+
+def decompress(body: bytes | memoryview, limit: int) -> bytes:
+    """Inflate a zlib body, refusing (before allocating it) anything over ``limit`` bytes."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ProtocolError(f"corrupt compressed body: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise FrameTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    return out
+
+
+class FrameConnection:
+    """One end of a wirecall connection: the state machine and its buffers.
+
+    ``client=True`` sends the preface first (:meth:`initiate`); the server answers the
+    client's preface with its own (:meth:`accept`). Errors that break framing raise
+    :class:`ProtocolError` from :meth:`receive_data`; the caller closes the connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        codec_id: int = 1,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+        accept_compression: bool = True,
+        codecs: frozenset[int] | None = None,
+    ) -> None:
+        self.client = client
+        #: server: codec ids it accepts (None: any); the preface is answered on receipt
+        self.codecs = codecs
+        self.codec_id = codec_id
+        self.max_frame_size = max_frame_size
+        self.accept_compression = accept_compression
+        self.peer_max_frame_size = DEFAULT_MAX_FRAME
+        self.peer_accepts_compression = False
+        self.preface_received = False
+        self.closed = False
+        self._buf = bytearray()
+        self._skip = 0  # bytes of an oversized frame still to discard
+        self._out: list[bytes | memoryview] = []
+        self._pending_out = 0
+
+    # -- outgoing ---------------------------------------------------------------------
+
+    def _preface(self) -> None:
+        flags = P_ZLIB if self.accept_compression else 0
+        self._out.append(PREFACE.pack(MAGIC, VERSION, self.codec_id, flags, self.max_frame_size))
+
+    def initiate(self) -> None:
+        """Client: queue the preface."""
+        self._preface()
+
+
+    def _frame(self, ftype: int, flags: int, call_id: int, payload: bytes | memoryview) -> None:
+        n = len(payload)
+        if n > self.peer_max_frame_size:
+            raise FrameTooLarge(
+                f"frame of {n} bytes exceeds the peer's limit of {self.peer_max_frame_size}"
+            )
+        self._out.append(HEADER.pack(n, ftype, flags, 0, call_id))
+        if n:
+            self._out.append(payload)
+
+    def send_request(
+        self,
+        call_id: int,
+        method: str,
+        body: bytes,
+        timeout: float | None = None,
+        metadata: dict[str, str] | None = None,
+        *,
+        compressed: bool = False,
+        stream: bool = False,
+        end_stream: bool = False,
+    ) -> None:
+        mb = method.encode()
+        flags = 0
+        parts = [_U16.pack(len(mb)), mb]
+        if timeout is not None:
+            flags |= F_TIMEOUT
+            parts.append(_U64.pack(max(0, int(timeout * 1_000_000))))
+        if metadata:
+            flags |= F_METADATA
+            parts.append(encode_metadata(metadata))
+        if compressed:
+            flags |= F_COMPRESSED
+        if stream:
+            flags |= F_STREAM
+        if end_stream:
+            flags |= F_END_STREAM
+        parts.append(body)
+        self._frame(REQUEST, flags, call_id, b"".join(parts))
+
+    def send_response(
+        self,
+        call_id: int,
+        body: bytes,
+        metadata: dict[str, str] | None = None,
+        *,
+        compressed: bool = False,
+    ) -> None:
+        flags = F_COMPRESSED if compressed else 0
+        if metadata:
+            flags |= F_METADATA
+            body = encode_metadata(metadata) + body
+        self._frame(RESPONSE, flags, call_id, body)
+
+    def send_error(self, call_id: int, status: int, message: str, details: bytes = b"") -> None:
+        mb = message.encode()
+        # An error must always fit: cut the message rather than fail to report the failure.
+        room = self.peer_max_frame_size - _ERR.size - len(details)
+        if room < 0:
+            details = b""
+            room = self.peer_max_frame_size - _ERR.size
+        mb = mb[:room]
+        self._frame(ERROR, 0, call_id, _ERR.pack(status, len(mb)) + mb + details)
+
+    def send_cancel(self, call_id: int) -> None:
+        self._frame(CANCEL, 0, call_id, _EMPTY)
+
+    def send_ping(self, opaque: bytes = b"\0" * 8) -> None:
+        self._frame(PING, 0, 0, opaque[:8].ljust(8, b"\0"))
+
+    def send_goaway(self, last_call_id: int, status: int = 0, message: str = "") -> None:
+        self._frame(GOAWAY, 0, 0, _GOAWAY.pack(last_call_id, status) + message.encode()[:1024])
+
+    def send_message(
+        self, call_id: int, body: bytes, *, end_stream: bool = False, compressed: bool = False
+    ) -> None:
+        flags = (F_END_STREAM if end_stream else 0) | (F_COMPRESSED if compressed else 0)
+        self._frame(MESSAGE, flags, call_id, body)
+
+    def send_window_update(self, call_id: int, increment: int) -> None:
+        self._frame(WINDOW_UPDATE, 0, call_id, _U32.pack(increment))
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call, as one bytes object (one write)."""
+        out = self._out
+        if not out:
+            return _EMPTY
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return bytes(data) if isinstance(data, memoryview) else data
+
+    def has_data_to_send(self) -> bool:
+        return bool(self._out)
+
+    # -- incoming ---------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the peer; return the events they complete."""
+        if self.closed:
+            return []
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
+        events: list[Event] = []
+        n = len(data)
+        off = 0
+        if not self.preface_received:
+            if n < PREFACE.size:
+                if data[: min(n, 4)] != MAGIC[: min(n, 4)]:
+                    self._fail(f"bad preface: expected {MAGIC!r}, got {bytes(data[:4])!r}")
+                self._buf += data
+                return events
+            magic, version, codec_id, flags, maxf = PREFACE.unpack_from(data, 0)
+            if magic != MAGIC:
+                self._fail(f"bad preface: expected {MAGIC!r}, got {magic!r}")
+            if version != VERSION:
+                self._fail(f"unsupported protocol version {version} (this side speaks {VERSION})")
+            self.preface_received = True
+            self.peer_max_frame_size = maxf or DEFAULT_MAX_FRAME
+            self.peer_accepts_compression = bool(flags & P_ZLIB)
+            if not self.client:
+                # The server answers at once, so nothing it queues can precede its preface.
+                self.codec_id = codec_id
+                self._preface()
+                if self.codecs is not None and codec_id not in self.codecs:
+                    self.send_goaway(0, Status.INVALID_ARGUMENT, f"unsupported codec id {codec_id}")
+                    self._fail(f"client asked for unsupported codec id {codec_id}")
+            events.append(PrefaceReceived(version, codec_id, flags, maxf))
+            off = PREFACE.size
+        mv = memoryview(data)
+        hsize = HEADER.size
+        maxf = self.max_frame_size
+        while n - off >= hsize:
+            length, ftype, flags, reserved, cid = HEADER.unpack_from(data, off)
+            if ftype not in KNOWN_TYPES:
+                self._fail(f"unknown frame type 0x{ftype:02x}")
+            if reserved:
+                self._fail(f"reserved header bits set (0x{reserved:04x})")
+            if length > maxf:
+                if length > maxf * SKIP_FACTOR:
+                    self._fail(f"frame length {length} is far beyond the limit of {maxf}")
+                events.append(FrameRefused(cid, ftype, length))
+                avail = n - off - hsize
+                if avail >= length:
+                    off += hsize + length
+                    continue
+                self._skip = length - avail
+                return events
+            end = off + hsize + length
+            if end > n:
+                break
+            start = off + hsize
+            off = end
+            if ftype == REQUEST:
+                events.append(self._request(mv, start, end, flags, cid))
+            elif ftype == RESPONSE:
+                md = None
+                if flags & F_METADATA:
+                    md, start = _decode_metadata(mv, start, end)
+                events.append(
+                    ResponseReceived(cid, mv[start:end], md, bool(flags & F_COMPRESSED))
+                )
+            elif ftype == ERROR:
+                if length < _ERR.size:
+                    self._fail("truncated ERROR frame")
+                status, ml = _ERR.unpack_from(mv, start)
+                p = start + _ERR.size
+                if p + ml > end:
+                    self._fail("ERROR frame message overruns the frame")
+                try:
+                    msg = str(mv[p : p + ml], "utf-8")
+                except UnicodeDecodeError:
+                    self._fail("ERROR frame message is not UTF-8")
+                events.append(ErrorReceived(cid, status, msg, bytes(mv[p + ml : end])))
+            elif ftype == MESSAGE:
+                events.append(
+                    MessageReceived(
+                        cid, mv[start:end], bool(flags & F_COMPRESSED), bool(flags & F_END_STREAM)
+                    )
+                )
+            elif ftype == CANCEL:
+                events.append(CancelReceived(cid))
+            elif ftype == PING:
+                if length != 8:
+                    self._fail("PING payload must be 8 bytes")
+                opaque = bytes(mv[start:end])
+                if flags & F_ACK:
+                    events.append(PongReceived(opaque))
+                else:
+                    self._frame(PING, F_ACK, 0, opaque)
+                    events.append(PingReceived(opaque))
+            elif ftype == GOAWAY:
+                if length < _GOAWAY.size:
+                    self._fail("truncated GOAWAY frame")
+                last, status = _GOAWAY.unpack_from(mv, start)
+                text = str(mv[start + _GOAWAY.size : end], "utf-8", "replace")
+                events.append(GoAwayReceived(last, status, text))
+            elif ftype == WINDOW_UPDATE:
+                if length != 4:
+                    self._fail("WINDOW_UPDATE payload must be 4 bytes")
+                (inc,) = _U32.unpack_from(mv, start)
+                events.append(WindowUpdated(cid, inc))
+            # SETTINGS (reserved): ignored, so a later version may send it to this one.
+        if off < n:
+            self._buf += mv[off:]
+        return events
+
+    def _request(self, mv: memoryview, start: int, end: int, flags: int, cid: int) -> Event:
+        if end - start < 2:
+            self._fail("truncated REQUEST frame")
+        (ml,) = _U16.unpack_from(mv, start)
+        p = start + 2 + ml
+        if p > end or ml == 0:
+            self._fail("REQUEST method name missing or overruns the frame")
+        try:
+            method = str(mv[start + 2 : p], "utf-8")
+        except UnicodeDecodeError:
+            self._fail("REQUEST method name is not UTF-8")
+        timeout = None
+        if flags & F_TIMEOUT:
+            if p + 8 > end:
+                self._fail("truncated REQUEST timeout")
+            (us,) = _U64.unpack_from(mv, p)
+            timeout = us / 1_000_000
+            p += 8
+        md = None
+        if flags & F_METADATA:
+            md, p = _decode_metadata(mv, p, end)
+        return RequestReceived(
+            cid,
+            method,
+            mv[p:end],
+            timeout,
+            md,
+            bool(flags & F_COMPRESSED),
+            bool(flags & F_STREAM),
+            bool(flags & F_END_STREAM),
+        )
+
+    def fail(self, message: str, status: int = Status.INTERNAL) -> None:
+        """Queue a GOAWAY telling the peer why the connection is being closed."""
+        if self.preface_received or self.client:
+            try:
+                self.send_goaway(0, status, message)
+            except FrameTooLarge:
+                pass
+        self.closed = True
+
+    def _fail(self, message: str) -> None:
+        self.closed = True
+        self._buf.clear()
+        raise ProtocolError(message, Status.INTERNAL)

@@ -1,0 +1,694 @@
+"""asyncio adapter for wirecall's native protocol over TCP and Unix sockets.
+
+The only place the native protocol meets sockets. Server: one :class:`ServerProtocol` per
+connection feeding :class:`~wirecall.server.Server.start_call`; every complete frame read is
+dispatched, and all answers ready at the end of the read go out in one write. Client:
+:class:`TcpClientConnection` multiplexes calls by id over one socket, coalescing the frames
+queued in one loop iteration into one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import typing
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .. import codec as codecs
+from ..context import Context
+from ..errors import (
+    ConnectError,
+    DeadlineExceeded,
+    FrameTooLarge,
+    Internal,
+    InvalidArgument,
+    ProtocolError,
+    RpcError,
+    Unavailable,
+)
+from ..protocol import frames as fr
+from ..status import Status
+from .base import URL, ClientConnection, Listener
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["ServerProtocol", "TcpClientConnection", "TcpListener", "connect", "serve"]
+
+log = logging.getLogger("wirecall.tcp")
+
+_EMPTY_MD: Mapping[str, str] = {}
+COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - platform specific
+            pass
+
+
+def _peer_name(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return f"unix:{peer}" if peer else "unix"
+
+
+def _encode_error_details(codec: codecs.Codec, details: Any) -> bytes:
+    if details is None:
+        return b""
+    try:
+        return codec.encode(details)
+    except Exception:
+        return codec.encode(str(details))
+
+
+class ServerProtocol(asyncio.Protocol):
+    """One accepted connection speaking the native protocol."""
+
+    def __init__(self, server: Server, listener: TcpListener | None = None, **opts: Any) -> None:
+        self.server = server
+        self.listener = listener
+        self.conn = fr.FrameConnection(
+            client=False,
+            max_frame_size=server.max_message_size,
+            codecs=frozenset(_codec_ids()),
+        )
+        self.codec: codecs.Codec = codecs.MSGPACK_CODEC
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.calls: dict[int, Context] = {}
+        self.last_call_id = 0
+        self.going_away = False
+        self._flush_scheduled = False
+        self._in_read = False
+        self._loop = asyncio.get_event_loop()
+        self._compress_threshold: int | None = opts.get("compress_threshold")
+        self._last_activity = time.monotonic()
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._ping_outstanding = False
+
+    # -- connection lifecycle ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        _nodelay(transport)
+        self.peer = _peer_name(transport)
+        if self.listener is not None:
+            self.listener.connections.add(self)
+        self._arm_keepalive()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.listener is not None:
+            self.listener.connections.discard(self)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        calls, self.calls = self.calls, {}
+        for ctx in calls.values():
+            ctx.cancel()
+        self.transport = None
+
+    def _arm_keepalive(self) -> None:
+        ka = self.server.keepalive
+        idle = self.server.idle_timeout
+        period = min(x for x in (ka, idle, 3600.0) if x)
+        self._keepalive = self._loop.call_later(period, self._on_keepalive)
+
+    def _on_keepalive(self) -> None:
+        if self.transport is None:
+            return
+        now = time.monotonic()
+        quiet = now - self._last_activity
+        idle = self.server.idle_timeout
+        if idle and quiet >= idle and not self.calls:
+            self.close_with(Status.UNAVAILABLE, f"idle for {quiet:.0f}s")
+            return
+        ka = self.server.keepalive
+        if ka and quiet >= ka:
+            if self._ping_outstanding:
+                log.info("%s: keepalive ping unanswered, closing", self.peer)
+                self.transport.abort()
+                return
+            self._ping_outstanding = True
+            self.conn.send_ping(b"wirecall")
+            self._flush()
+        self._arm_keepalive()
+
+    def close_with(self, status: int, message: str) -> None:
+        if self.transport is None:
+            return
+        self.conn.fail(message, status)
+        self._flush()
+        self.transport.close()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: %s", self.peer, exc.message)
+            self.close_with(exc.status, exc.message)
+            return
+        self._in_read = True
+        try:
+            for ev in events:
+                t = type(ev)
+                if t is fr.RequestReceived:
+                    self._on_request(ev)  # type: ignore[arg-type]
+                elif t is fr.CancelReceived:
+                    ctx = self.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                    if ctx is not None:
+                        ctx.cancel()
+                elif t is fr.PrefaceReceived:
+                    c = codecs.codec_by_id(ev.codec_id)  # type: ignore[attr-defined]
+                    if c is not None:
+                        self.codec = c
+                elif t is fr.FrameRefused:
+                    self._on_refused(ev)  # type: ignore[arg-type]
+                elif t is fr.PongReceived:
+                    self._ping_outstanding = False
+                elif t is fr.GoAwayReceived:
+                    self.going_away = True
+                elif t is fr.MessageReceived or t is fr.WindowUpdated:
+                    self._on_stream_frame(ev)
+        finally:
+            self._in_read = False
+        self._flush()
+
+    def _on_stream_frame(self, ev: fr.Event) -> None:
+        cid = ev.call_id  # type: ignore[attr-defined]
+        if cid not in self.calls:
+            self.conn.send_error(cid, Status.FAILED_PRECONDITION, f"no open stream {cid}")
+
+    def _on_refused(self, ev: fr.FrameRefused) -> None:
+        msg = (
+            f"message of {ev.size} bytes exceeds the server limit of "
+            f"{self.conn.max_frame_size} bytes"
+        )
+        if ev.frame_type == fr.REQUEST:
+            self.conn.send_error(ev.call_id, Status.RESOURCE_EXHAUSTED, msg)
+        else:
+            log.warning("%s: refused oversized frame: %s", self.peer, msg)
+
+    def _on_request(self, ev: fr.RequestReceived) -> None:
+        cid = ev.call_id
+        if cid > self.last_call_id:
+            self.last_call_id = cid
+        if ev.stream:
+            self.conn.send_error(
+                cid, Status.UNIMPLEMENTED, "streaming calls are not supported by this server"
+            )
+            return
+        deadline = None if ev.timeout is None else time.monotonic() + ev.timeout
+        ctx = Context(ev.method, ev.metadata or _EMPTY_MD, deadline, self.peer, "tcp")
+        try:
+            body = ev.body
+            if ev.compressed:
+                body = fr.decompress(body, self.conn.max_frame_size)
+            params = self.codec.decode(body) if len(body) else None
+        except (msgspec.DecodeError, ProtocolError) as exc:
+            msg = exc.message if isinstance(exc, RpcError) else str(exc)
+            self.conn.send_error(
+                cid, Status.INVALID_ARGUMENT, f"cannot decode params of {ev.method}: {msg}"
+            )
+            return
+        if self.going_away_sent:
+            self.conn.send_error(cid, Status.UNAVAILABLE, "server is shutting down")
+            return
+        self.calls[cid] = ctx
+        self.server.start_call(ev.method, params, ctx, lambda r, e: self._done(cid, ctx, r, e))
+
+    going_away_sent = False
+
+    def _done(self, cid: int, ctx: Context, result: Any, exc: BaseException | None) -> None:
+        if self.calls.get(cid) is not ctx:
+            return  # cancelled by the client, or the connection is gone
+        del self.calls[cid]
+        if self.transport is None:
+            return
+        conn = self.conn
+        if exc is None:
+            try:
+                body = self.codec.encode(result)
+            except Exception as err:
+                exc = Internal(message=f"cannot encode the result of {ctx.method}: {err}")
+            else:
+                compressed = False
+                th = self._compress_threshold
+                if th is not None and len(body) >= th and conn.peer_accepts_compression:
+                    import zlib
+
+                    body = zlib.compress(body, 1)
+                    compressed = True
+                try:
+                    conn.send_response(cid, body, compressed=compressed)
+                except FrameTooLarge as err:
+                    exc = err
+                else:
+                    exc = None
+                    if not self._in_read:
+                        self._schedule_flush()
+                    return
+        err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
+        conn.send_error(
+            cid, err.status, err.message, _encode_error_details(self.codec, err.details)
+        )
+        if not self._in_read:
+            self._schedule_flush()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def goaway(self) -> None:
+        if self.transport is None:
+            return
+        self.going_away_sent = True
+        self.conn.send_goaway(self.last_call_id, Status.UNAVAILABLE, "server is shutting down")
+        self._flush()
+
+
+def _codec_ids() -> list[int]:
+    ids = []
+    for cid in range(1, 256):
+        if codecs.codec_by_id(cid) is not None:
+            ids.append(cid)
+    return ids
+
+
+def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
+    """A native-protocol server protocol (for the one-port sniffing listener)."""
+    listener = opts.pop("listener", None)
+    return ServerProtocol(server, listener, **opts)
+
+
+class TcpListener(Listener):
+    def __init__(self, server: Server, url: str, aserver: asyncio.AbstractServer) -> None:
+        self.server = server
+        self.url = url
+        self._aserver = aserver
+        self.connections: set[ServerProtocol] = set()
+        self._unix_path: str | None = None
+
+    async def stop_accepting(self) -> None:
+        self._aserver.close()
+        if self._unix_path:
+            try:
+                os.unlink(self._unix_path)
+            except OSError:
+                pass
+
+    def goaway(self) -> None:
+        for c in list(self.connections):
+            c.goaway()
+
+    async def aclose(self) -> None:
+        for c in list(self.connections):
+            if c.transport is not None:
+                c._flush()
+                c.transport.close()
+        # give transports one iteration to flush and close
+        await asyncio.sleep(0)
+
+
+async def serve(server: Server, url: URL, **opts: Any) -> TcpListener:
+    loop = asyncio.get_running_loop()
+    holder: list[TcpListener] = []
+
+    def factory() -> ServerProtocol:
+        return ServerProtocol(server, holder[0] if holder else None, **opts)
+
+    if url.scheme == "unix":
+        if os.path.exists(url.path):
+            os.unlink(url.path)
+        aserver = await loop.create_unix_server(factory, url.path)
+        lst = TcpListener(server, f"unix://{url.path}", aserver)
+        lst._unix_path = url.path
+    else:
+        aserver = await loop.create_server(
+            factory, url.host, url.port, reuse_address=True, backlog=1024
+        )
+        sock = aserver.sockets[0]
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        lst = TcpListener(server, f"tcp://{shown}:{port}", aserver)
+    holder.append(lst)
+    return lst
+
+
+# -- client ------------------------------------------------------------------------------
+
+
+class TcpClientConnection(ClientConnection, asyncio.Protocol):
+    """One multiplexed native-protocol connection: many calls in flight, answered by id."""
+
+    def __init__(
+        self,
+        codec: codecs.Codec,
+        *,
+        max_message_size: int = fr.DEFAULT_MAX_FRAME,
+        compress_threshold: int | None = COMPRESS_THRESHOLD_DEFAULT,
+        keepalive: float | None = None,
+        address: str = "",
+    ) -> None:
+        self.codec = codec
+        self.address = address
+        self.conn = fr.FrameConnection(
+            client=True, codec_id=codec.id, max_frame_size=max_message_size
+        )
+        self.transport: asyncio.Transport | None = None
+        self._pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        self._next_id = 1
+        self._closed = False
+        self._goaway = False
+        self._close_reason: RpcError | None = None
+        self._flush_scheduled = False
+        self._loop = asyncio.get_event_loop()
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._compress_threshold = compress_threshold
+        self._pings: dict[bytes, asyncio.Future[None]] = {}
+        self._keepalive = keepalive
+        self._ka_handle: asyncio.TimerHandle | None = None
+        self._last_activity = time.monotonic()
+        self.streams: dict[int, Any] = {}
+
+    # -- ClientConnection API -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._goaway
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _new_id(self) -> int:
+        cid = self._next_id
+        self._next_id = cid + 1 if cid < 0xFFFFFFFF else 1
+        return cid
+
+    async def call(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> Any:
+        if self._closed or self._goaway:
+            raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
+        cid = self._new_id()
+        try:
+            body = self.codec.encode(params)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidArgument(message=f"cannot encode arguments of {method}: {exc}") from None
+        compressed = False
+        th = self._compress_threshold
+        if th is not None and len(body) >= th and self.conn.peer_accepts_compression:
+            import zlib
+
+            body = zlib.compress(body, 1)
+            compressed = True
+        try:
+            self.conn.send_request(
+                cid, method, body, timeout, metadata or None, compressed=compressed
+            )  # type: ignore[arg-type]
+        except FrameTooLarge as exc:
+            raise FrameTooLarge(f"request for {method}: {exc.message}") from None
+        fut = self._loop.create_future()
+        self._pending[cid] = (fut, result_type)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        if timeout is None:
+            try:
+                return await fut
+            except asyncio.CancelledError:
+                self._abandon(cid)
+                raise
+        handle = self._loop.call_later(timeout, self._expire, cid, method, timeout)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._abandon(cid)
+            raise
+        finally:
+            handle.cancel()
+
+    def _abandon(self, cid: int) -> None:
+        """The caller gave up (task cancelled): tell the server to cancel the handler."""
+        if self._pending.pop(cid, None) is not None and self.transport is not None:
+            self.conn.send_cancel(cid)
+            self._schedule_flush()
+
+    def _expire(self, cid: int, method: str, timeout: float) -> None:
+        entry = self._pending.pop(cid, None)
+        if entry is None:
+            return
+        fut = entry[0]
+        if not fut.done():
+            fut.set_exception(
+                DeadlineExceeded(message=f"{method}: no reply within {timeout:g}s")
+            )
+        if self.transport is not None:
+            self.conn.send_cancel(cid)
+            self._schedule_flush()
+
+    async def ping(self, timeout: float | None = None) -> float:
+        if self._closed:
+            raise Unavailable(message="connection closed")
+        opaque = os.urandom(8)
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._pings[opaque] = fut
+        t0 = time.monotonic()
+        self.conn.send_ping(opaque)
+        self._schedule_flush()
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(message="ping timed out") from None
+        finally:
+            self._pings.pop(opaque, None)
+        return time.monotonic() - t0
+
+    async def aclose(self) -> None:
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+        self._fail_all(Unavailable(message=f"connection to {self.address} closed by the client"))
+        self._closed = True
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        _nodelay(transport)
+        self.conn.initiate()
+        self._flush()
+        if self._keepalive:
+            self._ka_handle = self._loop.call_later(self._keepalive, self._on_keepalive)
+
+    def _on_keepalive(self) -> None:
+        if self._closed or self.transport is None or not self._keepalive:
+            return
+        if time.monotonic() - self._last_activity >= self._keepalive:
+            if any(not f.done() for f in self._pings.values()):
+                log.info("%s: keepalive ping unanswered, closing", self.address)
+                self.transport.abort()
+                return
+            opaque = os.urandom(8)
+            self._pings[opaque] = self._loop.create_future()
+            self.conn.send_ping(opaque)
+            self._flush()
+        self._ka_handle = self._loop.call_later(self._keepalive, self._on_keepalive)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.transport = None
+        if self._ka_handle is not None:
+            self._ka_handle.cancel()
+        reason = self._close_reason or Unavailable(
+            message=f"connection to {self.address} lost" + (f": {exc}" if exc else "")
+        )
+        if not self._ready.done():
+            self._ready.set_exception(reason)
+            self._ready.exception()  # mark retrieved
+        self._fail_all(reason)
+
+    def _fail_all(self, reason: RpcError) -> None:
+        pending, self._pending = self._pending, {}
+        for fut, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(reason)
+        for f in self._pings.values():
+            if not f.done():
+                f.set_exception(reason)
+        for st in list(self.streams.values()):
+            fail = getattr(st, "_fail", None)
+            if fail is not None:
+                fail(reason)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:
+            log.warning("closing connection to %s: %s", self.address, exc.message)
+            self._close_reason = Unavailable(message=f"protocol error from server: {exc.message}")
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        pending = self._pending
+        for ev in events:
+            t = type(ev)
+            if t is fr.ResponseReceived:
+                entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                if entry is None:
+                    continue
+                fut, rtype = entry
+                if fut.done():
+                    continue
+                try:
+                    body = ev.body  # type: ignore[attr-defined]
+                    if ev.compressed:  # type: ignore[attr-defined]
+                        body = fr.decompress(body, self.conn.max_frame_size)
+                    fut.set_result(self.codec.decode(body, rtype))
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    fut.set_exception(
+                        InvalidArgument(message=f"cannot decode the reply: {exc}")
+                    )
+                except RpcError as exc:
+                    fut.set_exception(exc)
+            elif t is fr.ErrorReceived:
+                entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                if entry is not None and not entry[0].done():
+                    entry[0].set_exception(self._error(ev))  # type: ignore[arg-type]
+                else:
+                    st = self.streams.get(ev.call_id)  # type: ignore[attr-defined]
+                    if st is not None:
+                        st._on_error(self._error(ev))  # type: ignore[arg-type]
+            elif t is fr.PrefaceReceived:
+                if not self._ready.done():
+                    self._ready.set_result(None)
+            elif t is fr.PongReceived:
+                f = self._pings.pop(ev.opaque, None)  # type: ignore[attr-defined]
+                if f is not None and not f.done():
+                    f.set_result(None)
+            elif t is fr.GoAwayReceived:
+                self._on_goaway(ev)  # type: ignore[arg-type]
+            elif t is fr.FrameRefused:
+                entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                if entry is not None and not entry[0].done():
+                    entry[0].set_exception(
+                        RpcError(
+                            Status.RESOURCE_EXHAUSTED,
+                            f"reply of {ev.size} bytes exceeds the client limit of "  # type: ignore[attr-defined]
+                            f"{self.conn.max_frame_size} bytes",
+                        )
+                    )
+            elif t is fr.MessageReceived or t is fr.WindowUpdated:
+                st = self.streams.get(ev.call_id)  # type: ignore[attr-defined]
+                if st is not None:
+                    st._on_frame(ev)
+        if self.conn.has_data_to_send():
+            self._flush()
+
+    def _error(self, ev: fr.ErrorReceived) -> RpcError:
+        details = None
+        if ev.details:
+            try:
+                details = self.codec.decode(ev.details)
+            except msgspec.DecodeError:
+                details = ev.details
+        try:
+            status = Status(ev.status)
+        except ValueError:
+            status = Status.UNKNOWN
+        return RpcError(status, ev.message, details)
+
+    def _on_goaway(self, ev: fr.GoAwayReceived) -> None:
+        self._goaway = True
+        reason = Unavailable(message=f"server sent GOAWAY: {ev.message or 'going away'}")
+        if not self._ready.done():
+            self._close_reason = (
+                RpcError(ev.status, ev.message) if ev.status else reason
+            )
+        # calls the server never saw will never be answered: fail them now
+        for cid in [c for c in self._pending if c > ev.last_call_id]:
+            fut, _ = self._pending.pop(cid)
+            if not fut.done():
+                fut.set_exception(reason)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+
+async def connect(
+    url: URL,
+    *,
+    timeout: float | None = 10.0,
+    codec: str | int | codecs.Codec = "msgpack",
+    max_message_size: int = fr.DEFAULT_MAX_FRAME,
+    compress_threshold: int | None = None,
+    keepalive: float | None = 30.0,
+    **_: Any,
+) -> TcpClientConnection:
+    """Dial ``url`` (``tcp://`` or ``unix://``) within ``timeout`` seconds (DialTimeout)."""
+    c = codecs.get(codec)
+    loop = asyncio.get_running_loop()
+    proto = TcpClientConnection(
+        c,
+        max_message_size=max_message_size,
+        compress_threshold=compress_threshold,
+        keepalive=keepalive,
+        address=str(url),
+    )
+    factory: Callable[[], TcpClientConnection] = lambda: proto  # noqa: E731
+
+    async def dial() -> None:
+        if url.scheme == "unix":
+            await loop.create_unix_connection(factory, url.path)
+        else:
+            await loop.create_connection(factory, url.host, url.port)
+        await proto._ready
+
+    try:
+        await asyncio.wait_for(dial(), timeout)
+    except TimeoutError:
+        if proto.transport is not None:
+            proto.transport.abort()
+        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    except RpcError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.message}") from None
+    return proto
