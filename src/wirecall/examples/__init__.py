@@ -1,0 +1,1 @@
+"""The tutorial's programs, importable: ``wirecall.examples.calculator`` and friends."""

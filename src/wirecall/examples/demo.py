@@ -1,0 +1,144 @@
+"""The main demo: serve the tutorial's Calculator and call it every way wirecall offers.
+
+Run: ``python -m wirecall.examples.demo`` (or ``wirecall demo``). Each line says what was done
+and what came back; the process exits non-zero if any step did not behave as documented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wirecall
+import wirecall.sync
+from wirecall import Context, RpcError, Server, Status
+from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
+
+OK = True
+
+
+def show(step: str, outcome: Any, expect: Callable[[Any], bool] | None = None) -> None:
+    global OK
+    good = True if expect is None else expect(outcome)
+    OK = OK and good
+    print(f"{'ok ' if good else 'BAD'} {step:<58} -> {outcome}")
+
+
+class Slow:
+    """A service to show deadlines and cancellation."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    async def Sleep(self, seconds: float, ctx: Context) -> str:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return f"slept {seconds}s"
+
+    async def Remaining(self, ctx: Context) -> float | None:
+        return ctx.time_remaining()
+
+
+async def amain() -> int:
+    server = Server()
+    server.register(Calculator())
+    slow = Slow()
+    server.register(slow)
+    sock = os.path.join(tempfile.mkdtemp(prefix="wirecall-demo-"), "calc.sock")
+    tcp_url, unix_url = await server.start("tcp://127.0.0.1:0", f"unix://{sock}")
+    print(f"serving Calculator on {tcp_url} and {unix_url}")
+
+    client = await wirecall.connect(tcp_url, timeout=2.0)
+    show("call Calculator.Add(Args(A=10, B=5))",
+         await client.call("Calculator.Add", Args(A=10, B=5)), lambda r: r == 15)
+    show("call Calculator.Add({'A': 10, 'B': 5})",
+         await client.call("Calculator.Add", {"A": 10, "B": 5}), lambda r: r == 15)
+    div = client.go("Calculator.Divide", Args(10, 5))
+    show("go Calculator.Divide(10, 5), then await the Call", await div, lambda r: r == 2.0)
+    try:
+        await client.call("Calculator.Divide", Args(10, 0))
+        show("call Calculator.Divide(10, 0)", "no error", lambda r: False)
+    except RpcError as exc:
+        show("call Calculator.Divide(10, 0)", repr(exc),
+             lambda r: exc.status == Status.INVALID_ARGUMENT and exc.message == DIVIDE_BY_ZERO)
+    try:
+        await client.call("Calculator.Add", {"A": "ten", "B": 5})
+    except RpcError as exc:
+        show("call Calculator.Add with A='ten'", exc, lambda r: exc.status == 3 and "$.A" in str(r))
+    try:
+        await client.call("Calculator.Multiply", Args(1, 2))
+    except RpcError as exc:
+        show("call Calculator.Multiply (not registered)", exc,
+             lambda r: exc.status == Status.UNIMPLEMENTED)
+    calc = client.stub(CalculatorAPI)
+    show("typed stub: await calc.Add(Args(2, 3))", await calc.Add(Args(2, 3)), lambda r: r == 5)
+    try:
+        await client.call("Slow.Sleep", 5.0, timeout=0.2)
+    except RpcError as exc:
+        await asyncio.sleep(0.05)
+        show("call Slow.Sleep(5) with timeout=0.2", f"{exc} (handler cancelled: {slow.cancelled})",
+             lambda r: exc.status == Status.DEADLINE_EXCEEDED and slow.cancelled == 1)
+    rem = await client.call("Slow.Remaining", timeout=3.0)
+    show("the deadline travels: handler's time_remaining()", rem, lambda r: 2.0 < r <= 3.0)
+    results = await asyncio.gather(*(client.call("Calculator.Add", Args(i, i)) for i in range(1000)))
+    show("1000 concurrent calls on one connection", f"sum={sum(results)}",
+         lambda r: sum(results) == 999000)
+    pooled = await wirecall.connect(tcp_url, pool_size=4)
+    got = await asyncio.gather(*(pooled.call("Calculator.Add", Args(i, 1)) for i in range(100)))
+    show("pool of 4 connections, 100 calls", f"{len(pooled.pool.connections)} connections, "
+         f"sum={sum(got)}", lambda r: sum(got) == 5050 and len(pooled.pool.connections) == 4)
+    await pooled.close()
+    unix = await wirecall.connect(unix_url)
+    show("call over unix socket", await unix.call("Calculator.Add", Args(1, 1)), lambda r: r == 2)
+    await unix.close()
+    try:
+        await wirecall.connect("tcp://127.0.0.1:1", timeout=1.0)
+    except wirecall.ConnectError as exc:
+        show("dial a closed port (dial timeout 1s)", exc, lambda r: True)
+
+    def blocking_part() -> None:
+        with wirecall.sync.connect(tcp_url, timeout=2.0) as sc:
+            show("sync: call Calculator.Add", sc.call("Calculator.Add", Args(7, 8)),
+                 lambda r: r == 15)
+            fut = sc.go("Calculator.Divide", Args(9, 3))
+            show("sync: go -> concurrent.futures.Future", fut.result(2), lambda r: r == 3.0)
+            with concurrent.futures.ThreadPoolExecutor(16) as ex:
+                outs = list(ex.map(lambda i: sc.call("Calculator.Add", Args(i, 0)), range(200)))
+            show("sync: 16 threads share one client, 200 calls", f"sum={sum(outs)}",
+                 lambda r: sum(outs) == 19900)
+
+    await asyncio.get_running_loop().run_in_executor(None, blocking_part)
+
+    inflight = client.go("Slow.Sleep", 0.3)
+    await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    await server.close(drain_timeout=5)
+    show("graceful shutdown waits for the in-flight call", await inflight,
+         lambda r: r == "slept 0.3s")
+    print(f"server closed after {time.monotonic() - t0:.2f}s")
+    await client.close()
+    print("demo", "passed" if OK else "FAILED")
+    return 0 if OK else 1
+
+
+def main() -> int:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        return uvloop.run(amain())
+    return asyncio.run(amain())
+
+
+if __name__ == "__main__":
+    threading.excepthook = lambda args: None
+    raise SystemExit(main())

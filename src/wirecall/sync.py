@@ -1,0 +1,631 @@
+"""Blocking, thread-safe facade: the same client API for code that does not use asyncio.
+
+``wirecall.sync.connect("tcp://...")`` gives a :class:`SyncClient`. For the native protocol
+(``tcp://``, ``unix://``) it talks over blocking sockets with no event loop and no thread
+hand-off on the way: the calling thread writes its request and, if no other thread is
+reading, reads the replies itself and hands other threads theirs (leader/follower). Many
+threads share one client with many calls in flight; ``go`` returns a
+``concurrent.futures.Future`` (a small pump thread reads while only ``go`` calls wait).
+Other schemes run the asyncio client on a private event-loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import random
+import socket
+import threading
+import time
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from . import codec as codecs
+from .client import Client, _stub_methods
+from .context import _current
+from .errors import (
+    ConnectError,
+    DeadlineExceeded,
+    FrameTooLarge,
+    InvalidArgument,
+    ProtocolError,
+    RpcError,
+    Unavailable,
+)
+from .interceptors import ClientCall
+from .protocol import frames as fr
+from .status import Status
+from .transport.base import URL, parse_url
+
+__all__ = ["SyncClient", "connect"]
+
+T = TypeVar("T")
+_UNSET: Any = object()
+_NO_MD: dict[str, str] = {}
+SyncInterceptor = Callable[[ClientCall, Callable[[ClientCall], Any]], Any]
+
+
+class _Slot:
+    """Where a reply lands: a plain object for ``call``, a Future for ``go``."""
+
+    __slots__ = ("done", "error", "future", "result", "rtype")
+
+    def __init__(self, rtype: Any, future: concurrent.futures.Future[Any] | None = None) -> None:
+        self.rtype = rtype
+        self.future = future
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _BlockingConnection:
+    """One native-protocol connection over a blocking socket, shared by many threads."""
+
+    def __init__(
+        self,
+        url: URL,
+        codec: codecs.Codec,
+        timeout: float | None,
+        max_message_size: int,
+    ) -> None:
+        self.url = url
+        self.codec = codec
+        self.conn = fr.FrameConnection(
+            client=True, codec_id=codec.id, max_frame_size=max_message_size
+        )
+        try:
+            if url.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                sock.connect(url.path)
+            else:
+                sock = socket.create_connection((url.host, url.port), timeout=timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError:
+            raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
+        except OSError as exc:
+            raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._cv = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._pending: dict[int, _Slot] = {}
+        self._ids = itertools.count(1)
+        self.closed = False
+        self._goaway = False
+        self._reason: RpcError | None = None
+        self._go_pending = 0
+        self._pump: threading.Thread | None = None
+        self._pump_wake = threading.Event()
+        # handshake: send our preface, read the server's
+        self.conn.initiate()
+        try:
+            sock.sendall(self.conn.data_to_send())
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self.conn.preface_received:
+                if deadline is not None:
+                    sock.settimeout(max(0.001, deadline - time.monotonic()))
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectError(message=f"dial {url}: server closed the connection")
+                for ev in self.conn.receive_data(data):
+                    if isinstance(ev, fr.GoAwayReceived):
+                        raise ConnectError(message=f"dial {url}: {ev.message}")
+        except TimeoutError:
+            sock.close()
+            raise ConnectError(message=f"dial {url}: handshake timed out") from None
+        except (OSError, ProtocolError) as exc:
+            sock.close()
+            raise ConnectError(message=f"dial {url}: {exc}") from None
+        sock.settimeout(None)
+        self._blocking = True
+
+    @property
+    def unusable(self) -> bool:
+        return self.closed or self._goaway
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _send(self, method: str, params: Any, timeout: float | None,
+              md: Mapping[str, str] | None, slot: _Slot) -> int:
+        if self.closed or self._goaway:
+            raise self._reason or Unavailable(message=f"connection to {self.url} closed")
+        try:
+            body = self.codec.encode(params)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidArgument(message=f"cannot encode arguments of {method}: {exc}") from None
+        with self._send_lock:
+            cid = next(self._ids) & 0xFFFFFFFF or next(self._ids)
+            try:
+                self.conn.send_request(cid, method, body, timeout, md or None)  # type: ignore[arg-type]
+            except FrameTooLarge as exc:
+                raise FrameTooLarge(f"request for {method}: {exc.message}") from None
+            self._pending[cid] = slot
+            try:
+                self.sock.sendall(self.conn.data_to_send())
+            except OSError as exc:
+                self._pending.pop(cid, None)
+                self._lost(exc)
+                raise self._reason or Unavailable(message=str(exc)) from None
+        return cid
+
+    def _cancel(self, cid: int) -> None:
+        if self._pending.pop(cid, None) is None or self.closed:
+            return
+        with self._send_lock:
+            self.conn.send_cancel(cid)
+            try:
+                self.sock.sendall(self.conn.data_to_send())
+            except OSError:
+                pass
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read_once(self, deadline: float | None) -> None:
+        """Read once from the socket and deliver what it completes. Caller holds read lock."""
+        sock = self.sock
+        if deadline is None:
+            if not self._blocking:
+                sock.settimeout(None)
+                self._blocking = True
+        else:
+            sock.settimeout(max(0.0005, deadline - time.monotonic()))
+            self._blocking = False
+        try:
+            data = sock.recv(262144)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        with self._send_lock:
+            try:
+                events = self.conn.receive_data(data)
+            except ProtocolError as exc:
+                self._reason = Unavailable(message=f"protocol error from server: {exc.message}")
+                self._lost(None)
+                return
+            if self.conn.has_data_to_send():  # ping acks
+                try:
+                    sock.sendall(self.conn.data_to_send())
+                except OSError:
+                    pass
+        pending = self._pending
+        woke = False
+        for ev in events:
+            t = type(ev)
+            if t is fr.ResponseReceived:
+                slot = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                if slot is None:
+                    continue
+                try:
+                    body = ev.body  # type: ignore[attr-defined]
+                    if ev.compressed:  # type: ignore[attr-defined]
+                        body = fr.decompress(body, self.conn.max_frame_size)
+                    self._deliver(slot, self.codec.decode(body, slot.rtype), None)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self._deliver(
+                        slot, None, InvalidArgument(message=f"cannot decode the reply: {exc}")
+                    )
+                except RpcError as exc:
+                    self._deliver(slot, None, exc)
+                woke = True
+            elif t is fr.ErrorReceived:
+                slot = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                if slot is not None:
+                    self._deliver(slot, None, self._error(ev))  # type: ignore[arg-type]
+                    woke = True
+            elif t is fr.GoAwayReceived:
+                self._goaway = True
+                reason = Unavailable(message=f"server sent GOAWAY: {ev.message}")  # type: ignore[attr-defined]
+                for cid in [c for c in pending if c > ev.last_call_id]:  # type: ignore[attr-defined]
+                    self._deliver(pending.pop(cid), None, reason)
+                woke = True
+            elif t is fr.FrameRefused:
+                slot = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
+                if slot is not None:
+                    self._deliver(slot, None, RpcError(
+                        Status.RESOURCE_EXHAUSTED,
+                        f"reply of {ev.size} bytes exceeds the client limit",  # type: ignore[attr-defined]
+                    ))
+                    woke = True
+        if woke and self._waiting:
+            with self._cv:
+                self._cv.notify_all()
+
+    def _error(self, ev: fr.ErrorReceived) -> RpcError:
+        details = None
+        if ev.details:
+            try:
+                details = self.codec.decode(ev.details)
+            except msgspec.DecodeError:
+                details = ev.details
+        try:
+            status = Status(ev.status)
+        except ValueError:
+            status = Status.UNKNOWN
+        return RpcError(status, ev.message, details)
+
+    def _deliver(self, slot: _Slot, result: Any, error: BaseException | None) -> None:
+        slot.result = result
+        slot.error = error
+        slot.done = True
+        fut = slot.future
+        if fut is not None:
+            self._go_pending -= 1
+            if not fut.cancelled():
+                if error is None:
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(error)
+
+    def _lost(self, exc: BaseException | None) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        reason = self._reason or Unavailable(
+            message=f"connection to {self.url} lost" + (f": {exc}" if exc else "")
+        )
+        self._reason = reason
+        pending, self._pending = self._pending, {}
+        for slot in pending.values():
+            self._deliver(slot, None, reason)
+        with self._cv:
+            self._cv.notify_all()
+        self._pump_wake.set()
+
+    def wait(self, slot: _Slot, cid: int, deadline: float | None, method: str) -> Any:
+        """Block until ``slot`` is filled, reading the socket when nobody else is."""
+        while not slot.done:
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    while not slot.done and not self.closed:
+                        try:
+                            self._read_once(deadline)
+                        except TimeoutError:
+                            break
+                finally:
+                    self._read_lock.release()
+                    if self._waiting or self._go_pending:
+                        with self._cv:
+                            self._cv.notify_all()
+                        if self._go_pending:
+                            self._pump_wake.set()
+                if slot.done:
+                    break
+                if self.closed:
+                    raise self._reason or Unavailable(message="connection closed")
+            else:
+                with self._cv:
+                    self._waiting += 1
+                    try:
+                        while not slot.done and self._read_lock.locked():
+                            remaining = None if deadline is None else deadline - time.monotonic()
+                            if remaining is not None and remaining <= 0:
+                                break
+                            self._cv.wait(remaining)
+                    finally:
+                        self._waiting -= 1
+            if not slot.done and deadline is not None and time.monotonic() >= deadline:
+                self._cancel(cid)
+                raise DeadlineExceeded(message=f"{method}: no reply in time")
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    # -- go: the pump ----------------------------------------------------------------------
+
+    def submit(self, method: str, params: Any, timeout: float | None,
+               md: Mapping[str, str] | None, rtype: Any) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        slot = _Slot(rtype, fut)
+        self._go_pending += 1
+        try:
+            cid = self._send(method, params, timeout, md, slot)
+        except BaseException:
+            self._go_pending -= 1
+            raise
+        if timeout is not None:
+            timer = threading.Timer(timeout, self._expire_go, (cid, slot, method))
+            timer.daemon = True
+            timer.start()
+            fut.add_done_callback(lambda _f: timer.cancel())
+        if self._pump is None:
+            self._pump = threading.Thread(target=self._pump_loop, daemon=True,
+                                          name=f"wirecall-pump {self.url}")
+            self._pump.start()
+        self._pump_wake.set()
+        return fut
+
+    def _expire_go(self, cid: int, slot: _Slot, method: str) -> None:
+        if slot.done:
+            return
+        self._cancel(cid)
+        if not slot.done:
+            self._deliver(slot, None, DeadlineExceeded(message=f"{method}: no reply in time"))
+
+    def _pump_loop(self) -> None:
+        while not self.closed:
+            self._pump_wake.wait(1.0)
+            self._pump_wake.clear()
+            while self._go_pending > 0 and not self.closed:
+                if not self._read_lock.acquire(timeout=0.05):
+                    continue
+                try:
+                    while self._go_pending > 0 and not self.closed:
+                        try:
+                            self._read_once(time.monotonic() + 0.2)
+                        except TimeoutError:
+                            continue
+                finally:
+                    self._read_lock.release()
+                    if self._waiting:
+                        with self._cv:
+                            self._cv.notify_all()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reason = Unavailable(message=f"connection to {self.url} closed by the client")
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._lost(None)
+
+
+class _LoopThread:
+    """A private event loop on a daemon thread, for schemes without a blocking transport."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="wirecall-sync-loop")
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class SyncClient:
+    """Blocking client; every method is safe to call from any thread."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = 10.0,
+        pool_size: int = 1,
+        call_timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        interceptors: Sequence[SyncInterceptor] = (),
+        codec: str | int | codecs.Codec = "msgpack",
+        max_message_size: int = fr.DEFAULT_MAX_FRAME,
+        **options: Any,
+    ) -> None:
+        self.target = target
+        self.url = parse_url(target)
+        self.call_timeout = call_timeout
+        self.metadata = dict(metadata or {})
+        self.interceptors = list(interceptors)
+        self._connect_timeout = timeout
+        self._codec = codecs.get(codec)
+        self._max = max_message_size
+        self._native = self.url.scheme in ("tcp", "unix")
+        self._lock = threading.Lock()
+        self._conns: list[_BlockingConnection | None] = [None] * max(1, pool_size)
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._last_error: RpcError | None = None
+        self._bridge: _LoopThread | None = None
+        self._aclient: Client | None = None
+        if self._native:
+            self._conns[0] = self._dial()
+        else:
+            self._bridge = _LoopThread()
+            self._aclient = Client(
+                target, pool_size=pool_size, connect_timeout=timeout, codec=codec, **options
+            )
+            try:
+                self._bridge.run(self._aclient.connect())
+            except BaseException:
+                self.close()
+                raise
+
+    def _dial(self) -> _BlockingConnection:
+        try:
+            c = _BlockingConnection(self.url, self._codec, self._connect_timeout, self._max)
+        except RpcError as exc:
+            self._last_error = exc
+            self._backoff = min(5.0, max(0.05, self._backoff * 2))
+            self._retry_at = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
+            raise
+        self._backoff = 0.0
+        return c
+
+    def _conn(self) -> _BlockingConnection:
+        conns = self._conns
+        if len(conns) == 1:
+            c = conns[0]
+            if c is not None and not c.unusable:
+                return c
+        else:
+            live = [c for c in conns if c is not None and not c.unusable]
+            if live and (len(live) == len(conns) or min(x.pending for x in live) == 0):
+                return min(live, key=lambda x: x.pending)
+        with self._lock:
+            for i, c in enumerate(conns):
+                if c is None or c.unusable:
+                    if time.monotonic() < self._retry_at:
+                        live = [x for x in conns if x is not None and not x.unusable]
+                        if live:
+                            return live[0]
+                        raise Unavailable(
+                            message=f"{self.url}: reconnecting; last error: "
+                            f"{self._last_error.message if self._last_error else '-'}"
+                        )
+                    if c is not None:
+                        c.close()
+                    conns[i] = self._dial()
+                    return conns[i]  # type: ignore[return-value]
+            return min((c for c in conns if c is not None), key=lambda x: x.pending)
+
+    def _prepare(
+        self, method: str, timeout: float | None, metadata: Mapping[str, str] | None
+    ) -> tuple[float | None, Mapping[str, str] | None]:
+        if timeout is _UNSET:
+            timeout = self.call_timeout
+        md: Mapping[str, str] | None = metadata
+        if self.metadata:
+            md = {**self.metadata, **(metadata or _NO_MD)}
+        ctx = _current.get()
+        if ctx is not None:
+            remaining = ctx.time_remaining()
+            if remaining is not None:
+                if remaining <= 0:
+                    raise DeadlineExceeded(
+                        message=f"{method}: the caller's deadline has already passed"
+                    )
+                timeout = remaining if timeout is None else min(timeout, remaining)
+            if ctx.metadata:
+                md = {**ctx.metadata, **(md or _NO_MD)}
+        return timeout, md
+
+    def call(
+        self,
+        method: str,
+        /,
+        *args: Any,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Call and block for the reply (Go's ``client.Call``)."""
+        if kwargs and args:
+            raise TypeError("pass positional or keyword arguments, not both")
+        return self.invoke(method, kwargs if kwargs else list(args), timeout=timeout,
+                           metadata=metadata, result_type=result_type)
+
+    def invoke(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+    ) -> Any:
+        tmo, md = self._prepare(method, timeout, metadata)
+        if self.interceptors:
+            cc = ClientCall(method, params, dict(md or _NO_MD), tmo, result_type)
+            handler: Callable[[ClientCall], Any] = self._send_call
+            for icpt in reversed(self.interceptors):
+                handler = (lambda i, nxt: (lambda c: i(c, nxt)))(icpt, handler)
+            return handler(cc)
+        return self._do(method, params, tmo, md, result_type)
+
+    def _send_call(self, cc: ClientCall) -> Any:
+        return self._do(cc.method, cc.params, cc.timeout, cc.metadata, cc.result_type)
+
+    def _do(self, method: str, params: Any, timeout: float | None,
+            md: Mapping[str, str] | None, rtype: Any) -> Any:
+        if self._native:
+            conn = self._conn()
+            slot = _Slot(rtype)
+            cid = conn._send(method, params, timeout, md, slot)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            return conn.wait(slot, cid, deadline, method)
+        assert self._bridge is not None and self._aclient is not None
+        return self._bridge.run(
+            self._aclient.invoke(method, params, timeout=timeout, metadata=md, result_type=rtype)
+        )
+
+    def go(
+        self,
+        method: str,
+        /,
+        *args: Any,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+        **kwargs: Any,
+    ) -> concurrent.futures.Future[Any]:
+        """Start a call and return a ``concurrent.futures.Future`` at once (Go's ``Go``)."""
+        if kwargs and args:
+            raise TypeError("pass positional or keyword arguments, not both")
+        params: Any = kwargs if kwargs else list(args)
+        tmo, md = self._prepare(method, timeout, metadata)
+        if self._native:
+            return self._conn().submit(method, params, tmo, md, result_type)
+        assert self._bridge is not None and self._aclient is not None
+        return self._bridge.submit(
+            self._aclient.invoke(method, params, timeout=tmo, metadata=md, result_type=result_type)
+        )
+
+    def stub(self, api: type[T], name: str | None = None) -> T:
+        """A typed blocking proxy (see :meth:`wirecall.Client.stub`)."""
+        service = name or getattr(api, "__wirecall_service__", None) or api.__name__
+        methods = _stub_methods(api)
+        client = self
+
+        class _SyncStub:
+            def __getattr__(self, attr: str) -> Any:
+                try:
+                    sig, rtype = methods[attr]
+                except KeyError:
+                    raise AttributeError(f"{service} stub has no method {attr!r}") from None
+
+                def call(*args: Any, **kwargs: Any) -> Any:
+                    bound = sig.bind(*args, **kwargs)
+                    return client.invoke(f"{service}.{attr}", list(bound.args), result_type=rtype)
+
+                return call
+
+        return typing.cast(T, _SyncStub())
+
+    def close(self) -> None:
+        for c in self._conns:
+            if c is not None:
+                c.close()
+        if self._aclient is not None and self._bridge is not None:
+            try:
+                self._bridge.run(self._aclient.close(), 5)
+            except Exception:
+                pass
+        if self._bridge is not None:
+            self._bridge.stop()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(target: str, *, timeout: float | None = 10.0, **options: Any) -> SyncClient:
+    """Dial ``target`` (dial timeout ``timeout``) and return a blocking :class:`SyncClient`."""
+    return SyncClient(target, timeout=timeout, **options)
