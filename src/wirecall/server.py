@@ -226,6 +226,24 @@ class Server:
         cv = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, lambda: cv.run(spec.func, *args, **kwargs))
 
+    def start_stream(
+        self,
+        method: str | MethodSpec,
+        params: Any,
+        ctx: Context,
+        inbound: Any,
+        send: Callable[[Any], Any],
+        on_done: OnDone,
+    ) -> Any:
+        """Run a streaming call (server, client or bidi stream): see ``wirecall.streaming``.
+
+        ``inbound`` is the async iterator of client messages (None for a server stream),
+        ``send`` the awaitable outbound sink; ``on_done(None, error_or_None)`` at the end.
+        """
+        from .streaming import start_stream
+
+        return start_stream(self, method, params, ctx, inbound, send, on_done)
+
     async def dispatch(self, method: str, params: Any, ctx: Context | None = None) -> Any:
         """Await one call through the full dispatch path; raises :class:`RpcError`."""
         ctx = ctx if ctx is not None else Context(method)

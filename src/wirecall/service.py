@@ -312,7 +312,7 @@ class ServiceRegistry:
                 f"register() wants an instance, got the class {obj.__name__}: "
                 f"use register({obj.__name__}())"
             )
-        svc = name or type(obj).__name__
+        svc = name or getattr(type(obj), "__wirecall_service__", None) or type(obj).__name__
         if not svc or "." in svc:
             raise RegistrationError(f"invalid service name {svc!r}")
         if svc in self.services:

@@ -1,0 +1,844 @@
+"""The gRPC-over-HTTP/2 protocol, sans-IO: bytes in, events out, bytes to send.
+
+HTTP/2 itself (framing, HPACK, flow-control accounting, stream states) is the ``h2`` library;
+this module is the gRPC layer on top of it (see ``docs/grpc.md`` and gRPC's PROTOCOL-HTTP2.md):
+
+* length-prefixed messages: 1-byte compressed flag, 4-byte big-endian length, payload;
+  the size limit is checked on the prefix, before the payload is buffered;
+* ``grpc-timeout`` (``1S``, ``250m``...), ``grpc-status``/``grpc-message`` (percent-encoded)
+  trailers and trailers-only responses, custom metadata with ``-bin`` (base64) values,
+  ``grpc-encoding: gzip``;
+* outbound data waits for the peer's flow-control window (nothing is dropped, nothing is sent
+  early); inbound data is acknowledged (WINDOW_UPDATE) when the application consumed it;
+* RST_STREAM cancellation, GOAWAY, PING acks (h2 answers pings itself), a rapid-reset guard.
+
+No asyncio, socket or ssl here: :class:`GrpcConnection` is driven by ``wirecall.transport.grpc``
+and by tests that play a raw HTTP/2 peer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import urllib.parse
+import zlib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import hyperframe.frame
+
+from ..status import Status
+
+__all__ = [
+    "CONTENT_TYPE",
+    "CallStarted",
+    "ConnectionClosed",
+    "GrpcConnection",
+    "HalfClosed",
+    "MessageReader",
+    "MessageReceived",
+    "ResponseStarted",
+    "StreamFailed",
+    "StreamReset",
+    "TrailersReceived",
+    "decode_metadata",
+    "encode_metadata",
+    "format_timeout",
+    "parse_timeout",
+    "percent_decode",
+    "percent_encode",
+]
+
+CONTENT_TYPE = "application/grpc"
+USER_AGENT = "wirecall-grpc/0.1"
+_PREFIX = 5
+_MAX_TIMEOUT_DIGITS = 8
+
+# Headers the gRPC layer owns; they never show up as (or can be set through) custom metadata.
+_RESERVED = frozenset(
+    {
+        "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "grpc-status", "grpc-message", "grpc-status-details-bin", "user-agent",
+        "content-length", "grpc-previous-rpc-attempts", "grpc-retry-pushback-ms",
+        "connection", "host", "accept-encoding", "content-encoding",
+    }
+)
+
+
+# -- small codecs of the gRPC header grammar ----------------------------------------------
+
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def parse_timeout(value: str) -> float:
+    """``grpc-timeout`` to seconds: 1-8 ASCII digits then one of ``HMSmun``."""
+    if not 2 <= len(value) <= _MAX_TIMEOUT_DIGITS + 1:
+        raise ValueError(f"bad grpc-timeout {value!r}: 1-8 digits and a unit")
+    digits, unit = value[:-1], value[-1]
+    if not digits.isdigit() or not digits.isascii() or unit not in _TIMEOUT_UNITS:
+        raise ValueError(f"bad grpc-timeout {value!r}: want digits and one of H M S m u n")
+    return int(digits) * _TIMEOUT_UNITS[unit]
+
+
+def format_timeout(seconds: float) -> str:
+    """Seconds to the most precise ``grpc-timeout`` that fits in 8 digits."""
+    seconds = max(0.0, seconds)
+    for unit, scale in (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0)):
+        n = int(seconds / scale)
+        if n < 10**_MAX_TIMEOUT_DIGITS:
+            return f"{n}{unit}"
+    return f"{min(int(seconds / 3600.0), 10**_MAX_TIMEOUT_DIGITS - 1)}H"
+
+
+_PCT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x25)
+
+
+def percent_encode(message: str) -> str:
+    """``grpc-message`` encoding: printable ASCII except ``%`` as is, the rest ``%XX`` of UTF-8."""
+    return urllib.parse.quote(message, safe=_PCT_SAFE)
+
+
+def percent_decode(value: str) -> str:
+    """Decode ``grpc-message``; malformed escapes are kept literally (as the spec asks)."""
+    return urllib.parse.unquote(value, errors="replace")
+
+
+def encode_metadata(metadata: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Custom metadata to header pairs: keys lower-cased, ``-bin`` values base64 (no padding)."""
+    out: list[tuple[str, str]] = []
+    if not metadata:
+        return out
+    for key, value in metadata.items():
+        k = key.lower()
+        if k.startswith(":") or k in _RESERVED:
+            raise ValueError(f"metadata key {key!r} is reserved by gRPC")
+        if k.endswith("-bin"):
+            raw = value if isinstance(value, (bytes, bytearray)) else str(value).encode()
+            out.append((k, base64.b64encode(raw).decode("ascii").rstrip("=")))
+        else:
+            if isinstance(value, (bytes, bytearray)):
+                value = value.decode("ascii")
+            out.append((k, str(value)))
+    return out
+
+
+def decode_metadata(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """Header pairs to custom metadata (``-bin`` values as bytes); reserved headers dropped.
+    Repeated keys are joined with ``,`` (the HTTP rule; ``-bin`` values concatenated)."""
+    out: dict[str, Any] = {}
+    for rk, rv in headers:
+        k = rk.decode("ascii", "replace")
+        if k.startswith(":") or k in _RESERVED:
+            continue
+        if k.endswith("-bin"):
+            try:
+                val: Any = b"".join(
+                    base64.b64decode(part.strip() + b"=" * (-len(part.strip()) % 4))
+                    for part in rv.split(b",")
+                )
+            except (binascii.Error, ValueError):
+                continue  # undecodable binary header: ignored, as gRPC implementations do
+            out[k] = out[k] + val if k in out else val
+        else:
+            sv = rv.decode("latin-1")
+            out[k] = f"{out[k]},{sv}" if k in out else sv
+    return out
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+class MessageError(Exception):
+    """A message broke the framing rules; ``status`` is what the call ends with."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class MessageReader:
+    """Splits one stream's DATA into gRPC messages; refuses oversize ones from the prefix."""
+
+    __slots__ = ("_buf", "_need", "compressed_ok", "max_size")
+
+    def __init__(self, max_size: int, compressed_ok: bool) -> None:
+        self._buf = bytearray()
+        self._need = -1  # payload length of the message being read, -1 while in the prefix
+        self.max_size = max_size
+        self.compressed_ok = compressed_ok
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[bool, bytes]]:
+        buf = self._buf
+        buf += data
+        out: list[tuple[bool, bytes]] = []
+        while True:
+            if self._need < 0:
+                if len(buf) < _PREFIX:
+                    return out
+                flag = buf[0]
+                length = int.from_bytes(buf[1:5], "big")
+                if flag > 1:
+                    raise MessageError(
+                        Status.INTERNAL, f"malformed message prefix: compressed flag {flag}"
+                    )
+                if flag and not self.compressed_ok:
+                    raise MessageError(
+                        Status.INTERNAL, "compressed message but no grpc-encoding was negotiated"
+                    )
+                if length > self.max_size:
+                    raise MessageError(
+                        Status.RESOURCE_EXHAUSTED,
+                        f"message of {length} bytes is over the limit of {self.max_size}",
+                    )
+                self._need = length
+            end = _PREFIX + self._need
+            if len(buf) < end:
+                return out
+            out.append((buf[0] == 1, bytes(buf[_PREFIX:end])))
+            del buf[:end]
+            self._need = -1
+
+    def at_boundary(self) -> bool:
+        return not self._buf
+
+
+def frame_message(payload: bytes, compressed: bool = False) -> bytes:
+    return (b"\x01" if compressed else b"\x00") + len(payload).to_bytes(4, "big") + payload
+
+
+def gzip_compress(payload: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return c.compress(payload) + c.flush()
+
+
+def gzip_decompress(payload: bytes, max_size: int) -> bytes:
+    d = zlib.decompressobj(31)
+    try:
+        out = d.decompress(payload, max_size + 1)
+    except zlib.error as exc:
+        raise MessageError(Status.INTERNAL, f"bad gzip message: {exc}") from None
+    if len(out) > max_size:
+        raise MessageError(
+            Status.RESOURCE_EXHAUSTED,
+            f"decompressed message is over the limit of {max_size} bytes",
+        )
+    return out
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CallStarted:
+    """Server side: a request's headers arrived."""
+
+    stream_id: int
+    path: str
+    metadata: dict[str, Any]
+    timeout: float | None
+    content_type: str
+    authority: str
+    ended: bool  # END_STREAM on the headers (no message will follow)
+
+
+@dataclass(slots=True)
+class ResponseStarted:
+    """Client side: the response headers (initial metadata) arrived."""
+
+    stream_id: int
+    metadata: dict[str, Any]
+
+
+@dataclass(slots=True)
+class MessageReceived:
+    """One complete message. Call ``consumed(stream_id, flow)`` once the app has taken it."""
+
+    stream_id: int
+    payload: bytes
+    flow: int
+
+
+@dataclass(slots=True)
+class HalfClosed:
+    """The peer finished sending on this stream (END_STREAM)."""
+
+    stream_id: int
+
+
+@dataclass(slots=True)
+class TrailersReceived:
+    """Client side: the call ended with this status (trailers or trailers-only response)."""
+
+    stream_id: int
+    status: Status
+    message: str
+    metadata: dict[str, Any]
+    initial: dict[str, Any] | None = None  # set for a trailers-only response
+
+
+@dataclass(slots=True)
+class StreamReset:
+    """The peer reset the stream (RST_STREAM)."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(slots=True)
+class StreamFailed:
+    """This side refused the stream (bad message, size limit...); the call ends with status.
+    The protocol already answered the peer (trailers and/or RST_STREAM)."""
+
+    stream_id: int
+    status: Status
+    message: str
+
+
+@dataclass(slots=True)
+class ConnectionClosed:
+    """GOAWAY received, or this side terminated the connection for a protocol violation."""
+
+    error_code: int
+    last_stream_id: int
+    reason: str
+    local: bool = False
+
+
+@dataclass(slots=True)
+class PingAcked:
+    data: bytes
+
+
+@dataclass(slots=True)
+class _Stream:
+    reader: MessageReader
+    out: deque[bytes] = field(default_factory=deque)
+    out_bytes: int = 0
+    end_after: list[tuple[str, str]] | None = None  # trailers to send once data is flushed
+    end_stream_after: bool = False  # client half-close once data is flushed
+    headers_sent: bool = False
+    response_headers: list[tuple[str, str]] | None = None
+    encoding: str = "identity"
+    initial: dict[str, Any] | None = None
+
+
+_H2_STATUS_TO_GRPC = {
+    400: Status.INTERNAL, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
+    404: Status.UNIMPLEMENTED, 429: Status.UNAVAILABLE, 502: Status.UNAVAILABLE,
+    503: Status.UNAVAILABLE, 504: Status.UNAVAILABLE,
+}
+
+# RST_STREAM error code -> status of the call on the side that received it
+RESET_STATUS = {
+    h2.errors.ErrorCodes.NO_ERROR: Status.INTERNAL,
+    h2.errors.ErrorCodes.PROTOCOL_ERROR: Status.INTERNAL,
+    h2.errors.ErrorCodes.INTERNAL_ERROR: Status.INTERNAL,
+    h2.errors.ErrorCodes.FLOW_CONTROL_ERROR: Status.INTERNAL,
+    h2.errors.ErrorCodes.REFUSED_STREAM: Status.UNAVAILABLE,
+    h2.errors.ErrorCodes.CANCEL: Status.CANCELLED,
+    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
+    h2.errors.ErrorCodes.INADEQUATE_SECURITY: Status.PERMISSION_DENIED,
+}
+
+
+class GrpcConnection:
+    """One HTTP/2 connection speaking gRPC, client or server side.
+
+    Feed bytes with :meth:`receive` (returns events), take bytes to write with
+    :meth:`data_to_send`. ``max_message_size`` bounds inbound messages (after decompression);
+    ``max_concurrent_streams`` is advertised and enforced; more than ``reset_limit`` streams
+    reset by the peer within ``reset_window`` seconds (the rapid-reset attack) ends the
+    connection with GOAWAY ENHANCE_YOUR_CALM.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_side: bool,
+        max_message_size: int = 4 * 1024 * 1024,
+        max_concurrent_streams: int = 1000,
+        stream_window: int = 1 << 20,
+        connection_window: int = 16 << 20,
+        reset_limit: int = 200,
+        reset_window: float = 1.0,
+    ) -> None:
+        cfg = h2.config.H2Configuration(
+            client_side=client_side,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=True,
+        )
+        self.client_side = client_side
+        self.h2 = h2.connection.H2Connection(cfg)
+        self.max_message_size = max_message_size
+        self.streams: dict[int, _Stream] = {}
+        self.reset_limit = reset_limit
+        self.reset_window = reset_window
+        self._resets: deque[float] = deque()
+        self._conn_window = connection_window
+        self._settings = {
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 16 * 1024,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        }
+        if not client_side:
+            del self._settings[h2.settings.SettingCodes.ENABLE_PUSH]
+        self.closed = False
+        self.goaway_received = False
+        self.draining = False
+        self.goaway_last = 0
+        self._extra = b""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Queue the connection preface and our SETTINGS (call once, before anything else)."""
+        self.h2.local_settings = h2.settings.Settings(
+            client=self.client_side, initial_values=self._settings
+        )
+        self.h2.initiate_connection()
+        extra = self._conn_window - 65535
+        if extra > 0:
+            self.h2.increment_flow_control_window(extra)
+
+    def data_to_send(self) -> bytes:
+        out = self.h2.data_to_send()
+        if self._extra:
+            out, self._extra = out + self._extra, b""
+        return out
+
+    def goaway(self, error_code: int = 0, reason: str = "") -> None:
+        """Tell the peer no new streams will be accepted (graceful shutdown)."""
+        if self.closed:
+            return
+        self.h2.close_connection(
+            error_code=error_code, additional_data=reason.encode() if reason else None
+        )
+        self.closed = True
+
+    def graceful_goaway(self) -> None:
+        """GOAWAY(NO_ERROR) naming the last stream we will process; streams already open
+        carry on (h2's ``close_connection`` would stop them, so the frame is built here)."""
+        if self.closed or self.draining:
+            return
+        self.draining = True
+        self.goaway_last = self.h2.highest_inbound_stream_id
+        f = hyperframe.frame.GoAwayFrame(0)
+        f.last_stream_id = self.goaway_last
+        f.error_code = 0
+        self._extra += f.serialize()
+
+    def ping(self, data: bytes) -> None:
+        self.h2.ping(data)
+
+    # -- input -----------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float = 0.0) -> list[Any]:
+        """Process bytes from the peer; return gRPC-level events. A protocol violation
+        queues GOAWAY and returns a local :class:`ConnectionClosed`."""
+        if self.closed and not data:
+            return []
+        try:
+            h2_events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.closed = True
+            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return [ConnectionClosed(int(code), 0, f"HTTP/2 protocol error: {exc}", local=True)]
+        out: list[Any] = []
+        for ev in h2_events:
+            handler = self._dispatch.get(type(ev))
+            if handler is not None:
+                handler(self, ev, out, now)
+        return out
+
+    def _on_request(self, ev: Any, out: list[Any], now: float) -> None:
+        sid = ev.stream_id
+        if self.draining and sid > self.goaway_last:
+            self.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        hdrs = ev.headers
+        path = method = ctype = authority = ""
+        timeout: float | None = None
+        encoding = "identity"
+        for k, v in hdrs:
+            if k[:1] == b":":
+                if k == b":path":
+                    path = v.decode("latin-1")
+                elif k == b":method":
+                    method = v.decode("latin-1")
+                elif k == b":authority":
+                    authority = v.decode("latin-1")
+            elif k == b"content-type":
+                ctype = v.decode("latin-1")
+            elif k == b"grpc-timeout":
+                try:
+                    timeout = parse_timeout(v.decode("latin-1"))
+                except ValueError as exc:
+                    self._refuse(sid, Status.INTERNAL, str(exc), out)
+                    return
+            elif k == b"grpc-encoding":
+                encoding = v.decode("latin-1")
+        if method != "POST":
+            self._http_error(sid, 405, out)
+            return
+        if not ctype.startswith(CONTENT_TYPE):
+            self._http_error(sid, 415, out)
+            return
+        if encoding not in ("identity", "gzip"):
+            self.streams[sid] = _Stream(MessageReader(self.max_message_size, False))
+            self.send_trailers(
+                sid, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported",
+                extra=[("grpc-accept-encoding", "identity,gzip")],
+            )
+            out.append(StreamFailed(sid, Status.UNIMPLEMENTED, "unsupported grpc-encoding"))
+            return
+        st = _Stream(MessageReader(self.max_message_size, encoding == "gzip"), encoding=encoding)
+        self.streams[sid] = st
+        ended = ev.stream_ended is not None
+        out.append(
+            CallStarted(sid, path, decode_metadata(hdrs), timeout, ctype, authority, ended)
+        )
+        if ended:
+            out.append(HalfClosed(sid))
+
+    def _http_error(self, sid: int, code: int, out: list[Any]) -> None:
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.h2.send_headers(sid, [(":status", str(code))], end_stream=True)
+        out.append(StreamFailed(sid, Status.INTERNAL, f"HTTP {code}"))
+
+    def _on_response(self, ev: Any, out: list[Any], now: float) -> None:
+        sid = ev.stream_id
+        st = self.streams.get(sid)
+        if st is None:
+            return
+        status = 0
+        ctype = ""
+        encoding = "identity"
+        grpc_status: bytes | None = None
+        for k, v in ev.headers:
+            if k == b":status":
+                status = int(v)
+            elif k == b"content-type":
+                ctype = v.decode("latin-1")
+            elif k == b"grpc-encoding":
+                encoding = v.decode("latin-1")
+            elif k == b"grpc-status":
+                grpc_status = v
+        if status != 200:
+            self._client_fail(
+                sid, _H2_STATUS_TO_GRPC.get(status, Status.UNKNOWN), f"HTTP status {status}", out
+            )
+            return
+        if grpc_status is not None and ev.stream_ended is not None:  # trailers-only
+            md = decode_metadata(ev.headers)
+            tr = self._trailers(sid, ev.headers)
+            tr.initial = md
+            out.append(tr)
+            return
+        if not ctype.startswith(CONTENT_TYPE):
+            self._client_fail(sid, Status.UNKNOWN, f"bad response content-type {ctype!r}", out)
+            return
+        st.reader.compressed_ok = encoding == "gzip"
+        st.encoding = encoding
+        st.initial = decode_metadata(ev.headers)
+        out.append(ResponseStarted(sid, st.initial))
+
+    def _trailers(self, sid: int, headers: list[tuple[bytes, bytes]]) -> TrailersReceived:
+        code: Status | None = None
+        message = ""
+        for k, v in headers:
+            if k == b"grpc-status":
+                try:
+                    code = Status(int(v))
+                except ValueError:
+                    code = Status.UNKNOWN
+            elif k == b"grpc-message":
+                message = percent_decode(v.decode("latin-1"))
+        self.streams.pop(sid, None)
+        if code is None:
+            return TrailersReceived(sid, Status.UNKNOWN, "trailers without grpc-status", {})
+        return TrailersReceived(sid, code, message, decode_metadata(headers))
+
+    def _on_trailers(self, ev: Any, out: list[Any], now: float) -> None:
+        if self.client_side and ev.stream_id in self.streams:
+            out.append(self._trailers(ev.stream_id, ev.headers))
+        # A client sending trailers is unusual but legal; END_STREAM follows as StreamEnded.
+
+    def _on_data(self, ev: Any, out: list[Any], now: float) -> None:
+        sid = ev.stream_id
+        data = ev.data
+        st = self.streams.get(sid)
+        if st is None:
+            self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
+            return
+        try:
+            msgs = st.reader.feed(data)
+            if st.encoding == "gzip":
+                msgs = [
+                    (False, gzip_decompress(p, self.max_message_size) if c else p)
+                    for c, p in msgs
+                ]
+        except MessageError as exc:
+            self._safe_ack(ev.flow_controlled_length, sid)
+            if self.client_side:
+                self._client_fail(sid, exc.status, exc.message, out)
+            else:
+                self._refuse(sid, exc.status, exc.message, out)
+            return
+        partial = min(st.reader.buffered, len(data))
+        held = len(data) - partial if msgs else 0
+        now_ack = ev.flow_controlled_length - held
+        if now_ack:
+            self._safe_ack(now_ack, sid)
+        last = len(msgs) - 1
+        for i, (_, payload) in enumerate(msgs):
+            out.append(MessageReceived(sid, payload, held if i == last else 0))
+
+    def _safe_ack(self, n: int, sid: int) -> None:
+        try:
+            self.h2.acknowledge_received_data(n, sid)
+        except (h2.exceptions.H2Error, KeyError):
+            self._ack_conn(n)  # stream gone: credit the connection window only
+
+    def _ack_conn(self, n: int) -> None:
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.h2.increment_flow_control_window(n)
+
+    def _on_ended(self, ev: Any, out: list[Any], now: float) -> None:
+        sid = ev.stream_id
+        st = self.streams.get(sid)
+        if st is None:
+            return
+        if self.client_side:
+            # END_STREAM without trailers (they come as TrailersReceived before this).
+            self.streams.pop(sid, None)
+            out.append(TrailersReceived(sid, Status.INTERNAL, "stream ended without trailers", {}))
+            return
+        if not st.reader.at_boundary():
+            self._refuse(sid, Status.INTERNAL, "stream ended inside a message", out)
+            return
+        out.append(HalfClosed(sid))
+
+    def _on_reset(self, ev: Any, out: list[Any], now: float) -> None:
+        sid = ev.stream_id
+        st = self.streams.pop(sid, None)
+        if st is None:
+            return
+        out.append(StreamReset(sid, int(ev.error_code)))
+        if not self.client_side and self.reset_limit:
+            rs = self._resets
+            rs.append(now)
+            while rs and rs[0] < now - self.reset_window:
+                rs.popleft()
+            if len(rs) > self.reset_limit:
+                self.goaway(int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM), "too many stream resets")
+                out.append(
+                    ConnectionClosed(
+                        int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM), 0,
+                        "too many stream resets (rapid reset)", local=True,
+                    )
+                )
+
+    def _on_window(self, ev: Any, out: list[Any], now: float) -> None:
+        if ev.stream_id:
+            if ev.stream_id in self.streams:
+                self._flush(ev.stream_id)
+        else:
+            for sid in list(self.streams):
+                self._flush(sid)
+
+    def _on_settings(self, ev: Any, out: list[Any], now: float) -> None:
+        for sid in list(self.streams):
+            self._flush(sid)
+
+    def _on_goaway(self, ev: Any, out: list[Any], now: float) -> None:
+        self.goaway_received = True
+        reason = (ev.additional_data or b"").decode("utf-8", "replace")
+        out.append(ConnectionClosed(int(ev.error_code), int(ev.last_stream_id), reason))
+
+    def _on_ping_ack(self, ev: Any, out: list[Any], now: float) -> None:
+        out.append(PingAcked(bytes(ev.ping_data)))
+
+    _dispatch: ClassVar[dict[type, Any]] = {
+        h2.events.RequestReceived: _on_request,
+        h2.events.ResponseReceived: _on_response,
+        h2.events.TrailersReceived: _on_trailers,
+        h2.events.DataReceived: _on_data,
+        h2.events.StreamEnded: _on_ended,
+        h2.events.StreamReset: _on_reset,
+        h2.events.WindowUpdated: _on_window,
+        h2.events.RemoteSettingsChanged: _on_settings,
+        h2.events.ConnectionTerminated: _on_goaway,
+        h2.events.PingAckReceived: _on_ping_ack,
+    }
+
+    # -- app input -------------------------------------------------------------------
+
+    def consumed(self, stream_id: int, nbytes: int) -> None:
+        """The app took ``nbytes`` of flow-controlled data: reopen the windows."""
+        if nbytes <= 0 or self.closed:
+            return
+        try:
+            self.h2.acknowledge_received_data(nbytes, stream_id)
+        except (h2.exceptions.H2Error, KeyError):
+            self._ack_conn(nbytes)
+
+    # -- output: server side ---------------------------------------------------------
+
+    def send_response_headers(
+        self, stream_id: int, metadata: Mapping[str, Any] | None = None,
+        content_type: str = CONTENT_TYPE, encoding: str = "identity",
+    ) -> None:
+        st = self.streams.get(stream_id)
+        if st is None or st.headers_sent:
+            return
+        hdrs = [(":status", "200"), ("content-type", content_type)]
+        if encoding != "identity":
+            hdrs.append(("grpc-encoding", encoding))
+        hdrs.extend(encode_metadata(metadata))
+        st.headers_sent = True
+        self.h2.send_headers(stream_id, hdrs)
+
+    def send_message(self, stream_id: int, payload: bytes, compress: bool = False) -> None:
+        """Queue one message; it goes out as the peer's window allows."""
+        st = self.streams.get(stream_id)
+        if st is None:
+            return
+        if not self.client_side and not st.headers_sent:
+            self.send_response_headers(stream_id)
+        framed = frame_message(gzip_compress(payload), True) if compress else frame_message(payload)
+        st.out.append(framed)
+        st.out_bytes += len(framed)
+        self._flush(stream_id)
+
+    def pending(self, stream_id: int) -> int:
+        """Bytes queued on this stream waiting for flow-control window."""
+        st = self.streams.get(stream_id)
+        return st.out_bytes if st is not None else 0
+
+    def send_trailers(
+        self, stream_id: int, status: Status, message: str = "",
+        metadata: Mapping[str, Any] | None = None, extra: list[tuple[str, str]] | None = None,
+        content_type: str = CONTENT_TYPE,
+    ) -> None:
+        """End the call with a status: trailers after the queued data, or a trailers-only
+        response if no headers were sent yet."""
+        st = self.streams.get(stream_id)
+        if st is None:
+            return
+        hdrs: list[tuple[str, str]] = []
+        if not st.headers_sent:
+            hdrs = [(":status", "200"), ("content-type", content_type)]
+            st.headers_sent = True
+        hdrs.append(("grpc-status", str(int(status))))
+        if message and status != Status.OK:
+            hdrs.append(("grpc-message", percent_encode(message)))
+        if extra:
+            hdrs.extend(extra)
+        hdrs.extend(encode_metadata(metadata))
+        st.end_after = hdrs
+        self._flush(stream_id)
+
+    def _refuse(self, sid: int, status: Status, message: str, out: list[Any]) -> None:
+        st = self.streams.get(sid)
+        if st is None:
+            st = self.streams[sid] = _Stream(MessageReader(self.max_message_size, False))
+        st.out.clear()
+        st.out_bytes = 0
+        self.send_trailers(sid, status, message)
+        out.append(StreamFailed(sid, status, message))
+
+    # -- output: client side ---------------------------------------------------------
+
+    def start_request(
+        self, path: str, *, authority: str, scheme: str = "http",
+        metadata: Mapping[str, Any] | None = None, timeout: float | None = None,
+        content_type: str = CONTENT_TYPE, encoding: str = "identity",
+        user_agent: str = USER_AGENT, end_stream: bool = False,
+    ) -> int:
+        sid: int = self.h2.get_next_available_stream_id()
+        hdrs = [
+            (":method", "POST"), (":scheme", scheme), (":path", path),
+            (":authority", authority), ("te", "trailers"), ("content-type", content_type),
+            ("user-agent", user_agent), ("grpc-accept-encoding", "identity,gzip"),
+        ]
+        if timeout is not None:
+            hdrs.append(("grpc-timeout", format_timeout(timeout)))
+        if encoding != "identity":
+            hdrs.append(("grpc-encoding", encoding))
+        hdrs.extend(encode_metadata(metadata))
+        self.streams[sid] = _Stream(MessageReader(self.max_message_size, False), encoding=encoding)
+        self.h2.send_headers(sid, hdrs, end_stream=end_stream)
+        return sid
+
+    def end_request(self, stream_id: int) -> None:
+        """Half-close: no more messages from the client (END_STREAM after queued data)."""
+        st = self.streams.get(stream_id)
+        if st is None:
+            return
+        st.end_stream_after = True
+        self._flush(stream_id)
+
+    def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        """Cancel a stream (RST_STREAM)."""
+        self.streams.pop(stream_id, None)
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.h2.reset_stream(stream_id, error_code)
+
+    def _client_fail(self, sid: int, status: Status, message: str, out: list[Any]) -> None:
+        self.reset(sid)
+        out.append(TrailersReceived(sid, status, message, {}))
+
+    # -- flushing --------------------------------------------------------------------
+
+    def _flush(self, sid: int) -> None:
+        st = self.streams.get(sid)
+        if st is None:
+            return
+        h = self.h2
+        try:
+            if st.out:
+                window = h.local_flow_control_window(sid)
+                maxf = h.max_outbound_frame_size
+                out = st.out
+                while out and window > 0:
+                    chunk = out[0]
+                    n = len(chunk)
+                    if n <= window and n <= maxf:
+                        out.popleft()
+                    else:
+                        n = min(window, maxf)
+                        out[0] = chunk[n:]
+                        chunk = chunk[:n]
+                    end = not out and st.end_stream_after and st.end_after is None
+                    h.send_data(sid, chunk, end_stream=end)
+                    st.out_bytes -= n
+                    window -= n
+                    if end:
+                        st.end_stream_after = False
+                if out:
+                    return
+            if st.end_after is not None:
+                h.send_headers(sid, st.end_after, end_stream=True)
+                self.streams.pop(sid, None)
+            elif st.end_stream_after:
+                st.end_stream_after = False
+                h.end_stream(sid)
+        except h2.exceptions.StreamClosedError:
+            self.streams.pop(sid, None)

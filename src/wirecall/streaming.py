@@ -1,0 +1,500 @@
+"""Streaming calls, independent of the wire (see ``docs/streaming.md``).
+
+Modes come from the handler's type hints (``MethodSpec.mode``)::
+
+    async def LotsOfReplies(self, req: Req) -> AsyncIterator[Reply]: ...        # server stream
+    async def LotsOfGreetings(self, reqs: AsyncIterator[Req]) -> Reply: ...       # client stream
+    async def BidiHello(self, reqs: AsyncIterator[Req]) -> AsyncIterator[Reply]: ...  # bidi
+
+(an ``async def`` with ``yield`` is a server stream even without a return annotation).
+
+Server side: a transport calls :func:`start_stream` (``Server.start_stream``) with the wire
+params (server stream), an :class:`Inbound` it feeds with decoded messages (client/bidi
+stream), an ``async send(item)`` that encodes one outbound message and waits while the peer's
+window is closed (backpressure), and ``on_done(None, error_or_None)``. The handler runs in a
+task the server tracks (drain, deadline, cancellation), through the server interceptors.
+
+Client side: a transport subclasses :class:`ClientStream` and feeds it; users get
+``async for reply in stream``, ``await stream.send(x)``, ``await stream.done_writing()``,
+``await stream.recv()``, ``await stream.result()`` and ``stream.cancel()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .context import Context, _current
+from .errors import Cancelled, DeadlineExceeded, InvalidArgument, RpcError, Unavailable
+from .service import CLIENT_STREAM, SERVER_STREAM, UNARY, MethodSpec, _stream_item
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = [
+    "EOF",
+    "ClientStream",
+    "Inbound",
+    "ResponseMetadata",
+    "send_initial_metadata",
+    "set_trailing_metadata",
+    "start_stream",
+]
+
+T = TypeVar("T")
+Send = Callable[[Any], Awaitable[None]]
+OnDone = Callable[[Any, BaseException | None], None]
+
+
+class _EOF:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EOF"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: returned by :meth:`ClientStream.recv` once the server has finished sending
+EOF: Any = _EOF()
+
+
+# -- response metadata, set by handlers ---------------------------------------------------
+
+
+class ResponseMetadata:
+    """Metadata a handler sends back: ``initial`` (with the first message / headers) and
+    ``trailing`` (with the status). Transports that have no headers ignore it."""
+
+    __slots__ = ("initial", "sent", "trailing")
+
+    def __init__(self) -> None:
+        self.initial: dict[str, Any] = {}
+        self.trailing: dict[str, Any] = {}
+        self.sent = False
+
+
+_response_md: contextvars.ContextVar[ResponseMetadata | None] = contextvars.ContextVar(
+    "wirecall_response_metadata", default=None
+)
+
+
+def bind_response_metadata(md: ResponseMetadata) -> contextvars.Token[ResponseMetadata | None]:
+    """Transports: make ``md`` the holder of the call started next (before start_call)."""
+    return _response_md.set(md)
+
+
+def reset_response_metadata(token: contextvars.Token[ResponseMetadata | None]) -> None:
+    _response_md.reset(token)
+
+
+def send_initial_metadata(metadata: Mapping[str, Any]) -> None:
+    """From a handler: metadata to send in the response headers (before the first message)."""
+    md = _response_md.get()
+    if md is None:
+        raise RuntimeError("send_initial_metadata() outside a call on a transport with headers")
+    if md.sent:
+        raise RuntimeError("initial metadata was already sent")
+    md.initial.update(metadata)
+
+
+def set_trailing_metadata(metadata: Mapping[str, Any]) -> None:
+    """From a handler: metadata to send with the final status (gRPC trailers)."""
+    md = _response_md.get()
+    if md is None:
+        raise RuntimeError("set_trailing_metadata() outside a call on a transport with headers")
+    md.trailing.update(metadata)
+
+
+# -- server side ----------------------------------------------------------------------------
+
+
+class Inbound(Generic[T]):
+    """The messages a client streams to a handler, as an async iterator.
+
+    The transport ``put``s decoded messages with the flow-control credit they carry;
+    ``on_consumed(credit)`` runs when the handler takes one, so a slow handler keeps the
+    peer's window closed instead of growing a buffer. ``close()`` is the client's half-close,
+    ``fail(exc)`` ends the iteration with an error (reset, connection lost).
+    """
+
+    __slots__ = ("_closed", "_error", "_items", "_on_consumed", "_waiter")
+
+    def __init__(self, on_consumed: Callable[[int], None] | None = None) -> None:
+        self._items: deque[tuple[Any, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._error: BaseException | None = None
+        self._on_consumed = on_consumed
+
+    def put(self, item: Any, credit: int = 0) -> None:
+        if self._closed:
+            return
+        self._items.append((item, credit))
+        self._wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._items)
+
+    def __aiter__(self) -> Inbound[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._items:
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item, credit = self._items.popleft()
+        if credit and self._on_consumed is not None:
+            self._on_consumed(credit)
+        return item  # type: ignore[no-any-return]
+
+
+def stream_param(spec: MethodSpec) -> str | None:
+    """Name of the parameter that receives the inbound stream (client/bidi), if any."""
+    for p in spec.params:
+        if _stream_item(p.type) is not None:
+            return p.name
+    if spec.mode not in (UNARY, SERVER_STREAM) and spec.params:
+        return spec.params[0].name
+    return None
+
+
+def bind_stream_args(
+    spec: MethodSpec, params: Any, inbound: AsyncIterator[Any] | None, ctx: Context
+) -> tuple[list[Any], dict[str, Any]]:
+    """Bind wire params plus the inbound iterator (by keyword) for a streaming handler."""
+    name = stream_param(spec) if inbound is not None else None
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    others = [p for p in spec.params if p.name != name]
+    if params is None or params == [] or params == {}:
+        pass
+    elif isinstance(params, (list, tuple)):
+        if len(params) > len(others):
+            raise InvalidArgument(
+                message=f"{spec.name} takes {len(others)} argument(s), {len(params)} given"
+            )
+        for prm, val in zip(others, params, strict=False):
+            kwargs[prm.name] = prm.convert(val)
+    elif isinstance(params, dict):
+        by = {p.name: p for p in others}
+        if len(others) == 1 and not (params.keys() <= by.keys()):
+            kwargs[others[0].name] = others[0].convert(params)
+        else:
+            for k, v in params.items():
+                if k not in by:
+                    raise InvalidArgument(message=f"unexpected argument {k!r} for {spec.name}")
+                kwargs[k] = by[k].convert(v)
+    else:
+        raise InvalidArgument(message=f"params of {spec.name} must be an array or an object")
+    for prm in others:
+        if prm.required and prm.name not in kwargs:
+            raise InvalidArgument(message=f"missing argument {prm.name!r} for {spec.name}")
+    if name is not None:
+        kwargs[name] = inbound
+    if spec.context_name is not None:
+        kwargs[spec.context_name] = ctx
+    return args, kwargs
+
+
+async def _drive(spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], send: Send) -> Any:
+    """Run a streaming handler to its end, sending what it produces."""
+    if spec.mode == CLIENT_STREAM:
+        result = spec.func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        await send(result)
+        return None
+    out = spec.func(*args, **kwargs)
+    if inspect.isawaitable(out):
+        out = await out
+    if isinstance(out, AsyncIterable):
+        it = out.__aiter__()
+        try:
+            async for item in it:
+                await send(item)
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    elif out is not None:
+        for item in out:  # a plain iterable is accepted too
+            await send(item)
+    return None
+
+
+def start_stream(
+    server: Server,
+    method: str | MethodSpec,
+    params: Any,
+    ctx: Context,
+    inbound: AsyncIterator[Any] | None,
+    send: Send,
+    on_done: OnDone,
+) -> asyncio.Task[Any] | None:
+    """Run a streaming call; report ``on_done(None, None)`` or ``on_done(None, RpcError)``.
+
+    Server interceptors see streaming calls too: ``await proceed(call)`` drives the whole
+    stream (every message sent) and returns ``None``; an interceptor that raises before
+    proceeding refuses the call, and one that wraps ``proceed`` sees the stream's error.
+    Returns the task (``None`` when the call was refused before it started).
+    """
+    from .interceptors import ServerCall, chain
+
+    try:
+        spec = method if isinstance(method, MethodSpec) else server.lookup(method)
+        ctx.method = spec.name
+        if server.closing:
+            raise Unavailable(message="server is shutting down")
+        if ctx.deadline is not None and ctx.expired:
+            raise DeadlineExceeded(message=f"deadline exceeded before {spec.name} started")
+        args, kwargs = bind_stream_args(spec, params, inbound, ctx)
+    except RpcError as exc:
+        on_done(None, exc)
+        return None
+    except Exception as exc:
+        on_done(None, server.error_from(exc, ctx))
+        return None
+
+    async def run() -> Any:
+        if not server.interceptors:
+            return await _drive(spec, args, kwargs, send)
+        call = ServerCall(spec, args, kwargs, ctx)
+
+        async def final(c: ServerCall) -> Any:
+            return await _drive(c.spec, c.args, c.kwargs, send)
+
+        return await chain(server.interceptors, final)(call)
+
+    loop = asyncio.get_running_loop()
+    token = _current.set(ctx)
+    try:
+        task = loop.create_task(run())
+    finally:
+        _current.reset(token)
+    ctx._task = task
+    server._inflight += 1
+    server._tasks.add(task)
+    timer = None
+    if ctx.deadline is not None:
+        timer = loop.call_at(loop.time() + max(0.0, ctx.deadline - time.monotonic()), task.cancel)
+
+    def finished(t: asyncio.Task[Any]) -> None:
+        server._tasks.discard(t)
+        server._inflight -= 1
+        if timer is not None:
+            timer.cancel()
+        if t.cancelled():
+            on_done(None, server.error_from(asyncio.CancelledError(), ctx))
+        else:
+            exc = t.exception()
+            on_done(None, None if exc is None else server.error_from(exc, ctx))
+        if server._inflight == 0 and server._drained is not None:
+            server._drained.set()
+
+    task.add_done_callback(finished)
+    return task
+
+
+# -- client side ----------------------------------------------------------------------------
+
+
+class ClientStream(Generic[T]):
+    """The client's handle on a streaming call (any of the three streaming modes).
+
+    ``async for reply in stream`` (or ``await stream.recv()``, :data:`EOF` at the end) reads
+    replies; ``await stream.send(x)`` sends one request and waits while the server's window is
+    closed; ``await stream.done_writing()`` half-closes; ``await stream.result()`` is the one
+    reply of a client-streaming call; ``stream.cancel()`` resets the call on both sides.
+    An error status from the server is raised by whichever of these is waiting.
+    Transports subclass it and implement :meth:`_write`, :meth:`_write_end`, :meth:`_abort`.
+    """
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self._items: deque[tuple[Any, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._initial: asyncio.Future[Mapping[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._done = False
+        self._error: RpcError | None = None
+        self._writing_done = False
+        self._writer: asyncio.Task[None] | None = None
+        self.trailing_metadata: Mapping[str, Any] = {}
+
+    # -- fed by the transport --------------------------------------------------------
+
+    def _feed(self, item: Any, credit: int = 0) -> None:
+        if self._done:
+            return
+        self._items.append((item, credit))
+        self._wake()
+
+    def _feed_initial(self, metadata: Mapping[str, Any]) -> None:
+        if not self._initial.done():
+            self._initial.set_result(metadata)
+
+    def _finish(self, error: RpcError | None, trailing: Mapping[str, Any] | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._error = error
+        if trailing:
+            self.trailing_metadata = trailing
+        if not self._initial.done():
+            self._initial.set_result({})
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _consumed(self, credit: int) -> None:
+        """Transport hook: the app took a message carrying ``credit`` bytes."""
+
+    async def _write(self, item: Any) -> None:
+        raise NotImplementedError
+
+    async def _write_end(self) -> None:
+        raise NotImplementedError
+
+    def _abort(self, error: RpcError) -> None:
+        """Transport hook: reset the call on the wire."""
+
+    # -- user API --------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """The call has ended (all replies may not have been read yet)."""
+        return self._done
+
+    @property
+    def error(self) -> RpcError | None:
+        return self._error
+
+    async def send(self, item: Any) -> None:
+        if self._done:
+            raise self._error or Unavailable(message="stream is closed")
+        if self._writing_done:
+            raise RuntimeError("send() after done_writing()")
+        await self._write(item)
+
+    async def done_writing(self) -> None:
+        """Half-close: tell the server no more requests will come."""
+        if self._writing_done or self._done:
+            return
+        self._writing_done = True
+        await self._write_end()
+
+    def send_all(self, items: AsyncIterable[Any] | Any) -> asyncio.Task[None]:
+        """Send every item of an (async) iterable in the background, then half-close."""
+
+        async def pump() -> None:
+            if isinstance(items, AsyncIterable):
+                async for it in items:
+                    await self.send(it)
+            else:
+                for it in items:
+                    await self.send(it)
+            await self.done_writing()
+
+        self._writer = asyncio.get_running_loop().create_task(pump())
+        return self._writer
+
+    async def recv(self) -> Any:
+        """The next reply, or :data:`EOF` once the server finished; raises the error status."""
+        while not self._items:
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                return EOF
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item, credit = self._items.popleft()
+        if credit:
+            self._consumed(credit)
+        return item
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[T]:
+        while True:
+            item = await self.recv()
+            if item is EOF:
+                return
+            yield item
+
+    async def result(self) -> T:
+        """The single reply of a unary or client-streaming call (half-closes first)."""
+        if not self._writing_done and self._writer is None:
+            await self.done_writing()
+        first = await self.recv()
+        if first is EOF:
+            raise Unavailable(message=f"{self.method}: the server sent no reply")
+        while not self._done:  # wait for the status; a late error overrides the reply
+            await self.recv()
+        if self._error is not None:
+            raise self._error
+        return first  # type: ignore[no-any-return]
+
+    async def initial_metadata(self) -> Mapping[str, Any]:
+        return await self._initial
+
+    def cancel(self) -> None:
+        """Cancel the call: the server's handler is cancelled, waiting readers get CANCELLED."""
+        if self._done:
+            return
+        err = Cancelled(message=f"{self.method}: cancelled by the client")
+        self._abort(err)
+        self._finish(err)
+
+    def _expire(self) -> None:
+        if self._done:
+            return
+        err = DeadlineExceeded(message=f"{self.method}: deadline exceeded")
+        self._abort(err)
+        self._finish(err)
+
+    async def __aenter__(self) -> ClientStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self._done:
+            self.cancel()

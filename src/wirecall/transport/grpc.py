@@ -1,0 +1,1024 @@
+"""asyncio adapter for gRPC over HTTP/2: ``grpc://`` (h2c, prior knowledge) and ``grpcs://``
+(TLS with ALPN ``h2``). The protocol itself is :mod:`wirecall.protocol.grpc` (sans-IO).
+
+Server: every request ends in the one dispatch path: unary calls in ``Server.start_call``,
+streaming calls in ``Server.start_stream``. ``/pkg.Service/Method`` is looked up as
+``pkg.Service.Method`` then ``Service.Method`` (wirecall service names carry no package).
+The message codec follows the content-type: ``application/grpc`` (``+proto``) carries protobuf
+for services generated from a ``.proto`` (``wirecall gen``) and msgpack for plain Python
+services; ``application/grpc+msgpack`` and ``+json`` select those codecs explicitly.
+
+Client: :class:`GrpcClientConnection` (one HTTP/2 connection, calls multiplexed as streams);
+``call`` for unary, ``open_stream`` for the three streaming modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl as ssl_mod
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .. import codec as codecs
+from ..codec.protobuf import is_message_type
+from ..context import Context
+from ..errors import (
+    ConnectError,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+    RpcError,
+    Unavailable,
+    Unimplemented,
+)
+from ..protocol import grpc as gp
+from ..service import BIDI_STREAM, CLIENT_STREAM, UNARY, MethodSpec
+from ..status import Status
+from ..streaming import (
+    ClientStream,
+    Inbound,
+    ResponseMetadata,
+    bind_response_metadata,
+    reset_response_metadata,
+)
+from .base import URL, ClientConnection, Listener
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = [
+    "GrpcClientConnection",
+    "GrpcListener",
+    "GrpcServerProtocol",
+    "connect",
+    "make_server_protocol",
+    "method_path",
+    "serve",
+]
+
+log = logging.getLogger("wirecall.grpc")
+
+HIGH_WATER = 256 * 1024  # bytes queued on one stream before send() waits for the window
+_MONO = time.monotonic
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _peer_name(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return str(peer or "")
+
+
+# -- message codecs per call ---------------------------------------------------------------
+
+
+class _Wire:
+    """How one call's messages become bytes: protobuf classes, or a wirecall codec."""
+
+    __slots__ = ("codec", "content_type", "req", "res")
+
+    def __init__(self, codec: codecs.Codec | None, req: Any, res: Any, content_type: str) -> None:
+        self.codec = codec  # None: protobuf with the given classes
+        self.req = req
+        self.res = res
+        self.content_type = content_type
+
+    def decode(self, payload: bytes, tp: Any) -> Any:
+        if self.codec is None:
+            if not is_message_type(tp):
+                raise Internal(message="protobuf message type unknown for this call")
+            try:
+                return tp.FromString(payload)
+            except Exception as exc:
+                raise InvalidArgument(message=f"cannot parse {tp.__name__}: {exc}") from None
+        try:
+            return self.codec.decode(payload, tp)
+        except msgspec.ValidationError as exc:
+            raise InvalidArgument(message=f"invalid message: {exc}") from None
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise InvalidArgument(
+                message=f"cannot decode {self.codec.name} message: {exc}"
+            ) from None
+
+    def encode(self, value: Any, tp: Any) -> bytes:
+        if self.codec is None:
+            if isinstance(value, (list, tuple)) and len(value) == 1:
+                value = value[0]
+            if isinstance(value, dict) and is_message_type(tp):
+                value = tp(**value)
+            if value is None and is_message_type(tp):
+                value = tp()
+            try:
+                return value.SerializeToString()  # type: ignore[no-any-return]
+            except AttributeError:
+                raise Internal(
+                    message=f"expected a protobuf message, got {type(value).__name__}"
+                ) from None
+        return self.codec.encode(value)
+
+
+def proto_method_info(spec: MethodSpec) -> tuple[Any, Any, str] | None:
+    """(request class, response class, mode) of a method generated from a ``.proto``."""
+    owner = getattr(spec.func, "__self__", None)
+    table = getattr(type(owner), "__grpc_methods__", None)
+    if not table:
+        return None
+    info = table.get(spec.name.rpartition(".")[2])
+    return (info[0], info[1], info[2]) if info else None
+
+
+def _subtype_codec(content_type: str) -> codecs.Codec | str | None:
+    """Codec named by ``application/grpc+<name>``: a codec, None (protobuf), or "" (plain)."""
+    if content_type == gp.CONTENT_TYPE:
+        return ""
+    sub = content_type[len(gp.CONTENT_TYPE) + 1:].split(";")[0].strip()
+    if sub in ("proto", "protobuf"):
+        return None
+    c = codecs.codec_by_name(sub)
+    if c is None:
+        raise Unimplemented(message=f"unsupported content-type {content_type!r}")
+    return c
+
+
+# -- server ---------------------------------------------------------------------------------
+
+
+class _ServerCall:
+    __slots__ = (
+        "ctx", "dead", "inbound", "md", "mode", "request", "sid", "spec", "task", "waiter", "wire",
+    )
+
+    def __init__(self, sid: int, spec: MethodSpec, ctx: Context, wire: _Wire, mode: str) -> None:
+        self.sid = sid
+        self.spec = spec
+        self.ctx = ctx
+        self.wire = wire
+        self.mode = mode
+        self.inbound: Inbound[Any] | None = None
+        self.request: bytes | None = None
+        self.md = ResponseMetadata()
+        self.waiter: asyncio.Future[None] | None = None
+        self.dead = False
+        self.task: asyncio.Task[Any] | None = None
+
+
+class GrpcServerProtocol(asyncio.Protocol):
+    """One accepted HTTP/2 connection serving gRPC calls."""
+
+    def __init__(self, server: Server, listener: GrpcListener | None = None, **opts: Any) -> None:
+        self.server = server
+        self.listener = listener
+        self.conn = gp.GrpcConnection(
+            client_side=False,
+            max_message_size=int(opts.get("max_message_size", server.max_message_size)),
+            max_concurrent_streams=int(opts.get("max_concurrent_streams", 1000)),
+            reset_limit=int(opts.get("reset_limit", 200)),
+        )
+        self.transport: asyncio.Transport | None = None
+        self.calls: dict[int, _ServerCall] = {}
+        self.peer = ""
+        self._loop = asyncio.get_event_loop()
+        self._flush_scheduled = False
+        self._paused = False
+        self._draining = False
+        self._closing = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        _nodelay(transport)
+        self.peer = _peer_name(transport)
+        if self.listener is not None:
+            self.listener.connections.add(self)
+        self.conn.initiate()
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self.listener is not None:
+            self.listener.connections.discard(self)
+        for call in list(self.calls.values()):
+            self._kill(call, Unavailable(message="connection lost"))
+        self.calls.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_writers()
+
+    def data_received(self, data: bytes) -> None:
+        events = self.conn.receive(data, self._loop.time())
+        for ev in events:
+            t = type(ev)
+            if t is gp.MessageReceived:
+                self._on_message(ev)
+            elif t is gp.CallStarted:
+                self._on_call(ev)
+            elif t is gp.HalfClosed:
+                self._on_half_close(ev)
+            elif t is gp.StreamReset:
+                call = self.calls.pop(ev.stream_id, None)
+                if call is not None:
+                    self._kill(call, RpcError(Status.CANCELLED, "stream reset by the client"))
+            elif t is gp.StreamFailed:
+                call = self.calls.pop(ev.stream_id, None)
+                if call is not None:
+                    self._kill(call, RpcError(ev.status, ev.message))
+            elif t is gp.ConnectionClosed and ev.local:
+                log.info("closing gRPC connection from %s: %s", self.peer, ev.reason)
+                self._flush()
+                self._abort_all()
+                return
+        self._flush()
+        if self.calls:
+            self._wake_writers()
+        if self._draining and not self.calls:
+            self._close_transport()
+
+    # -- calls -----------------------------------------------------------------------
+
+    def _resolve(self, path: str) -> MethodSpec:
+        if path[:1] != "/" or path.count("/") != 2:
+            raise Unimplemented(message=f"malformed gRPC path {path!r}")
+        _, svc, meth = path.split("/")
+        methods = self.server.registry.methods
+        spec = methods.get(f"{svc}.{meth}")
+        if spec is None and "." in svc:
+            spec = methods.get(f"{svc.rpartition('.')[2]}.{meth}")
+        if spec is None:
+            return self.server.lookup(f"{svc}.{meth}")  # raises Unimplemented naming the miss
+        return spec
+
+    def _on_call(self, ev: gp.CallStarted) -> None:
+        sid = ev.stream_id
+        try:
+            if self._draining:
+                raise Unavailable(message="server is shutting down")
+            spec = self._resolve(ev.path)
+            info = proto_method_info(spec)
+            sub = _subtype_codec(ev.content_type)
+            if sub is None or (sub == "" and info is not None):
+                if info is None:
+                    raise Unimplemented(message=f"{spec.name} is not a protobuf method; "
+                                        "use application/grpc+msgpack or +json")
+                wire = _Wire(None, info[0], info[1], ev.content_type)
+                mode = info[2]
+            else:
+                c = codecs.MSGPACK_CODEC if sub == "" else sub
+                assert not isinstance(c, str)
+                wire = _Wire(c, spec.request_type, spec.result_type, ev.content_type)
+                mode = spec.mode
+        except RpcError as exc:
+            self.conn.send_trailers(sid, exc.status, exc.message, content_type=ev.content_type)
+            return
+        deadline = None if ev.timeout is None else _MONO() + ev.timeout
+        ctx = Context(spec.name, ev.metadata, deadline, self.peer, "grpc")
+        call = _ServerCall(sid, spec, ctx, wire, mode)
+        self.calls[sid] = call
+        if mode in (CLIENT_STREAM, BIDI_STREAM):
+            conn = self.conn
+
+            def consumed(n: int, sid: int = sid) -> None:
+                conn.consumed(sid, n)
+                self._schedule_flush()
+
+            call.inbound = Inbound(consumed)
+            self._start_stream(call, None)
+
+    def _on_message(self, ev: gp.MessageReceived) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is None:
+            self.conn.consumed(ev.stream_id, ev.flow)
+            return
+        if call.inbound is not None:
+            try:
+                item = call.wire.decode(ev.payload, call.wire.req)
+            except RpcError as exc:
+                self._fail_call(call, exc)
+                return
+            call.inbound.put(item, ev.flow)
+            return
+        self.conn.consumed(ev.stream_id, ev.flow)
+        if call.request is not None:
+            self._fail_call(call, Internal(
+                message=f"{call.spec.name} takes one request message, got more"))
+            return
+        call.request = ev.payload
+
+    def _on_half_close(self, ev: gp.HalfClosed) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is None:
+            return
+        if call.inbound is not None:
+            call.inbound.close()
+            return
+        if call.request is None:
+            self._fail_call(call, Internal(message=f"{call.spec.name}: no request message"))
+            return
+        try:
+            msg = call.wire.decode(call.request, call.wire.req if call.wire.codec is None else Any)
+        except RpcError as exc:
+            self._fail_call(call, exc)
+            return
+        params = [msg] if call.wire.codec is None else msg
+        call.request = None
+        if call.mode == UNARY:
+            sid = call.sid
+            token = bind_response_metadata(call.md)
+            try:
+                self.server.start_call(
+                    call.spec, params, call.ctx, lambda r, e: self._unary_done(sid, r, e)
+                )
+            finally:
+                reset_response_metadata(token)
+        else:
+            self._start_stream(call, params)
+
+    def _start_stream(self, call: _ServerCall, params: Any) -> None:
+        sid = call.sid
+
+        async def send(item: Any) -> None:
+            await self._send(call, item)
+
+        token = bind_response_metadata(call.md)
+        try:
+            call.task = self.server.start_stream(
+                call.spec, params, call.ctx, call.inbound, send,
+                lambda _r, e: self._stream_done(sid, e),
+            )
+        finally:
+            reset_response_metadata(token)
+
+    def _headers(self, call: _ServerCall) -> None:
+        if not call.md.sent:
+            call.md.sent = True
+            self.conn.send_response_headers(
+                call.sid, call.md.initial or None, call.wire.content_type
+            )
+
+    def _unary_done(self, sid: int, result: Any, exc: BaseException | None) -> None:
+        call = self.calls.pop(sid, None)
+        if call is None or call.dead:
+            return
+        conn = self.conn
+        if exc is None:
+            try:
+                payload = call.wire.encode(result, call.wire.res)
+            except Exception as e:
+                exc = self.server.error_from(e, call.ctx)
+            else:
+                if len(payload) > conn.max_message_size:
+                    exc = ResourceExhausted(message=f"response of {len(payload)} bytes is over "
+                                            f"the limit of {conn.max_message_size}")
+                else:
+                    self._headers(call)
+                    conn.send_message(sid, payload)
+                    conn.send_trailers(sid, Status.OK, "", call.md.trailing or None)
+        if exc is not None:
+            err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, call.ctx)
+            if call.md.initial:
+                self._headers(call)
+            conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
+                               content_type=call.wire.content_type)
+        self._schedule_flush()
+
+    async def _send(self, call: _ServerCall, item: Any) -> None:
+        if call.dead:
+            raise asyncio.CancelledError
+        payload = call.wire.encode(item, call.wire.res)
+        if len(payload) > self.conn.max_message_size:
+            raise ResourceExhausted(message=f"message of {len(payload)} bytes is over the "
+                                    f"limit of {self.conn.max_message_size}")
+        self._headers(call)
+        self.conn.send_message(call.sid, payload)
+        self._schedule_flush()
+        while (self.conn.pending(call.sid) > HIGH_WATER or self._paused) and not call.dead:
+            call.waiter = self._loop.create_future()
+            try:
+                await call.waiter
+            finally:
+                call.waiter = None
+
+    def _wake_writers(self) -> None:
+        if self._paused:
+            return
+        for call in self.calls.values():
+            w = call.waiter
+            if w is not None and not w.done() and self.conn.pending(call.sid) <= HIGH_WATER:
+                w.set_result(None)
+
+    def _stream_done(self, sid: int, exc: BaseException | None) -> None:
+        call = self.calls.pop(sid, None)
+        if call is None or call.dead:
+            return
+        if call.md.initial:
+            self._headers(call)
+        if exc is None:
+            self.conn.send_trailers(sid, Status.OK, "", call.md.trailing or None,
+                                    content_type=call.wire.content_type)
+        else:
+            err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, call.ctx)
+            self.conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
+                                    content_type=call.wire.content_type)
+        self._schedule_flush()
+        if self._draining and not self.calls:
+            self._close_transport()
+
+    def _fail_call(self, call: _ServerCall, err: RpcError) -> None:
+        """Refuse a call for a bad request: status to the peer, handler cancelled."""
+        self.calls.pop(call.sid, None)
+        self.conn.send_trailers(call.sid, err.status, err.message,
+                                content_type=call.wire.content_type)
+        self.conn.reset(call.sid, 0)  # NO_ERROR: stop the client sending more
+        self._kill(call, err)
+
+    def _kill(self, call: _ServerCall, err: RpcError) -> None:
+        call.dead = True
+        if call.inbound is not None:
+            call.inbound.fail(err)
+        if call.waiter is not None and not call.waiter.done():
+            call.waiter.set_exception(asyncio.CancelledError())
+        call.ctx.cancel()
+
+    def _abort_all(self) -> None:
+        for call in list(self.calls.values()):
+            self._kill(call, Unavailable(message="connection closed"))
+        self.calls.clear()
+        self._close_transport()
+
+    # -- output ----------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def goaway(self) -> None:
+        """Graceful shutdown: GOAWAY (no new streams); close once in-flight calls end."""
+        self._draining = True
+        self.conn.graceful_goaway()
+        self._flush()
+        if not self.calls:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self._flush()
+            self.transport.close()
+
+
+def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
+    """A gRPC server protocol for one connection (the one-port sniffer hands it connections
+    that start with ``PRI * HTTP/2.0``)."""
+    listener = opts.pop("listener", None)
+    return GrpcServerProtocol(server, listener, **opts)
+
+
+class GrpcListener(Listener):
+    def __init__(self, url: str, aserver: asyncio.AbstractServer) -> None:
+        self.url = url
+        self._aserver = aserver
+        self.connections: set[GrpcServerProtocol] = set()
+
+    async def stop_accepting(self) -> None:
+        self._aserver.close()
+
+    def goaway(self) -> None:
+        for c in list(self.connections):
+            c.goaway()
+
+    async def aclose(self) -> None:
+        for c in list(self.connections):
+            c._abort_all()
+        await asyncio.sleep(0)
+
+
+def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
+    ctx = opts.get("ssl")
+    if isinstance(ctx, ssl_mod.SSLContext):
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+    certfile, keyfile = opts.get("certfile"), opts.get("keyfile")
+    if not certfile:
+        raise ValueError("grpcs:// needs ssl=SSLContext or certfile=/keyfile=")
+    ctx = ssl_mod.create_default_context(ssl_mod.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+async def serve(server: Server, url: URL, **opts: Any) -> GrpcListener:
+    loop = asyncio.get_running_loop()
+    holder: list[GrpcListener] = []
+    tls = server_ssl_context(opts) if url.scheme == "grpcs" else None
+    for k in ("ssl", "certfile", "keyfile"):
+        opts.pop(k, None)
+
+    def factory() -> GrpcServerProtocol:
+        return GrpcServerProtocol(server, holder[0] if holder else None, **opts)
+
+    aserver = await loop.create_server(
+        factory, url.host, url.port, reuse_address=True, backlog=1024, ssl=tls
+    )
+    host, port = aserver.sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    lst = GrpcListener(f"{url.scheme}://{shown}:{port}", aserver)
+    holder.append(lst)
+    return lst
+
+
+# -- client ---------------------------------------------------------------------------------
+
+
+def method_path(method: str) -> str:
+    """``pkg.Service.Method`` -> ``/pkg.Service/Method`` (``/a/b`` is used as is)."""
+    if method.startswith("/"):
+        return method
+    svc, dot, meth = method.rpartition(".")
+    if not dot:
+        raise InvalidArgument(message=f"gRPC method {method!r} needs a service: Service.Method")
+    return f"/{svc}/{meth}"
+
+
+class _UnaryCall:
+    __slots__ = ("fut", "payload", "result_type", "timer", "wire")
+
+    def __init__(self, fut: asyncio.Future[Any], wire: _Wire, result_type: Any) -> None:
+        self.fut = fut
+        self.wire = wire
+        self.result_type = result_type
+        self.payload: bytes | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class GrpcClientStream(ClientStream[Any]):
+    """A streaming call on a :class:`GrpcClientConnection`."""
+
+    def __init__(self, owner: GrpcClientConnection, method: str, wire: _Wire,
+                 result_type: Any) -> None:
+        super().__init__(method)
+        self.owner = owner
+        self.wire = wire
+        self.result_type = result_type
+        self.sid = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    async def _write(self, item: Any) -> None:
+        o = self.owner
+        payload = self.wire.encode(item, None)
+        o._check_size(payload)
+        o.conn.send_message(self.sid, payload, o.compress)
+        o._schedule_flush()
+        while (o.conn.pending(self.sid) > HIGH_WATER or o._paused) and not self._done:
+            self.waiter = o._loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self._done and self._error is not None:
+            raise self._error
+
+    async def _write_end(self) -> None:
+        self.owner.conn.end_request(self.sid)
+        self.owner._schedule_flush()
+
+    def _abort(self, error: RpcError) -> None:
+        self.owner._drop(self.sid)
+        self.owner.conn.reset(self.sid)
+        self.owner._schedule_flush()
+
+    def _consumed(self, credit: int) -> None:
+        self.owner.conn.consumed(self.sid, credit)
+        self.owner._schedule_flush()
+
+    def _finish(self, error: RpcError | None, trailing: Mapping[str, Any] | None = None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        super()._finish(error, trailing)
+
+
+class GrpcClientConnection(ClientConnection, asyncio.Protocol):
+    """One HTTP/2 connection to a gRPC server; calls are multiplexed as streams."""
+
+    def __init__(
+        self, *, authority: str, scheme: str = "http", codec: str | None = None,
+        max_message_size: int = 4 * 1024 * 1024, compression: str | None = None,
+        user_agent: str = gp.USER_AGENT,
+    ) -> None:
+        self.authority = authority
+        self.scheme = scheme
+        self.codec_name = codec
+        self.conn = gp.GrpcConnection(client_side=True, max_message_size=max_message_size)
+        self.compress = compression == "gzip"
+        self.user_agent = user_agent
+        self.transport: asyncio.Transport | None = None
+        self.calls: dict[int, _UnaryCall | GrpcClientStream] = {}
+        self._loop = asyncio.get_event_loop()
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._closed = False
+        self._goaway = False
+        self._reason: RpcError | None = None
+        self._flush_scheduled = False
+        self._paused = False
+        self._pings: dict[bytes, asyncio.Future[None]] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._goaway
+
+    @property
+    def pending(self) -> int:
+        return len(self.calls)
+
+    # -- codec choice ----------------------------------------------------------------
+
+    def _wire(self, params: Any, result_type: Any) -> _Wire:
+        name = self.codec_name
+        if name is None:
+            first = params[0] if isinstance(params, (list, tuple)) and len(params) == 1 else params
+            name = "proto" if (
+                is_message_type(type(first)) or is_message_type(result_type)
+            ) else "msgpack"
+        if name in ("proto", "protobuf"):
+            return _Wire(None, None, result_type, gp.CONTENT_TYPE)
+        c = codecs.get(name)
+        return _Wire(c, None, result_type, f"{gp.CONTENT_TYPE}+{c.name}")
+
+    def _check_size(self, payload: bytes) -> None:
+        if len(payload) > self.conn.max_message_size:
+            raise ResourceExhausted(message=f"request of {len(payload)} bytes is over the "
+                                    f"limit of {self.conn.max_message_size}")
+
+    def _check_open(self) -> None:
+        if self._closed or self._goaway:
+            raise self._reason or Unavailable(message=f"connection to {self.authority} closed")
+
+    def _start(self, method: str, wire: _Wire, timeout: float | None,
+               metadata: Mapping[str, Any] | None) -> int:
+        try:
+            return self.conn.start_request(
+                method_path(method), authority=self.authority, scheme=self.scheme,
+                metadata=metadata, timeout=timeout, content_type=wire.content_type,
+                encoding="gzip" if self.compress else "identity", user_agent=self.user_agent,
+            )
+        except ValueError as exc:
+            raise InvalidArgument(message=str(exc)) from None
+        except Exception as exc:  # h2 refusing a new stream (too many, connection closed)
+            raise Unavailable(message=f"cannot open a stream: {exc}") from None
+
+    # -- ClientConnection API --------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> Any:
+        self._check_open()
+        wire = self._wire(params, result_type)
+        payload = wire.encode(params, None)
+        self._check_size(payload)
+        sid = self._start(method, wire, timeout, metadata)
+        conn = self.conn
+        conn.send_message(sid, payload, self.compress)
+        conn.end_request(sid)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        call = _UnaryCall(fut, wire, result_type)
+        self.calls[sid] = call
+        if timeout is not None:
+            call.timer = self._loop.call_later(timeout, self._expire, sid, method, timeout)
+        self._schedule_flush()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if sid in self.calls:
+                self._drop(sid)
+                conn.reset(sid)
+                self._schedule_flush()
+            raise
+
+    def _expire(self, sid: int, method: str, timeout: float) -> None:
+        call = self.calls.pop(sid, None)
+        if isinstance(call, _UnaryCall) and not call.fut.done():
+            call.fut.set_exception(
+                DeadlineExceeded(message=f"{method}: deadline of {timeout:g}s exceeded")
+            )
+        self.conn.reset(sid)
+        self._schedule_flush()
+
+    def open_stream(
+        self,
+        method: str,
+        params: Any,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> GrpcClientStream:
+        """Open a streaming call. ``params``: the request of a server stream (sent, then
+        half-closed), an (async) iterable of requests to send in the background, or None
+        (send with ``stream.send`` and ``stream.done_writing``)."""
+        self._check_open()
+        streaming_in = params is not None and (
+            isinstance(params, AsyncIterable) or hasattr(params, "__next__")
+        )
+        wire = self._wire(None if streaming_in else params, result_type)
+        st = GrpcClientStream(self, method, wire, result_type)
+        st.sid = self._start(method, wire, timeout, metadata)
+        self.calls[st.sid] = st
+        if timeout is not None:
+            st.timer = self._loop.call_later(timeout, st._expire)
+        if streaming_in:
+            st.send_all(params)
+        elif params is not None:
+            payload = wire.encode(params, None)
+            self._check_size(payload)
+            self.conn.send_message(st.sid, payload, self.compress)
+            self.conn.end_request(st.sid)
+            st._writing_done = True
+        self._schedule_flush()
+        return st
+
+    async def ping(self, timeout: float | None = None) -> float:
+        self._check_open()
+        data = os.urandom(8)
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._pings[data] = fut
+        t0 = _MONO()
+        self.conn.ping(data)
+        self._flush()
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pings.pop(data, None)
+        return _MONO() - t0
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.conn.goaway()
+        self._flush()
+        self._fail_all(Unavailable(message="connection closed by the client"))
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        _nodelay(transport)
+        self.conn.initiate()
+        self._flush()
+        if not self._ready.done():
+            self._ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.transport = None
+        self._fail_all(self._reason or Unavailable(
+            message=f"connection to {self.authority} lost" + (f": {exc}" if exc else "")))
+        if not self._ready.done():
+            self._ready.set_exception(ConnectError(message=f"connection to {self.authority} lost"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_writers()
+
+    def _fail_all(self, err: RpcError) -> None:
+        calls, self.calls = self.calls, {}
+        for c in calls.values():
+            if isinstance(c, _UnaryCall):
+                if c.timer is not None:
+                    c.timer.cancel()
+                if not c.fut.done():
+                    c.fut.set_exception(err)
+            else:
+                c._finish(err)
+        for f in self._pings.values():
+            if not f.done():
+                f.set_exception(err)
+
+    def _drop(self, sid: int) -> None:
+        c = self.calls.pop(sid, None)
+        if isinstance(c, _UnaryCall) and c.timer is not None:
+            c.timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        for ev in self.conn.receive(data, self._loop.time()):
+            t = type(ev)
+            if t is gp.MessageReceived:
+                c = self.calls.get(ev.stream_id)
+                if c is None:
+                    self.conn.consumed(ev.stream_id, ev.flow)
+                elif isinstance(c, _UnaryCall):
+                    self.conn.consumed(ev.stream_id, ev.flow)
+                    if c.payload is not None:
+                        self._finish_unary(ev.stream_id, c, Internal(
+                            message="server sent more than one reply to a unary call"))
+                        self.conn.reset(ev.stream_id)
+                    else:
+                        c.payload = ev.payload
+                else:
+                    try:
+                        item = c.wire.decode(ev.payload, c.result_type)
+                    except RpcError as exc:
+                        self.calls.pop(ev.stream_id, None)
+                        self.conn.reset(ev.stream_id)
+                        c._finish(Internal(message=f"bad reply: {exc.message}"))
+                        continue
+                    c._feed(item, ev.flow)
+            elif t is gp.TrailersReceived:
+                self._on_trailers(ev)
+            elif t is gp.ResponseStarted:
+                c = self.calls.get(ev.stream_id)
+                if isinstance(c, GrpcClientStream):
+                    c._feed_initial(ev.metadata)
+            elif t is gp.StreamReset:
+                c = self.calls.pop(ev.stream_id, None)
+                err = RpcError(gp.RESET_STATUS.get(ev.error_code, Status.INTERNAL),
+                               f"stream reset by the server (HTTP/2 error {ev.error_code})")
+                if isinstance(c, _UnaryCall):
+                    self._finish_unary(ev.stream_id, c, err)
+                elif c is not None:
+                    c._finish(err)
+            elif t is gp.ConnectionClosed:
+                self._on_goaway(ev)
+            elif t is gp.PingAcked:
+                f = self._pings.get(ev.data)
+                if f is not None and not f.done():
+                    f.set_result(None)
+        self._flush()
+        if self.calls:
+            self._wake_writers()
+
+    def _on_trailers(self, ev: gp.TrailersReceived) -> None:
+        c = self.calls.pop(ev.stream_id, None)
+        if c is None:
+            return
+        if isinstance(c, _UnaryCall):
+            if ev.status != Status.OK:
+                self._finish_unary(ev.stream_id, c, RpcError(ev.status, ev.message))
+            elif c.payload is None:
+                self._finish_unary(ev.stream_id, c, Internal(
+                    message="server ended a unary call without a reply"))
+            else:
+                try:
+                    result = c.wire.decode(c.payload, c.result_type)
+                except RpcError as exc:
+                    self._finish_unary(ev.stream_id, c, Internal(message=f"bad reply: "
+                                                                   f"{exc.message}"))
+                    return
+                if c.timer is not None:
+                    c.timer.cancel()
+                if not c.fut.done():
+                    c.fut.set_result(result)
+            return
+        if ev.initial is not None:
+            c._feed_initial(ev.initial)
+        if ev.status != Status.OK:
+            c._finish(RpcError(ev.status, ev.message), ev.metadata)
+        else:
+            c._finish(None, ev.metadata)
+        if not c._writing_done:  # the server finished before we half-closed: stop sending
+            self.conn.reset(ev.stream_id, 0)
+
+    def _finish_unary(self, sid: int, c: _UnaryCall, err: RpcError) -> None:
+        if c.timer is not None:
+            c.timer.cancel()
+        if not c.fut.done():
+            c.fut.set_exception(err)
+
+    def _on_goaway(self, ev: gp.ConnectionClosed) -> None:
+        self._goaway = True
+        err = Unavailable(message=f"server sent GOAWAY ({ev.reason or ev.error_code})")
+        self._reason = err
+        # streams above last_stream_id were never processed: fail them (safe to retry)
+        if ev.local or ev.error_code:
+            self._fail_all(err)
+            if self.transport is not None:
+                self._flush()
+                self.transport.close()
+            return
+        for sid in [s for s in self.calls if s > ev.last_stream_id]:
+            c = self.calls.pop(sid)
+            if isinstance(c, _UnaryCall):
+                self._finish_unary(sid, c, err)
+            else:
+                c._finish(err)
+
+    def _wake_writers(self) -> None:
+        if self._paused:
+            return
+        for sid, c in self.calls.items():
+            if isinstance(c, GrpcClientStream):
+                w = c.waiter
+                if w is not None and not w.done() and self.conn.pending(sid) <= HIGH_WATER:
+                    w.set_result(None)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+
+def client_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
+    ctx = opts.get("ssl")
+    if isinstance(ctx, ssl_mod.SSLContext):
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+    ctx = ssl_mod.create_default_context(cafile=opts.get("cafile"))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+async def connect(
+    url: URL,
+    *,
+    timeout: float | None = 10.0,
+    codec: str | None = None,
+    max_message_size: int = 4 * 1024 * 1024,
+    compression: str | None = None,
+    **opts: Any,
+) -> GrpcClientConnection:
+    """Dial a gRPC server. ``codec``: force ``proto``/``msgpack``/``json`` (default: protobuf
+    when the request or result type is a protobuf message, else msgpack). ``compression="gzip"``
+    compresses requests. ``grpcs://`` takes ``ssl=`` (an SSLContext), ``cafile=`` and
+    ``server_hostname=``."""
+    loop = asyncio.get_running_loop()
+    codec = codec or url.query.get("codec")
+    proto = GrpcClientConnection(
+        authority=url.hostport, scheme="https" if url.scheme == "grpcs" else "http",
+        codec=codec, max_message_size=max_message_size, compression=compression,
+    )
+    tls = client_ssl_context(opts) if url.scheme == "grpcs" else None
+    factory: Callable[[], GrpcClientConnection] = lambda: proto  # noqa: E731
+
+    async def dial() -> None:
+        if tls is not None:
+            await loop.create_connection(
+                factory, url.host, url.port, ssl=tls,
+                server_hostname=opts.get("server_hostname", url.host),
+            )
+            assert proto.transport is not None
+            sslobj = proto.transport.get_extra_info("ssl_object")
+            if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
+                proto.transport.close()
+                raise ConnectError(message=f"dial {url}: the server did not agree to ALPN h2")
+        else:
+            await loop.create_connection(factory, url.host, url.port)
+        await proto._ready
+
+    try:
+        await asyncio.wait_for(dial(), timeout)
+    except TimeoutError:
+        if proto.transport is not None:
+            proto.transport.abort()
+        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    return proto
+
