@@ -1,0 +1,457 @@
+"""Go types as gob sees them, and how Python types map onto them.
+
+A :class:`GoType` describes one Go type: a builtin (``bool``, ``int``, ``uint``, ``float``,
+``complex``, ``string``, ``[]byte``, ``interface{}``) or a composite (slice, array, map,
+struct). Builtins keep their precise Go spelling (``int64``, ``uint32``, ``float32``) because
+composite type names (``[]int64``) and interface type names carry it, even though gob sends
+every signed integer the same way.
+
+Python -> Go (:func:`go_type`):
+
+=====================================  ==========================================
+``bool``                               ``bool``
+``int``                                ``int`` (``Annotated[int, GoInt64]``, ``GoUint32``...)
+``float``                              ``float64`` (``Annotated[float, GoFloat32]``)
+``complex``                            ``complex128``
+``str``                                ``string``
+``bytes`` / ``bytearray``              ``[]byte``
+``list[T]`` / ``tuple[T, ...]``        ``[]T`` (``Annotated[list[T], GoArray(n)]``: ``[n]T``)
+``dict[K, V]``                         ``map[K]V``
+msgspec ``Struct`` / dataclass         ``struct`` named after the class, fields by name
+``T | None``                           ``*T`` (``None`` is a nil pointer: the field is omitted)
+``Any`` / ``object``                   ``interface{}``
+=====================================  ==========================================
+
+A struct's Go name is the class name unless the class sets ``__go_name__``; field names are
+the msgspec encode names (``rename=`` works) or the dataclass field names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import threading
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import msgspec
+
+__all__ = [
+    "BOOL",
+    "BYTES",
+    "COMPLEX",
+    "FLOAT",
+    "INT",
+    "INTERFACE",
+    "STRING",
+    "UINT",
+    "GoArray",
+    "GoComplex64",
+    "GoComplex128",
+    "GoField",
+    "GoFloat32",
+    "GoFloat64",
+    "GoInt",
+    "GoInt8",
+    "GoInt16",
+    "GoInt32",
+    "GoInt64",
+    "GoScalar",
+    "GoType",
+    "GoUint",
+    "GoUint8",
+    "GoUint16",
+    "GoUint32",
+    "GoUint64",
+    "GoUintptr",
+    "go_type",
+    "go_type_of_value",
+    "strip_type",
+]
+
+# Builtin type ids (fixed by the gob specification).
+BOOL = 1
+INT = 2
+UINT = 3
+FLOAT = 4
+BYTES = 5
+STRING = 6
+COMPLEX = 7
+INTERFACE = 8
+BUILTIN_NAMES = {
+    BOOL: "bool",
+    INT: "int",
+    UINT: "uint",
+    FLOAT: "float64",
+    BYTES: "[]uint8",
+    STRING: "string",
+    COMPLEX: "complex128",
+    INTERFACE: "interface {}",
+}
+FIRST_USER_ID = 65
+
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+U64_MAX = (1 << 64) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class GoScalar:
+    """A marker naming the exact Go numeric type of a Python ``int``/``float``/``complex``.
+
+    Use it in ``Annotated``: ``Annotated[int, GoUint32]``. It selects the gob encoding
+    (signed or unsigned), range-checks values both ways, and spells the Go type name.
+    """
+
+    name: str
+    wire: int
+    lo: int = 0
+    hi: int = 0
+
+
+def _signed(name: str, bits: int) -> GoScalar:
+    return GoScalar(name, INT, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def _unsigned(name: str, bits: int) -> GoScalar:
+    return GoScalar(name, UINT, 0, (1 << bits) - 1)
+
+
+GoInt = _signed("int", 64)
+GoInt8 = _signed("int8", 8)
+GoInt16 = _signed("int16", 16)
+GoInt32 = _signed("int32", 32)
+GoInt64 = _signed("int64", 64)
+GoUint = _unsigned("uint", 64)
+GoUint8 = _unsigned("uint8", 8)
+GoUint16 = _unsigned("uint16", 16)
+GoUint32 = _unsigned("uint32", 32)
+GoUint64 = _unsigned("uint64", 64)
+GoUintptr = _unsigned("uintptr", 64)
+GoFloat32 = GoScalar("float32", FLOAT)
+GoFloat64 = GoScalar("float64", FLOAT)
+GoComplex64 = GoScalar("complex64", COMPLEX)
+GoComplex128 = GoScalar("complex128", COMPLEX)
+
+
+@dataclasses.dataclass(frozen=True)
+class GoArray:
+    """Marker: ``Annotated[list[int], GoArray(3)]`` is Go's ``[3]int`` (always sent)."""
+
+    length: int
+
+
+class GoField:
+    """One struct field: Go name, Python attribute, type, and whether it is a pointer."""
+
+    __slots__ = ("attr", "default", "has_default", "name", "pointer", "pytype", "type")
+
+    def __init__(
+        self,
+        name: str,
+        attr: str,
+        gtype: GoType,
+        pointer: bool,
+        pytype: Any,
+        has_default: bool,
+        default: Any,
+    ) -> None:
+        self.name = name
+        self.attr = attr
+        self.type = gtype
+        self.pointer = pointer
+        self.pytype = pytype
+        self.has_default = has_default
+        self.default = default
+
+
+class GoType:
+    """One Go type. ``wire`` is the builtin id for builtins, 0 for composite types.
+
+    ``kind`` is one of "bool", "int", "uint", "float", "complex", "string", "bytes",
+    "interface", "slice", "array", "map", "struct".
+    """
+
+    __slots__ = (
+        "_fields",
+        "_fields_fn",
+        "elem",
+        "gostring",
+        "key",
+        "kind",
+        "length",
+        "name",
+        "pyclass",
+        "scalar",
+        "wire",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        wire: int = 0,
+        *,
+        elem: GoType | None = None,
+        key: GoType | None = None,
+        length: int = 0,
+        pyclass: Any = None,
+        scalar: GoScalar | None = None,
+        gostring: str = "",
+    ) -> None:
+        self.kind = kind
+        self.name = name  # the Go type name as sent in type definitions (struct name)
+        self.gostring = gostring or name  # reflect.Type.String(), e.g. "[]main.Item"
+        self.wire = wire
+        self.elem = elem
+        self.key = key
+        self.length = length
+        self.pyclass = pyclass
+        self.scalar = scalar
+        self._fields: list[GoField] | None = None
+        self._fields_fn: Any = None
+
+    @property
+    def fields(self) -> list[GoField]:
+        if self._fields is None:
+            fn, self._fields_fn = self._fields_fn, None
+            self._fields = fn() if fn is not None else []
+        return self._fields
+
+    @property
+    def builtin(self) -> bool:
+        return self.wire != 0
+
+    def __repr__(self) -> str:
+        return f"<GoType {self.gostring}>"
+
+
+def _scalar_type(sc: GoScalar) -> GoType:
+    kind = {INT: "int", UINT: "uint", FLOAT: "float", COMPLEX: "complex"}[sc.wire]
+    return GoType(kind, sc.name, sc.wire, scalar=sc)
+
+
+T_BOOL = GoType("bool", "bool", BOOL)
+T_INT = _scalar_type(GoInt)
+T_FLOAT = _scalar_type(GoFloat64)
+T_COMPLEX = _scalar_type(GoComplex128)
+T_STRING = GoType("string", "string", STRING)
+T_BYTES = GoType("bytes", "[]uint8", BYTES)
+T_INTERFACE = GoType("interface", "interface {}", INTERFACE)
+_SCALAR_TYPES: dict[GoScalar, GoType] = {GoInt: T_INT, GoFloat64: T_FLOAT, GoComplex128: T_COMPLEX}
+_slices: dict[int, GoType] = {}
+_maps: dict[tuple[int, int], GoType] = {}
+_arrays: dict[tuple[int, int], GoType] = {}
+_py_cache: dict[Any, tuple[GoType, bool]] = {}
+_lock = threading.RLock()
+GO_PACKAGE = "main"
+
+
+def _scalar(sc: GoScalar) -> GoType:
+    t = _SCALAR_TYPES.get(sc)
+    if t is None:
+        t = _SCALAR_TYPES[sc] = _scalar_type(sc)
+    return t
+
+
+def slice_of(elem: GoType, elem_pointer: bool = False) -> GoType:
+    k = id(elem) * 2 + elem_pointer
+    t = _slices.get(k)
+    if t is None:
+        es = ("*" if elem_pointer else "") + elem.gostring
+        t = _slices[k] = GoType("slice", "[]" + es, elem=elem, gostring="[]" + es)
+    return t
+
+
+def map_of(key: GoType, elem: GoType) -> GoType:
+    k = (id(key), id(elem))
+    t = _maps.get(k)
+    if t is None:
+        name = f"map[{key.gostring}]{elem.gostring}"
+        t = _maps[k] = GoType("map", name, key=key, elem=elem)
+    return t
+
+
+def array_of(elem: GoType, length: int) -> GoType:
+    k = (id(elem), length)
+    t = _arrays.get(k)
+    if t is None:
+        name = f"[{length}]{elem.gostring}"
+        t = _arrays[k] = GoType("array", name, elem=elem, length=length)
+    return t
+
+
+def strip_type(tp: Any) -> tuple[Any, bool, list[Any]]:
+    """``(base type, optional, Annotated metadata)`` with ``Optional``/``Annotated`` removed."""
+    meta: list[Any] = []
+    optional = False
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            args = get_args(tp)
+            tp = args[0]
+            meta.extend(args[1:])
+            continue
+        if origin is Union or origin is types.UnionType:
+            rest = [a for a in get_args(tp) if a is not type(None)]
+            if len(rest) == 1 and len(get_args(tp)) == 2:
+                optional = True
+                tp = rest[0]
+                continue
+        return tp, optional, meta
+
+
+def is_struct_class(tp: Any) -> bool:
+    return isinstance(tp, type) and (
+        issubclass(tp, msgspec.Struct) or dataclasses.is_dataclass(tp)
+    )
+
+
+def _struct_fields(cls: Any) -> list[GoField]:
+    out: list[GoField] = []
+    hints = typing.get_type_hints(cls, include_extras=True)
+    if issubclass(cls, msgspec.Struct):
+        for f in msgspec.structs.fields(cls):
+            has_default = f.default is not msgspec.NODEFAULT or (
+                f.default_factory is not msgspec.NODEFAULT
+            )
+            tp = hints.get(f.name, f.type)
+            gt, ptr = go_type_ex(tp)
+            out.append(GoField(f.encode_name, f.name, gt, ptr, tp, has_default, f.default))
+    else:
+        for df in dataclasses.fields(cls):
+            if not df.init:
+                continue
+            has_default = df.default is not dataclasses.MISSING or (
+                df.default_factory is not dataclasses.MISSING
+            )
+            tp = hints.get(df.name, df.type)
+            gt, ptr = go_type_ex(tp)
+            out.append(GoField(df.name, df.name, gt, ptr, tp, has_default, df.default))
+    return out
+
+
+def struct_type(cls: Any) -> GoType:
+    with _lock:
+        hit = _py_cache.get(cls)
+        if hit is not None:
+            return hit[0]
+        name = getattr(cls, "__go_name__", None)
+        if name is None:
+            name = cls.__name__
+        pkg = getattr(cls, "__go_package__", GO_PACKAGE)
+        t = GoType("struct", name, pyclass=cls, gostring=f"{pkg}.{name}" if pkg else name)
+        # Fields resolve lazily, so recursive types (a Node holding list[Node]) work.
+        t._fields_fn = lambda: _struct_fields(cls)
+        _py_cache[cls] = (t, False)
+        return t
+
+
+def anonymous_struct(fields: list[tuple[str, GoType]]) -> GoType:
+    """A ``struct { ... }`` with no name, used for dicts sent where Go expects a struct."""
+    t = GoType("struct", "", gostring="struct {...}")
+    t._fields = [GoField(n, n, ft, False, Any, False, None) for n, ft in fields]
+    return t
+
+
+def go_type(tp: Any) -> GoType:
+    """The Go type a Python type annotation is sent as (``TypeError`` if there is none)."""
+    return go_type_ex(tp)[0]
+
+
+def go_type_ex(tp: Any) -> tuple[GoType, bool]:
+    """Like :func:`go_type`, also saying whether the annotation is a pointer (``T | None``)."""
+    try:
+        hit = _py_cache.get(tp)
+    except TypeError:
+        hit = None
+    if hit is not None:
+        return hit
+    res = _go_type_ex(tp)
+    with contextlib.suppress(TypeError):
+        _py_cache[tp] = res
+    return res
+
+
+def _go_type_ex(tp: Any) -> tuple[GoType, bool]:
+    base, optional, meta = strip_type(tp)
+    scalar = next((m for m in meta if isinstance(m, GoScalar)), None)
+    array = next((m for m in meta if isinstance(m, GoArray)), None)
+    if scalar is not None:
+        return _scalar(scalar), optional
+    if base in (Any, object) or base is typing.Any:
+        return T_INTERFACE, optional
+    origin = get_origin(base) or base
+    args = get_args(base)
+    if isinstance(origin, type):
+        if issubclass(origin, bool):
+            return T_BOOL, optional
+        if issubclass(origin, enum.Enum) and not issubclass(origin, (int, str)):
+            raise TypeError(f"cannot map enum {origin.__name__} to a Go type (use IntEnum/StrEnum)")
+        if issubclass(origin, int):
+            return T_INT, optional
+        if issubclass(origin, float):
+            return T_FLOAT, optional
+        if issubclass(origin, complex):
+            return T_COMPLEX, optional
+        if issubclass(origin, str):
+            return T_STRING, optional
+        if issubclass(origin, (bytes, bytearray, memoryview)):
+            return T_BYTES, optional
+        if is_struct_class(origin):
+            return struct_type(origin), optional
+        if issubclass(origin, Mapping) or origin is dict:
+            kt, _ = go_type_ex(args[0]) if args else (T_INTERFACE, False)
+            vt, _ = go_type_ex(args[1]) if len(args) > 1 else (T_INTERFACE, False)
+            return map_of(kt, vt), optional
+        if issubclass(origin, (list, tuple, set, frozenset, Sequence)) or origin in (
+            list,
+            tuple,
+        ):
+            if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+                raise TypeError(
+                    f"cannot map fixed-size tuple {tp!r} to a Go type (use tuple[T, ...])"
+                )
+            et, ep = go_type_ex(args[0]) if args else (T_INTERFACE, False)
+            if array is not None:
+                return array_of(et, array.length), optional
+            return slice_of(et, ep), optional
+    raise TypeError(f"cannot map Python type {tp!r} to a Go type")
+
+
+def go_type_of_value(value: Any) -> GoType:
+    """Infer a Go type from a runtime value (for ``Any``-typed results and ``interface{}``)."""
+    if isinstance(value, bool):
+        return T_BOOL
+    if isinstance(value, int):
+        return T_INT
+    if isinstance(value, float):
+        return T_FLOAT
+    if isinstance(value, str):
+        return T_STRING
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return T_BYTES
+    if isinstance(value, complex):
+        return T_COMPLEX
+    if is_struct_class(type(value)):
+        return struct_type(type(value))
+    if isinstance(value, Mapping):
+        kt = _common(value.keys())
+        vt = _common(value.values())
+        return map_of(kt, vt)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return slice_of(_common(value))
+    raise TypeError(f"cannot send a Python {type(value).__name__} as a Go value")
+
+
+def _common(values: Any) -> GoType:
+    found: GoType | None = None
+    for v in values:
+        t = go_type_of_value(v)
+        if found is None:
+            found = t
+        elif t is not found:
+            return T_INTERFACE
+    return found if found is not None else T_INTERFACE
