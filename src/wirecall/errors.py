@@ -13,7 +13,7 @@
     ├── Unavailable          UNAVAILABLE         (also a ConnectionError)
     │   └── ConnectError     dialling failed or timed out
     └── ProtocolError        the peer broke the wire protocol (INTERNAL by default)
-        └── FrameTooLarge    a message over the size limit (RESOURCE_EXHAUSTED)
+        └── FrameTooLarge    a message over the size limit (also a ResourceExhausted)
 
 ``RpcError(Status.X, "msg")`` is the same as constructing the matching subclass:
 ``RpcError.from_status`` (and the constructor via ``__new__``) picks the subclass, so
@@ -136,7 +136,7 @@ class ProtocolError(RpcError):
         super().__init__(status, message, details)
 
 
-class FrameTooLarge(ProtocolError):
+class FrameTooLarge(ProtocolError, ResourceExhausted):
     """A frame or message is over the configured limit; refused before it is buffered."""
 
     default_status = Status.RESOURCE_EXHAUSTED

@@ -119,7 +119,7 @@ class Param:
         if tp in _ANY_TYPES:
             return value
         try:
-            return msgspec.convert(value, tp, strict=False)
+            return msgspec.convert(value, tp)
         except msgspec.ValidationError as exc:
             raise InvalidArgument(message=f"invalid argument {self.name!r}: {exc}") from None
 

@@ -438,6 +438,9 @@ class FrameConnection:
             if magic != MAGIC:
                 self._fail(f"bad preface: expected {MAGIC!r}, got {magic!r}")
             if version != VERSION:
+                if not self.client:  # tell the peer which version this side speaks
+                    self._preface()
+                    self.send_goaway(0, Status.UNIMPLEMENTED, f"unsupported protocol version {version}")
                 self._fail(f"unsupported protocol version {version} (this side speaks {VERSION})")
             self.preface_received = True
             self.peer_max_frame_size = maxf or DEFAULT_MAX_FRAME

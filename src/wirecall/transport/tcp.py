@@ -254,8 +254,12 @@ class ServerProtocol(asyncio.Protocol):
                     compressed = True
                 try:
                     conn.send_response(cid, body, compressed=compressed)
-                except FrameTooLarge as err:
-                    exc = err
+                except FrameTooLarge:
+                    exc = RpcError(
+                        Status.RESOURCE_EXHAUSTED,
+                        f"the reply of {ctx.method} ({len(body)} bytes) exceeds the client's "
+                        f"limit of {conn.peer_max_frame_size} bytes",
+                    )
                 else:
                     exc = None
                     if not self._in_read:
