@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from jsonrpc_helpers import NOTIFIED, loads, post, spec_server
 
+from jsonrpc_helpers import NOTIFIED, loads, post, spec_server
 from wirecall.transport.base import parse_url
 
 

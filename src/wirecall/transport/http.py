@@ -533,6 +533,10 @@ class HttpProtocol(asyncio.Protocol):
         self._state = _BODY
         svc = self.svc
         self._set_deadline(svc.body_timeout)
+        size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        if size > svc.max_header_size:
+            self._fail(431, f"request headers over {svc.max_header_size} bytes")
+            return
         path = self._url.split(b"?", 1)[0]
         method = self._parser.get_method()
         if path in svc.paths:
@@ -656,14 +660,21 @@ class HttpProtocol(asyncio.Protocol):
         def make_ctx() -> Context:
             return Context("", md, deadline, peer, "http")
 
+        refused = server.closing  # calls arriving now are refused (UNAVAILABLE): HTTP 503
+
         def respond(data: bytes | None) -> None:
-            closing = server.closing
-            close = slot[1] or closing
-            status = 503 if closing else 200
+            # shutting down: the last answer on this connection says so, and it closes
+            close = bool(slot[1]) or (
+                server.closing
+                and bool(self._queue)
+                and self._queue[-1] is slot
+                and self._state == _IDLE
+            )
+            slot[1] = close
             if data is None:
-                self._complete(slot, _response(204 if not closing else 503, close=close))
+                self._complete(slot, _response(503 if refused else 204, close=close))
             else:
-                self._complete(slot, _response(status, data, close=close))
+                self._complete(slot, _response(503 if refused else 200, data, close=close))
 
         handle_body(server, body, make_ctx, respond)
 
