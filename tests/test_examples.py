@@ -1,0 +1,28 @@
+"""The runnable examples do what they say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_main_demo_passes() -> None:
+    r = subprocess.run([sys.executable, "-m", "wirecall.examples.demo"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "demo passed" in r.stdout
+    assert "BAD" not in r.stdout
+
+
+def test_tutorial_client_flows_example() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "calculator_flows.py")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "10 + 5 = 15" in out
+    assert "10 / 5 = 2.0" in out
+    assert "pool: 4 connections" in out
+    assert "timeout: DEADLINE_EXCEEDED" in out
+    assert "RPC 调用失败: 除数不能为零" in out

@@ -1,0 +1,150 @@
+"""The blocking facade: one client shared by many threads, go futures, timeouts, failures."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import ThreadServer, free_port
+from services import Probe
+
+import wirecall.sync
+from wirecall import DeadlineExceeded, InvalidArgument, Unavailable
+from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
+
+
+def test_call_go_stub_and_errors() -> None:
+    with ThreadServer(Calculator()) as srv, wirecall.sync.connect(srv.url, timeout=2) as c:
+        assert c.call("Calculator.Add", Args(10, 5)) == 15
+        fut = c.go("Calculator.Divide", Args(10, 5))
+        assert isinstance(fut, concurrent.futures.Future)
+        assert fut.result(2) == 2.0
+        with pytest.raises(InvalidArgument) as ei:
+            c.call("Calculator.Divide", Args(1, 0))
+        assert ei.value.message == DIVIDE_BY_ZERO
+        assert c.stub(CalculatorAPI).Add(Args(3, 4)) == 7
+
+
+def test_fifty_threads_share_one_client() -> None:
+    with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url) as c:
+        errors: list[BaseException] = []
+
+        def worker(k: int) -> None:
+            try:
+                for i in range(100):
+                    assert c.call("Probe.Echo", [k, i]) == [k, i]
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert all(not t.is_alive() for t in threads)
+        assert len([x for x in c._conns if x is not None]) == 1  # all on one connection
+
+
+def test_many_go_futures_in_flight_complete_without_a_waiting_thread() -> None:
+    with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url) as c:
+        futs = [c.go("Probe.RandomDelay", i) for i in range(500)]
+        done = []
+        futs[0].add_done_callback(lambda f: done.append(f.result()))
+        got = [f.result() for f in concurrent.futures.as_completed(futs, timeout=20)]
+        assert sorted(got) == list(range(500))
+        assert done == [0]
+
+
+def test_timeouts_raise_and_the_client_keeps_working() -> None:
+    probe = Probe()
+    with ThreadServer(probe) as srv, wirecall.sync.connect(srv.url) as c:
+        t0 = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            c.call("Probe.Sleep", 5, "sync", timeout=0.2)
+        assert time.monotonic() - t0 < 1.5
+        fut = c.go("Probe.Sleep", 5, "sync-go", timeout=0.2)
+        with pytest.raises(DeadlineExceeded):
+            fut.result(3)
+        assert c.call("Probe.Echo", "still here") == "still here"
+        deadline = time.monotonic() + 3
+        while len(probe.cancelled) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(probe.cancelled) == ["sync", "sync-go"]
+
+
+def test_threads_with_mixed_timeouts_do_not_block_each_other() -> None:
+    with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url) as c:
+        slow = c.go("Probe.Sleep", 1.0)
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            fast = list(ex.map(lambda i: c.call("Probe.Echo", i, timeout=2), range(200)))
+        assert fast == list(range(200))
+        assert slow.result(3) == "slept 1.0"
+
+
+def test_unix_socket_sync(tmp_path: Any) -> None:
+    with ThreadServer(Calculator(), url=f"unix://{tmp_path}/s.sock") as srv:
+        with wirecall.sync.connect(srv.url) as c:
+            assert c.call("Calculator.Add", Args(1, 1)) == 2
+
+
+def test_killed_server_fails_pending_fast_then_reconnects(server_process: Any) -> None:
+    port = free_port()
+    proc = server_process("services:Probe", f"tcp://127.0.0.1:{port}")
+    url = proc.start()
+    c = wirecall.sync.connect(url)
+    assert c.call("Probe.Echo", 1) == 1
+    futs = [c.go("Probe.Sleep", 30) for _ in range(5)]
+    blocked: list[BaseException] = []
+
+    def blocker() -> None:
+        try:
+            c.call("Probe.Sleep", 30)
+        except BaseException as exc:  # noqa: BLE001
+            blocked.append(exc)
+
+    t = threading.Thread(target=blocker)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.kill()
+    for f in futs:
+        with pytest.raises(Unavailable):
+            f.result(5)
+    t.join(5)
+    assert blocked and isinstance(blocked[0], Unavailable)
+    assert time.monotonic() - t0 < 3
+    proc2 = server_process("services:Probe", f"tcp://127.0.0.1:{port}")
+    proc2.start()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert c.call("Probe.Echo", 2) == 2
+            break
+        except Unavailable:
+            assert time.monotonic() < deadline, "did not reconnect"
+            time.sleep(0.1)
+    c.close()
+
+
+def test_sync_dial_errors_are_connect_errors() -> None:
+    port = free_port()
+    with pytest.raises(wirecall.ConnectError, match="refused"):
+        wirecall.sync.connect(f"tcp://127.0.0.1:{port}", timeout=1)
+
+
+def test_interceptors_in_the_sync_client() -> None:
+    calls: list[str] = []
+
+    def icpt(call: Any, proceed: Any) -> Any:
+        calls.append(call.method)
+        call.metadata["x-sync"] = "yes"
+        return proceed(call)
+
+    with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url, interceptors=[icpt]) as c:
+        out = c.call("Probe.Meta")
+        assert out["metadata"] == {"x-sync": "yes"}
+        assert calls == ["Probe.Meta"]
