@@ -845,10 +845,15 @@ class WebSocketSession:
         await self.ws.send_str(data.decode())
 
     def goaway(self) -> None:
+        """Tell the client (``rpc.goaway`` notification) to take new calls elsewhere."""
         task = asyncio.ensure_future(self.notify("rpc.goaway"))
-        task.add_done_callback(lambda t: t.exception())
+        self._tasks.add(task)
+        task.add_done_callback(self._sent)
 
     async def close(self) -> None:
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:  # let the GOAWAY and answers already being sent go out first
+            await asyncio.wait(pending, timeout=1.0)
         await self.ws.close()
 
     async def run(self) -> None:
