@@ -21,7 +21,7 @@ def pair(**kw: object) -> tuple[fr.FrameConnection, fr.FrameConnection]:
 
 
 def test_documented_example_bytes() -> None:
-    c, s = pair()
+    c, _s = pair()
     c.send_request(1, "Calculator.Add", msgspec.msgpack.encode([{"A": 10, "B": 5}]))
     assert c.data_to_send().hex(" ") == (
         "57 52 50 43 01 01 00 01 00 40 00 00 "
@@ -96,8 +96,8 @@ def test_cancel_message_and_window_frames() -> None:
          "method name missing or overruns"),
         (fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1024) + fr.HEADER.pack(3, fr.PING, 0, 0, 0) + b"abc",
          "PING payload must be 8 bytes"),
-        (fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1024) + fr.HEADER.pack(4, 1, 0, 0, 1) + b"\x00\x02\xff\xfe",
-         "not UTF-8"),
+        (fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1024) + fr.HEADER.pack(4, 1, 0, 0, 1)
+         + b"\x00\x02\xff\xfe", "not UTF-8"),
     ],
 )
 def test_garbage_is_a_protocol_error_naming_the_problem(data: bytes, needle: str) -> None:

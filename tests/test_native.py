@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from services import Box, Point, Probe, Relay
 
 import wirecall
+from services import Box, Point, Probe, Relay
 from wirecall import (
     Cancelled,
     ConnectError,
@@ -47,7 +47,7 @@ async def test_call_go_and_stub_on_the_tutorial_calculator(serve: Any) -> None:
         assert ei.value.message == DIVIDE_BY_ZERO
         calc = client.stub(CalculatorAPI)
         assert await calc.Add(Args(2, 3)) == 5
-        with pytest.raises(TypeError, match="Calculator.Add"):
+        with pytest.raises(TypeError, match=r"Calculator\.Add"):
             calc.Add(1, 2, 3)
 
 
@@ -63,7 +63,7 @@ async def test_errors_map_to_statuses(serve: Any) -> None:
     async with await wirecall.connect(url) as c:
         with pytest.raises(Unimplemented, match="unknown service 'Nope'"):
             await c.call("Nope.X")
-        with pytest.raises(Unimplemented, match="unknown method 'Probe.Nope'"):
+        with pytest.raises(Unimplemented, match=r"unknown method 'Probe\.Nope'"):
             await c.call("Probe.Nope")
         with pytest.raises(InvalidArgument, match=r"'box'.*\$\.corners\[0\]\.x"):
             await c.call("Probe.Shape", {"name": "b", "corners": [{"x": "1", "y": 2}]},
@@ -359,7 +359,7 @@ async def test_dial_timeout_when_the_server_never_answers() -> None:
     lsock.listen(1)  # accepts TCP, never speaks the protocol
     port = lsock.getsockname()[1]
     t0 = time.monotonic()
-    with pytest.raises(ConnectError, match="timed out after 0.3s"):
+    with pytest.raises(ConnectError, match=r"timed out after 0\.3s"):
         await wirecall.connect(f"tcp://127.0.0.1:{port}", timeout=0.3)
     assert time.monotonic() - t0 < 2
     lsock.close()

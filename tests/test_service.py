@@ -82,7 +82,7 @@ def test_plain_functions_get_flat_names() -> None:
     def subtract(minuend: int, subtrahend: int) -> int:
         return minuend - subtrahend
 
-    def eth_getBalance(address: str) -> str:  # noqa: N802
+    def eth_getBalance(address: str) -> str:
         return "0x0"
 
     reg = ServiceRegistry()
@@ -161,7 +161,7 @@ async def test_unknown_service_and_method_name_the_missing_part() -> None:
     s = Server().register(Calc())
     with pytest.raises(Unimplemented, match="unknown service 'Nope'"):
         await s.dispatch("Nope.Add", [])
-    with pytest.raises(Unimplemented, match="unknown method 'Calc.Nope'"):
+    with pytest.raises(Unimplemented, match=r"unknown method 'Calc\.Nope'"):
         await s.dispatch("Calc.Nope", [])
 
 

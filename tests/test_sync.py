@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import ThreadServer, free_port
-from services import Probe
 
 import wirecall.sync
+from conftest import ThreadServer, free_port
+from services import Probe
 from wirecall import DeadlineExceeded, InvalidArgument, Unavailable
 from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
 
@@ -36,7 +36,7 @@ def test_fifty_threads_share_one_client() -> None:
             try:
                 for i in range(100):
                     assert c.call("Probe.Echo", [k, i]) == [k, i]
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(50)]
@@ -86,9 +86,11 @@ def test_threads_with_mixed_timeouts_do_not_block_each_other() -> None:
 
 
 def test_unix_socket_sync(tmp_path: Any) -> None:
-    with ThreadServer(Calculator(), url=f"unix://{tmp_path}/s.sock") as srv:
-        with wirecall.sync.connect(srv.url) as c:
-            assert c.call("Calculator.Add", Args(1, 1)) == 2
+    with (
+        ThreadServer(Calculator(), url=f"unix://{tmp_path}/s.sock") as srv,
+        wirecall.sync.connect(srv.url) as c,
+    ):
+        assert c.call("Calculator.Add", Args(1, 1)) == 2
 
 
 def test_killed_server_fails_pending_fast_then_reconnects(server_process: Any) -> None:
@@ -103,7 +105,7 @@ def test_killed_server_fails_pending_fast_then_reconnects(server_process: Any) -
     def blocker() -> None:
         try:
             c.call("Probe.Sleep", 30)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             blocked.append(exc)
 
     t = threading.Thread(target=blocker)

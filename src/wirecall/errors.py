@@ -58,7 +58,7 @@ class RpcError(Exception):
         if cls is RpcError and status is not None:
             cls = RpcError._by_status.get(Status(status), RpcError)
         # No arguments: OSError-based subclasses would read (status, message) as errno.
-        return super(RpcError, cls).__new__(cls)
+        return super().__new__(cls)
 
     def __init__(
         self, status: Status | int | None = None, message: str = "", details: Any = None

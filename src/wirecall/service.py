@@ -54,6 +54,16 @@ class MethodOptions:
     inline: bool = False
 
 
+@typing.overload
+def method(func: F, /) -> F: ...
+
+
+@typing.overload
+def method(
+    *, name: str | None = None, hidden: bool = False, inline: bool = False
+) -> Callable[[F], F]: ...
+
+
 def method(
     func: F | None = None, *, name: str | None = None, hidden: bool = False, inline: bool = False
 ) -> Any:
@@ -67,7 +77,7 @@ def method(
 
     def mark(f: F) -> F:
         target = f.__func__ if isinstance(f, (staticmethod, classmethod)) else f
-        target.__wirecall_method__ = opts  # type: ignore[union-attr]
+        target.__wirecall_method__ = opts  # type: ignore[attr-defined,union-attr,unused-ignore]
         return f
 
     if func is not None:
@@ -128,6 +138,10 @@ class MethodSpec:
     """One exposed method: how to bind wire arguments to it and how to run it."""
 
     __slots__ = (
+        "_by_name",
+        "_varargs",
+        "_varkw",
+        "context_name",
         "doc",
         "func",
         "inline",
@@ -139,10 +153,6 @@ class MethodSpec:
         "result_type",
         "single",
         "wants_context",
-        "context_name",
-        "_by_name",
-        "_varargs",
-        "_varkw",
     )
 
     def __init__(self, name: str, func: Callable[..., Any], *, inline: bool = False) -> None:

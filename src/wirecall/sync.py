@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import random
 import socket
@@ -146,7 +147,7 @@ class _BlockingConnection:
         with self._send_lock:
             cid = next(self._ids) & 0xFFFFFFFF or next(self._ids)
             try:
-                self.conn.send_request(cid, method, body, timeout, md or None)  # type: ignore[arg-type]
+                self.conn.send_request(cid, method, body, timeout, md or None)
             except FrameTooLarge as exc:
                 raise FrameTooLarge(f"request for {method}: {exc.message}") from None
             self._pending[cid] = slot
@@ -163,10 +164,8 @@ class _BlockingConnection:
             return
         with self._send_lock:
             self.conn.send_cancel(cid)
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.sendall(self.conn.data_to_send())
-            except OSError:
-                pass
 
     # -- reading -------------------------------------------------------------------------
 
@@ -198,10 +197,8 @@ class _BlockingConnection:
                 self._lost(None)
                 return
             if self.conn.has_data_to_send():  # ping acks
-                try:
+                with contextlib.suppress(OSError):
                     sock.sendall(self.conn.data_to_send())
-                except OSError:
-                    pass
         pending = self._pending
         woke = False
         for ev in events:
@@ -274,10 +271,8 @@ class _BlockingConnection:
     def _lost(self, exc: BaseException | None) -> None:
         if not self.closed:
             self.closed = True
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.close()
-            except OSError:
-                pass
         reason = self._reason or Unavailable(
             message=f"connection to {self.url} lost" + (f": {exc}" if exc else "")
         )
@@ -381,10 +376,8 @@ class _BlockingConnection:
     def close(self) -> None:
         if not self.closed:
             self._reason = Unavailable(message=f"connection to {self.url} closed by the client")
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._lost(None)
 
 
@@ -612,10 +605,8 @@ class SyncClient:
             if c is not None:
                 c.close()
         if self._aclient is not None and self._bridge is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._bridge.run(self._aclient.close(), 5)
-            except Exception:
-                pass
         if self._bridge is not None:
             self._bridge.stop()
 

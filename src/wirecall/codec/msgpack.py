@@ -34,7 +34,7 @@ class _MsgspecCodec:
 
     def __init__(self) -> None:
         self._encoder = self._module.Encoder(enc_hook=_enc_hook)
-        self.encode = self._encoder.encode
+        self.encode = self._encoder.encode  # type: ignore[method-assign]
         self._any = self._module.Decoder()
         self._typed: dict[Any, Any] = {}
 

@@ -49,6 +49,8 @@ class CalculatorAPI:
 
     __wirecall_service__ = "Calculator"
 
-    async def Add(self, args: Args) -> int: ...
+    async def Add(self, args: Args) -> int:
+        raise NotImplementedError
 
-    async def Divide(self, args: Args) -> float: ...
+    async def Divide(self, args: Args) -> float:
+        raise NotImplementedError

@@ -15,8 +15,10 @@ Frame (12-byte header, big endian, then ``length`` payload bytes)::
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
+from collections.abc import Mapping
 from typing import Final
 
 from ..errors import FrameTooLarge, ProtocolError
@@ -83,7 +85,7 @@ _EMPTY: Final = b""
 
 
 class Event:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -221,8 +223,8 @@ class FrameRefused(Event):
         self.size = size
 
 
-def encode_metadata(md: dict[str, str] | object) -> bytes:
-    items = md.items()  # type: ignore[attr-defined]
+def encode_metadata(md: Mapping[str, str]) -> bytes:
+    items = md.items()
     parts = [_U16.pack(len(items))]
     for k, v in items:
         kb = str(k).encode()
@@ -331,7 +333,7 @@ class FrameConnection:
         method: str,
         body: bytes,
         timeout: float | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
         *,
         compressed: bool = False,
         stream: bool = False,
@@ -359,7 +361,7 @@ class FrameConnection:
         self,
         call_id: int,
         body: bytes,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
         *,
         compressed: bool = False,
     ) -> None:
@@ -440,7 +442,9 @@ class FrameConnection:
             if version != VERSION:
                 if not self.client:  # tell the peer which version this side speaks
                     self._preface()
-                    self.send_goaway(0, Status.UNIMPLEMENTED, f"unsupported protocol version {version}")
+                    self.send_goaway(
+                        0, Status.UNIMPLEMENTED, f"unsupported protocol version {version}"
+                    )
                 self._fail(f"unsupported protocol version {version} (this side speaks {VERSION})")
             self.preface_received = True
             self.peer_max_frame_size = maxf or DEFAULT_MAX_FRAME
@@ -567,10 +571,8 @@ class FrameConnection:
     def fail(self, message: str, status: int = Status.INTERNAL) -> None:
         """Queue a GOAWAY telling the peer why the connection is being closed."""
         if self.preface_received or self.client:
-            try:
+            with contextlib.suppress(FrameTooLarge):
                 self.send_goaway(0, status, message)
-            except FrameTooLarge:
-                pass
         self.closed = True
 
     def _fail(self, message: str) -> None:

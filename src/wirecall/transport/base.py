@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..server import Server
+    pass
 
 __all__ = ["SCHEMES", "URL", "ClientConnection", "Listener", "load_transport", "parse_url"]
 

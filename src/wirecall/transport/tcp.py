@@ -10,6 +10,7 @@ queued in one loop iteration into one write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -50,10 +51,8 @@ COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
 def _nodelay(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover - platform specific
-            pass
 
 
 def _peer_name(transport: asyncio.BaseTransport) -> str:
@@ -242,8 +241,8 @@ class ServerProtocol(asyncio.Protocol):
         if exc is None:
             try:
                 body = self.codec.encode(result)
-            except Exception as err:
-                exc = Internal(message=f"cannot encode the result of {ctx.method}: {err}")
+            except Exception as enc_err:
+                exc = Internal(message=f"cannot encode the result of {ctx.method}: {enc_err}")
             else:
                 compressed = False
                 th = self._compress_threshold
@@ -318,10 +317,8 @@ class TcpListener(Listener):
     async def stop_accepting(self) -> None:
         self._aserver.close()
         if self._unix_path:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._unix_path)
-            except OSError:
-                pass
 
     def goaway(self) -> None:
         for c in list(self.connections):
@@ -437,7 +434,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         try:
             self.conn.send_request(
                 cid, method, body, timeout, metadata or None, compressed=compressed
-            )  # type: ignore[arg-type]
+            )
         except FrameTooLarge as exc:
             raise FrameTooLarge(f"request for {method}: {exc.message}") from None
         fut = self._loop.create_future()
