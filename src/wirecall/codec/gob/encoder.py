@@ -38,7 +38,7 @@ _compiled: dict[GoType, EncFn] = {}
 class Encoder:
     """Encodes values onto one gob stream; remembers which types the peer already knows."""
 
-    __slots__ = ("_ids", "_names", "_next", "_pending", "_sent")
+    __slots__ = ("_assigned", "_ids", "_names", "_next", "_pending", "_sent", "_sent_order")
 
     def __init__(self) -> None:
         self._ids: dict[GoType, int] = {}
@@ -46,6 +46,24 @@ class Encoder:
         self._sent: set[GoType] = set()
         self._next = FIRST_USER_ID
         self._pending: list[bytes] = []
+        self._assigned: list[GoType] = []
+        self._sent_order: list[GoType] = []
+
+    def mark(self) -> tuple[int, int]:
+        """A point to :meth:`rollback` to if the messages being built are thrown away."""
+        return len(self._assigned), len(self._sent_order)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget the types assigned or sent since ``mark`` (their bytes were never sent)."""
+        na, ns = mark
+        while len(self._assigned) > na:
+            t = self._assigned.pop()
+            self._ids.pop(t, None)
+            self._names.pop(t, None)
+            self._next -= 1
+        while len(self._sent_order) > ns:
+            self._sent.discard(self._sent_order.pop())
+        self._pending = []
 
     # -- public ------------------------------------------------------------------------
 
@@ -136,6 +154,7 @@ class Encoder:
         self._next += 1
         self._ids[t] = tid
         self._names[t] = name
+        self._assigned.append(t)
         return tid
 
     def _send(self, t: GoType) -> None:
@@ -143,6 +162,7 @@ class Encoder:
             return
         self._pending.append(self._definition(t))
         self._sent.add(t)
+        self._sent_order.append(t)
         if t.kind == "struct":
             for f in t.fields:
                 self._send(f.type)

@@ -245,6 +245,7 @@ _slices: dict[int, GoType] = {}
 _maps: dict[tuple[int, int], GoType] = {}
 _arrays: dict[tuple[int, int], GoType] = {}
 _py_cache: dict[Any, tuple[GoType, bool]] = {}
+_anonymous: dict[tuple[tuple[str, int], ...], GoType] = {}
 _lock = threading.RLock()
 GO_PACKAGE = "main"
 
@@ -351,8 +352,13 @@ def struct_type(cls: Any) -> GoType:
 
 def anonymous_struct(fields: list[tuple[str, GoType]]) -> GoType:
     """A ``struct { ... }`` with no name, used for dicts sent where Go expects a struct."""
-    t = GoType("struct", "", gostring="struct {...}")
-    t._fields = [GoField(n, n, ft, False, Any, False, None) for n, ft in fields]
+    key = tuple((n, id(ft)) for n, ft in fields)
+    t = _anonymous.get(key)
+    if t is None:
+        t = GoType("struct", "", gostring="struct {...}")
+        t._fields = [GoField(n, n, ft, False, Any, False, None) for n, ft in fields]
+        if len(_anonymous) < 4096:  # dicts of many shapes must not grow this forever
+            _anonymous[key] = t
     return t
 
 
