@@ -30,6 +30,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "jsonrpc": ("wirecall.transport.gojsonrpc", ""),
     "http": ("wirecall.transport.http", "http"),
     "ws": ("wirecall.transport.http", "http"),
+    "any": ("wirecall.transport.sniff", ""),
     "grpc": ("wirecall.transport.grpc", "grpc"),
     "grpcs": ("wirecall.transport.grpc", "grpc"),
     "quic": ("wirecall.transport.quic", "quic"),

@@ -237,7 +237,6 @@ _IDLE, _HEADERS, _BODY, _DONE = 0, 1, 2, 3
 _R_NONE, _R_RPC, _R_HEALTH, _R_READY, _R_WS, _R_REJECT = range(6)
 
 GO_RPC_PATH = b"/_goRPC_"
-GO_CONNECTED = b"HTTP/1.0 200 Connected to Go RPC\n\n"
 
 
 class HttpService:
@@ -483,13 +482,8 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(503, "Go net/rpc over HTTP is not available on this server")
             return
         self._detach()
-        transport = self.transport
-        transport.write(GO_CONNECTED)
-        proto = netrpc.make_server_protocol(self.server)
-        transport.set_protocol(proto)
-        proto.connection_made(transport)
-        if rest:
-            proto.data_received(rest)
+        # writes Go's "HTTP/1.0 200 Connected to Go RPC" and switches to the gob protocol
+        netrpc.accept_http_connect(self.server, self.transport, rest)
 
     # -- WebSocket upgrade: hand the connection to aiohttp -------------------------------
 
