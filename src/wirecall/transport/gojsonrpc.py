@@ -1,0 +1,417 @@
+"""``jsonrpc://host:port``: Go's ``net/rpc/jsonrpc`` over TCP (``jsonrpc.ServeConn`` /
+``jsonrpc.Dial``), both ends; and the tutorial's HTTP+JSON handler body semantics.
+
+Entry points::
+
+    async def serve(server, url, **opts) -> GoJsonListener
+    def make_server_protocol(server, **opts) -> asyncio.Protocol    # for the sniffing listener
+    async def connect(url, **opts) -> GoJsonClientConnection
+    async def handle_http_body(server, body, peer="") -> bytes
+        # the tutorial's 2.2.1 handler: jsonrpc.ServeConn over one POST body; returns the
+        # response body (one JSON line per request, in completion order)
+    def start_go_json_call(server, obj, peer, reply) -> None
+        # one decoded request object -> reply(bytes of the response line), Go's semantics
+
+Errors travel as Go does: the handler's RpcError message as the ``error`` string, ``result``
+null. On the client a Go error string becomes ``RpcError(Status.UNKNOWN, text)``
+(``UNIMPLEMENTED`` for Go's "can't find" texts), as on ``gob://``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..context import Context
+from ..errors import (
+    ConnectError,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    ProtocolError,
+    RpcError,
+    Unavailable,
+)
+from ..protocol import gojsonrpc as gj
+from .base import URL, ClientConnection, Listener
+from .netrpc import _nodelay, _peer_name, go_error, go_error_for_lookup
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = [
+    "GoJsonClientConnection",
+    "GoJsonListener",
+    "GoJsonServerProtocol",
+    "connect",
+    "handle_http_body",
+    "make_server_protocol",
+    "serve",
+    "start_go_json_call",
+]
+
+log = logging.getLogger("wirecall.gojsonrpc")
+
+Reply = Callable[[bytes], None]
+
+
+def start_go_json_call(
+    server: Server, obj: Any, peer: str, reply: Reply, transport: str = "jsonrpc"
+) -> Context | None:
+    """Serve one decoded Go JSON-RPC request object; ``reply`` gets the response line.
+
+    Raises :class:`ProtocolError` for input Go would drop the connection on. Returns the
+    call's context (None if the call was answered without running a handler).
+    """
+    call = gj.parse_request(obj)
+    rid = call.id
+    spec = server.registry.methods.get(call.method)
+    if spec is None:
+        reply(gj.encode_response(rid, error=go_error_for_lookup(call.method, server)))
+        return None
+    if call.error is not None:
+        reply(gj.encode_response(rid, error=call.error))
+        return None
+    arg = call.arg
+    try:
+        if spec.single:
+            params: Any = [gj.go_json_convert(arg, spec.params[0].type)]
+        elif not spec.params:
+            params = []
+        else:
+            params = arg if isinstance(arg, (dict, list)) else [arg]
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        reply(gj.encode_response(rid, error=f"json: {exc}"))
+        return None
+    ctx = Context(spec.name, None, None, peer, transport)
+
+    def done(result: Any, exc: BaseException | None) -> None:
+        if exc is None:
+            try:
+                data = gj.encode_response(rid, result)
+            except (TypeError, ValueError, msgspec.EncodeError) as err:
+                data = gj.encode_response(rid, error=str(err))
+        else:
+            err = exc if isinstance(exc, RpcError) else server.error_from(exc, ctx)
+            data = gj.encode_response(rid, error=err.message)
+        reply(data)
+
+    server.start_call(spec, params, ctx, done)
+    return ctx
+
+
+async def handle_http_body(server: Server, body: bytes, peer: str = "") -> bytes:
+    """The tutorial's ``/jsonrpc`` handler: ``jsonrpc.ServeConn`` over one request body.
+
+    Every request in the body is served (concurrently); the response body holds one JSON
+    line per request in completion order. A body Go cannot parse ends the output there,
+    as Go's ServeConn stops reading.
+    """
+    splitter = gj.JsonValueSplitter(server.max_message_size)
+    out: list[bytes] = []
+    pending = 0
+    loop = asyncio.get_running_loop()
+    all_done: asyncio.Future[None] = loop.create_future()
+
+    def reply(data: bytes) -> None:
+        nonlocal pending
+        out.append(data)
+        pending -= 1
+        if pending == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    try:
+        objs = splitter.feed(body + b"\n")
+    except ProtocolError:
+        objs = []
+    for obj in objs:
+        pending += 1
+        try:
+            start_go_json_call(server, obj, peer, reply, transport="http")
+        except ProtocolError:
+            pending -= 1
+            break
+    if pending > 0:
+        await all_done
+    return b"".join(out)
+
+
+class GoJsonServerProtocol(asyncio.Protocol):
+    """One connection served like ``jsonrpc.ServeConn``."""
+
+    def __init__(self, server: Server, listener: GoJsonListener | None = None, **_: Any) -> None:
+        self.server = server
+        self.listener = listener
+        self.splitter = gj.JsonValueSplitter(server.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.calls: set[Context] = set()
+        self._out: list[bytes] = []
+        self._in_read = False
+        self._flush_scheduled = False
+        self._loop = asyncio.get_event_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+        _nodelay(transport)
+        self.peer = _peer_name(transport)
+        if self.listener is not None:
+            self.listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.listener is not None:
+            self.listener.connections.discard(self)
+        calls, self.calls = self.calls, set()
+        for ctx in calls:
+            ctx.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            objs = self.splitter.feed(data)
+        except ProtocolError as exc:
+            self._close(exc.message)
+            return
+        self._in_read = True
+        try:
+            for obj in objs:
+                try:
+                    ctx = start_go_json_call(self.server, obj, self.peer, self._reply)
+                except ProtocolError as exc:
+                    self._close(exc.message)
+                    return
+                if ctx is not None and ctx._task is not None:  # still running: track it
+                    self._track(ctx)
+        finally:
+            self._in_read = False
+        self._flush()
+
+    def _track(self, ctx: Context) -> None:
+        self.calls.add(ctx)
+        ctx._task.add_done_callback(lambda _t: self.calls.discard(ctx))
+
+    def _reply(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._in_read and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self._out
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+        out.clear()
+
+    def _close(self, reason: str) -> None:
+        log.warning("jsonrpc connection from %s closed: %s", self.peer, reason)
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+            self.transport = None
+
+
+def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
+    """A Go JSON-RPC server protocol (for the one-port sniffing listener)."""
+    listener = opts.pop("listener", None)
+    return GoJsonServerProtocol(server, listener, **opts)
+
+
+class GoJsonListener(Listener):
+    def __init__(self, server: Server, url: str, aserver: asyncio.AbstractServer) -> None:
+        self.server = server
+        self.url = url
+        self._aserver = aserver
+        self.connections: set[GoJsonServerProtocol] = set()
+
+    async def stop_accepting(self) -> None:
+        self._aserver.close()
+
+    def goaway(self) -> None:
+        """Go's JSON-RPC has no GOAWAY: in-flight calls finish, then :meth:`aclose`."""
+
+    async def aclose(self) -> None:
+        for c in list(self.connections):
+            if c.transport is not None:
+                c._flush()
+                c.transport.close()
+        await asyncio.sleep(0)
+
+
+async def serve(server: Server, url: URL, **opts: Any) -> GoJsonListener:
+    loop = asyncio.get_running_loop()
+    holder: list[GoJsonListener] = []
+
+    def factory() -> GoJsonServerProtocol:
+        return GoJsonServerProtocol(server, holder[0] if holder else None, **opts)
+
+    aserver = await loop.create_server(factory, url.host, url.port, reuse_address=True, backlog=1024)
+    host, port = aserver.sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    lst = GoJsonListener(server, f"jsonrpc://{shown}:{port}", aserver)
+    holder.append(lst)
+    return lst
+
+
+# -- client ----------------------------------------------------------------------------------
+
+
+class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
+    """``jsonrpc.Dial``: calls multiplexed by ``id`` over one connection."""
+
+    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024, address: str = "") -> None:
+        self.splitter = gj.JsonValueSplitter(max_message_size)
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self._pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        self._seq = 0
+        self._closed = False
+        self._close_reason: RpcError | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop = asyncio.get_event_loop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def call(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> Any:
+        if self._closed:
+            raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
+        if isinstance(params, (list, tuple)):
+            if len(params) > 1:
+                raise InvalidArgument(
+                    message=f"Go JSON-RPC methods take one argument; {len(params)} given"
+                )
+            value = params[0] if params else None
+        else:
+            value = params
+        self._seq += 1
+        seq = self._seq
+        try:
+            data = gj.encode_request(seq, method, value)
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:
+            raise InvalidArgument(message=f"cannot encode the argument of {method}: {exc}") from None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[seq] = (fut, result_type)
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        handle = (
+            self._loop.call_later(timeout, self._expire, seq, method, timeout)
+            if timeout is not None
+            else None
+        )
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._pending.pop(seq, None)
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    def _expire(self, seq: int, method: str, timeout: float) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                DeadlineExceeded(message=f"{method}: no reply within {timeout:g}s")
+            )
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.transport is not None:
+            self.transport.write(b"".join(self._out))
+        self._out.clear()
+
+    async def aclose(self) -> None:
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+        self._fail_all(Unavailable(message=f"connection to {self.address} closed"))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+        _nodelay(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._fail_all(
+            Unavailable(message=f"connection to {self.address} lost" + (f": {exc}" if exc else ""))
+        )
+
+    def _fail_all(self, reason: RpcError) -> None:
+        self._closed = True
+        if self._close_reason is None:
+            self._close_reason = reason
+        pending, self._pending = self._pending, {}
+        for fut, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(reason)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            objs = self.splitter.feed(data)
+        except ProtocolError as exc:
+            self._fail_all(ProtocolError(f"bad reply from {self.address}: {exc.message}"))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for obj in objs:
+            if not isinstance(obj, dict):
+                continue
+            rid = obj.get("id")
+            entry = self._pending.pop(rid, None) if isinstance(rid, int) else None
+            if entry is None:
+                continue
+            fut, result_type = entry
+            if fut.done():
+                continue
+            err = obj.get("error")
+            if err is not None:
+                fut.set_exception(go_error(err if isinstance(err, str) else str(err)))
+                continue
+            result = obj.get("result")
+            if result_type is None or result_type is Any:
+                fut.set_result(result)
+                continue
+            try:
+                fut.set_result(gj.go_json_convert(result, result_type))
+            except (msgspec.ValidationError, TypeError, ValueError) as exc:
+                fut.set_exception(Internal(message=f"reading body: {exc}"))
+
+
+async def connect(
+    url: URL,
+    *,
+    timeout: float | None = 10.0,
+    max_message_size: int = 4 * 1024 * 1024,
+    **_: Any,
+) -> GoJsonClientConnection:
+    """Dial a Go JSON-RPC server (``jsonrpc.Dial``) within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    proto = GoJsonClientConnection(max_message_size=max_message_size, address=str(url))
+    try:
+        await asyncio.wait_for(loop.create_connection(lambda: proto, url.host, url.port), timeout)
+    except TimeoutError:
+        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    return proto
