@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 import msgspec
 import pytest
 import requests
+
+import wirecall
 from interop import goharness
 from interop.gotypes import Args, Rich, rich_full
 from interop.pyservices import Calculator, Echo
 from test_netrpc_interop import run_go_client
-
-import wirecall
 from wirecall import RpcError, Status, Unimplemented
 from wirecall.transport.base import parse_url
 from wirecall.transport.gojsonrpc import connect, handle_http_body

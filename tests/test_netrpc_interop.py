@@ -10,11 +10,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+import wirecall
 from interop import goharness
 from interop.gotypes import Args, Inner, Rich
 from interop.pyservices import Calculator, Echo, rich_full_as_go_sees_it
-
-import wirecall
 from wirecall import RpcError, Status, Unimplemented
 from wirecall.transport.base import parse_url
 from wirecall.transport.netrpc import connect, connect_http
@@ -103,7 +103,7 @@ async def test_wirecall_client_calculator(go_server: tuple[str, str]) -> None:
         with pytest.raises(RpcError) as ei:
             await conn.call("Calculator.Divide", [Args(1, 0)], 5, None, float)
         assert ei.value.message == "除数不能为零" and ei.value.status == Status.UNKNOWN
-        with pytest.raises(Unimplemented, match="can't find method Calculator.Nope"):
+        with pytest.raises(Unimplemented, match=r"can't find method Calculator\.Nope"):
             await conn.call("Calculator.Nope", [Args(1, 2)], 5, None, int)
         # a dict argument is sent as an anonymous struct: Go matches fields by name
         assert await conn.call("Calculator.Add", {"A": 2, "B": 3}, 5, None, int) == 5

@@ -29,13 +29,13 @@ from typing import Any, get_args, get_origin
 
 import msgspec
 
-from ..errors import FrameTooLarge, ProtocolError
 from ..codec.gob.types import is_struct_class, strip_type
+from ..errors import FrameTooLarge, ProtocolError
 
 __all__ = [
+    "MISSING_PARAMS",
     "GoJsonCall",
     "JsonValueSplitter",
-    "MISSING_PARAMS",
     "encode_request",
     "encode_response",
     "go_float",
@@ -232,7 +232,7 @@ def _normalize(value: Any, tp: Any) -> Any:
             name, ftype = hit
             if v is None:
                 if name not in out:
-                    b, opt, _ = strip_type(ftype)
+                    _b, opt, _ = strip_type(ftype)
                     if opt:
                         out[name] = None
                 continue

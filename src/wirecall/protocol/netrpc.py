@@ -149,7 +149,7 @@ class ServerConnection(_Side):
         """Feed bytes; return the complete requests (raises ``GobError`` on bad input)."""
         dec = self.decoder
         dec.feed(data)
-        calls = []
+        calls: list[IncomingCall] = []
         while True:
             msg = dec.next_value()
             if msg is None:
@@ -182,7 +182,7 @@ class ClientConnection(_Side):
     def receive(self, data: bytes) -> list[IncomingReply]:
         dec = self.decoder
         dec.feed(data)
-        replies = []
+        replies: list[IncomingReply] = []
         while True:
             msg = dec.next_value()
             if msg is None:

@@ -97,8 +97,8 @@ def start_go_json_call(
             except (TypeError, ValueError, msgspec.EncodeError) as err:
                 data = gj.encode_response(rid, error=str(err))
         else:
-            err = exc if isinstance(exc, RpcError) else server.error_from(exc, ctx)
-            data = gj.encode_response(rid, error=err.message)
+            rerr = exc if isinstance(exc, RpcError) else server.error_from(exc, ctx)
+            data = gj.encode_response(rid, error=rerr.message)
         reply(data)
 
     server.start_call(spec, params, ctx, done)
@@ -250,7 +250,9 @@ async def serve(server: Server, url: URL, **opts: Any) -> GoJsonListener:
     def factory() -> GoJsonServerProtocol:
         return GoJsonServerProtocol(server, holder[0] if holder else None, **opts)
 
-    aserver = await loop.create_server(factory, url.host, url.port, reuse_address=True, backlog=1024)
+    aserver = await loop.create_server(
+        factory, url.host, url.port, reuse_address=True, backlog=1024
+    )
     host, port = aserver.sockets[0].getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     lst = GoJsonListener(server, f"jsonrpc://{shown}:{port}", aserver)
@@ -293,7 +295,9 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
         result_type: Any,
     ) -> Any:
         if self._closed:
-            raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
+            raise self._close_reason or Unavailable(
+                message=f"connection to {self.address} closed"
+            )
         if isinstance(params, (list, tuple)):
             if len(params) > 1:
                 raise InvalidArgument(
@@ -307,7 +311,9 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
         try:
             data = gj.encode_request(seq, method, value)
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
-            raise InvalidArgument(message=f"cannot encode the argument of {method}: {exc}") from None
+            raise InvalidArgument(
+                message=f"cannot encode the argument of {method}: {exc}"
+            ) from None
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[seq] = (fut, result_type)
         self._out.append(data)

@@ -27,13 +27,14 @@ errors carry no status code. Malformed gob closes that connection only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..codec.gob import GobError, GoType, go_type, go_type_of_value
+from ..codec.gob import GobError, GoType, go_type
 from ..context import Context
 from ..errors import (
     ConnectError,
@@ -79,10 +80,8 @@ _MAX_HTTP_HEADER = 8192
 def _nodelay(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover
-            pass
 
 
 def _peer_name(transport: asyncio.BaseTransport) -> str:
@@ -304,8 +303,8 @@ class GobServerProtocol(asyncio.Protocol):
                 msg = err.message if isinstance(err, RpcError) else str(err)
                 conn.send_error(seq, method, f"cannot encode the reply of {method}: {msg}")
         else:
-            err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
-            conn.send_error(seq, method, err.message)
+            rerr = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
+            conn.send_error(seq, method, rerr.message)
         if not self._in_read:
             self._schedule_flush()
 
@@ -372,7 +371,9 @@ async def serve(server: Server, url: URL, **opts: Any) -> NetRpcListener:
     def factory() -> GobServerProtocol:
         return GobServerProtocol(server, holder[0] if holder else None, **opts)
 
-    aserver = await loop.create_server(factory, url.host, url.port, reuse_address=True, backlog=1024)
+    aserver = await loop.create_server(
+        factory, url.host, url.port, reuse_address=True, backlog=1024
+    )
     host, port = aserver.sockets[0].getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     lst = NetRpcListener(server, f"gob://{shown}:{port}", aserver)
@@ -423,7 +424,9 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
         result_type: Any,
     ) -> Any:
         if self._closed:
-            raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
+            raise self._close_reason or Unavailable(
+                message=f"connection to {self.address} closed"
+            )
         if isinstance(params, (list, tuple)):
             if len(params) > 1:
                 raise InvalidArgument(
@@ -438,7 +441,9 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
             self.conn.send_request(seq, method, value, nr.body_type(None, value))
         except (GobError, TypeError, ValueError) as exc:
             msg = exc.message if isinstance(exc, RpcError) else str(exc)
-            raise InvalidArgument(message=f"cannot encode the argument of {method}: {msg}") from None
+            raise InvalidArgument(
+                message=f"cannot encode the argument of {method}: {msg}"
+            ) from None
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[seq] = (fut, result_type)
         if not self._flush_scheduled:

@@ -622,12 +622,12 @@ def _zero_factory(tp: Any) -> ZeroFn:
     if isinstance(origin, type):
         if issubclass(origin, bool):
             return _const(False)
-        zeros: tuple[tuple[type, Any], ...] = (
+        zeros: tuple[tuple[Any, Any], ...] = (
             (int, 0), (float, 0.0), (complex, 0j), (str, ""), (bytes, b"")
         )
         for t, z in zeros:
             if issubclass(origin, t):
-                return _const(origin(z) if origin is not t else z)
+                return _const(typing.cast(Any, origin)(z) if origin is not t else z)
         if origin is bytearray:
             return bytearray
         if origin in (list, set, frozenset, tuple):
