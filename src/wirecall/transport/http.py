@@ -31,6 +31,7 @@ import importlib
 import itertools
 import logging
 import time
+import typing
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from email.utils import formatdate
@@ -372,8 +373,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import typing
 from typing import TYPE_CHECKING, Any, Final
 
 from .base import URL, Listener
@@ -118,12 +119,11 @@ class SniffProtocol(asyncio.Protocol):
         self.peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
-        self.listener._track(transport)
+        self.listener._track(self.transport)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.listener.sniff_timeout, self._timeout)
 
