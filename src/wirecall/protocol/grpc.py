@@ -334,6 +334,8 @@ class _Stream:
     response_headers: list[tuple[str, str]] | None = None
     encoding: str = "identity"
     initial: dict[str, Any] | None = None
+    unacked: int = 0  # received bytes not acknowledged yet (partial message)
+    preacked: int = 0  # bytes of the partial message acknowledged early
 
 
 _H2_STATUS_TO_GRPC = {
@@ -391,6 +393,7 @@ class GrpcConnection:
         self.reset_window = reset_window
         self._resets: deque[float] = deque()
         self._conn_window = connection_window
+        self._partial_ack = stream_window // 4
         self._settings = {
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
@@ -587,8 +590,16 @@ class GrpcConnection:
         if st is None:
             self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
             return
+        pad = ev.flow_controlled_length - len(data)
         try:
             msgs = st.reader.feed(data)
+            credits = []
+            st.unacked += len(data)
+            for _, payload in msgs:  # each message owes the bytes not acknowledged yet
+                c = min(_PREFIX + len(payload) - st.preacked, st.unacked)
+                st.unacked -= c
+                st.preacked = 0
+                credits.append(c)
             if st.encoding == "gzip":
                 msgs = [
                     (False, gzip_decompress(p, self.max_message_size) if c else p)
@@ -601,14 +612,17 @@ class GrpcConnection:
             else:
                 self._refuse(sid, exc.status, exc.message, out)
             return
-        partial = min(st.reader.buffered, len(data))
-        held = len(data) - partial if msgs else 0
-        now_ack = ev.flow_controlled_length - held
+        now_ack = pad
+        if st.unacked > self._partial_ack:
+            # a message bigger than a fraction of the window: acknowledge as it arrives, or
+            # the peer could never finish sending it
+            now_ack += st.unacked
+            st.preacked += st.unacked
+            st.unacked = 0
         if now_ack:
             self._safe_ack(now_ack, sid)
-        last = len(msgs) - 1
-        for i, (_, payload) in enumerate(msgs):
-            out.append(MessageReceived(sid, payload, held if i == last else 0))
+        for (_, payload), c in zip(msgs, credits, strict=True):
+            out.append(MessageReceived(sid, payload, c))
 
     def _safe_ack(self, n: int, sid: int) -> None:
         try:
@@ -637,9 +651,7 @@ class GrpcConnection:
 
     def _on_reset(self, ev: Any, out: list[Any], now: float) -> None:
         sid = ev.stream_id
-        st = self.streams.pop(sid, None)
-        if st is None:
-            return
+        self.streams.pop(sid, None)  # (may be gone already: a send raced with the reset)
         out.append(StreamReset(sid, int(ev.error_code)))
         if not self.client_side and self.reset_limit:
             rs = self._resets

@@ -404,7 +404,7 @@ class GrpcServerProtocol(asyncio.Protocol):
         self._schedule_flush()
 
     async def _send(self, call: _ServerCall, item: Any) -> None:
-        if call.dead:
+        if call.dead or call.sid not in self.conn.streams:
             raise asyncio.CancelledError
         payload = call.wire.encode(item, call.wire.res)
         if len(payload) > self.conn.max_message_size:
