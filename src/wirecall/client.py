@@ -137,12 +137,26 @@ class Client:
         if kwargs:
             if args:
                 raise TypeError("pass positional or keyword arguments, not both")
-            params: list[Any] | dict[str, Any] = kwargs
+            params: Any = kwargs
         else:
             params = list(args)
-        return await self.invoke(
-            method, params, timeout=timeout, metadata=metadata, result_type=result_type
+        if not self._plain or _current.get() is not None:
+            return await self.invoke(
+                method, params, timeout=timeout, metadata=metadata, result_type=result_type
+            )
+        # the hot path: no interceptors, no default metadata, not inside a handler
+        conn = self.pool.get_nowait()
+        if conn is None:
+            conn = await self.pool.get()
+        return await conn.call(
+            method, params, self.call_timeout if timeout is _UNSET else timeout, metadata,
+            result_type,
         )
+
+    @property
+    def _plain(self) -> bool:
+        """No interceptors and no default metadata: calls may take the direct path."""
+        return not self.interceptors and not self.metadata
 
     async def invoke(
         self,

@@ -119,17 +119,20 @@ class Param:
     type: Any
     default: Any  # inspect.Parameter.empty when required
     kind: inspect._ParameterKind
+    passthrough: bool = dataclasses.field(init=False, default=False)
 
     @property
     def required(self) -> bool:
         return self.default is inspect.Parameter.empty
 
+    def __post_init__(self) -> None:
+        self.passthrough = any(self.type is t for t in _ANY_TYPES)
+
     def convert(self, value: Any) -> Any:
-        tp = self.type
-        if tp in _ANY_TYPES:
+        if self.passthrough:
             return value
         try:
-            return msgspec.convert(value, tp)
+            return msgspec.convert(value, self.type)
         except msgspec.ValidationError as exc:
             raise InvalidArgument(message=f"invalid argument {self.name!r}: {exc}") from None
 
@@ -215,6 +218,14 @@ class MethodSpec:
         A method with exactly one parameter also accepts a dict of *that parameter's fields*
         as named params (JSON-RPC ``{"A": 1, "B": 2}`` for ``Add(self, args: Args)``).
         """
+        if type(params) is list and len(params) == 1 and self.single:
+            p = self.params[0]  # the tutorial's shape: one struct argument
+            if p.passthrough:
+                return params, {}
+            try:
+                return [msgspec.convert(params[0], p.type)], {}
+            except msgspec.ValidationError as exc:
+                raise InvalidArgument(message=f"invalid argument {p.name!r}: {exc}") from None
         if params is None:
             params = ()
         if isinstance(params, (list, tuple)):
@@ -233,6 +244,8 @@ class MethodSpec:
     def _bind_positional(self, values: list[Any] | tuple[Any, ...]) -> list[Any]:
         params = self.params
         n = len(values)
+        if n == 1 and self.single:  # the tutorial's shape: one struct argument
+            return [params[0].convert(values[0])]
         if n > len(params) and self._varargs is None:
             raise InvalidArgument(
                 message=f"{self.name} takes {len(params)} argument(s), {n} given"

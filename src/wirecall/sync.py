@@ -180,7 +180,7 @@ class _BlockingConnection:
             sock.settimeout(max(0.0005, deadline - time.monotonic()))
             self._blocking = False
         try:
-            data = sock.recv(262144)
+            data = sock.recv(65536)  # below malloc's mmap threshold: no page faults per read
         except TimeoutError:
             raise
         except OSError as exc:

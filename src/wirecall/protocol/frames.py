@@ -49,6 +49,8 @@ VERSION: Final = 1
 PREFACE: Final = struct.Struct("!4sBBHI")  # magic, version, codec, flags, max frame
 HEADER: Final = struct.Struct("!IBBHI")  # length, type, flags, reserved, call id
 DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
+#: Bodies up to this size are copied out of the read buffer; larger ones are memoryviews.
+SMALL: Final = 8192
 #: An oversized frame up to this many times the limit is skipped (and that call refused);
 #: anything larger is treated as garbage and closes the connection.
 SKIP_FACTOR: Final = 64
@@ -304,7 +306,8 @@ class FrameConnection:
         self._buf = bytearray()
         self._skip = 0  # bytes of an oversized frame still to discard
         self._out: list[bytes | memoryview] = []
-        self._pending_out = 0
+        self._method_prefix: dict[str, bytes] = {}
+        self._methods: dict[bytes, str] = {}
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -339,9 +342,29 @@ class FrameConnection:
         stream: bool = False,
         end_stream: bool = False,
     ) -> None:
-        mb = method.encode()
+        prefix = self._method_prefix.get(method)
+        if prefix is None:
+            mb = method.encode()
+            if not mb or len(mb) > 0xFFFF:
+                raise ValueError(f"method name must be 1 to 65535 bytes: {method[:40]!r}")
+            prefix = _U16.pack(len(mb)) + mb
+            if len(self._method_prefix) < 4096:
+                self._method_prefix[method] = prefix
         flags = 0
-        parts = [_U16.pack(len(mb)), mb]
+        if timeout is None and not metadata and not (compressed or stream or end_stream):
+            # the hot path: header, method, body appended as they are (joined at flush)
+            n = len(prefix) + len(body)
+            if n > self.peer_max_frame_size:
+                raise FrameTooLarge(
+                    f"frame of {n} bytes exceeds the peer's limit of {self.peer_max_frame_size}"
+                )
+            out = self._out
+            out.append(HEADER.pack(n, REQUEST, 0, 0, call_id))
+            out.append(prefix)
+            if body:
+                out.append(body)
+            return
+        parts = [prefix]
         if timeout is not None:
             flags |= F_TIMEOUT
             parts.append(_U64.pack(max(0, int(timeout * 1_000_000))))
@@ -365,6 +388,12 @@ class FrameConnection:
         *,
         compressed: bool = False,
     ) -> None:
+        if not metadata and len(body) <= self.peer_max_frame_size:
+            out = self._out
+            out.append(HEADER.pack(len(body), RESPONSE, F_COMPRESSED if compressed else 0, 0,
+                                   call_id))
+            out.append(body)
+            return
         flags = F_COMPRESSED if compressed else 0
         if metadata:
             flags |= F_METADATA
@@ -459,11 +488,12 @@ class FrameConnection:
             events.append(PrefaceReceived(version, codec_id, flags, maxf))
             off = PREFACE.size
         mv = memoryview(data)
-        hsize = HEADER.size
+        hsize = 12
         maxf = self.max_frame_size
+        unpack = HEADER.unpack_from
         while n - off >= hsize:
-            length, ftype, flags, reserved, cid = HEADER.unpack_from(data, off)
-            if ftype not in KNOWN_TYPES:
+            length, ftype, flags, reserved, cid = unpack(data, off)
+            if not 0 < ftype < 0x0A:
                 self._fail(f"unknown frame type 0x{ftype:02x}")
             if reserved:
                 self._fail(f"reserved header bits set (0x{reserved:04x})")
@@ -483,7 +513,36 @@ class FrameConnection:
             start = off + hsize
             off = end
             if ftype == REQUEST:
-                events.append(self._request(mv, start, end, flags, cid))
+                if flags & (F_TIMEOUT | F_METADATA) or length < 2:
+                    events.append(self._request(mv, start, end, flags, cid))
+                    continue
+                # the hot path: method and body only
+                p = start + 2 + ((data[start] << 8) | data[start + 1])
+                if p > end or p == start + 2:
+                    self._fail("REQUEST method name missing or overruns the frame")
+                mb = data[start + 2 : p]
+                method = self._methods.get(mb)
+                if method is None:
+                    method = self._method_name(mb)
+                events.append(
+                    RequestReceived(
+                        cid,
+                        method,
+                        data[p:end] if end - p <= SMALL else mv[p:end],
+                        None,
+                        None,
+                        flags & F_COMPRESSED != 0,
+                        flags & F_STREAM != 0,
+                        flags & F_END_STREAM != 0,
+                    )
+                )
+            elif ftype == RESPONSE and not flags & F_METADATA:
+                events.append(
+                    ResponseReceived(
+                        cid, data[start:end] if length <= SMALL else mv[start:end], None,
+                        flags & F_COMPRESSED != 0,
+                    )
+                )
             elif ftype == RESPONSE:
                 md = None
                 if flags & F_METADATA:
@@ -535,6 +594,15 @@ class FrameConnection:
         if off < n:
             self._buf += mv[off:]
         return events
+
+    def _method_name(self, mb: bytes) -> str:
+        try:
+            name = mb.decode()
+        except UnicodeDecodeError:
+            self._fail("REQUEST method name is not UTF-8")
+        if len(self._methods) < 4096:
+            self._methods[mb] = name
+        return name
 
     def _request(self, mv: memoryview, start: int, end: int, flags: int, cid: int) -> Event:
         if end - start < 2:
