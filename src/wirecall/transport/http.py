@@ -277,6 +277,7 @@ class HttpService:
         self.max_pipeline = max_pipeline
         self.ws_heartbeat = ws_heartbeat
         self.connections: set[HttpProtocol] = set()
+        self.accepted = 0  # connections accepted so far (keep-alive reuse shows here)
         self.sessions: set[WebSocketSession] = set()
         self.draining = False
         self.goaway_sent = False
@@ -378,6 +379,7 @@ class HttpProtocol(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
         self.svc.connections.add(self)
+        self.svc.accepted += 1
         self._set_deadline(self.svc.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
