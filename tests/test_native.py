@@ -448,3 +448,15 @@ async def test_ping_round_trip(serve: Any) -> None:
 def test_header_layout_is_what_the_docs_say() -> None:
     assert fr.HEADER.size == 12 and fr.PREFACE.size == 12
     assert struct.unpack("!IBBHI", fr.HEADER.pack(1, 2, 3, 0, 5)) == (1, 2, 3, 0, 5)
+
+
+async def test_client_idle_timeout_closes_and_the_pool_redials(serve: Any) -> None:
+    url = await serve(Calculator())
+    c = await wirecall.connect(url, idle_timeout=0.2)
+    first = c.pool.connections[0]
+    assert await c.call("Calculator.Add", Args(1, 1)) == 2
+    await asyncio.sleep(0.8)
+    assert first.closed  # closed by the client for being idle, not by the server
+    assert await c.call("Calculator.Add", Args(2, 2)) == 4
+    assert c.pool.connections[0] is not first
+    await c.close()

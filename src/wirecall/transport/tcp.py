@@ -371,9 +371,13 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         max_message_size: int = fr.DEFAULT_MAX_FRAME,
         compress_threshold: int | None = COMPRESS_THRESHOLD_DEFAULT,
         keepalive: float | None = None,
+        idle_timeout: float | None = None,
         address: str = "",
     ) -> None:
         self.codec = codec
+        self._idle_timeout = idle_timeout
+        self._started = 0  # calls started, to tell an idle connection
+        self._idle_mark = (0, time.monotonic())
         self.address = address
         self.conn = fr.FrameConnection(
             client=True, codec_id=codec.id, max_frame_size=max_message_size
@@ -420,6 +424,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         if self._closed or self._goaway:
             raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
         cid = self._new_id()
+        self._started += 1
         try:
             body = self.codec.encode(params)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -507,13 +512,27 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         _nodelay(transport)
         self.conn.initiate()
         self._flush()
-        if self._keepalive:
-            self._ka_handle = self._loop.call_later(self._keepalive, self._on_keepalive)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        period = min(x for x in (self._keepalive, self._idle_timeout, 3600.0) if x)
+        self._ka_handle = self._loop.call_later(period, self._on_keepalive)
 
     def _on_keepalive(self) -> None:
-        if self._closed or self.transport is None or not self._keepalive:
+        if self._closed or self.transport is None:
             return
-        if time.monotonic() - self._last_activity >= self._keepalive:
+        now = time.monotonic()
+        idle = self._idle_timeout
+        if idle:
+            if self._started != self._idle_mark[0] or self._pending:
+                self._idle_mark = (self._started, now)
+            elif now - self._idle_mark[1] >= idle:
+                log.debug("%s: idle for %.1fs, closing", self.address, now - self._idle_mark[1])
+                self._closed = True
+                self._close_reason = Unavailable(message=f"connection to {self.address} idle")
+                self.transport.close()
+                return
+        if self._keepalive and now - self._last_activity >= self._keepalive:
             if any(not f.done() for f in self._pings.values()):
                 log.info("%s: keepalive ping unanswered, closing", self.address)
                 self.transport.abort()
@@ -522,7 +541,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
             self._pings[opaque] = self._loop.create_future()
             self.conn.send_ping(opaque)
             self._flush()
-        self._ka_handle = self._loop.call_later(self._keepalive, self._on_keepalive)
+        self._arm_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -545,6 +564,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         for f in self._pings.values():
             if not f.done():
                 f.set_exception(reason)
+                f.exception()  # keepalive pings have no awaiter: mark the error retrieved
         for st in list(self.streams.values()):
             fail = getattr(st, "_fail", None)
             if fail is not None:
@@ -661,9 +681,14 @@ async def connect(
     max_message_size: int = fr.DEFAULT_MAX_FRAME,
     compress_threshold: int | None = None,
     keepalive: float | None = 30.0,
+    idle_timeout: float | None = None,
     **_: Any,
 ) -> TcpClientConnection:
-    """Dial ``url`` (``tcp://`` or ``unix://``) within ``timeout`` seconds (DialTimeout)."""
+    """Dial ``url`` (``tcp://`` or ``unix://``) within ``timeout`` seconds (DialTimeout).
+
+    ``keepalive``: seconds of silence before a PING (an unanswered PING closes the connection);
+    ``idle_timeout``: close the connection after this long with no call (the pool redials).
+    """
     c = codecs.get(codec)
     loop = asyncio.get_running_loop()
     proto = TcpClientConnection(
@@ -671,6 +696,7 @@ async def connect(
         max_message_size=max_message_size,
         compress_threshold=compress_threshold,
         keepalive=keepalive,
+        idle_timeout=idle_timeout,
         address=str(url),
     )
     factory: Callable[[], TcpClientConnection] = lambda: proto  # noqa: E731
