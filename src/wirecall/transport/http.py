@@ -282,6 +282,9 @@ class HttpService:
         self.draining = False
         self.goaway_sent = False
         self._web: Any = None  # aiohttp.web.Server, created on the first WebSocket
+        from ..openrpc import register_discover
+
+        register_discover(server)  # rpc.discover: the OpenRPC document of the registry
 
     def protocol(self) -> HttpProtocol:
         return HttpProtocol(self)
