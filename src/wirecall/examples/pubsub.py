@@ -1,0 +1,99 @@
+"""The tutorial's Pub/Sub service (section 3.3): ``Publish`` (unary) and ``Subscribe`` (server
+stream), backed by a :class:`~wirecall.pubsub.Broker` (in memory by default).
+
+    python -m wirecall.examples.pubsub serve grpc://127.0.0.1:50051
+    python -m wirecall.examples.pubsub subscribe grpc://127.0.0.1:50051 topic1
+    python -m wirecall.examples.pubsub publish grpc://127.0.0.1:50051 topic1 你好 世界
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from wirecall import Server
+from wirecall.context import Context
+from wirecall.gen import load_proto
+from wirecall.pubsub import Broker, MemoryBroker
+
+__all__ = ["PubSub", "PubSubStub", "main"]
+
+PROTO = Path(__file__).parent / "protos" / "pubsub.proto"
+pubsub_pb2, _wc = load_proto(PROTO)
+assert _wc is not None
+PublishRequest: Any = pubsub_pb2.PublishRequest
+PublishResponse: Any = pubsub_pb2.PublishResponse
+SubscribeRequest: Any = pubsub_pb2.SubscribeRequest
+SubscribeResponse: Any = pubsub_pb2.SubscribeResponse
+PubSubStub: Any = _wc.PubSubStub
+
+
+class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
+    """``pubsub.PubSub`` over a broker."""
+
+    def __init__(self, broker: Broker | None = None) -> None:
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+
+    async def Publish(self, request: Any, context: Context) -> Any:
+        await self.broker.publish(request.topic, request.message)
+        return PublishResponse(success=True)
+
+    async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[Any]:
+        async with self.broker.subscribe(request.topic) as sub:
+            async for message in sub:
+                yield SubscribeResponse(message=message)
+
+
+async def serve(url: str) -> None:
+    server = Server()
+    server.register(PubSub())
+    print("listening on", *(await server.start(url)), flush=True)
+    await server.serve_forever(handle_signals=True)
+
+
+async def publish(url: str, topic: str, messages: list[str]) -> None:
+    from wirecall.client import connect
+
+    async with await connect(url) as client:
+        stub = PubSubStub(client)
+        for m in messages:
+            r = await stub.Publish(PublishRequest(topic=topic, message=m), timeout=5)
+            print(f"发布到主题 {topic} 成功: {r.success}, 消息内容: {m}", flush=True)
+
+
+async def subscribe(url: str, topic: str, count: int | None = None) -> list[str]:
+    from wirecall.transport.base import load_transport, parse_url
+
+    u = parse_url(url)
+    conn = await load_transport(u.scheme).connect(u)
+    got: list[str] = []
+    try:
+        async for msg in PubSubStub(conn).Subscribe(SubscribeRequest(topic=topic)):
+            print(f"Received message from topic {topic}: {msg.message}", flush=True)
+            got.append(msg.message)
+            if count is not None and len(got) >= count:
+                break
+    finally:
+        await conn.aclose()
+    return got
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) >= 2 and args[0] == "serve":
+        asyncio.run(serve(args[1]))
+    elif len(args) >= 3 and args[0] == "subscribe":
+        asyncio.run(subscribe(args[1], args[2]))
+    elif len(args) >= 4 and args[0] == "publish":
+        asyncio.run(publish(args[1], args[2], args[3:]))
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
