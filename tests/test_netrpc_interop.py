@@ -220,3 +220,22 @@ async def test_wrong_argument_type_is_an_error_reply_not_a_crash(gob_server: str
         assert await conn.call("Calculator.Add", [Args(1, 2)], 5, None, int) == 3
     finally:
         await conn.aclose()
+
+
+@pytest.mark.parametrize(
+    ("listen", "mode"),
+    [("http", "http"), ("any", "tcp"), ("any", "http"), ("any", "jsonrpc")],
+)
+async def test_go_client_through_http_and_sniffing_listeners(listen: str, mode: str) -> None:
+    """The HTTP listener hands CONNECT /_goRPC_ to the gob protocol; the one-port listener
+    recognises gob, HTTP CONNECT and Go JSON-RPC."""
+    srv = wirecall.Server()
+    srv.register(Calculator())
+    (url,) = await srv.start(f"{listen}://127.0.0.1:0")
+    try:
+        addr = url.split("//", 1)[1].split("/", 1)[0]
+        r = await run_go_client(addr, mode, "basic")
+        assert r["add"]["result"] == 15 and r["divide"]["result"] == 2
+        assert r["divide0"]["error"] == "除数不能为零"
+    finally:
+        await srv.close(drain_timeout=1)
