@@ -15,7 +15,6 @@ Debian's golang-go in GOPATH mode; the wirecall server runs in its own process o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
