@@ -163,7 +163,7 @@ async def test_unencodable_result_is_internal_error(srv: wirecall.Server) -> Non
 
 @pytest.mark.parametrize(
     "body",
-    ["", "{", "nul", '{"jsonrpc": "2.0",}', "\xff\xfe", '{"a": 1} {"b": 2}', "[1, 2"],
+    ["", "{", "nul", '{"jsonrpc": "2.0",}', "\xff\xfe", '[1] [2]', "[1, 2", '"a" {}'],
 )
 async def test_malformed_json(srv: wirecall.Server, body: str) -> None:
     st, r = await rpc(srv, body.encode("latin-1"))
@@ -233,6 +233,18 @@ async def test_go_style_request(srv: wirecall.Server) -> None:
     assert st == 200
     assert data.endswith(b"\n")
     assert json.loads(data) == {"id": 1, "result": 15, "error": None}
+
+
+async def test_go_style_stream_of_requests_in_one_body(srv: wirecall.Server) -> None:
+    """Go's handler runs jsonrpc.ServeConn over the body: every request in it is answered."""
+    body = ('{"method":"Calculator.Add","params":[{"A":1,"B":2}],"id":1}\n'
+            '{"method":"Calculator.Add","params":[{"a":3,"b":4}],"id":2}')
+    st, _h, data = await post(port_of(srv), body)
+    assert st == 200
+    replies = sorted((json.loads(line) for line in data.splitlines()), key=lambda r: r["id"])
+    # Go's encoding/json matches field names case-insensitively
+    assert replies == [{"id": 1, "result": 3, "error": None},
+                       {"id": 2, "result": 7, "error": None}]
 
 
 async def test_go_style_errors(srv: wirecall.Server) -> None:

@@ -97,18 +97,26 @@ def status_for_code(code: int) -> Status:
 
 
 class Call:
-    """One request to run: ``notify`` means no response is sent; ``go`` means Go 1.0 dialect."""
+    """One request to run: ``notify`` means no response is sent; ``go`` means Go 1.0 dialect
+    (``raw`` then holds the decoded request object, for Go's exact argument semantics)."""
 
-    __slots__ = ("go", "id", "method", "notify", "params")
+    __slots__ = ("go", "id", "method", "notify", "params", "raw")
 
     def __init__(
-        self, method: str, params: Any, id: Any, notify: bool = False, go: bool = False
+        self,
+        method: str,
+        params: Any,
+        id: Any,
+        notify: bool = False,
+        go: bool = False,
+        raw: Any = None,
     ) -> None:
         self.method = method
         self.params = params
         self.id = id
         self.notify = notify
         self.go = go
+        self.raw = raw
 
     def __repr__(self) -> str:
         kind = "go" if self.go else ("notification" if self.notify else "request")
@@ -120,12 +128,18 @@ Reply = dict[str, Any]
 
 
 class ErrorReply:
-    """A request that failed validation: the response is already decided."""
+    """A request that failed validation: the response is already decided.
 
-    __slots__ = ("reply",)
+    ``raw`` is the decoded object of a Go 1.0 request; ``stream`` is true when the body held
+    one valid JSON value followed by more (Go's ``ServeConn`` reads such a stream).
+    """
 
-    def __init__(self, reply: Reply) -> None:
+    __slots__ = ("raw", "reply", "stream")
+
+    def __init__(self, reply: Reply, raw: Any = None, stream: bool = False) -> None:
         self.reply = reply
+        self.raw = raw
+        self.stream = stream
 
     def __repr__(self) -> str:
         return f"ErrorReply({self.reply!r})"
@@ -191,15 +205,15 @@ def _check_go(obj: dict[str, Any]) -> Call | ErrorReply:
     if type(method) is not str:
         method = ""
     if "params" not in obj or obj["params"] is None:
-        return ErrorReply(go_reply_error(id, "jsonrpc: request body missing params"))
+        return ErrorReply(go_reply_error(id, "jsonrpc: request body missing params"), obj)
     params = obj["params"]
     if type(params) not in (list, dict):
         kind = _json_type(params).split()[-1]
         msg = f"json: cannot unmarshal {kind} into Go value of type [1]interface {{}}"
-        return ErrorReply(go_reply_error(id, msg))
+        return ErrorReply(go_reply_error(id, msg), obj)
     # Go's server only knows Service.Method; wirecall also registers flat functions, so the
     # dispatcher decides (an unknown flat name gets Go's "ill-formed" message).
-    return Call(method, params, id, False, True)
+    return Call(method, params, id, False, True, obj)
 
 
 class _Missing:
@@ -235,7 +249,8 @@ def parse(body: bytes | bytearray | memoryview) -> tuple[list[Call | ErrorReply]
     try:
         doc = _decode_any(body)
     except msgspec.DecodeError as exc:
-        return [ErrorReply(_parse_error(f"Parse error: {exc}"))], False
+        stream = "trailing characters" in str(exc)
+        return [ErrorReply(_parse_error(f"Parse error: {exc}"), None, stream)], False
     except RecursionError:
         return [ErrorReply(_parse_error("Parse error: nesting too deep"))], False
     except UnicodeDecodeError as exc:  # pragma: no cover - msgspec reports it as DecodeError

@@ -100,20 +100,62 @@ def _result_bytes(call: j2.Call, result: Any) -> bytes:
         return _encode_reply(j2.error_reply(call, err))
 
 
+_go_json: list[Any] = []
+
+
+def _go_json_module() -> Any:
+    """The Go JSON-RPC transport (Go's exact argument semantics), or None if absent."""
+    if not _go_json:
+        try:
+            _go_json.append(importlib.import_module("wirecall.transport.gojsonrpc"))
+        except ImportError:
+            _go_json.append(None)
+    return _go_json[0]
+
+
+def _serve_go(server: Server, item: Any, body: bytes, peer: str, respond: Respond) -> bool:
+    """Serve a Go 1.0 request with the Go JSON-RPC transport's functions (True if it did)."""
+    go = _go_json_module()
+    if go is None:
+        return False
+    if type(item) is j2.ErrorReply and item.stream:
+        if body.lstrip()[:1] != b"{":
+            return False
+        # several JSON values in one body: Go's ServeConn answers each, one line apiece
+        task = asyncio.ensure_future(go.handle_http_body(server, body, peer))
+        task.add_done_callback(lambda t: respond(None if t.cancelled() or t.exception()
+                                                 else (t.result() or None)))
+        return True
+    if item.raw is None:
+        return False
+    try:
+        go.start_go_json_call(server, item.raw, peer, respond, transport="http")
+    except RpcError:  # what Go would drop the connection on: answer in our own words
+        return False
+    return True
+
+
 def handle_body(
     server: Server,
     body: bytes,
     make_ctx: Callable[[], Context],
     respond: Respond,
+    peer: str = "",
 ) -> None:
     """Run every call in a JSON-RPC body and ``respond(bytes)`` once (``None``: no body).
 
     Single requests answer with one object, batches with an array of the replies in
-    completion order; notifications run but are not answered.
+    completion order; notifications run but are not answered. A request without
+    ``"jsonrpc": "2.0"`` is answered as Go's ``net/rpc/jsonrpc`` server answers it (by
+    :mod:`wirecall.transport.gojsonrpc` when present, else by :mod:`~wirecall.protocol.jsonrpc2`).
     """
     items, is_batch = j2.parse(body)
     if not is_batch:
         item = items[0]
+        if (item.raw is not None or (type(item) is j2.ErrorReply and item.stream)) and _serve_go(
+            server, item, body, peer, respond
+        ):
+            return
         if type(item) is j2.ErrorReply:
             respond(_encode_reply(item.reply))
             return
@@ -675,7 +717,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._complete(slot, _response(503 if refused else 200, data, close=close))
 
-        handle_body(server, body, make_ctx, respond)
+        handle_body(server, body, make_ctx, respond, peer)
 
     # -- responses, in request order ----------------------------------------------------
 
@@ -892,7 +934,7 @@ class WebSocketSession:
                 return
         token = _current_ws.set(self)
         try:
-            handle_body(self.server, data, self._make_ctx, self._respond)
+            handle_body(self.server, data, self._make_ctx, self._respond, self.peer)
         finally:
             _current_ws.reset(token)
 
