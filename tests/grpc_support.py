@@ -80,7 +80,9 @@ class WcTestService(wc.TestServiceBase):
                 yield pb.StreamingOutputCallResponse(payload=_payload(p.size))
 
 
-async def start_wirecall(*services: Any, url: str = "grpc://127.0.0.1:0", **kw: Any) -> tuple[Server, str]:
+async def start_wirecall(
+    *services: Any, url: str = "grpc://127.0.0.1:0", **kw: Any
+) -> tuple[Server, str]:
     server = Server(**kw)
     for s in services or (WcTestService(),):
         server.register(s)

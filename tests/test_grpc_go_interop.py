@@ -10,8 +10,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from interop.grpc_go import harness
 
+from interop.grpc_go import harness
 from wirecall import Server
 from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest
 from wirecall.examples.pubsub import PublishRequest, PubSub, PubSubStub, SubscribeRequest

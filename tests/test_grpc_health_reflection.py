@@ -15,8 +15,8 @@ from wirecall import Server
 from wirecall.examples.greeter import Greeter
 from wirecall.grpc_health import (
     NOT_SERVING,
-    SERVING,
     SERVICE_UNKNOWN,
+    SERVING,
     _refl,
     enable_health,
     enable_reflection,

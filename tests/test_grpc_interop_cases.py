@@ -10,11 +10,6 @@ from typing import Any
 import grpc
 import pytest
 
-from wirecall import Cancelled, DeadlineExceeded, RpcError, Status, Unimplemented
-from wirecall.streaming import EOF
-from wirecall.transport import grpc as tg
-from wirecall.transport.base import parse_url
-
 from grpc_support import (
     ECHO_INITIAL,
     ECHO_TRAILING,
@@ -24,6 +19,10 @@ from grpc_support import (
     start_grpcio,
     start_wirecall,
 )
+from wirecall import Cancelled, DeadlineExceeded, RpcError, Status, Unimplemented
+from wirecall.streaming import EOF
+from wirecall.transport import grpc as tg
+from wirecall.transport.base import parse_url
 
 SIZES_IN = [27182, 8, 1828, 45904]
 SIZES_OUT = [31415, 9, 2653, 58979]
