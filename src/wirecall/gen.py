@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .context import Context
 from .errors import Unimplemented
 
 __all__ = ["ProtoService", "gen_main", "generate", "load_proto", "stream_call", "unary_call"]
@@ -54,7 +55,7 @@ class ProtoService:
 
         for name in cls.__grpc_methods__:
             impl = cls.__dict__.get(name)
-            if impl is None or not inspect.isfunction(impl) or impl.__annotations__:
+            if impl is None or not inspect.isfunction(impl):
                 continue
             proto = next(
                 (b.__dict__[name] for b in cls.__mro__[1:]
@@ -63,11 +64,16 @@ class ProtoService:
             )
             if proto is None:
                 continue
+            # Missing annotations come from the generated base (by position); the context
+            # parameter is always the Context, whatever the override wrote (``context: Any``).
             hints = typing.get_type_hints(proto)
             bp = list(inspect.signature(proto).parameters)
             ip = list(inspect.signature(impl).parameters)
-            ann = {i: hints[b] for b, i in zip(bp, ip, strict=False) if b in hints}
-            if "return" in hints:
+            ann = dict(impl.__annotations__)
+            for b, i in zip(bp, ip, strict=False):
+                if b in hints and (i not in ann or hints[b] is Context):
+                    ann[i] = hints[b]
+            if "return" in hints and "return" not in ann:
                 ann["return"] = hints["return"]
             impl.__annotations__ = ann
 

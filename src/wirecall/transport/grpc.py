@@ -202,8 +202,7 @@ class GrpcServerProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
         _nodelay(transport)
         self.peer = _peer_name(transport)
         if self.listener is not None:
@@ -799,8 +798,7 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
         _nodelay(transport)
         self.conn.initiate()
         self._flush()
