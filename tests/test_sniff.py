@@ -118,6 +118,11 @@ async def test_unknown_protocol_is_closed_with_a_log_line(
         assert await c.call("Calculator.Add", Args(A=1, B=1)) == 2
 
 
+async def test_any_scheme_client_speaks_native(port: int) -> None:
+    async with await wirecall.connect(f"any://127.0.0.1:{port}") as c:
+        assert await c.call("Calculator.Add", Args(A=2, B=3)) == 5
+
+
 async def test_silent_connection_times_out() -> None:
     server = wirecall.Server()
     server.register(Calculator())

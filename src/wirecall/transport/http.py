@@ -1466,7 +1466,10 @@ async def _connect_ws(url: URL, **opts: Any) -> WebSocketConnection:
     for k, v in dict(opts.get("metadata") or {}).items():
         headers[META_PREFIX + k] = v
     target = f"http://{url.hostport}{url.path or '/ws'}"
-    session = aiohttp.ClientSession()
+    timeout = opts.get("timeout", 10.0)
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout)
+    )
     try:
         ws = await session.ws_connect(
             target,

@@ -36,7 +36,14 @@ if TYPE_CHECKING:
     from ..server import Server
     from .http import HttpService
 
-__all__ = ["SniffListener", "SniffProtocol", "classify", "make_server_protocol", "serve"]
+__all__ = [
+    "SniffListener",
+    "SniffProtocol",
+    "classify",
+    "connect",
+    "make_server_protocol",
+    "serve",
+]
 
 log = logging.getLogger("wirecall.sniff")
 
@@ -260,3 +267,9 @@ async def serve(server: Server, url: URL, **opts: Any) -> SniffListener:
     sock = aserver.sockets[0].getsockname()
     listener.url = str(URL(url.scheme, url.host or sock[0], sock[1]))
     return listener
+
+
+async def connect(url: URL, **opts: Any) -> Any:
+    """A client for ``any://host:port`` speaks wirecall's native protocol (``tcp://``)."""
+    tcp = importlib.import_module("wirecall.transport.tcp")
+    return await tcp.connect(URL("tcp", url.host, url.port, url.path, url.query), **opts)
