@@ -155,3 +155,119 @@ async def test_server_shutdown_closes_websockets() -> None:
     with pytest.raises(wirecall.RpcError):
         await asyncio.wait_for(conn.call("subtract", [2, 1]), 5)
     await client.close()
+
+
+# -- streaming calls over the WebSocket ---------------------------------------------------
+
+
+class Streams:
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    async def Count(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def Points(self, n: int) -> AsyncIterator[Args]:
+        for i in range(n):
+            yield Args(A=i, B=-i)
+
+    async def Sum(self, items: AsyncIterator[Args]) -> int:
+        total = 0
+        async for a in items:
+            total += a.A + a.B
+        return total
+
+    async def Upper(self, words: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for w in words:
+            yield w.upper()
+
+    async def FailAfter(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+        raise wirecall.RpcError(wirecall.Status.ABORTED, "stopped on purpose")
+
+    async def Forever(self) -> AsyncIterator[int]:
+        i = 0
+        try:
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+@pytest.fixture
+async def stream_conn() -> AsyncIterator[tuple[WebSocketConnection, Streams]]:
+    server = wirecall.Server()
+    streams = Streams()
+    server.register(streams)
+    [u] = await server.start("http://127.0.0.1:0")
+    port = wirecall.transport.base.parse_url(u).port
+    client = await wirecall.connect(f"ws://127.0.0.1:{port}/ws")
+    conn = await client.pool.get()
+    assert isinstance(conn, WebSocketConnection)
+    yield conn, streams
+    await client.close()
+    await server.close(drain_timeout=1)
+
+
+async def test_server_stream(stream_conn: tuple[WebSocketConnection, Streams]) -> None:
+    conn, _ = stream_conn
+    st = conn.open_stream("Streams.Count", [5])
+    assert [x async for x in st] == [0, 1, 2, 3, 4]
+    st = conn.open_stream("Streams.Points", [3], result_type=Args)
+    assert [x async for x in st] == [Args(0, 0), Args(1, -1), Args(2, -2)]
+
+
+async def test_client_stream(stream_conn: tuple[WebSocketConnection, Streams]) -> None:
+    conn, _ = stream_conn
+    st = conn.open_stream("Streams.Sum", iter([{"A": 1, "B": 2}, {"A": 10, "B": 20}]))
+    assert await asyncio.wait_for(st.result(), 5) == 33
+    st = conn.open_stream("Streams.Sum", None)
+    await st.send(Args(A=5, B=5))
+    await st.done_writing()
+    assert await asyncio.wait_for(st.result(), 5) == 10
+
+
+async def test_bidi_stream(stream_conn: tuple[WebSocketConnection, Streams]) -> None:
+    conn, _ = stream_conn
+    st = conn.open_stream("Streams.Upper", None)
+    out = []
+    for w in ["a", "b", "c"]:
+        await st.send(w)
+        out.append(await asyncio.wait_for(st.recv(), 5))
+    await st.done_writing()
+    assert out == ["A", "B", "C"]
+    assert [x async for x in st] == []
+
+
+async def test_stream_error_and_bad_item(stream_conn: tuple[WebSocketConnection, Streams]) -> None:
+    conn, _ = stream_conn
+    st = conn.open_stream("Streams.FailAfter", [2])
+    got = []
+    with pytest.raises(wirecall.RpcError) as ei:
+        async for x in st:
+            got.append(x)
+    assert got == [0, 1] and ei.value.status is wirecall.Status.ABORTED
+    st = conn.open_stream("Streams.Sum", iter([{"A": "x"}]))
+    with pytest.raises(wirecall.InvalidArgument):
+        await asyncio.wait_for(st.result(), 5)
+
+
+async def test_stream_cancel_and_deadline(stream_conn: tuple[WebSocketConnection, Streams]) -> None:
+    conn, streams = stream_conn
+    st = conn.open_stream("Streams.Forever", [])
+    assert await asyncio.wait_for(st.recv(), 5) == 0
+    st.cancel()
+    await asyncio.wait_for(streams.cancelled.wait(), 5)  # the server's handler was cancelled
+    streams.cancelled.clear()
+    st = conn.open_stream("Streams.Forever", [], timeout=0.2)
+    with pytest.raises(wirecall.DeadlineExceeded):
+        async for _ in st:
+            pass
+    await asyncio.wait_for(streams.cancelled.wait(), 5)
+    # unary calls still work on the same connection
+    assert [x async for x in conn.open_stream("Streams.Count", [2])] == [0, 1]

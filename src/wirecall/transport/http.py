@@ -28,12 +28,13 @@ import collections
 import contextlib
 import contextvars
 import importlib
+import inspect
 import itertools
 import logging
 import time
 import typing
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ from ..errors import (
 )
 from ..protocol import jsonrpc2 as j2
 from ..status import Status
+from ..streaming import ClientStream
 from .base import URL, ClientConnection, Listener
 
 if TYPE_CHECKING:
@@ -324,12 +326,24 @@ class HttpService:
         self.draining = False
         self.goaway_sent = False
         self._web: Any = None  # aiohttp.web.Server, created on the first WebSocket
+        self._stream_key = -1
+        self._stream_names: list[bytes] = []
         from ..openrpc import register_discover
 
         register_discover(server)  # rpc.discover: the OpenRPC document of the registry
 
     def protocol(self) -> HttpProtocol:
         return HttpProtocol(self)
+
+    def stream_names(self) -> list[bytes]:
+        """The quoted names of the streaming methods (for the WebSocket's fast path)."""
+        methods = self.server.registry.methods
+        if self._stream_key != len(methods):
+            self._stream_key = len(methods)
+            self._stream_names = [
+                b'"%s"' % n.encode() for n, sp in methods.items() if sp.mode != "unary"
+            ]
+        return self._stream_names
 
     @property
     def ready(self) -> bool:
@@ -826,6 +840,20 @@ class HttpProtocol(asyncio.Protocol):
 # WebSocket: JSON-RPC 2.0 in both directions
 # ---------------------------------------------------------------------------------------
 
+STREAM_ITEM = "rpc.stream.item"  # {"id": <call id>, "item": <one message>}, either way
+STREAM_END = "rpc.stream.end"  # {"id": <call id>}: the client sends no more items
+STREAM_CANCEL = "rpc.stream.cancel"  # {"id": <call id>}: the client gives the call up
+
+
+def _convert_arg(value: Any, tp: Any) -> Any:
+    if tp is Any or tp is None or tp is inspect.Parameter.empty:
+        return value
+    try:
+        return msgspec.convert(value, tp, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(message=f"invalid stream item: {exc}") from None
+
+
 _current_ws: contextvars.ContextVar[WebSocketSession | None] = contextvars.ContextVar(
     "wirecall_websocket", default=None
 )
@@ -857,7 +885,7 @@ class WebSocketSession:
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._send_lock = asyncio.Lock()
+        self._streams: dict[Any, tuple[Any, Any, Context]] = {}
 
     @property
     def closed(self) -> bool:
@@ -915,6 +943,10 @@ class WebSocketSession:
                     fut.set_exception(Unavailable(message="the WebSocket closed"))
             for t in list(self._tasks):
                 t.cancel()
+            for inbound, _tp, ctx in list(self._streams.values()):
+                if inbound is not None:
+                    inbound.fail(Unavailable(message="the WebSocket closed"))
+                ctx.cancel()
 
     def _received(self, data: bytes) -> None:
         # A response to one of our calls?
@@ -932,11 +964,73 @@ class WebSocketSession:
                     else:
                         fut.set_exception(err)
                 return
+        if b"rpc.stream." in data or self._stream_methods(data):
+            items, is_batch = j2.parse(data)
+            item = items[0]
+            if not is_batch and type(item) is j2.Call and not item.go:
+                if item.method.startswith("rpc.stream."):
+                    self._stream_control(item)
+                    return
+                spec = self.server.registry.methods.get(item.method)
+                if spec is not None and spec.mode != "unary" and not item.notify:
+                    self._start_stream(spec, item)
+                    return
         token = _current_ws.set(self)
         try:
             handle_body(self.server, data, self._make_ctx, self._respond, self.peer)
         finally:
             _current_ws.reset(token)
+
+    # -- streaming calls: wirecall's convention on JSON-RPC 2.0 (docs/http.md) ----------
+
+    def _stream_methods(self, data: bytes) -> bool:
+        """Might ``data`` call a streaming method? (a cheap test before parsing twice)"""
+        names = self.svc.stream_names()
+        return bool(names) and any(n in data for n in names)
+
+    def _start_stream(self, spec: Any, call: j2.Call) -> None:
+        from ..streaming import Inbound
+
+        id = call.id
+        inbound = Inbound[Any]() if spec.mode in ("client_stream", "bidi_stream") else None
+        ctx = self._make_ctx()
+        self._streams[id] = (inbound, spec.request_type, ctx)
+
+        async def send(item: Any) -> None:
+            await self._send(j2.encode(j2.request_object(STREAM_ITEM, {"id": id, "item": item})))
+
+        def on_done(_r: Any, exc: BaseException | None) -> None:
+            self._streams.pop(id, None)
+            if exc is None:
+                self._respond(j2.encode(j2.result_reply(call, None)))
+            else:
+                self._respond(j2.encode(j2.error_reply(call, _as_rpc_error(exc))))
+
+        token = _current_ws.set(self)
+        try:
+            self.server.start_stream(spec, call.params, ctx, inbound, send, on_done)
+        finally:
+            _current_ws.reset(token)
+
+    def _stream_control(self, call: j2.Call) -> None:
+        p = call.params
+        if not isinstance(p, dict) or "id" not in p:
+            return
+        entry = self._streams.get(p["id"])
+        if entry is None:
+            return
+        inbound, item_type, ctx = entry
+        if call.method == STREAM_CANCEL:
+            ctx.cancel()
+        elif inbound is None:
+            return
+        elif call.method == STREAM_END:
+            inbound.close()
+        elif call.method == STREAM_ITEM:
+            try:
+                inbound.put(_convert_arg(p.get("item"), item_type))
+            except RpcError as exc:
+                inbound.fail(exc)
 
     def _make_ctx(self) -> Context:
         return Context("", self.metadata, None, self.peer, "ws")
@@ -1268,6 +1362,7 @@ class WebSocketConnection(ClientConnection):
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._streams: dict[Any, _WsClientStream] = {}
         self._closed = False
         self.goaway_received = False
         self._reader = asyncio.ensure_future(self._read())
@@ -1279,6 +1374,33 @@ class WebSocketConnection(ClientConnection):
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def open_stream(
+        self,
+        method: str,
+        params: Any,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+    ) -> ClientStream[Any]:
+        """A streaming call: ``params`` are the call's arguments (a list or dict: the request
+        of a server stream), an (async) iterable of messages to stream to the server, or
+        None (send with ``stream.send`` and ``stream.done_writing``)."""
+        if self._closed:
+            raise Unavailable(message="the WebSocket is closed")
+        streaming_in = params is not None and (
+            isinstance(params, AsyncIterable) or hasattr(params, "__next__")
+        )
+        id = next(self._ids)
+        st = _WsClientStream(self, method, id, result_type)
+        self._streams[id] = st
+        req = j2.request_object(method, None if streaming_in else params, id)
+        st._opened = asyncio.ensure_future(self._ws.send_bytes(j2.encode(req)))
+        if timeout is not None:
+            st._timer = asyncio.get_running_loop().call_later(timeout, st._expire)
+        if streaming_in:
+            st.send_all(params)
+        return st
 
     def on_notification(self, method: str, fn: Callable[[Any], Any]) -> None:
         self._listeners.setdefault(method, []).append(fn)
@@ -1375,6 +1497,9 @@ class WebSocketConnection(ClientConnection):
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(Unavailable(message="the WebSocket closed"))
+            for st in list(self._streams.values()):
+                st._finish(Unavailable(message="the WebSocket closed"))
+            self._streams.clear()
 
     def _dispatch(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -1385,6 +1510,15 @@ class WebSocketConnection(ClientConnection):
                 t = asyncio.ensure_future(self._serve(method, obj.get("params"), obj["id"]))
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
+                return
+            if method == STREAM_ITEM:
+                p = obj.get("params")
+                st = self._streams.get(p.get("id")) if isinstance(p, dict) else None
+                if st is not None and isinstance(p, dict):
+                    try:
+                        st._feed(_convert(p.get("item"), st.result_type))
+                    except RpcError as exc:
+                        st._finish(exc)
                 return
             if method == "rpc.goaway":
                 self.goaway_received = True
@@ -1401,6 +1535,10 @@ class WebSocketConnection(ClientConnection):
         try:
             id, result, err = j2.decode_response(obj)
         except ValueError:
+            return
+        stream = self._streams.pop(id, None) if isinstance(id, int) else None
+        if stream is not None:
+            stream._finish(err)
             return
         fut = self._pending.get(id)
         if fut is not None and not fut.done():
@@ -1443,6 +1581,45 @@ class WebSocketConnection(ClientConnection):
         for t in list(self._tasks):
             t.cancel()
         await self._session.close()
+
+
+class _WsClientStream(ClientStream[Any]):
+    """A streaming call over a :class:`WebSocketConnection`."""
+
+    def __init__(
+        self, conn: WebSocketConnection, method: str, id: int, result_type: Any
+    ) -> None:
+        super().__init__(method)
+        self.conn = conn
+        self.id = id
+        self.result_type = result_type
+        self._opened: asyncio.Future[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def _control(self, method: str, params: dict[str, Any]) -> None:
+        if self._opened is not None:
+            await self._opened  # the request goes out before any item
+        if self.conn._ws.closed:
+            raise Unavailable(message="the WebSocket is closed")
+        await self.conn._ws.send_bytes(j2.encode(j2.request_object(method, params)))
+
+    async def _write(self, item: Any) -> None:
+        await self._control(STREAM_ITEM, {"id": self.id, "item": item})
+
+    async def _write_end(self) -> None:
+        await self._control(STREAM_END, {"id": self.id})
+
+    def _abort(self, error: RpcError) -> None:
+        self.conn._streams.pop(self.id, None)
+        if not self.conn._ws.closed:
+            t = asyncio.ensure_future(self._control(STREAM_CANCEL, {"id": self.id}))
+            t.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _finish(self, error: RpcError | None, trailing: Mapping[str, Any] | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super()._finish(error, trailing)
 
 
 async def connect(url: URL, **opts: Any) -> ClientConnection:
