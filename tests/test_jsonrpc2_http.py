@@ -535,3 +535,14 @@ async def test_calls_after_shutdown_started_get_503() -> None:
 
 def test_args_struct_is_the_tutorials() -> None:
     assert Args(A=1, B=2).A == 1
+
+
+async def test_half_closed_client_still_gets_its_answer(srv: wirecall.Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))
+    b = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[0.1],"id":1}'
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    writer.write_eof()  # the client is done sending (shutdown(SHUT_WR))
+    st, _h, data = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and json.loads(data)["result"] == "done"
+    assert await asyncio.wait_for(reader.read(), 2) == b""  # then the server closes
+    writer.close()

@@ -417,6 +417,7 @@ class HttpProtocol(asyncio.Protocol):
         self._connect_buf: bytes | None = b""  # until we know the first request is no CONNECT
         self._discarding = False
         self._closed = False
+        self._eof = False
         self._reading_paused = False
         self._writing_paused = False
         self._header_bytes = 0
@@ -461,6 +462,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._discarding or not self._queue:
             self.close()
             return None
+        self._eof = True
         return True  # keep the write side open until pending responses are written
 
     def data_received(self, data: bytes) -> None:
@@ -754,7 +756,7 @@ class HttpProtocol(asyncio.Protocol):
             if self._reading_paused and not self._writing_paused:
                 self._resume_reading()
             if self._state == _IDLE:
-                if self.svc.goaway_sent:
+                if self.svc.goaway_sent or self._eof:
                     self.close()
                     return
                 self._set_deadline(self.svc.keepalive_timeout)
