@@ -38,6 +38,7 @@ async def port() -> AsyncIterator[int]:
     [
         ("tcp", ""),  # wirecall native (WRPC preface)
         ("gob", ""),  # Go net/rpc gob
+        ("jsonrpc", ""),  # Go net/rpc/jsonrpc over TCP
         ("http", "/jsonrpc"),  # JSON-RPC 2.0 over HTTP/1.1
         ("http", "/_goRPC_"),  # Go's HTTP+gob: CONNECT /_goRPC_
         ("ws", "/ws"),  # JSON-RPC 2.0 over WebSocket (HTTP/1.1 Upgrade)
@@ -55,7 +56,7 @@ async def test_each_wirecall_client_on_one_port(port: int, scheme: str, path: st
 
 
 async def test_all_protocols_at_once(port: int) -> None:
-    targets = ["tcp://", "gob://", "http://", "ws://", "grpc://"]
+    targets = ["tcp://", "gob://", "jsonrpc://", "http://", "ws://", "grpc://"]
     clients = [await wirecall.connect(f"{t}127.0.0.1:{port}") for t in targets]
     try:
         results = await asyncio.wait_for(asyncio.gather(*(
@@ -77,9 +78,9 @@ async def test_plain_http_tools_on_the_sniffed_port(port: int) -> None:
             assert await r.json() == {"jsonrpc": "2.0", "result": 15, "id": 1}
 
 
-@pytest.mark.parametrize("mode", ["tcp", "http"])
+@pytest.mark.parametrize("mode", ["tcp", "http", "jsonrpc"])
 async def test_go_clients_on_one_port(port: int, mode: str) -> None:
-    """The tutorial's Go client (rpc.Dial, rpc.DialHTTP) against the sniffing port."""
+    """The tutorial's Go client (rpc.Dial, rpc.DialHTTP, jsonrpc.Dial) on the sniffing port."""
     out = await asyncio.to_thread(
         goharness.run, "calcclient", "-addr", f"127.0.0.1:{port}", "-mode", mode,
         "-case", "basic")
