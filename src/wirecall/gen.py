@@ -53,6 +53,8 @@ class ProtoService:
         import inspect
         import typing
 
+        from .codec import protobuf  # noqa: F401  (registers codec id 3 for tcp://)
+
         for name in cls.__grpc_methods__:
             impl = cls.__dict__.get(name)
             if impl is None or not inspect.isfunction(impl):

@@ -363,6 +363,10 @@ class ServiceRegistry:
         for spec in specs:
             self._add(spec)
         self.services[svc] = [s.name for s in specs]
+        full = getattr(type(obj), "__grpc_service__", None)
+        if full and full != svc:  # a .proto service also answers to pkg.Service.Method
+            for spec in specs:
+                self.methods.setdefault(f"{full}.{spec.name.rpartition('.')[2]}", spec)
         return specs
 
     def register_function(self, func: Callable[..., Any], name: str | None = None) -> MethodSpec:
