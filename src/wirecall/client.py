@@ -140,7 +140,7 @@ class Client:
             params: Any = kwargs
         else:
             params = list(args)
-        if not self._plain or _current.get() is not None:
+        if self.interceptors or self.metadata or _current.get() is not None:
             return await self.invoke(
                 method, params, timeout=timeout, metadata=metadata, result_type=result_type
             )
@@ -152,11 +152,6 @@ class Client:
             method, params, self.call_timeout if timeout is _UNSET else timeout, metadata,
             result_type,
         )
-
-    @property
-    def _plain(self) -> bool:
-        """No interceptors and no default metadata: calls may take the direct path."""
-        return not self.interceptors and not self.metadata
 
     async def invoke(
         self,

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -121,6 +121,44 @@ class Server:
             log.warning("handler raised %s", text, exc_info=exc)
         return Internal(message=text, details=details)
 
+    def prepare(
+        self, method: str | MethodSpec, params: Any, ctx: Context
+    ) -> tuple[MethodSpec, list[Any], dict[str, Any]]:
+        """Resolve and bind a call (raises :class:`RpcError`): the first half of dispatch."""
+        spec = method if isinstance(method, MethodSpec) else self.lookup(method)
+        ctx.method = spec.name
+        if self._closing:
+            raise Unavailable(message="server is shutting down")
+        if ctx.deadline is not None and ctx.expired:
+            raise DeadlineExceeded(message=f"deadline exceeded before {spec.name} started")
+        try:
+            args, kwargs = spec.bind(params)
+        except RpcError:
+            raise
+        except Exception as exc:  # a bug in binding is still the caller's answer, not a crash
+            raise self.error_from(exc, ctx) from None
+        if spec.context_name is not None:
+            kwargs[spec.context_name] = ctx
+        return spec, args, kwargs
+
+    def runs_inline(self, spec: MethodSpec) -> bool:
+        """True when ``spec`` completes on the calling stack (see :meth:`call_inline`)."""
+        return spec.inline and not spec.is_async and not self.interceptors
+
+    def call_inline(
+        self, spec: MethodSpec, args: Sequence[Any], kwargs: Mapping[str, Any], ctx: Context
+    ) -> Any:
+        """Run an inline handler now (raises :class:`RpcError`): no task, no thread."""
+        token = _current.set(ctx)
+        try:
+            return spec.func(*args, **kwargs)
+        except RpcError:
+            raise
+        except BaseException as exc:  # every failure goes to the caller
+            raise self.error_from(exc, ctx) from None
+        finally:
+            _current.reset(token)
+
     def start_call(
         self,
         method: str | MethodSpec,
@@ -135,33 +173,16 @@ class Server:
         ``params`` is the wire form: a list (positional), a dict (named) or None.
         """
         try:
-            spec = method if isinstance(method, MethodSpec) else self.lookup(method)
-            ctx.method = spec.name
-            if self._closing:
-                raise Unavailable(message="server is shutting down")
-            if ctx.deadline is not None and ctx.expired:
-                raise DeadlineExceeded(message=f"deadline exceeded before {spec.name} started")
-            args, kwargs = spec.bind(params)
-            if spec.context_name is not None:
-                kwargs[spec.context_name] = ctx
+            spec, args, kwargs = self.prepare(method, params, ctx)
+            if self.runs_inline(spec):
+                result = self.call_inline(spec, args, kwargs, ctx)
+            else:
+                self._spawn(spec, args, kwargs, ctx, on_done)
+                return
         except RpcError as exc:
             on_done(None, exc)
             return
-        except Exception as exc:  # a bug in binding is still the caller's answer, not a crash
-            on_done(None, self.error_from(exc, ctx))
-            return
-        if spec.inline and not spec.is_async and not self.interceptors:
-            token = _current.set(ctx)
-            try:
-                result = spec.func(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller
-                on_done(None, self.error_from(exc, ctx))
-                return
-            finally:
-                _current.reset(token)
-            on_done(result, None)
-            return
-        self._spawn(spec, args, kwargs, ctx, on_done)
+        on_done(result, None)
 
     def _spawn(
         self,

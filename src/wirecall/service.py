@@ -155,7 +155,10 @@ class MethodSpec:
         "request_type",
         "result_type",
         "single",
+        "fast",
         "wants_context",
+        "_array_type",
+        "_array_decoders",
     )
 
     def __init__(self, name: str, func: Callable[..., Any], *, inline: bool = False) -> None:
@@ -209,8 +212,44 @@ class MethodSpec:
             if in_stream
             else (self.params[0].type if self.single else Any)
         )
+        #: the positional array type when every parameter is required and positional
+        self._array_type: Any = None
+        if (
+            self.mode == UNARY
+            and self.params
+            and self._varargs is None
+            and self._varkw is None
+            and all(p.required and p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                               inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                    for p in self.params)
+        ):
+            self._array_type = tuple[  # type: ignore[misc]
+                tuple(Any if p.passthrough else p.type for p in self.params)
+            ]
+        self._array_decoders: dict[Any, Any] = {}
+        #: runs inline with no context parameter: eligible for the transports' fast lane
+        self.fast = inline and not self.is_async and self.context_name is None
 
     # -- binding -------------------------------------------------------------------------
+
+    def array_decoder(self, module: Any) -> Any:
+        """A msgspec decoder (of ``module``: ``msgspec.msgpack`` or ``msgspec.json``) that
+        reads a positional params array straight into the annotated types, or None.
+
+        Transports use it as a fast lane; on any decode or validation error they fall back
+        to the general path (:meth:`bind`), which produces the documented error messages.
+        """
+        if self._array_type is None:
+            return None
+        dec = self._array_decoders.get(module)
+        if dec is None:
+            try:
+                dec = module.Decoder(self._array_type)
+            except (TypeError, ValueError):  # a type msgspec cannot decode into directly
+                self._array_type = None
+                return None
+            self._array_decoders[module] = dec
+        return dec
 
     def bind(self, params: Any) -> tuple[list[Any], dict[str, Any]]:
         """Turn wire params (a list: positional, a dict: named, None: none) into call args.

@@ -33,6 +33,8 @@ class _MsgspecCodec:
     _module: Any = None
 
     def __init__(self) -> None:
+        #: the msgspec format module (typed decoders for the transports' fast lane)
+        self.msgspec_module = self._module
         self._encoder = self._module.Encoder(enc_hook=_enc_hook)
         self.encode = self._encoder.encode  # type: ignore[method-assign]
         self._any = self._module.Decoder()
