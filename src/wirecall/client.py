@@ -217,6 +217,43 @@ class Client:
         """
         return typing.cast(T, _Stub(self, api, name))
 
+    def stream(
+        self,
+        method: str,
+        /,
+        params: Any = None,
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+    ) -> Any:
+        """Open a streaming call (see docs/streaming.md): ``params`` is the request of a server
+        stream, an (async) iterable of requests, or None (then ``send``/``done_writing``).
+        ``async for reply in client.stream(...)``; deadlines and metadata as for ``call``."""
+        from .streaming import PendingStream
+
+        if timeout is _UNSET:
+            timeout = self.call_timeout
+        md: Mapping[str, str] | None = metadata
+        if self.metadata:
+            md = {**self.metadata, **(metadata or _NO_MD)}
+        ctx = _current.get()
+        if ctx is not None:
+            remaining = ctx.time_remaining()
+            if remaining is not None:
+                timeout = remaining if timeout is None else min(timeout, remaining)
+            if ctx.metadata:
+                md = {**ctx.metadata, **(md or _NO_MD)}
+        conn = self.pool.get_nowait()
+        if conn is not None:
+            return conn.open_stream(method, params, timeout, md, result_type)
+
+        async def opener() -> Any:
+            c = await self.pool.get()
+            return c.open_stream(method, params, timeout, md, result_type)
+
+        return PendingStream(opener)
+
     async def ping(self) -> float:
         conn = await self.pool.get()
         return await conn.ping()

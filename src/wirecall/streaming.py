@@ -40,6 +40,7 @@ __all__ = [
     "EOF",
     "ClientStream",
     "Inbound",
+    "PendingStream",
     "ResponseMetadata",
     "send_initial_metadata",
     "set_trailing_metadata",
@@ -498,3 +499,55 @@ class ClientStream(Generic[T]):
     async def __aexit__(self, *exc: object) -> None:
         if not self._done:
             self.cancel()
+
+
+class PendingStream(Generic[T]):
+    """A streaming call whose connection is still being obtained (``Client.stream`` when the
+    pool has no ready connection): the same API as :class:`ClientStream`, each method waiting
+    for the call to open first; ``await pending`` returns the opened stream."""
+
+    def __init__(self, opener: Callable[[], Awaitable[ClientStream[T]]]) -> None:
+        self._opener = opener
+        self._task: asyncio.Task[ClientStream[T]] = asyncio.get_running_loop().create_task(
+            self._open()
+        )
+
+    async def _open(self) -> ClientStream[T]:
+        return await self._opener()
+
+    def __await__(self) -> Any:
+        return self._task.__await__()
+
+    async def send(self, item: Any) -> None:
+        await (await self._task).send(item)
+
+    async def done_writing(self) -> None:
+        await (await self._task).done_writing()
+
+    async def recv(self) -> Any:
+        return await (await self._task).recv()
+
+    async def result(self) -> T:
+        return await (await self._task).result()
+
+    async def initial_metadata(self) -> Mapping[str, Any]:
+        return await (await self._task).initial_metadata()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[T]:
+        async for item in await self._task:
+            yield item
+
+    def cancel(self) -> None:
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is None:
+            self._task.result().cancel()
+        else:
+            self._task.cancel()
+
+    async def __aenter__(self) -> PendingStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
