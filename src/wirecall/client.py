@@ -148,10 +148,16 @@ class Client:
         conn = self.pool.get_nowait()
         if conn is None:
             conn = await self.pool.get()
-        return await conn.call(
-            method, params, self.call_timeout if timeout is _UNSET else timeout, metadata,
-            result_type,
-        )
+        if timeout is _UNSET:
+            timeout = self.call_timeout
+        if conn.fast_start:
+            cid, fut = conn.start(method, params, timeout, metadata, result_type)
+            try:
+                return await fut
+            except asyncio.CancelledError:
+                conn.abandon(cid)
+                raise
+        return await conn.call(method, params, timeout, metadata, result_type)
 
     async def invoke(
         self,

@@ -11,6 +11,7 @@ and is found through :data:`SCHEMES`, imported lazily so a missing extra only fa
 from __future__ import annotations
 
 import abc
+import asyncio
 import importlib
 import urllib.parse
 from collections.abc import Mapping
@@ -130,6 +131,24 @@ class ClientConnection(abc.ABC):
     def pending(self) -> int:
         """Calls in flight on this connection (for least-pending selection)."""
         return 0
+
+    #: True when :meth:`start` is implemented (the client's direct path uses it)
+    fast_start: bool = False
+
+    def start(
+        self,
+        method: str,
+        params: Any,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """Queue a call without a coroutine: (call id, future of the reply). Optional."""
+        raise NotImplementedError
+
+    def abandon(self, call_id: int) -> None:
+        """The caller of :meth:`start` gave up on ``call_id`` (cancel it on the server)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def call(

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import typing
+import zlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from ..errors import (
 )
 from ..protocol import frames as fr
 from ..status import Status
+from . import tcp_stream
 from .base import URL, ClientConnection, Listener
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ __all__ = ["ServerProtocol", "TcpClientConnection", "TcpListener", "connect", "s
 log = logging.getLogger("wirecall.tcp")
 
 _EMPTY_MD: Mapping[str, str] = {}
+_NO_KW: Mapping[str, Any] = {}
 COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
 
 
@@ -84,6 +87,9 @@ class ServerProtocol(asyncio.Protocol):
             codecs=frozenset(_codec_ids()),
         )
         self.codec: codecs.Codec = codecs.MSGPACK_CODEC
+        self._decode = self.codec.decode
+        self._encode = self.codec.encode
+        self._module: Any = getattr(self.codec, "msgspec_module", None)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.calls: dict[int, Context] = {}
@@ -174,6 +180,9 @@ class ServerProtocol(asyncio.Protocol):
                     c = codecs.codec_by_id(ev.codec_id)  # type: ignore[attr-defined]
                     if c is not None:
                         self.codec = c
+                        self._decode = c.decode
+                        self._encode = c.encode
+                        self._module = getattr(c, "msgspec_module", None)
                 elif t is fr.FrameRefused:
                     self._on_refused(ev)  # type: ignore[arg-type]
                 elif t is fr.PongReceived:
@@ -187,9 +196,7 @@ class ServerProtocol(asyncio.Protocol):
         self._flush()
 
     def _on_stream_frame(self, ev: fr.Event) -> None:
-        cid = ev.call_id  # type: ignore[attr-defined]
-        if cid not in self.calls:
-            self.conn.send_error(cid, Status.FAILED_PRECONDITION, f"no open stream {cid}")
+        tcp_stream.on_stream_frame(self, ev)
 
     def _on_refused(self, ev: fr.FrameRefused) -> None:
         msg = (
@@ -206,17 +213,53 @@ class ServerProtocol(asyncio.Protocol):
         if cid > self.last_call_id:
             self.last_call_id = cid
         if ev.stream:
-            self.conn.send_error(
-                cid, Status.UNIMPLEMENTED, "streaming calls are not supported by this server"
-            )
+            self._on_stream_request(ev)
             return
-        deadline = None if ev.timeout is None else time.monotonic() + ev.timeout
-        ctx = Context(ev.method, ev.metadata or _EMPTY_MD, deadline, self.peer, "tcp")
+        timeout = ev.timeout
+        ctx = Context(
+            ev.method,
+            ev.metadata or _EMPTY_MD,
+            None if timeout is None else time.monotonic() + timeout,
+            self.peer,
+            "tcp",
+        )
+        server = self.server
+        spec = server.registry.methods.get(ev.method)
+        body = ev.body
+        if (
+            spec is not None
+            and spec.fast
+            and not ev.compressed
+            and not server.interceptors
+            and not self.going_away_sent
+            and self._module is not None
+            and (timeout is None or timeout > 0)
+        ):
+            # The fast lane: params decoded straight into the annotated types, the handler
+            # run inline; anything unusual falls through to the general path below.
+            dec = spec.array_decoder(self._module)
+            if dec is not None:
+                try:
+                    args = dec.decode(body)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    pass  # the general path reports it properly
+                else:
+                    try:
+                        result = server.call_inline(spec, args, _NO_KW, ctx)
+                    except RpcError as exc:
+                        self._reply_error(cid, ctx, exc)
+                    else:
+                        self._reply(cid, ctx, result)
+                    return
         try:
-            body = ev.body
             if ev.compressed:
                 body = fr.decompress(body, self.conn.max_frame_size)
-            params = self.codec.decode(body) if len(body) else None
+            if self.codec.id != 3:
+                params = self._decode(body) if len(body) else None
+            else:  # protobuf decodes into the method's request class
+                params = tcp_stream.typed_params(
+                    self.codec, self.server.registry.methods.get(ev.method), body
+                )
         except (msgspec.DecodeError, ProtocolError) as exc:
             msg = exc.message if isinstance(exc, RpcError) else str(exc)
             self.conn.send_error(
@@ -226,8 +269,21 @@ class ServerProtocol(asyncio.Protocol):
         if self.going_away_sent:
             self.conn.send_error(cid, Status.UNAVAILABLE, "server is shutting down")
             return
+        if spec is not None and server.runs_inline(spec):
+            try:
+                _, args, kwargs = server.prepare(spec, params, ctx)
+                result = server.call_inline(spec, args, kwargs, ctx)
+            except RpcError as exc:
+                self._reply_error(cid, ctx, exc)
+            else:
+                self._reply(cid, ctx, result)
+            return
         self.calls[cid] = ctx
-        self.server.start_call(ev.method, params, ctx, lambda r, e: self._done(cid, ctx, r, e))
+        server.start_call(spec or ev.method, params, ctx,
+                          lambda r, e: self._done(cid, ctx, r, e))
+
+    def _on_stream_request(self, ev: fr.RequestReceived) -> None:
+        tcp_stream.on_stream_request(self, ev)
 
     going_away_sent = False
 
@@ -237,39 +293,41 @@ class ServerProtocol(asyncio.Protocol):
         del self.calls[cid]
         if self.transport is None:
             return
-        conn = self.conn
         if exc is None:
-            try:
-                body = self.codec.encode(result)
-            except Exception as enc_err:
-                exc = Internal(message=f"cannot encode the result of {ctx.method}: {enc_err}")
-            else:
-                compressed = False
-                th = self._compress_threshold
-                if th is not None and len(body) >= th and conn.peer_accepts_compression:
-                    import zlib
-
-                    body = zlib.compress(body, 1)
-                    compressed = True
-                try:
-                    conn.send_response(cid, body, compressed=compressed)
-                except FrameTooLarge:
-                    exc = RpcError(
-                        Status.RESOURCE_EXHAUSTED,
-                        f"the reply of {ctx.method} ({len(body)} bytes) exceeds the client's "
-                        f"limit of {conn.peer_max_frame_size} bytes",
-                    )
-                else:
-                    exc = None
-                    if not self._in_read:
-                        self._schedule_flush()
-                    return
-        err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
-        conn.send_error(
-            cid, err.status, err.message, _encode_error_details(self.codec, err.details)
-        )
+            self._reply(cid, ctx, result)
+        else:
+            self._reply_error(cid, ctx, exc)
         if not self._in_read:
             self._schedule_flush()
+
+    def _reply(self, cid: int, ctx: Context, result: Any) -> None:
+        conn = self.conn
+        try:
+            body = self._encode(result)
+        except Exception as enc_err:
+            self._reply_error(
+                cid, ctx, Internal(message=f"cannot encode the result of {ctx.method}: {enc_err}")
+            )
+            return
+        compressed = False
+        th = self._compress_threshold
+        if th is not None and len(body) >= th and conn.peer_accepts_compression:
+            body = zlib.compress(body, 1)
+            compressed = True
+        try:
+            conn.send_response(cid, body, compressed=compressed)
+        except FrameTooLarge:
+            self._reply_error(cid, ctx, RpcError(
+                Status.RESOURCE_EXHAUSTED,
+                f"the reply of {ctx.method} ({len(body)} bytes) exceeds the client's "
+                f"limit of {conn.peer_max_frame_size} bytes",
+            ))
+
+    def _reply_error(self, cid: int, ctx: Context, exc: BaseException) -> None:
+        err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
+        self.conn.send_error(
+            cid, err.status, err.message, _encode_error_details(self.codec, err.details)
+        )
 
     # -- writing -----------------------------------------------------------------------
 
@@ -375,6 +433,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         address: str = "",
     ) -> None:
         self.codec = codec
+        self._encode = codec.encode
         self._idle_timeout = idle_timeout
         self._started = 0  # calls started, to tell an idle connection
         self._idle_mark = (0, time.monotonic())
@@ -413,27 +472,29 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         self._next_id = cid + 1 if cid < 0xFFFFFFFF else 1
         return cid
 
-    async def call(
+    fast_start = True  # Client.call may use start() + await (one coroutine frame less)
+
+    def start(
         self,
         method: str,
-        params: list[Any] | dict[str, Any],
+        params: Any,
         timeout: float | None,
         metadata: Mapping[str, str] | None,
         result_type: Any,
-    ) -> Any:
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """Queue a call and return its id and the future its reply will complete."""
         if self._closed or self._goaway:
             raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
-        cid = self._new_id()
+        cid = self._next_id
+        self._next_id = cid + 1 if cid < 0xFFFFFFFF else 1
         self._started += 1
         try:
-            body = self.codec.encode(params)
+            body = self._encode(params)
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArgument(message=f"cannot encode arguments of {method}: {exc}") from None
         compressed = False
         th = self._compress_threshold
         if th is not None and len(body) >= th and self.conn.peer_accepts_compression:
-            import zlib
-
             body = zlib.compress(body, 1)
             compressed = True
         try:
@@ -444,23 +505,32 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
             raise FrameTooLarge(f"request for {method}: {exc.message}") from None
         fut = self._loop.create_future()
         self._pending[cid] = (fut, result_type)
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, self._expire, cid, method, timeout)
+            fut.add_done_callback(lambda _f: handle.cancel())
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        if timeout is None:
-            try:
-                return await fut
-            except asyncio.CancelledError:
-                self._abandon(cid)
-                raise
-        handle = self._loop.call_later(timeout, self._expire, cid, method, timeout)
+        return cid, fut
+
+    async def call(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> Any:
+        cid, fut = self.start(method, params, timeout, metadata, result_type)
         try:
             return await fut
         except asyncio.CancelledError:
             self._abandon(cid)
             raise
-        finally:
-            handle.cancel()
+
+    def abandon(self, cid: int) -> None:
+        """The caller gave up (task cancelled): tell the server to cancel the handler."""
+        self._abandon(cid)
 
     def _abandon(self, cid: int) -> None:
         """The caller gave up (task cancelled): tell the server to cancel the handler."""
@@ -480,6 +550,17 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
         if self.transport is not None:
             self.conn.send_cancel(cid)
             self._schedule_flush()
+
+    def open_stream(
+        self,
+        method: str,
+        params: Any,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        result_type: Any,
+    ) -> tcp_stream.TcpClientStream:
+        """Open a streaming call (see ``wirecall.transport.tcp_stream``)."""
+        return tcp_stream.open_stream(self, method, params, timeout, metadata, result_type)
 
     async def ping(self, timeout: float | None = None) -> float:
         if self._closed:
@@ -586,6 +667,9 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
             if t is fr.ResponseReceived:
                 entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if entry is None:
+                    st = self.streams.get(ev.call_id)  # type: ignore[attr-defined]
+                    if st is not None:
+                        st._on_response(ev)
                     continue
                 fut, rtype = entry
                 if fut.done():
