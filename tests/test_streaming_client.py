@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from test_grpc_modes import Calc, Point
 
+from test_grpc_modes import Calc, Point
 from wirecall import Server
 from wirecall.client import connect
 from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest

@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from test_grpc_modes import Calc, Point
 
+from test_grpc_modes import Calc, Point
 from wirecall import DeadlineExceeded, NotFound, Server
 from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest
 from wirecall.examples.pubsub import PublishRequest, PubSub, PubSubStub, SubscribeRequest
