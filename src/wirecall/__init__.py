@@ -24,9 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Call",
-    "Client",
-    "connect",
     "Cancelled",
+    "Client",
     "ConnectError",
     "Context",
     "DeadlineExceeded",
@@ -43,6 +42,7 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "__version__",
+    "connect",
     "current_context",
     "method",
 ]

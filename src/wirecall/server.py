@@ -111,7 +111,7 @@ class Server:
             if self._closing:
                 return Unavailable(message="server is shutting down")
             return Cancelled(message="call cancelled")
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx is not None and ctx.expired:
+        if isinstance(exc, TimeoutError) and ctx is not None and ctx.expired:
             return DeadlineExceeded(message=f"deadline exceeded while serving {ctx.method}")
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         details = None
@@ -245,7 +245,9 @@ class Server:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="wirecall")
         cv = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, lambda: cv.run(spec.func, *args, **kwargs))
+        return await loop.run_in_executor(
+            self._executor, lambda: cv.run(spec.func, *args, **kwargs)
+        )
 
     def start_stream(
         self,

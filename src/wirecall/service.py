@@ -141,11 +141,14 @@ class MethodSpec:
     """One exposed method: how to bind wire arguments to it and how to run it."""
 
     __slots__ = (
+        "_array_decoders",
+        "_array_type",
         "_by_name",
         "_varargs",
         "_varkw",
         "context_name",
         "doc",
+        "fast",
         "func",
         "inline",
         "is_async",
@@ -155,10 +158,7 @@ class MethodSpec:
         "request_type",
         "result_type",
         "single",
-        "fast",
         "wants_context",
-        "_array_type",
-        "_array_decoders",
     )
 
     def __init__(self, name: str, func: Callable[..., Any], *, inline: bool = False) -> None:
