@@ -234,6 +234,12 @@ async def stream(peer: Peer, seconds: float) -> float:
     return STREAM_N / (time.perf_counter() - t0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (Linux /proc), to report CPU per call."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(name: str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", name],
                             stdout=subprocess.PIPE, text=True)
@@ -257,13 +263,20 @@ async def run(args: argparse.Namespace) -> None:
         tests: dict[str, Callable[[Peer, float], Awaitable[float]]] = {
             "sequential": sequential, "64 in flight": inflight, "server stream msgs": stream}
         results: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
+        me = os.getpid()
         for r in range(args.rounds):
             for tname, fn in tests.items():
                 for n in (names if r % 2 == 0 else names[::-1]):  # interleaved
                     if tname == "server stream msgs" and n == "grpclib" and not args.all_stream:
                         continue
+                    pid = procs[n][0].pid
+                    s0, c0, t0 = cpu_seconds(pid), cpu_seconds(me), time.perf_counter()
                     v = await fn(peers[n], args.seconds)
+                    ops = v * (time.perf_counter() - t0)
                     results.setdefault((tname, n), []).append(v)
+                    cpu.setdefault((tname, n), []).append(
+                        1e6 * (cpu_seconds(pid) - s0 + cpu_seconds(me) - c0) / ops)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         print(f"\n| test (medians of {args.rounds} rounds, calls/s or msgs/s) | "
               + " | ".join(names) + " | " + " | ".join(f"wirecall / {n}" for n in names[1:])
@@ -275,6 +288,13 @@ async def run(args: argparse.Namespace) -> None:
             cells = [f"{med[n]:,.0f}" if n in med else "-" for n in names]
             ratios = [f"{med['wirecall'] / med[n]:.2f}x" if n in med else "-" for n in names[1:]]
             print(f"| {tname} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        print("\n| CPU µs per call/message, server + client (medians) | " + " | ".join(names)
+              + " |")
+        print("|---" * (1 + len(names)) + "|")
+        for tname in tests:
+            cells = [f"{statistics.median(cpu[(tname, n)]):.0f}" if (tname, n) in cpu else "-"
+                     for n in names]
+            print(f"| {tname} | " + " | ".join(cells) + " |")
     finally:
         for p in peers.values():
             await p.close()
