@@ -42,7 +42,7 @@ from .protocol import frames as fr
 from .status import Status
 from .transport.base import URL, parse_url
 
-__all__ = ["SyncClient", "connect"]
+__all__ = ["SyncClient", "SyncStream", "connect"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -403,6 +403,53 @@ class _LoopThread:
             self.loop.close()
 
 
+class SyncStream:
+    """Blocking handle on a streaming call (wraps the async ``ClientStream``)."""
+
+    def __init__(self, bridge: _LoopThread, stream: Any) -> None:
+        self._bridge = bridge
+        self._st = stream
+
+    def send(self, item: Any) -> None:
+        self._bridge.run(self._st.send(item))
+
+    def done_writing(self) -> None:
+        self._bridge.run(self._st.done_writing())
+
+    def recv(self) -> Any:
+        """The next reply, or ``wirecall.streaming.EOF`` at the end."""
+        return self._bridge.run(self._st.recv())
+
+    def result(self) -> Any:
+        return self._bridge.run(self._st.result())
+
+    def initial_metadata(self) -> Any:
+        return self._bridge.run(self._st.initial_metadata())
+
+    @property
+    def trailing_metadata(self) -> Any:
+        return self._st.trailing_metadata
+
+    def __iter__(self) -> Any:
+        from .streaming import EOF
+
+        while True:
+            item = self.recv()
+            if item is EOF:
+                return
+            yield item
+
+    def cancel(self) -> None:
+        self._bridge.loop.call_soon_threadsafe(self._st.cancel)
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._st.done:
+            self.cancel()
+
+
 class SyncClient:
     """Blocking client; every method is safe to call from any thread."""
 
@@ -599,6 +646,38 @@ class SyncClient:
                 return call
 
         return typing.cast(T, _SyncStub())
+
+    def stream(
+        self,
+        method: str,
+        /,
+        params: Any = None,
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+        result_type: Any = Any,
+    ) -> SyncStream:
+        """Open a streaming call (``docs/streaming.md``), blocking API: ``for reply in
+        client.stream(...)``, ``send``, ``done_writing``, ``recv``, ``result``, ``cancel``.
+        Streams run on the async client in a private loop thread (for every scheme)."""
+        if timeout is _UNSET:
+            timeout = self.call_timeout
+        with self._lock:
+            if self._bridge is None:
+                self._bridge = _LoopThread()
+            if self._aclient is None:
+                opts: dict[str, Any] = {"codec": self._codec} if self._native else {}
+                self._aclient = Client(self.target, connect_timeout=self._connect_timeout,
+                                       metadata=self.metadata, max_message_size=self._max,
+                                       **opts)
+        bridge, aclient = self._bridge, self._aclient
+
+        async def open_() -> Any:
+            st = aclient.stream(method, params, timeout=timeout, metadata=metadata,
+                                result_type=result_type)
+            return st if hasattr(st, "_items") else await st
+
+        return SyncStream(bridge, bridge.run(open_()))
 
     def close(self) -> None:
         for c in self._conns:
