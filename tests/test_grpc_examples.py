@@ -34,3 +34,19 @@ def test_greeter_module_cli() -> None:
     r = subprocess.run([sys.executable, "-m", "wirecall.examples.greeter"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "serve grpc://" in r.stdout
+
+
+def test_wirecall_gen_cli(tmp_path: object) -> None:
+    out = str(tmp_path)
+    proto = ROOT / "src" / "wirecall" / "examples" / "protos" / "helloworld.proto"
+    r = subprocess.run([sys.executable, "-m", "wirecall.cli", "gen", str(proto), "--out", out],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    code = (tmp_path / "helloworld_wirecall.py").read_text()  # type: ignore[operator]
+    assert "class GreeterBase(ProtoService)" in code
+    assert "class GreeterStub" in code
+    check = subprocess.run(
+        [sys.executable, "-c", "import helloworld_wirecall as m, helloworld_pb2 as pb; "
+         "assert m.GreeterBase.__grpc_methods__['SayHello'][0] is pb.HelloRequest"],
+        cwd=out, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr

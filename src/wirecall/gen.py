@@ -31,7 +31,8 @@ from typing import Any
 from .context import Context
 from .errors import Unimplemented
 
-__all__ = ["ProtoService", "gen_main", "generate", "load_proto", "stream_call", "unary_call"]
+__all__ = ["ProtoService", "gen_main", "generate", "load_proto", "main", "stream_call",
+           "unary_call"]
 
 
 class ProtoService:
@@ -314,6 +315,9 @@ def gen_main(argv: list[str] | None = None) -> int:
             print(f"wirecall gen: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+main = gen_main  # what ``wirecall gen`` (cli.py) calls
 
 
 if __name__ == "__main__":  # pragma: no cover
