@@ -687,6 +687,15 @@ class GrpcConnection:
 
     def _on_goaway(self, ev: Any, out: list[Any], now: float) -> None:
         self.goaway_received = True
+        if int(ev.error_code) == 0 and not self.closed:
+            # A graceful GOAWAY: streams up to last_stream_id still complete. h2 treats any
+            # GOAWAY as the end of the connection and would reject their frames, so its state
+            # machine is put back to open; no new stream is started after this (the transport
+            # marks the connection closed for new calls).
+            self.h2.state_machine.state = h2.connection.ConnectionState(
+                h2.connection.ConnectionState.CLIENT_OPEN if self.client_side
+                else h2.connection.ConnectionState.SERVER_OPEN
+            )
         reason = (ev.additional_data or b"").decode("utf-8", "replace")
         out.append(ConnectionClosed(int(ev.error_code), int(ev.last_stream_id), reason))
 
