@@ -567,8 +567,24 @@ class SyncClient:
         """Call and block for the reply (Go's ``client.Call``)."""
         if kwargs and args:
             raise TypeError("pass positional or keyword arguments, not both")
-        return self.invoke(method, kwargs if kwargs else list(args), timeout=timeout,
-                           metadata=metadata, result_type=result_type)
+        params: Any = kwargs if kwargs else list(args)
+        if (
+            self._native
+            and not self.interceptors
+            and not self.metadata
+            and _current.get() is None
+        ):
+            # the direct path: no interceptors, no default metadata, not inside a handler
+            conn = self._conn()
+            if timeout is _UNSET:
+                timeout = self.call_timeout
+            slot = _Slot(result_type)
+            cid = conn._send(method, params, timeout, metadata, slot)
+            return conn.wait(
+                slot, cid, None if timeout is None else time.monotonic() + timeout, method
+            )
+        return self.invoke(method, params, timeout=timeout, metadata=metadata,
+                           result_type=result_type)
 
     def invoke(
         self,

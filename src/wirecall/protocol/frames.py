@@ -307,6 +307,7 @@ class FrameConnection:
         self._skip = 0  # bytes of an oversized frame still to discard
         self._out: list[bytes | memoryview] = []
         self._method_prefix: dict[str, bytes] = {}
+        self._need = 0
         self._methods: dict[bytes, str] = {}
 
     # -- outgoing ---------------------------------------------------------------------
@@ -454,8 +455,11 @@ class FrameConnection:
             self._skip = 0
         if self._buf:
             self._buf += data
+            if len(self._buf) < self._need:
+                return []  # the frame in progress is still incomplete: no copy, no parse
             data = bytes(self._buf)
             self._buf.clear()
+        self._need = 0
         events: list[Event] = []
         n = len(data)
         off = 0
@@ -509,6 +513,7 @@ class FrameConnection:
                 return events
             end = off + hsize + length
             if end > n:
+                self._need = end - off  # bytes the partial frame needs before parsing again
                 break
             start = off + hsize
             off = end
