@@ -100,11 +100,23 @@ async def test_grpcio_half_duplex(gstub: dict[str, Any]) -> None:
 
 
 async def test_grpcio_timeout_on_sleeping_server(gstub: dict[str, Any]) -> None:
-    call = gstub["FullDuplexCall"](timeout=0.001)
-    with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await call.write(pb.StreamingOutputCallRequest(payload=pb.Payload(body=b"\0" * 27182)))
-        await call.read()
-    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    async def reqs() -> AsyncIterator[Any]:
+        yield pb.StreamingOutputCallRequest(payload=pb.Payload(body=b"\0" * 27182))
+        await asyncio.sleep(1)
+
+    # grpc.aio races its own 1 ms timer against the server's DEADLINE_EXCEEDED: when the
+    # status arrives while its internal write is pending, it reports the failed write as
+    # INTERNAL "execute_batch" instead (a client-side artefact, also seen against grpc-go
+    # servers, which answer as fast). Such an attempt is repeated; any other outcome fails.
+    for _ in range(5):
+        call = gstub["FullDuplexCall"](reqs(), timeout=0.001)
+        with pytest.raises(grpc.aio.AioRpcError) as ei:
+            await call.read()
+        if ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return
+        assert ei.value.code() == grpc.StatusCode.INTERNAL
+        assert "execute_batch" in (ei.value.debug_error_string() or "")
+    pytest.fail("never saw DEADLINE_EXCEEDED in 5 attempts")
 
 
 async def test_grpcio_cancel_after_begin(gstub: dict[str, Any]) -> None:
