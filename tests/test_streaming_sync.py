@@ -6,9 +6,9 @@ import asyncio
 import threading
 
 import pytest
-from test_grpc_modes import Calc
 
 import wirecall.sync
+from test_grpc_modes import Calc
 from wirecall import NotFound, Server
 from wirecall.streaming import EOF
 

@@ -3,7 +3,7 @@
 
 Entry points::
 
-    async def serve(server, url, **opts) -> GoJsonListener
+    async def serve(server, url, **opts) -> Listener
     def make_server_protocol(server, **opts) -> asyncio.Protocol    # for the sniffing listener
     async def connect(url, **opts) -> GoJsonClientConnection
     async def handle_http_body(server, body, peer="") -> bytes
@@ -38,15 +38,15 @@ from ..errors import (
     Unavailable,
 )
 from ..protocol import gojsonrpc as gj
-from .base import URL, ClientConnection, Listener
-from .netrpc import _nodelay, _peer_name, go_error, go_error_for_lookup
+from .base import URL, ClientConnection
+from .netrpc import go_error, go_error_for_lookup
+from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
 
 __all__ = [
     "GoJsonClientConnection",
-    "GoJsonListener",
     "GoJsonServerProtocol",
     "connect",
     "handle_http_body",
@@ -144,7 +144,9 @@ async def handle_http_body(server: Server, body: bytes, peer: str = "") -> bytes
 class GoJsonServerProtocol(asyncio.Protocol):
     """One connection served like ``jsonrpc.ServeConn``."""
 
-    def __init__(self, server: Server, listener: GoJsonListener | None = None, **_: Any) -> None:
+    def __init__(
+        self, server: Server, listener: ConnectionListener | None = None, **_: Any
+    ) -> None:
         self.server = server
         self.listener = listener
         self.splitter = gj.JsonValueSplitter(server.max_message_size)
@@ -158,8 +160,8 @@ class GoJsonServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
-        _nodelay(transport)
-        self.peer = _peer_name(transport)
+        set_nodelay(transport)
+        self.peer = peer_name(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
 
@@ -201,6 +203,14 @@ class GoJsonServerProtocol(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def goaway(self) -> None:
+        """Go's JSON-RPC has no GOAWAY: in-flight calls finish, then the connection closes."""
+
+    def close_connection(self) -> None:
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         out = self._out
@@ -222,42 +232,9 @@ def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
     return GoJsonServerProtocol(server, listener, **opts)
 
 
-class GoJsonListener(Listener):
-    def __init__(self, server: Server, url: str, aserver: asyncio.AbstractServer) -> None:
-        self.server = server
-        self.url = url
-        self._aserver = aserver
-        self.connections: set[GoJsonServerProtocol] = set()
-
-    async def stop_accepting(self) -> None:
-        self._aserver.close()
-
-    def goaway(self) -> None:
-        """Go's JSON-RPC has no GOAWAY: in-flight calls finish, then :meth:`aclose`."""
-
-    async def aclose(self) -> None:
-        for c in list(self.connections):
-            if c.transport is not None:
-                c._flush()
-                c.transport.close()
-        await asyncio.sleep(0)
-
-
-async def serve(server: Server, url: URL, **opts: Any) -> GoJsonListener:
-    loop = asyncio.get_running_loop()
-    holder: list[GoJsonListener] = []
-
-    def factory() -> GoJsonServerProtocol:
-        return GoJsonServerProtocol(server, holder[0] if holder else None, **opts)
-
-    aserver = await loop.create_server(
-        factory, url.host, url.port, reuse_address=True, backlog=1024
-    )
-    host, port = aserver.sockets[0].getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    lst = GoJsonListener(server, f"jsonrpc://{shown}:{port}", aserver)
-    holder.append(lst)
-    return lst
+async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
+    """Listen on ``jsonrpc://host:port`` (Go's ``jsonrpc.ServeConn`` per connection)."""
+    return await listen(url, lambda lst: GoJsonServerProtocol(server, lst, **opts))
 
 
 # -- client ----------------------------------------------------------------------------------
@@ -355,7 +332,7 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
-        _nodelay(transport)
+        set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

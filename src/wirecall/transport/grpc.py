@@ -15,10 +15,8 @@ Client: :class:`GrpcClientConnection` (one HTTP/2 connection, calls multiplexed 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import ssl as ssl_mod
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
@@ -49,14 +47,14 @@ from ..streaming import (
     bind_response_metadata,
     reset_response_metadata,
 )
-from .base import URL, ClientConnection, Listener
+from .base import URL, ClientConnection
+from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
 
 __all__ = [
     "GrpcClientConnection",
-    "GrpcListener",
     "GrpcServerProtocol",
     "connect",
     "make_server_protocol",
@@ -68,21 +66,6 @@ log = logging.getLogger("wirecall.grpc")
 
 HIGH_WATER = 256 * 1024  # bytes queued on one stream before send() waits for the window
 _MONO = time.monotonic
-
-
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _peer_name(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return str(peer or "")
 
 
 # -- message codecs per call ---------------------------------------------------------------
@@ -181,7 +164,9 @@ class _ServerCall:
 class GrpcServerProtocol(asyncio.Protocol):
     """One accepted HTTP/2 connection serving gRPC calls."""
 
-    def __init__(self, server: Server, listener: GrpcListener | None = None, **opts: Any) -> None:
+    def __init__(
+        self, server: Server, listener: ConnectionListener | None = None, **opts: Any
+    ) -> None:
         self.server = server
         self.listener = listener
         self.conn = gp.GrpcConnection(
@@ -203,8 +188,8 @@ class GrpcServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
-        _nodelay(transport)
-        self.peer = _peer_name(transport)
+        set_nodelay(transport)
+        self.peer = peer_name(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
         self.conn.initiate()
@@ -460,6 +445,9 @@ class GrpcServerProtocol(asyncio.Protocol):
             call.waiter.set_exception(asyncio.CancelledError())
         call.ctx.cancel()
 
+    def close_connection(self) -> None:
+        self._abort_all()
+
     def _abort_all(self) -> None:
         for call in list(self.calls.values()):
             self._kill(call, Unavailable(message="connection closed"))
@@ -501,25 +489,6 @@ def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
     return GrpcServerProtocol(server, listener, **opts)
 
 
-class GrpcListener(Listener):
-    def __init__(self, url: str, aserver: asyncio.AbstractServer) -> None:
-        self.url = url
-        self._aserver = aserver
-        self.connections: set[GrpcServerProtocol] = set()
-
-    async def stop_accepting(self) -> None:
-        self._aserver.close()
-
-    def goaway(self) -> None:
-        for c in list(self.connections):
-            c.goaway()
-
-    async def aclose(self) -> None:
-        for c in list(self.connections):
-            c._abort_all()
-        await asyncio.sleep(0)
-
-
 def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
     ctx = opts.get("ssl")
     if isinstance(ctx, ssl_mod.SSLContext):
@@ -534,24 +503,14 @@ def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
     return ctx
 
 
-async def serve(server: Server, url: URL, **opts: Any) -> GrpcListener:
-    loop = asyncio.get_running_loop()
-    holder: list[GrpcListener] = []
+async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
+    """Listen on ``grpc://host:port`` (h2c, prior knowledge) or ``grpcs://`` (TLS, ALPN h2)."""
     tls = server_ssl_context(opts) if url.scheme == "grpcs" else None
     for k in ("ssl", "certfile", "keyfile"):
         opts.pop(k, None)
-
-    def factory() -> GrpcServerProtocol:
-        return GrpcServerProtocol(server, holder[0] if holder else None, **opts)
-
-    aserver = await loop.create_server(
-        factory, url.host, url.port, reuse_address=True, backlog=1024, ssl=tls
+    return await listen(
+        url, lambda lst: GrpcServerProtocol(server, lst, **opts), ssl_context=tls
     )
-    host, port = aserver.sockets[0].getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    lst = GrpcListener(f"{url.scheme}://{shown}:{port}", aserver)
-    holder.append(lst)
-    return lst
 
 
 # -- client ---------------------------------------------------------------------------------
@@ -799,7 +758,7 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
-        _nodelay(transport)
+        set_nodelay(transport)
         self.conn.initiate()
         self._flush()
         if not self._ready.done():

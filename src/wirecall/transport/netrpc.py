@@ -2,7 +2,7 @@
 
 Entry points::
 
-    async def serve(server, url, **opts) -> NetRpcListener          # rpc.ServeConn per connection
+    async def serve(server, url, **opts) -> Listener                # rpc.ServeConn per connection
     def make_server_protocol(server, **opts) -> asyncio.Protocol     # for the sniffing listener
     async def connect(url, **opts) -> GobClientConnection            # rpc.Dial
     async def connect_http(url, path="/_goRPC_", **opts)             # rpc.DialHTTP
@@ -27,9 +27,7 @@ errors carry no status code. Malformed gob closes that connection only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -49,7 +47,8 @@ from ..errors import (
 from ..protocol import netrpc as nr
 from ..service import MethodSpec
 from ..status import Status
-from .base import URL, ClientConnection, Listener
+from .base import URL, ClientConnection
+from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -59,7 +58,6 @@ __all__ = [
     "GO_RPC_PATH",
     "GobClientConnection",
     "GobServerProtocol",
-    "NetRpcListener",
     "accept_http_connect",
     "connect",
     "connect_http",
@@ -75,21 +73,6 @@ GO_RPC_PATH = "/_goRPC_"
 CONNECTED_LINE = b"HTTP/1.0 200 Connected to Go RPC\n\n"
 _CONNECT = b"CONNECT "
 _MAX_HTTP_HEADER = 8192
-
-
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _peer_name(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return str(peer or "")
 
 
 def go_error_for_lookup(method: str, server: Server) -> str:
@@ -164,7 +147,7 @@ class GobServerProtocol(asyncio.Protocol):
     def __init__(
         self,
         server: Server,
-        listener: NetRpcListener | None = None,
+        listener: ConnectionListener | None = None,
         *,
         http_connect: bool = True,
         rpc_path: str = GO_RPC_PATH,
@@ -185,8 +168,8 @@ class GobServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
-        _nodelay(transport)
-        self.peer = _peer_name(transport)
+        set_nodelay(transport)
+        self.peer = peer_name(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
 
@@ -315,6 +298,14 @@ class GobServerProtocol(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def goaway(self) -> None:
+        """net/rpc has no GOAWAY: in-flight calls finish, then the connection closes."""
+
+    def close_connection(self) -> None:
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         data = self.conn.data_to_send()
@@ -343,42 +334,10 @@ def accept_http_connect(
     return proto
 
 
-class NetRpcListener(Listener):
-    def __init__(self, server: Server, url: str, aserver: asyncio.AbstractServer) -> None:
-        self.server = server
-        self.url = url
-        self._aserver = aserver
-        self.connections: set[GobServerProtocol] = set()
-
-    async def stop_accepting(self) -> None:
-        self._aserver.close()
-
-    def goaway(self) -> None:
-        """net/rpc has no GOAWAY: in-flight calls finish, then :meth:`aclose` closes."""
-
-    async def aclose(self) -> None:
-        for c in list(self.connections):
-            if c.transport is not None:
-                c._flush()
-                c.transport.close()
-        await asyncio.sleep(0)
-
-
-async def serve(server: Server, url: URL, **opts: Any) -> NetRpcListener:
-    loop = asyncio.get_running_loop()
-    holder: list[NetRpcListener] = []
-
-    def factory() -> GobServerProtocol:
-        return GobServerProtocol(server, holder[0] if holder else None, **opts)
-
-    aserver = await loop.create_server(
-        factory, url.host, url.port, reuse_address=True, backlog=1024
-    )
-    host, port = aserver.sockets[0].getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    lst = NetRpcListener(server, f"gob://{shown}:{port}", aserver)
-    holder.append(lst)
-    return lst
+async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
+    """Listen on ``gob://host:port`` (net/rpc gob; also answers ``CONNECT /_goRPC_``)."""
+    listener = await listen(url, lambda lst: GobServerProtocol(server, lst, **opts))
+    return listener
 
 
 # -- client ---------------------------------------------------------------------------------
@@ -487,7 +446,7 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
-        _nodelay(transport)
+        set_nodelay(transport)
         if self._http_path is not None:
             self.transport.write(f"CONNECT {self._http_path} HTTP/1.0\n\n".encode("latin-1"))
         elif not self._ready.done():

@@ -10,10 +10,8 @@ queued in one loop iteration into one write.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import time
 import typing
 import zlib
@@ -37,33 +35,19 @@ from ..errors import (
 from ..protocol import frames as fr
 from ..status import Status
 from . import tcp_stream
-from .base import URL, ClientConnection, Listener
+from .base import URL, ClientConnection
+from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
 
-__all__ = ["ServerProtocol", "TcpClientConnection", "TcpListener", "connect", "serve"]
+__all__ = ["ServerProtocol", "TcpClientConnection", "connect", "serve"]
 
 log = logging.getLogger("wirecall.tcp")
 
 _EMPTY_MD: Mapping[str, str] = {}
 _NO_KW: Mapping[str, Any] = {}
 COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
-
-
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _peer_name(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return f"unix:{peer}" if peer else "unix"
 
 
 def _encode_error_details(codec: codecs.Codec, details: Any) -> bytes:
@@ -78,7 +62,9 @@ def _encode_error_details(codec: codecs.Codec, details: Any) -> bytes:
 class ServerProtocol(asyncio.Protocol):
     """One accepted connection speaking the native protocol."""
 
-    def __init__(self, server: Server, listener: TcpListener | None = None, **opts: Any) -> None:
+    def __init__(
+        self, server: Server, listener: ConnectionListener | None = None, **opts: Any
+    ) -> None:
         self.server = server
         self.listener = listener
         self.conn = fr.FrameConnection(
@@ -107,8 +93,8 @@ class ServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        _nodelay(transport)
-        self.peer = _peer_name(transport)
+        set_nodelay(transport)
+        self.peer = peer_name(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
         self._arm_keepalive()
@@ -342,6 +328,11 @@ class ServerProtocol(asyncio.Protocol):
         if data and self.transport is not None:
             self.transport.write(data)
 
+    def close_connection(self) -> None:
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
     def goaway(self) -> None:
         if self.transport is None:
             return
@@ -364,56 +355,9 @@ def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
     return ServerProtocol(server, listener, **opts)
 
 
-class TcpListener(Listener):
-    def __init__(self, server: Server, url: str, aserver: asyncio.AbstractServer) -> None:
-        self.server = server
-        self.url = url
-        self._aserver = aserver
-        self.connections: set[ServerProtocol] = set()
-        self._unix_path: str | None = None
-
-    async def stop_accepting(self) -> None:
-        self._aserver.close()
-        if self._unix_path:
-            with contextlib.suppress(OSError):
-                os.unlink(self._unix_path)
-
-    def goaway(self) -> None:
-        for c in list(self.connections):
-            c.goaway()
-
-    async def aclose(self) -> None:
-        for c in list(self.connections):
-            if c.transport is not None:
-                c._flush()
-                c.transport.close()
-        # give transports one iteration to flush and close
-        await asyncio.sleep(0)
-
-
-async def serve(server: Server, url: URL, **opts: Any) -> TcpListener:
-    loop = asyncio.get_running_loop()
-    holder: list[TcpListener] = []
-
-    def factory() -> ServerProtocol:
-        return ServerProtocol(server, holder[0] if holder else None, **opts)
-
-    if url.scheme == "unix":
-        if os.path.exists(url.path):
-            os.unlink(url.path)
-        aserver = await loop.create_unix_server(factory, url.path)
-        lst = TcpListener(server, f"unix://{url.path}", aserver)
-        lst._unix_path = url.path
-    else:
-        aserver = await loop.create_server(
-            factory, url.host, url.port, reuse_address=True, backlog=1024
-        )
-        sock = aserver.sockets[0]
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        lst = TcpListener(server, f"tcp://{shown}:{port}", aserver)
-    holder.append(lst)
-    return lst
+async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
+    """Listen on ``tcp://host:port`` or ``unix:///path`` for the native protocol."""
+    return await listen(url, lambda lst: ServerProtocol(server, lst, **opts))
 
 
 # -- client ------------------------------------------------------------------------------
@@ -590,7 +534,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        _nodelay(transport)
+        set_nodelay(transport)
         self.conn.initiate()
         self._flush()
         self._arm_timer()

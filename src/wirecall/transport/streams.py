@@ -1,0 +1,101 @@
+"""What the stream-socket transports share: socket options, peer names, the listener.
+
+Native (``tcp``/``unix``), Go net/rpc (``gob``), Go JSON-RPC (``jsonrpc``) and gRPC listen the
+same way: an asyncio server whose connections register with a :class:`ConnectionListener`, so
+graceful shutdown can tell each of them GOAWAY and later close them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .base import URL, Listener
+
+__all__ = ["ConnectionListener", "ServedConnection", "listen", "peer_name", "set_nodelay"]
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY on a TCP transport (a no-op for Unix sockets)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def peer_name(transport: asyncio.BaseTransport) -> str:
+    """``"127.0.0.1:53122"``, ``"[::1]:53122"`` or ``"unix:<path>"``."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return f"unix:{peer}" if peer else "unix"
+
+
+class ServedConnection(Protocol):
+    """A server-side connection as its listener sees it."""
+
+    def goaway(self) -> None:
+        """Tell the peer no new calls will be accepted (a no-op where the wire has no way)."""
+
+    def close_connection(self) -> None:
+        """Flush what is queued and close (after the server drained its calls)."""
+
+
+class ConnectionListener(Listener):
+    """A listening socket and the connections it accepted."""
+
+    def __init__(self, url: str = "") -> None:
+        self.url = url
+        self.connections: set[Any] = set()
+        self._aserver: asyncio.AbstractServer | None = None
+        self._unix_path: str | None = None
+
+    async def stop_accepting(self) -> None:
+        if self._aserver is not None:
+            self._aserver.close()
+        if self._unix_path:
+            with contextlib.suppress(OSError):
+                os.unlink(self._unix_path)
+
+    def goaway(self) -> None:
+        for c in list(self.connections):
+            c.goaway()
+
+    async def aclose(self) -> None:
+        for c in list(self.connections):
+            c.close_connection()
+        await asyncio.sleep(0)  # one iteration for the transports to flush and close
+
+
+async def listen(
+    url: URL,
+    protocol: Callable[[ConnectionListener], asyncio.Protocol],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    listener: ConnectionListener | None = None,
+) -> ConnectionListener:
+    """Bind ``url`` (``unix://`` or host:port; port 0 picks one) and serve connections made by
+    ``protocol(listener)``. The listener's ``url`` gets the real address."""
+    lst = listener if listener is not None else ConnectionListener()
+    loop = asyncio.get_running_loop()
+    if url.scheme == "unix":
+        if os.path.exists(url.path):
+            os.unlink(url.path)
+        lst._aserver = await loop.create_unix_server(lambda: protocol(lst), url.path)
+        lst._unix_path = url.path
+        lst.url = f"unix://{url.path}"
+        return lst
+    lst._aserver = await loop.create_server(
+        lambda: protocol(lst), url.host, url.port, reuse_address=True, backlog=1024,
+        ssl=ssl_context,
+    )
+    host, port = lst._aserver.sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    lst.url = f"{url.scheme}://{shown}:{port}"
+    return lst
