@@ -30,7 +30,6 @@ import msgspec
 from ..context import Context
 from ..errors import (
     ConnectError,
-    DeadlineExceeded,
     Internal,
     InvalidArgument,
     ProtocolError,
@@ -40,7 +39,7 @@ from ..errors import (
 from ..protocol import gojsonrpc as gj
 from .base import URL, ClientConnection
 from .netrpc import go_error, go_error_for_lookup
-from .streams import ConnectionListener, listen, peer_name, set_nodelay
+from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -247,13 +246,13 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
         self.splitter = gj.JsonValueSplitter(max_message_size)
         self.address = address
         self.transport: asyncio.Transport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
         self._seq = 0
         self._closed = False
         self._close_reason: RpcError | None = None
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._loop = asyncio.get_event_loop()
+        self._pending = PendingCalls(self._loop)
 
     @property
     def closed(self) -> bool:
@@ -291,32 +290,12 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
             raise InvalidArgument(
                 message=f"cannot encode the argument of {method}: {exc}"
             ) from None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._pending[seq] = (fut, result_type)
+        fut = self._pending.add(seq, result_type, timeout, method)
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        handle = (
-            self._loop.call_later(timeout, self._expire, seq, method, timeout)
-            if timeout is not None
-            else None
-        )
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            self._pending.pop(seq, None)
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
-
-    def _expire(self, seq: int, method: str, timeout: float) -> None:
-        entry = self._pending.pop(seq, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_exception(
-                DeadlineExceeded(message=f"{method}: no reply within {timeout:g}s")
-            )
+        return await self._pending.wait(seq, fut)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -344,10 +323,7 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
         self._closed = True
         if self._close_reason is None:
             self._close_reason = reason
-        pending, self._pending = self._pending, {}
-        for fut, _ in pending.values():
-            if not fut.done():
-                fut.set_exception(reason)
+        self._pending.fail_all(reason)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -361,12 +337,10 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
             if not isinstance(obj, dict):
                 continue
             rid = obj.get("id")
-            entry = self._pending.pop(rid, None) if isinstance(rid, int) else None
+            entry = self._pending.pop(rid) if isinstance(rid, int) else None
             if entry is None:
                 continue
             fut, result_type = entry
-            if fut.done():
-                continue
             err = obj.get("error")
             if err is not None:
                 fut.set_exception(go_error(err if isinstance(err, str) else str(err)))

@@ -36,7 +36,6 @@ from ..codec.gob import GobError, GoType, go_type
 from ..context import Context
 from ..errors import (
     ConnectError,
-    DeadlineExceeded,
     Internal,
     InvalidArgument,
     ProtocolError,
@@ -48,7 +47,7 @@ from ..protocol import netrpc as nr
 from ..service import MethodSpec
 from ..status import Status
 from .base import URL, ClientConnection
-from .streams import ConnectionListener, listen, peer_name, set_nodelay
+from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -356,12 +355,12 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
         self.conn = nr.ClientConnection(max_message_size)
         self.address = address
         self.transport: asyncio.Transport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        self._loop = asyncio.get_event_loop()
+        self._pending = PendingCalls(self._loop)
         self._seq = 0
         self._closed = False
         self._close_reason: RpcError | None = None
         self._flush_scheduled = False
-        self._loop = asyncio.get_event_loop()
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._http_path = http_path
         self._handshake: bytearray | None = bytearray() if http_path else None
@@ -403,32 +402,11 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
             raise InvalidArgument(
                 message=f"cannot encode the argument of {method}: {msg}"
             ) from None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._pending[seq] = (fut, result_type)
+        fut = self._pending.add(seq, result_type, timeout, method)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        if timeout is None:
-            try:
-                return await fut
-            except asyncio.CancelledError:
-                self._pending.pop(seq, None)
-                raise
-        handle = self._loop.call_later(timeout, self._expire, seq, method, timeout)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            self._pending.pop(seq, None)
-            raise
-        finally:
-            handle.cancel()
-
-    def _expire(self, seq: int, method: str, timeout: float) -> None:
-        entry = self._pending.pop(seq, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_exception(
-                DeadlineExceeded(message=f"{method}: no reply within {timeout:g}s")
-            )
+        return await self._pending.wait(seq, fut)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -465,10 +443,7 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
         self._closed = True
         if self._close_reason is None:
             self._close_reason = reason
-        pending, self._pending = self._pending, {}
-        for fut, _ in pending.values():
-            if not fut.done():
-                fut.set_exception(reason)
+        self._pending.fail_all(reason)
 
     def _handshake_data(self, data: bytes) -> bytes | None:
         hs = self._handshake
@@ -513,12 +488,10 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
             self._abort(ProtocolError(f"bad reply from {self.address}: {exc.message}"))
             return
         for r in replies:
-            entry = self._pending.pop(r.seq, None)
+            entry = self._pending.pop(r.seq)
             if entry is None:
                 continue  # expired or abandoned; its body was read with the message
             fut, result_type = entry
-            if fut.done():
-                continue
             if r.error:
                 fut.set_exception(go_error(r.error))
                 continue

@@ -99,3 +99,58 @@ async def listen(
     shown = f"[{host}]" if ":" in host else host
     lst.url = f"{url.scheme}://{shown}:{port}"
     return lst
+
+
+class PendingCalls:
+    """The calls in flight on one client connection, keyed by id.
+
+    ``add`` registers a call (with its reply type and optional timeout) and returns its
+    future; ``pop`` takes it back when the reply arrives; ``wait`` awaits it and forgets it if
+    the caller is cancelled; ``fail_all`` ends every pending call when the connection goes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.calls: dict[Any, tuple[asyncio.Future[Any], Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def add(
+        self, call_id: Any, result_type: Any, timeout: float | None, method: str
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self.calls[call_id] = (fut, result_type)
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, self._expire, call_id, method, timeout)
+            fut.add_done_callback(lambda _f: handle.cancel())
+        return fut
+
+    def pop(self, call_id: Any) -> tuple[asyncio.Future[Any], Any] | None:
+        """The pending call ``call_id`` (None if unknown or already answered)."""
+        entry = self.calls.pop(call_id, None)
+        if entry is None or entry[0].done():
+            return None
+        return entry
+
+    async def wait(self, call_id: Any, fut: asyncio.Future[Any]) -> Any:
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.calls.pop(call_id, None)
+            raise
+
+    def _expire(self, call_id: Any, method: str, timeout: float) -> None:
+        entry = self.calls.pop(call_id, None)
+        if entry is not None and not entry[0].done():
+            from ..errors import DeadlineExceeded
+
+            entry[0].set_exception(
+                DeadlineExceeded(message=f"{method}: no reply within {timeout:g}s")
+            )
+
+    def fail_all(self, reason: BaseException) -> None:
+        calls, self.calls = self.calls, {}
+        for fut, _ in calls.values():
+            if not fut.done():
+                fut.set_exception(reason)
