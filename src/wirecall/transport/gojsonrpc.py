@@ -29,7 +29,6 @@ import msgspec
 
 from ..context import Context
 from ..errors import (
-    ConnectError,
     Internal,
     InvalidArgument,
     ProtocolError,
@@ -37,6 +36,7 @@ from ..errors import (
     Unavailable,
 )
 from ..protocol import gojsonrpc as gj
+from . import streams
 from .base import URL, ClientConnection
 from .netrpc import go_error, go_error_for_lookup
 from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
@@ -365,10 +365,8 @@ async def connect(
     """Dial a Go JSON-RPC server (``jsonrpc.Dial``) within ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     proto = GoJsonClientConnection(max_message_size=max_message_size, address=str(url))
-    try:
-        await asyncio.wait_for(loop.create_connection(lambda: proto, url.host, url.port), timeout)
-    except TimeoutError:
-        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    await streams.dial(
+        url, lambda: loop.create_connection(lambda: proto, url.host, url.port), timeout,
+        lambda: proto.transport,
+    )
     return proto

@@ -47,6 +47,7 @@ from ..streaming import (
     bind_response_metadata,
     reset_response_metadata,
 )
+from . import streams
 from .base import URL, ClientConnection
 from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
@@ -969,13 +970,6 @@ async def connect(
             await loop.create_connection(factory, url.host, url.port)
         await proto._ready
 
-    try:
-        await asyncio.wait_for(dial(), timeout)
-    except TimeoutError:
-        if proto.transport is not None:
-            proto.transport.abort()
-        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    await streams.dial(url, dial, timeout, lambda: proto.transport)
     return proto
 

@@ -46,6 +46,7 @@ from ..errors import (
 from ..protocol import netrpc as nr
 from ..service import MethodSpec
 from ..status import Status
+from . import streams
 from .base import URL, ClientConnection
 from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
 
@@ -523,18 +524,7 @@ async def connect(
         await loop.create_connection(factory, url.host, url.port)
         await proto._ready
 
-    try:
-        await asyncio.wait_for(dial(), timeout)
-    except TimeoutError:
-        if proto.transport is not None:
-            proto.transport.abort()
-        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
-    except ConnectError:
-        raise
-    except RpcError as exc:
-        raise ConnectError(message=f"dial {url}: {exc.message}") from None
+    await streams.dial(url, dial, timeout, lambda: proto.transport)
     return proto
 
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .base import URL, Listener
@@ -154,3 +154,28 @@ class PendingCalls:
         for fut, _ in calls.values():
             if not fut.done():
                 fut.set_exception(reason)
+
+
+async def dial(
+    url: URL,
+    connect: Callable[[], Awaitable[Any]],
+    timeout: float | None,
+    transport: Callable[[], asyncio.BaseTransport | None] = lambda: None,
+) -> None:
+    """Run ``connect()`` (socket + handshake) within ``timeout`` seconds (Go's DialTimeout);
+    every failure becomes a :class:`~wirecall.errors.ConnectError` naming the address."""
+    from ..errors import ConnectError, RpcError
+
+    try:
+        await asyncio.wait_for(connect(), timeout)
+    except TimeoutError:
+        t = transport()
+        if t is not None:
+            t.abort()  # type: ignore[attr-defined]
+        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    except ConnectError:
+        raise
+    except RpcError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.message}") from None

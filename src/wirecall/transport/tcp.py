@@ -23,7 +23,6 @@ import msgspec
 from .. import codec as codecs
 from ..context import Context
 from ..errors import (
-    ConnectError,
     DeadlineExceeded,
     FrameTooLarge,
     Internal,
@@ -34,7 +33,7 @@ from ..errors import (
 )
 from ..protocol import frames as fr
 from ..status import Status
-from . import tcp_stream
+from . import streams, tcp_stream
 from .base import URL, ClientConnection
 from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
@@ -736,14 +735,5 @@ async def connect(
             await loop.create_connection(factory, url.host, url.port)
         await proto._ready
 
-    try:
-        await asyncio.wait_for(dial(), timeout)
-    except TimeoutError:
-        if proto.transport is not None:
-            proto.transport.abort()
-        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
-    except RpcError as exc:
-        raise ConnectError(message=f"dial {url}: {exc.message}") from None
+    await streams.dial(url, dial, timeout, lambda: proto.transport)
     return proto
