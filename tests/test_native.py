@@ -460,3 +460,59 @@ async def test_client_idle_timeout_closes_and_the_pool_redials(serve: Any) -> No
     assert await c.call("Calculator.Add", Args(2, 2)) == 4
     assert c.pool.connections[0] is not first
     await c.close()
+
+
+async def test_a_client_that_never_reads_stops_the_server_reading(serve: Any) -> None:
+    """Write backpressure: replies pile up only as far as the transport's high-water mark
+    and the calls already admitted; the server stops reading requests, and when the client
+    finally reads, every reply arrives (nothing lost, nothing deadlocked)."""
+    admitted = 0
+
+    class Big:
+        async def Get(self, n: int) -> bytes:
+            nonlocal admitted
+            admitted += 1
+            return b"x" * n
+
+    url = await serve(Big())
+    host, port = url[6:].rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    fc = fr.FrameConnection(client=True)
+    fc.initiate()
+    total = 400
+    body = msgspec.msgpack.encode([256 * 1024])
+    loop = asyncio.get_running_loop()
+    for i in range(1, total + 1):
+        fc.send_request(i, "Big.Get", body)
+        await loop.sock_sendall(sock, fc.data_to_send())
+        if i % 40 == 0:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert admitted < total  # the server stopped taking requests from this client
+    [proto] = serve.server.listeners[0].connections
+    assert proto.transport.get_write_buffer_size() <= admitted * (256 * 1024 + 64)
+    # another client is served meanwhile
+    async with await wirecall.connect(url) as other:
+        assert len(await other.call("Big.Get", 10)) == 10
+    # now read everything: all replies come, and the server resumed reading
+    got = 0
+    deadline = time.monotonic() + 30
+    while got < total and time.monotonic() < deadline:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10)
+        got += sum(isinstance(e, fr.ResponseReceived) for e in fc.receive_data(data))
+    assert got == total and admitted == total + 1
+    sock.close()
+
+
+async def test_too_many_calls_in_flight_are_refused_not_queued(serve: Any) -> None:
+    url = await serve(Probe(), max_concurrent_calls=8)
+    async with await wirecall.connect(url) as c:
+        calls = [c.go("Probe.Sleep", 0.3) for _ in range(12)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, ResourceExhausted)]
+        assert len(refused) == 4 and "limit 8" in refused[0].message
+        assert outcomes.count("slept 0.3") == 8
+        assert await c.call("Probe.Echo", 1) == 1  # the connection is fine afterwards

@@ -48,6 +48,7 @@ class Server:
         keepalive: float | None = 30.0,
         idle_timeout: float | None = None,
         drain_timeout: float = 10.0,
+        max_concurrent_calls: int = 1024,
         options: dict[str, Any] | None = None,
     ) -> None:
         self.registry = ServiceRegistry()
@@ -57,6 +58,9 @@ class Server:
         self.keepalive = keepalive
         self.idle_timeout = idle_timeout
         self.drain_timeout = drain_timeout
+        #: calls (and streams) one connection may have in flight; more are refused with
+        #: RESOURCE_EXHAUSTED (inline handlers finish at once and do not count)
+        self.max_concurrent_calls = max_concurrent_calls
         self.options: dict[str, Any] = dict(options or {})
         self.listeners: list[Listener] = []
         self._executor: ThreadPoolExecutor | None = None

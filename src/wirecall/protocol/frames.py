@@ -308,6 +308,7 @@ class FrameConnection:
         self._out: list[bytes | memoryview] = []
         self._method_prefix: dict[str, bytes] = {}
         self._need = 0
+        self._out_size = 0
         self._methods: dict[bytes, str] = {}
 
     # -- outgoing ---------------------------------------------------------------------
@@ -328,6 +329,7 @@ class FrameConnection:
                 f"frame of {n} bytes exceeds the peer's limit of {self.peer_max_frame_size}"
             )
         self._out.append(HEADER.pack(n, ftype, flags, 0, call_id))
+        self._out_size += n
         if n:
             self._out.append(payload)
 
@@ -361,6 +363,7 @@ class FrameConnection:
                 )
             out = self._out
             out.append(HEADER.pack(n, REQUEST, 0, 0, call_id))
+            self._out_size += n
             out.append(prefix)
             if body:
                 out.append(body)
@@ -393,6 +396,7 @@ class FrameConnection:
             out = self._out
             out.append(HEADER.pack(len(body), RESPONSE, F_COMPRESSED if compressed else 0, 0,
                                    call_id))
+            self._out_size += len(body)
             out.append(body)
             return
         flags = F_COMPRESSED if compressed else 0
@@ -436,7 +440,13 @@ class FrameConnection:
             return _EMPTY
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._out_size = 0
         return bytes(data) if isinstance(data, memoryview) else data
+
+    @property
+    def queued_bytes(self) -> int:
+        """Payload bytes queued since the last :meth:`data_to_send` (headers not counted)."""
+        return self._out_size
 
     def has_data_to_send(self) -> bool:
         return bool(self._out)

@@ -10,6 +10,7 @@ queued in one loop iteration into one write.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import time
@@ -87,6 +88,9 @@ class ServerProtocol(asyncio.Protocol):
         self._last_activity = time.monotonic()
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_outstanding = False
+        self._writable = True  # false while the transport's write buffer is over its mark
+        self._backlog: collections.deque[fr.Event] = collections.deque()
+        self._max_calls: int = server.max_concurrent_calls
 
     # -- connection lifecycle ------------------------------------------------------------
 
@@ -151,12 +155,53 @@ class ServerProtocol(asyncio.Protocol):
             log.warning("closing connection from %s: %s", self.peer, exc.message)
             self.close_with(exc.status, exc.message)
             return
+        if self._backlog:  # still stalled on a slow reader: keep the order
+            self._backlog.extend(events)
+            return
+        self._process(events)
+
+    # Backpressure: replies are queued as requests are handled; once a read's replies pass
+    # FLUSH_AT bytes they are written, and if the transport then reports its buffer full
+    # (pause_writing), the rest of the read waits in the backlog and reading stops until the
+    # peer drains it (resume_writing). A client that never reads holds at most one read's
+    # worth of requests and the transport's high-water mark of replies.
+    FLUSH_AT = 256 * 1024
+
+    def pause_writing(self) -> None:
+        self._writable = False
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        if self._backlog:
+            events = list(self._backlog)
+            self._backlog.clear()
+            self._process(events)
+        if self._writable and not self._backlog and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _process(self, events: list[fr.Event]) -> None:
         self._in_read = True
+        conn = self.conn
         try:
-            for ev in events:
+            for i, ev in enumerate(events):
+                if not self._writable:
+                    self._backlog.extend(events[i:])
+                    break
                 t = type(ev)
                 if t is fr.RequestReceived:
-                    self._on_request(ev)  # type: ignore[arg-type]
+                    if len(self.calls) >= self._max_calls:
+                        conn.send_error(
+                            ev.call_id,  # type: ignore[attr-defined]
+                            Status.RESOURCE_EXHAUSTED,
+                            f"too many calls in flight on this connection "
+                            f"(limit {self._max_calls})",
+                        )
+                    else:
+                        self._on_request(ev)  # type: ignore[arg-type]
+                    if conn.queued_bytes >= self.FLUSH_AT:
+                        self._flush()  # may call pause_writing()
                 elif t is fr.CancelReceived:
                     ctx = self.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
                     if ctx is not None:
