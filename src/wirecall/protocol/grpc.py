@@ -413,6 +413,8 @@ class GrpcConnection:
         self.draining = False
         self.goaway_last = 0
         self._extra = b""
+        #: DATA bytes handed to h2 since the last :meth:`data_to_send` (a cue to write early)
+        self.unsent = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -427,6 +429,7 @@ class GrpcConnection:
             self.h2.increment_flow_control_window(extra)
 
     def data_to_send(self) -> bytes:
+        self.unsent = 0
         out = self.h2.data_to_send()
         if self._extra:
             out, self._extra = out + self._extra, b""
@@ -856,6 +859,7 @@ class GrpcConnection:
                     end = not out and st.end_stream_after and st.end_after is None
                     h.send_data(sid, chunk, end_stream=end)
                     st.out_bytes -= n
+                    self.unsent += n
                     window -= n
                     if end:
                         st.end_stream_after = False

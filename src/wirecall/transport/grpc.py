@@ -19,6 +19,7 @@ import logging
 import os
 import ssl as ssl_mod
 import time
+from collections import deque
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,8 @@ class GrpcServerProtocol(asyncio.Protocol):
         self._loop = asyncio.get_event_loop()
         self._flush_scheduled = False
         self._paused = False
+        self._reading_paused = False
+        self._held: deque[Any] = deque()  # events parsed while paused, handled on resume
         self._draining = False
         self._closing = False
 
@@ -206,15 +209,47 @@ class GrpcServerProtocol(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
+        # The peer is not reading: stop reading its requests too (no new calls are parsed
+        # while their replies could not be written); streams' send() waits on _paused.
         self._paused = True
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._held:
+            self._handle(self._held)
+            self._after_events()
+        if not self._paused and self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
         self._wake_writers()
 
     def data_received(self, data: bytes) -> None:
         events = self.conn.receive(data, self._loop.time())
-        for ev in events:
+        if self._held:  # still working through what was parsed before a pause
+            self._held.extend(events)
+        else:
+            self._handle(deque(events))
+        self._after_events()
+
+    def _after_events(self) -> None:
+        self._flush()
+        if self.calls:
+            self._wake_writers()
+        if self._draining and not self.calls and not self._held:
+            self._close_transport()
+
+    def _handle(self, events: deque[Any]) -> None:
+        """Act on parsed events in order; stop (keeping the rest in ``_held``) as soon as
+        the write buffer goes over its high-water mark."""
+        conn = self.conn
+        while events:
+            if self._paused:
+                self._held = events
+                return
+            ev = events.popleft()
             t = type(ev)
             if t is gp.MessageReceived:
                 self._on_message(ev)
@@ -234,12 +269,11 @@ class GrpcServerProtocol(asyncio.Protocol):
                 log.info("closing gRPC connection from %s: %s", self.peer, ev.reason)
                 self._flush()
                 self._abort_all()
+                events.clear()
                 return
-        self._flush()
-        if self.calls:
-            self._wake_writers()
-        if self._draining and not self.calls:
-            self._close_transport()
+            if conn.unsent > HIGH_WATER:  # replies piling up: write now, maybe pausing
+                self._flush()
+        self._held = events
 
     # -- calls -----------------------------------------------------------------------
 
@@ -386,7 +420,10 @@ class GrpcServerProtocol(asyncio.Protocol):
                 self._headers(call)
             conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
                                content_type=call.wire.content_type)
-        self._schedule_flush()
+        if conn.unsent > HIGH_WATER:
+            self._flush()  # a big reply: write it now (the transport may pause us)
+        else:
+            self._schedule_flush()
 
     async def _send(self, call: _ServerCall, item: Any) -> None:
         if call.dead or call.sid not in self.conn.streams:
@@ -427,7 +464,7 @@ class GrpcServerProtocol(asyncio.Protocol):
             self.conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
                                     content_type=call.wire.content_type)
         self._schedule_flush()
-        if self._draining and not self.calls:
+        if self._draining and not self.calls and not self._held:
             self._close_transport()
 
     def _fail_call(self, call: _ServerCall, err: RpcError) -> None:
@@ -473,7 +510,7 @@ class GrpcServerProtocol(asyncio.Protocol):
         self._draining = True
         self.conn.graceful_goaway()
         self._flush()
-        if not self.calls:
+        if not self.calls and not self._held:
             self._close_transport()
 
     def _close_transport(self) -> None:
