@@ -271,3 +271,203 @@ async def test_stream_cancel_and_deadline(stream_conn: tuple[WebSocketConnection
     await asyncio.wait_for(streams.cancelled.wait(), 5)
     # unary calls still work on the same connection
     assert [x async for x in conn.open_stream("Streams.Count", [2])] == [0, 1]
+
+
+# -- flow control, routing, metadata (audit fixes) -----------------------------------------
+
+
+class Flow:
+    def __init__(self) -> None:
+        self.produced = 0
+        self.inbound: Any = None
+        self.read = asyncio.Event()
+        self.metadata: dict[str, str] = {}
+
+    async def Flood(self, n: int) -> AsyncIterator[str]:
+        for _ in range(n):
+            self.produced += 1
+            yield "x" * 100
+
+    async def Sink(self, items: AsyncIterator[str]) -> int:
+        self.inbound = items
+        await self.read.wait()  # a slow handler: reads nothing until told to
+        n = 0
+        async for _ in items:
+            n += 1
+        return n
+
+    async def Meta(self, n: int, ctx: wirecall.Context) -> AsyncIterator[str]:
+        self.metadata = dict(ctx.metadata)
+        for _ in range(n):
+            yield ctx.metadata.get("tenant", "-")
+
+    def UnaryMeta(self, ctx: wirecall.Context) -> dict[str, str]:
+        return dict(ctx.metadata)
+
+
+@pytest.fixture
+async def flow_conn() -> AsyncIterator[tuple[WebSocketConnection, Flow, wirecall.Server]]:
+    server = wirecall.Server()
+    flow = Flow()
+    server.register(flow)
+    [u] = await server.start("http://127.0.0.1:0")
+    port = wirecall.transport.base.parse_url(u).port
+    client = await wirecall.connect(f"ws://127.0.0.1:{port}/ws",
+                                    headers={"Wirecall-Meta-Conn": "1"})  # per connection
+    conn = await client.pool.get()
+    assert isinstance(conn, WebSocketConnection)
+    yield conn, flow, server
+    await client.close()
+    await server.close(drain_timeout=1)
+
+
+async def _settle(value: Any, rounds: int = 40) -> None:
+    """Wait until ``value()`` stops changing (bounded: at most rounds * 0.05 s)."""
+    last = value()
+    for _ in range(rounds):
+        await asyncio.sleep(0.05)
+        now = value()
+        if now == last and now:
+            return
+        last = now
+
+
+async def test_server_stream_to_a_client_that_never_reads(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    conn, flow, server = flow_conn
+    window = http.STREAM_WINDOW_INITIAL
+    st = conn.open_stream("Flow.Flood", [200_000])
+    await _settle(lambda: flow.produced)
+    await asyncio.sleep(0.3)
+    # the producer is blocked on credit: one window sent (plus the item it holds), no more
+    assert flow.produced <= window + 1
+    assert len(st._items) <= window
+    assert server.inflight == 1 and not st.done
+    # reading returns credit: the stream moves on, still bounded
+    for _ in range(10 * window):
+        await asyncio.wait_for(st.recv(), 5)
+    await asyncio.sleep(0.1)
+    assert 11 * window <= flow.produced <= 12 * window + 1
+    assert len(st._items) <= window
+    st.cancel()
+
+
+async def test_client_stream_into_a_handler_that_never_reads(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    conn, flow, _ = flow_conn
+    window = http.STREAM_WINDOW_INITIAL
+    st = conn.open_stream("Flow.Sink", None)
+    sent = [0]
+
+    async def pump() -> None:
+        for _ in range(50_000 if not flow.read.is_set() else 0):
+            await st.send("y" * 100)
+            sent[0] += 1
+            if flow.read.is_set() and sent[0] >= 200:
+                break
+        await st.done_writing()
+
+    task = asyncio.create_task(pump())
+    await _settle(lambda: flow.inbound.buffered if flow.inbound is not None else 0)
+    await asyncio.sleep(0.3)
+    assert flow.inbound is not None
+    assert flow.inbound.buffered <= window
+    assert sent[0] <= window and not task.done()  # the sender waits for credit
+    flow.read.set()  # the handler starts reading: credit flows back, the sender finishes
+    await asyncio.wait_for(task, 10)
+    assert await asyncio.wait_for(st.result(), 5) == sent[0] >= 200
+
+
+async def test_a_client_exceeding_its_window_gets_resource_exhausted(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    conn, flow, server = flow_conn
+    url = conn.url
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        await ws.send_str('{"jsonrpc":"2.0","method":"Flow.Sink","id":7}')
+        for i in range(http.STREAM_WINDOW_INITIAL + 1):
+            await ws.send_str(json.dumps({"jsonrpc": "2.0", "method": "rpc.stream.item",
+                                          "params": {"id": 7, "item": str(i)}}))
+        r = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
+        assert r["id"] == 7 and r["error"]["data"]["status"] == "RESOURCE_EXHAUSTED"
+        assert "window" in r["error"]["message"]
+    for _ in range(40):  # the handler was cancelled
+        if server.inflight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert server.inflight == 0
+
+
+async def test_a_server_exceeding_the_window_fails_the_client_stream(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    conn, _, _ = flow_conn
+    st = conn.open_stream("Flow.Flood", [0])
+    sid = st.id  # type: ignore[attr-defined]
+    for i in range(http.STREAM_WINDOW_INITIAL + 1):  # what a misbehaving server would send
+        conn._dispatch({"jsonrpc": "2.0", "method": "rpc.stream.item",
+                        "params": {"id": sid, "item": i}})
+    assert st.done
+    with pytest.raises(wirecall.ResourceExhausted, match="window"):
+        async for _ in st:
+            pass
+
+
+async def test_raw_client_drives_the_window(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    """The convention without wirecall's client: 16 items, then one per granted credit."""
+    conn, flow, _ = flow_conn
+    async with aiohttp.ClientSession() as s, s.ws_connect(conn.url) as ws:
+        await ws.send_str('{"jsonrpc":"2.0","method":"Flow.Flood","params":[40],"id":"f"}')
+        items = []
+        for _ in range(http.STREAM_WINDOW_INITIAL):
+            items.append(json.loads(await asyncio.wait_for(ws.receive_str(), 5)))
+        assert all(m["method"] == "rpc.stream.item" for m in items)
+        with pytest.raises(TimeoutError):  # no credit: nothing more comes
+            await asyncio.wait_for(ws.receive_str(), 0.3)
+        await ws.send_str('{"jsonrpc":"2.0","method":"rpc.stream.window",'
+                          '"params":{"id":"f","n":100}}')
+        rest = []
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
+            if "method" not in m:
+                assert m == {"jsonrpc": "2.0", "result": None, "id": "f"}
+                break
+            rest.append(m)
+        assert len(items) + len(rest) == 40
+
+
+async def test_server_call_answered_with_a_method_member(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    """A reply whose *result* mentions "method" is still a reply (routing decodes first)."""
+    conn, _, server = flow_conn
+
+    class Ask:
+        async def Info(self) -> Any:
+            ws = current_websocket()
+            assert ws is not None
+            return await ws.call("client.info", [], timeout=5)
+
+    server.register(Ask())
+    conn.register("client.info", lambda: {"method": "GET", "path": "/", "x": '"method"'})
+    assert await asyncio.wait_for(conn.call("Ask.Info", []), 5) == {
+        "method": "GET", "path": "/", "x": '"method"'}
+
+
+async def test_stream_and_call_metadata_reach_the_context(
+    flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
+) -> None:
+    conn, flow, _ = flow_conn
+    st = conn.open_stream("Flow.Meta", [2], metadata={"tenant": "acme"})
+    assert [x async for x in st] == ["acme", "acme"]
+    assert flow.metadata == {"conn": "1", "tenant": "acme"}  # per-call over per-connection
+    assert await conn.call("Flow.UnaryMeta", [], metadata={"k": "v"}) == {"conn": "1", "k": "v"}
+    # a bad metadata member is an invalid request, not ignored
+    async with aiohttp.ClientSession() as s, s.ws_connect(conn.url) as ws:
+        await ws.send_str('{"jsonrpc":"2.0","method":"Flow.UnaryMeta","id":1,"metadata":{"a":1}}')
+        r = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
+        assert r["error"]["code"] == -32600 and "metadata" in r["error"]["message"]

@@ -23,7 +23,7 @@ it returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -49,6 +49,7 @@ __all__ = [
     "error_reply",
     "go_error_message",
     "parse",
+    "parse_document",
     "request_object",
     "result_reply",
     "status_for_code",
@@ -98,9 +99,10 @@ def status_for_code(code: int) -> Status:
 
 class Call:
     """One request to run: ``notify`` means no response is sent; ``go`` means Go 1.0 dialect
-    (``raw`` then holds the decoded request object, for Go's exact argument semantics)."""
+    (``raw`` then holds the decoded request object, for Go's exact argument semantics).
+    ``metadata`` is wirecall's ``"metadata"`` member (string keys and values), if any."""
 
-    __slots__ = ("go", "id", "method", "notify", "params", "raw")
+    __slots__ = ("go", "id", "metadata", "method", "notify", "params", "raw")
 
     def __init__(
         self,
@@ -110,6 +112,7 @@ class Call:
         notify: bool = False,
         go: bool = False,
         raw: Any = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.method = method
         self.params = params
@@ -117,6 +120,7 @@ class Call:
         self.notify = notify
         self.go = go
         self.raw = raw
+        self.metadata = metadata
 
     def __repr__(self) -> str:
         kind = "go" if self.go else ("notification" if self.notify else "request")
@@ -195,7 +199,12 @@ def _check(obj: Any, in_batch: bool) -> Call | ErrorReply:
         return _invalid(f"'params' must be an array or an object, got {_json_type(params)}", id)
     if "params" in obj and params is None:
         return _invalid("'params' must be an array or an object, got null", id)
-    return Call(method, params, id, notify)
+    md = obj.get("metadata")
+    if md is not None and (
+        type(md) is not dict or not all(type(v) is str for v in md.values())
+    ):
+        return _invalid("'metadata' must be an object of strings", id)
+    return Call(method, params, id, notify, metadata=md)
 
 
 def _check_go(obj: dict[str, Any]) -> Call | ErrorReply:
@@ -255,6 +264,11 @@ def parse(body: bytes | bytearray | memoryview) -> tuple[list[Call | ErrorReply]
         return [ErrorReply(_parse_error("Parse error: nesting too deep"))], False
     except UnicodeDecodeError as exc:  # pragma: no cover - msgspec reports it as DecodeError
         return [ErrorReply(_parse_error(f"Parse error: {exc}"))], False
+    return parse_document(doc)
+
+
+def parse_document(doc: Any) -> tuple[list[Call | ErrorReply], bool]:
+    """:func:`parse` for a body already decoded from JSON."""
     if type(doc) is list:
         if not doc:
             return [_invalid("empty batch")], False
@@ -328,13 +342,18 @@ def encode_replies(replies: list[Reply], batch: bool) -> bytes | None:
 # -- the client side ---------------------------------------------------------------------
 
 
-def request_object(method: str, params: Any, id: Any = _MISSING) -> dict[str, Any]:
-    """A 2.0 request (a notification when ``id`` is not given)."""
+def request_object(
+    method: str, params: Any, id: Any = _MISSING, metadata: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A 2.0 request (a notification when ``id`` is not given); ``metadata`` becomes
+    wirecall's ``"metadata"`` member (the call's ``Context.metadata`` on a wirecall server)."""
     obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if params is not None:
         obj["params"] = params
     if id is not _MISSING:
         obj["id"] = id
+    if metadata:
+        obj["metadata"] = dict(metadata)
     return obj
 
 

@@ -152,6 +152,26 @@ def handle_body(
     :mod:`wirecall.transport.gojsonrpc` when present, else by :mod:`~wirecall.protocol.jsonrpc2`).
     """
     items, is_batch = j2.parse(body)
+    handle_items(server, items, is_batch, body, make_ctx, respond, peer)
+
+
+def _call_ctx(make_ctx: Callable[[], Context], call: j2.Call) -> Context:
+    ctx = make_ctx()
+    if call.metadata:  # wirecall's "metadata" member adds to (overrides) the connection's
+        ctx.metadata = {**ctx.metadata, **call.metadata}
+    return ctx
+
+
+def handle_items(
+    server: Server,
+    items: list[j2.Call | j2.ErrorReply],
+    is_batch: bool,
+    body: bytes,
+    make_ctx: Callable[[], Context],
+    respond: Respond,
+    peer: str = "",
+) -> None:
+    """:func:`handle_body` for a body already parsed (:func:`~wirecall.protocol.jsonrpc2.parse`)."""
     if not is_batch:
         item = items[0]
         if (item.raw is not None or (type(item) is j2.ErrorReply and item.stream)) and _serve_go(
@@ -169,7 +189,7 @@ def handle_body(
                     log.debug("notification %s failed: %s", call.method, exc)
                 respond(None)
 
-            server.start_call(call.method, call.params, make_ctx(), notified)
+            server.start_call(call.method, call.params, _call_ctx(make_ctx, call), notified)
             return
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -178,7 +198,7 @@ def handle_body(
             else:
                 respond(_encode_reply(j2.error_reply(call, _as_rpc_error(exc))))
 
-        server.start_call(call.method, call.params, make_ctx(), done)
+        server.start_call(call.method, call.params, _call_ctx(make_ctx, call), done)
         return
 
     replies: list[j2.Reply] = []
@@ -195,7 +215,8 @@ def handle_body(
             one_done()
             continue
         c: j2.Call = item  # type: ignore[assignment]
-        server.start_call(c.method, c.params, make_ctx(), _batch_cb(c, replies, one_done))
+        server.start_call(c.method, c.params, _call_ctx(make_ctx, c),
+                          _batch_cb(c, replies, one_done))
 
 
 def _batch_cb(
@@ -326,24 +347,12 @@ class HttpService:
         self.draining = False
         self.goaway_sent = False
         self._web: Any = None  # aiohttp.web.Server, created on the first WebSocket
-        self._stream_key = -1
-        self._stream_names: list[bytes] = []
         from ..openrpc import register_discover
 
         register_discover(server)  # rpc.discover: the OpenRPC document of the registry
 
     def protocol(self) -> HttpProtocol:
         return HttpProtocol(self)
-
-    def stream_names(self) -> list[bytes]:
-        """The quoted names of the streaming methods (for the WebSocket's fast path)."""
-        methods = self.server.registry.methods
-        if self._stream_key != len(methods):
-            self._stream_key = len(methods)
-            self._stream_names = [
-                b'"%s"' % n.encode() for n, sp in methods.items() if sp.mode != "unary"
-            ]
-        return self._stream_names
 
     @property
     def ready(self) -> bool:
@@ -845,6 +854,14 @@ class HttpProtocol(asyncio.Protocol):
 STREAM_ITEM = "rpc.stream.item"  # {"id": <call id>, "item": <one message>}, either way
 STREAM_END = "rpc.stream.end"  # {"id": <call id>}: the client sends no more items
 STREAM_CANCEL = "rpc.stream.cancel"  # {"id": <call id>}: the client gives the call up
+STREAM_WINDOW = "rpc.stream.window"  # {"id": <call id>, "n": k}: k more items may come
+STREAM_WINDOW_INITIAL = 16  # items each side may send before the first rpc.stream.window
+_GRANT_AT = STREAM_WINDOW_INITIAL // 2  # grant credit back in batches of half a window
+
+
+def _window_increment(p: Any) -> int:
+    n = p.get("n") if isinstance(p, dict) else None
+    return n if type(n) is int and 0 < n <= 1 << 20 else 0
 
 
 def _convert_arg(value: Any, tp: Any) -> Any:
@@ -864,6 +881,29 @@ _current_ws: contextvars.ContextVar[WebSocketSession | None] = contextvars.Conte
 def current_websocket() -> WebSocketSession | None:
     """The WebSocket session the current call arrived on (``None`` over plain HTTP)."""
     return _current_ws.get()
+
+
+class _WsServerStream:
+    """Flow-control state of one streaming call served over a WebSocket."""
+
+    __slots__ = ("consumed", "credit", "ctx", "dead", "granted", "inbound", "item_type",
+                 "received", "waiter")
+
+    def __init__(self, ctx: Context, inbound: Any, item_type: Any) -> None:
+        self.ctx = ctx
+        self.inbound = inbound
+        self.item_type = item_type
+        self.credit = STREAM_WINDOW_INITIAL  # items we may still send
+        self.received = 0  # items the client sent
+        self.granted = STREAM_WINDOW_INITIAL  # items the client may have sent so far
+        self.consumed = 0  # items the handler took since the last grant
+        self.waiter: asyncio.Future[None] | None = None
+        self.dead = False  # the call's final answer went out (or the connection is gone)
+
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
 
 class WebSocketSession:
@@ -887,7 +927,7 @@ class WebSocketSession:
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._streams: dict[Any, tuple[Any, Any, Context]] = {}
+        self._streams: dict[Any, _WsServerStream] = {}
 
     @property
     def closed(self) -> bool:
@@ -927,6 +967,21 @@ class WebSocketSession:
             await asyncio.wait(pending, timeout=1.0)
         await self.ws.close()
 
+    async def _writable(self) -> None:
+        """Wait while the socket's write buffer is over its high-water mark (a client that
+        does not read its answers stops being read from, instead of growing our buffer)."""
+        writer = getattr(self.ws, "_writer", None)
+        proto = getattr(writer, "protocol", None)
+        while proto is not None and getattr(proto, "_paused", False) and not self.ws.closed:
+            drain = getattr(proto, "_drain_helper", None)
+            if drain is None:  # pragma: no cover - an aiohttp without it: poll
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                await drain()
+            except (ConnectionError, RuntimeError):
+                return
+
     async def run(self) -> None:
         from aiohttp import WSMsgType
 
@@ -939,70 +994,107 @@ class WebSocketSession:
                 elif msg.type == WSMsgType.ERROR:
                     log.info("%s: WebSocket error: %s", self.peer, self.ws.exception())
                     break
+                await self._writable()
         finally:
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(Unavailable(message="the WebSocket closed"))
             for t in list(self._tasks):
                 t.cancel()
-            for inbound, _tp, ctx in list(self._streams.values()):
-                if inbound is not None:
-                    inbound.fail(Unavailable(message="the WebSocket closed"))
-                ctx.cancel()
+            for st in list(self._streams.values()):
+                st.dead = True
+                st.wake()
+                if st.inbound is not None:
+                    st.inbound.fail(Unavailable(message="the WebSocket closed"))
+                st.ctx.cancel()
+            self._streams.clear()
 
     def _received(self, data: bytes) -> None:
-        # A response to one of our calls?
-        if data[:1] == b"{" and b'"method"' not in data:
-            try:
-                obj = j2._decode_any(data)
-                id, result, err = j2.decode_response(obj)
-            except (msgspec.DecodeError, ValueError, RecursionError):
-                pass
-            else:
-                fut = self._pending.get(id)
-                if fut is not None and not fut.done():
-                    if err is None:
-                        fut.set_result(result)
-                    else:
-                        fut.set_exception(err)
-                return
-        if b"rpc.stream." in data or self._stream_methods(data):
-            items, is_batch = j2.parse(data)
-            item = items[0]
-            if not is_batch and type(item) is j2.Call and not item.go:
-                if item.method.startswith("rpc.stream."):
-                    self._stream_control(item)
+        try:
+            doc = j2._decode_any(data)
+        except (msgspec.DecodeError, RecursionError):
+            self._handle(j2.parse(data), data)  # the parse error answer
+            return
+        if type(doc) is dict:
+            method = doc.get("method", _NO_METHOD)
+            if method is _NO_METHOD:  # no "method" member: a response to one of our calls?
+                try:
+                    id, result, err = j2.decode_response(doc)
+                except ValueError:
+                    pass
+                else:
+                    fut = self._pending.get(id) if isinstance(id, str) else None
+                    if fut is not None and not fut.done():
+                        if err is None:
+                            fut.set_result(result)
+                        else:
+                            fut.set_exception(err)
                     return
-                spec = self.server.registry.methods.get(item.method)
-                if spec is not None and spec.mode != "unary" and not item.notify:
-                    self._start_stream(spec, item)
+            elif type(method) is str and doc.get("jsonrpc") == "2.0":
+                if method.startswith("rpc.stream."):
+                    self._stream_control(method, doc.get("params"))
                     return
+                spec = self.server.registry.methods.get(method)
+                if spec is not None and spec.mode != "unary" and "id" in doc:
+                    items, _ = j2.parse_document(doc)
+                    item = items[0]
+                    if type(item) is j2.Call:
+                        self._start_stream(spec, item)
+                        return
+        self._handle(j2.parse_document(doc), data)
+
+    def _handle(self, parsed: tuple[list[j2.Call | j2.ErrorReply], bool], data: bytes) -> None:
         token = _current_ws.set(self)
         try:
-            handle_body(self.server, data, self._make_ctx, self._respond, self.peer)
+            handle_items(self.server, parsed[0], parsed[1], data, self._make_ctx, self._respond,
+                         self.peer)
         finally:
             _current_ws.reset(token)
 
     # -- streaming calls: wirecall's convention on JSON-RPC 2.0 (docs/http.md) ----------
 
-    def _stream_methods(self, data: bytes) -> bool:
-        """Might ``data`` call a streaming method? (a cheap test before parsing twice)"""
-        names = self.svc.stream_names()
-        return bool(names) and any(n in data for n in names)
-
     def _start_stream(self, spec: Any, call: j2.Call) -> None:
         from ..streaming import Inbound
 
         id = call.id
-        inbound = Inbound[Any]() if spec.mode in ("client_stream", "bidi_stream") else None
-        ctx = self._make_ctx()
-        self._streams[id] = (inbound, spec.request_type, ctx)
+        if id in self._streams:
+            self._respond(j2.encode(j2.error_reply(call, InvalidArgument(
+                message=f"a streaming call with id {id!r} is already open"))))
+            return
+        ctx = _call_ctx(self._make_ctx, call)
+        client_streams = spec.mode in ("client_stream", "bidi_stream")
+        st = _WsServerStream(ctx, None, spec.request_type)
+        if client_streams:
+
+            def consumed(_credit: int) -> None:
+                st.consumed += 1
+                if st.consumed >= _GRANT_AT and not st.dead:
+                    st.granted += st.consumed
+                    self._respond(j2.encode(j2.request_object(
+                        STREAM_WINDOW, {"id": id, "n": st.consumed})))
+                    st.consumed = 0
+
+            st.inbound = Inbound[Any](consumed)
+        self._streams[id] = st
 
         async def send(item: Any) -> None:
+            while st.credit <= 0 and not st.dead:
+                st.waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await st.waiter
+                finally:
+                    st.waiter = None
+            if st.dead:
+                raise asyncio.CancelledError
+            st.credit -= 1
             await self._send(j2.encode(j2.request_object(STREAM_ITEM, {"id": id, "item": item})))
 
         def on_done(_r: Any, exc: BaseException | None) -> None:
-            self._streams.pop(id, None)
+            if self._streams.get(id) is st:
+                del self._streams[id]
+            if st.dead:
+                return  # already answered (refused for exceeding its window)
+            st.dead = True
             if exc is None:
                 self._respond(j2.encode(j2.result_reply(call, None)))
             else:
@@ -1010,29 +1102,51 @@ class WebSocketSession:
 
         token = _current_ws.set(self)
         try:
-            self.server.start_stream(spec, call.params, ctx, inbound, send, on_done)
+            self.server.start_stream(spec, call.params, ctx, st.inbound, send, on_done)
         finally:
             _current_ws.reset(token)
 
-    def _stream_control(self, call: j2.Call) -> None:
-        p = call.params
+    def _stream_control(self, method: str, p: Any) -> None:
         if not isinstance(p, dict) or "id" not in p:
             return
-        entry = self._streams.get(p["id"])
-        if entry is None:
+        id = p["id"]
+        st = self._streams.get(id) if id is None or type(id) in (str, int, float) else None
+        if st is None or st.dead:
+            return  # a late message for a call that already ended: ignored
+        if method == STREAM_WINDOW:
+            n = _window_increment(p)
+            if n:
+                st.credit += n
+                st.wake()
             return
-        inbound, item_type, ctx = entry
-        if call.method == STREAM_CANCEL:
-            ctx.cancel()
+        inbound = st.inbound
+        if method == STREAM_CANCEL:
+            st.ctx.cancel()
         elif inbound is None:
             return
-        elif call.method == STREAM_END:
+        elif method == STREAM_END:
             inbound.close()
-        elif call.method == STREAM_ITEM:
+        elif method == STREAM_ITEM:
+            st.received += 1
+            if st.received > st.granted:
+                self._abort_stream(id, st, ResourceExhausted(
+                    message=f"the client sent more stream items than its window "
+                            f"({st.granted}) allows"))
+                return
             try:
-                inbound.put(_convert_arg(p.get("item"), item_type))
+                inbound.put(_convert_arg(p.get("item"), st.item_type), 1)
             except RpcError as exc:
                 inbound.fail(exc)
+
+    def _abort_stream(self, id: Any, st: _WsServerStream, err: RpcError) -> None:
+        """End a streaming call now with ``err`` (the handler is cancelled)."""
+        self._streams.pop(id, None)
+        st.dead = True
+        st.wake()
+        self._respond(j2.encode(j2.error_reply(j2.Call("", None, id), err)))
+        if st.inbound is not None:
+            st.inbound.fail(err)
+        st.ctx.cancel()
 
     def _make_ctx(self) -> Context:
         return Context("", self.metadata, None, self.peer, "ws")
@@ -1048,6 +1162,9 @@ class WebSocketSession:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("%s: WebSocket send failed: %s", self.peer, task.exception())
+
+
+_NO_METHOD: Any = object()
 
 
 # ---------------------------------------------------------------------------------------
@@ -1387,7 +1504,8 @@ class WebSocketConnection(ClientConnection):
     ) -> ClientStream[Any]:
         """A streaming call: ``params`` are the call's arguments (a list or dict: the request
         of a server stream), an (async) iterable of messages to stream to the server, or
-        None (send with ``stream.send`` and ``stream.done_writing``)."""
+        None (send with ``stream.send`` and ``stream.done_writing``). ``metadata`` travels
+        in the request's ``"metadata"`` member (the handler's ``Context.metadata``)."""
         if self._closed:
             raise Unavailable(message="the WebSocket is closed")
         streaming_in = params is not None and (
@@ -1396,7 +1514,7 @@ class WebSocketConnection(ClientConnection):
         id = next(self._ids)
         st = _WsClientStream(self, method, id, result_type)
         self._streams[id] = st
-        req = j2.request_object(method, None if streaming_in else params, id)
+        req = j2.request_object(method, None if streaming_in else params, id, metadata)
         st._opened = asyncio.ensure_future(self._ws.send_bytes(j2.encode(req)))
         if timeout is not None:
             st._timer = asyncio.get_running_loop().call_later(timeout, st._expire)
@@ -1424,7 +1542,7 @@ class WebSocketConnection(ClientConnection):
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[id] = fut
         try:
-            await self._ws.send_bytes(j2.encode(j2.request_object(method, params, id)))
+            await self._ws.send_bytes(j2.encode(j2.request_object(method, params, id, metadata)))
             result = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise DeadlineExceeded(message=f"{method}: no answer in {timeout}s") from None
@@ -1436,22 +1554,27 @@ class WebSocketConnection(ClientConnection):
         await self._ws.send_bytes(j2.encode(j2.request_object(method, params)))
 
     async def batch(
-        self, calls: Iterable[BatchItem], timeout: float | None = None
+        self,
+        calls: Iterable[BatchItem],
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> list[Any]:
         """A batch over the WebSocket: same contract as :meth:`HttpConnection.batch`."""
         items = _batch_calls(calls)
+        if not items:
+            return []
         loop = asyncio.get_running_loop()
         reqs = []
         futs: list[asyncio.Future[Any] | None] = []
         for c in items:
             if c.notify:
-                reqs.append(j2.request_object(c.method, c.params))
+                reqs.append(j2.request_object(c.method, c.params, metadata=metadata))
                 futs.append(None)
             else:
                 rid = next(self._ids)
                 fut: asyncio.Future[Any] = loop.create_future()
                 self._pending[rid] = fut
-                reqs.append(j2.request_object(c.method, c.params, rid))
+                reqs.append(j2.request_object(c.method, c.params, rid, metadata))
                 futs.append(fut)
         try:
             await self._ws.send_bytes(j2.encode(reqs))
@@ -1513,14 +1636,25 @@ class WebSocketConnection(ClientConnection):
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
                 return
-            if method == STREAM_ITEM:
+            if method in (STREAM_ITEM, STREAM_WINDOW):
                 p = obj.get("params")
-                st = self._streams.get(p.get("id")) if isinstance(p, dict) else None
-                if st is not None and isinstance(p, dict):
-                    try:
-                        st._feed(_convert(p.get("item"), st.result_type))
-                    except RpcError as exc:
-                        st._finish(exc)
+                sid = p.get("id") if isinstance(p, dict) else None
+                st = self._streams.get(sid) if type(sid) is int else None
+                if st is None or not isinstance(p, dict):
+                    return
+                if method == STREAM_WINDOW:
+                    st._grant(_window_increment(p))
+                    return
+                st.received += 1
+                if st.received > st.granted:
+                    st._fail(ResourceExhausted(
+                        message=f"{st.method}: the server sent more stream items than the "
+                                f"window ({st.granted}) allows"))
+                    return
+                try:
+                    st._feed(_convert(p.get("item"), st.result_type), 1)
+                except RpcError as exc:
+                    st._fail(exc)
                 return
             if method == "rpc.goaway":
                 self.goaway_received = True
@@ -1597,6 +1731,36 @@ class _WsClientStream(ClientStream[Any]):
         self.result_type = result_type
         self._opened: asyncio.Future[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.credit = STREAM_WINDOW_INITIAL  # items we may still send
+        self.received = 0  # items the server sent
+        self.granted = STREAM_WINDOW_INITIAL  # items the server may have sent so far
+        self.consumed = 0  # items the application took since the last grant
+        self._credit_waiter: asyncio.Future[None] | None = None
+
+    def _grant(self, n: int) -> None:
+        """The server's ``rpc.stream.window``: ``n`` more items may be sent."""
+        if n:
+            self.credit += n
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        w = self._credit_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, error: RpcError) -> None:
+        """End the call on a protocol violation or a bad item: cancel it on the server too."""
+        self._abort(error)
+        self._finish(error)
+
+    def _consumed(self, credit: int) -> None:
+        self.consumed += 1
+        if self.consumed >= _GRANT_AT and not self._done:
+            self.granted += self.consumed
+            n, self.consumed = self.consumed, 0
+            t = asyncio.ensure_future(self._control(STREAM_WINDOW, {"id": self.id, "n": n}))
+            self.conn._tasks.add(t)
+            t.add_done_callback(_discard_result(self.conn._tasks))
 
     async def _control(self, method: str, params: dict[str, Any]) -> None:
         if self._opened is not None:
@@ -1606,6 +1770,15 @@ class _WsClientStream(ClientStream[Any]):
         await self.conn._ws.send_bytes(j2.encode(j2.request_object(method, params)))
 
     async def _write(self, item: Any) -> None:
+        while self.credit <= 0 and not self._done:
+            self._credit_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._credit_waiter
+            finally:
+                self._credit_waiter = None
+        if self._done:
+            raise self._error or Unavailable(message=f"{self.method}: the stream is closed")
+        self.credit -= 1
         await self._control(STREAM_ITEM, {"id": self.id, "item": item})
 
     async def _write_end(self) -> None:
@@ -1621,7 +1794,17 @@ class _WsClientStream(ClientStream[Any]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._wake_writer()
         super()._finish(error, trailing)
+
+
+def _discard_result(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(t: asyncio.Future[Any]) -> None:
+        tasks.discard(t)
+        if not t.cancelled():
+            t.exception()  # retrieved: a send to a closed socket is not worth a warning
+
+    return done
 
 
 async def connect(url: URL, **opts: Any) -> ClientConnection:
