@@ -471,3 +471,66 @@ async def test_stream_and_call_metadata_reach_the_context(
         await ws.send_str('{"jsonrpc":"2.0","method":"Flow.UnaryMeta","id":1,"metadata":{"a":1}}')
         r = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
         assert r["error"]["code"] == -32600 and "metadata" in r["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["async", "thread"])
+async def test_client_that_never_reads_its_answers_stops_being_read(kind: str) -> None:
+    """Unary calls: a client that sends and never reads cannot grow the server's buffer
+    (the session stops reading while its socket is not writable, and refuses calls over
+    ``max_concurrent_calls`` in flight)."""
+    served = [0]
+
+    def blob(pad: str) -> str:
+        served[0] += 1
+        return "z" * 2000
+
+    async def ablob(pad: str) -> str:
+        return blob(pad)
+
+    server = wirecall.Server()
+    server.register_function(ablob if kind == "async" else blob, name="blob")
+    [u] = await server.start("http://127.0.0.1:0")
+    port = wirecall.transport.base.parse_url(u).port
+    n = 20_000  # 40 MB each way: far more than the kernel's socket buffers hold
+    pad = "p" * 2000
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:
+
+        async def flood() -> None:
+            for i in range(n):
+                await ws.send_str('{"jsonrpc":"2.0","method":"blob","params":["%s"],"id":%d}'
+                                  % (pad, i))
+
+        task = asyncio.create_task(flood())  # never receives
+        await _settle(lambda: served[0], rounds=60)
+        await asyncio.sleep(0.3)
+        [session] = server.listeners[0].service.sessions  # type: ignore[attr-defined]
+        buffered = session.ws._writer.transport.get_write_buffer_size()
+        assert served[0] < n
+        assert buffered < 3 * 1024 * 1024
+        if kind == "async":  # answers come at once: the server stopped reading the client
+            assert not task.done()
+        task.cancel()
+    await server.close(drain_timeout=1)
+
+
+async def test_calls_over_max_concurrent_calls_are_refused() -> None:
+    release = asyncio.Event()
+
+    async def hold() -> str:
+        await release.wait()
+        return "done"
+
+    server = wirecall.Server(max_concurrent_calls=2)
+    server.register_function(hold, name="hold")
+    [u] = await server.start("http://127.0.0.1:0")
+    port = wirecall.transport.base.parse_url(u).port
+    client = await wirecall.connect(f"ws://127.0.0.1:{port}/ws")
+    first = [asyncio.create_task(client.call("hold")) for _ in range(2)]
+    await asyncio.sleep(0.2)
+    with pytest.raises(wirecall.ResourceExhausted, match="in flight"):
+        await asyncio.wait_for(client.call("hold"), 5)
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(*first), 5) == ["done", "done"]
+    assert await asyncio.wait_for(client.call("hold"), 5) == "done"  # room again
+    await client.close()
+    await server.close(drain_timeout=1)

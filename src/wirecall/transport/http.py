@@ -928,6 +928,8 @@ class WebSocketSession:
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._streams: dict[Any, _WsServerStream] = {}
+        self._inflight = 0  # calls (and streams) started and not yet answered
+        self._max_inflight = max(1, int(getattr(self.server, "max_concurrent_calls", 1024)))
 
     @property
     def closed(self) -> bool:
@@ -1044,12 +1046,35 @@ class WebSocketSession:
         self._handle(j2.parse_document(doc), data)
 
     def _handle(self, parsed: tuple[list[j2.Call | j2.ErrorReply], bool], data: bytes) -> None:
+        items, is_batch = parsed
+        n = sum(1 for it in items if type(it) is j2.Call)
+        if n and self._inflight and self._inflight + n > self._max_inflight:
+            self._refuse(items, is_batch)
+            return
+        self._inflight += n
+
+        def respond(out: bytes | None) -> None:
+            self._inflight -= n
+            self._respond(out)
+
         token = _current_ws.set(self)
         try:
-            handle_items(self.server, parsed[0], parsed[1], data, self._make_ctx, self._respond,
-                         self.peer)
+            handle_items(self.server, items, is_batch, data, self._make_ctx, respond, self.peer)
         finally:
             _current_ws.reset(token)
+
+    def _refuse(self, items: list[j2.Call | j2.ErrorReply], is_batch: bool) -> None:
+        """Over ``max_concurrent_calls`` calls in flight on this WebSocket (as on the native
+        protocol): answer RESOURCE_EXHAUSTED at once instead of starting more handlers."""
+        err = ResourceExhausted(message=f"too many calls in flight on this WebSocket "
+                                        f"(limit {self._max_inflight})")
+        replies = []
+        for it in items:
+            if type(it) is j2.ErrorReply:
+                replies.append(it.reply)
+            elif not it.notify:  # type: ignore[union-attr]
+                replies.append(j2.error_reply(it, err))  # type: ignore[arg-type]
+        self._respond(j2.encode_replies(replies, is_batch))
 
     # -- streaming calls: wirecall's convention on JSON-RPC 2.0 (docs/http.md) ----------
 
@@ -1061,6 +1086,10 @@ class WebSocketSession:
             self._respond(j2.encode(j2.error_reply(call, InvalidArgument(
                 message=f"a streaming call with id {id!r} is already open"))))
             return
+        if self._inflight >= self._max_inflight:
+            self._refuse([call], False)
+            return
+        self._inflight += 1
         ctx = _call_ctx(self._make_ctx, call)
         client_streams = spec.mode in ("client_stream", "bidi_stream")
         st = _WsServerStream(ctx, None, spec.request_type)
@@ -1090,6 +1119,7 @@ class WebSocketSession:
             await self._send(j2.encode(j2.request_object(STREAM_ITEM, {"id": id, "item": item})))
 
         def on_done(_r: Any, exc: BaseException | None) -> None:
+            self._inflight -= 1
             if self._streams.get(id) is st:
                 del self._streams[id]
             if st.dead:
