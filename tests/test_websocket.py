@@ -383,7 +383,7 @@ async def test_client_stream_into_a_handler_that_never_reads(
 async def test_a_client_exceeding_its_window_gets_resource_exhausted(
     flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
 ) -> None:
-    conn, flow, server = flow_conn
+    conn, _, server = flow_conn
     url = conn.url
     async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
         await ws.send_str('{"jsonrpc":"2.0","method":"Flow.Sink","id":7}')
@@ -419,7 +419,7 @@ async def test_raw_client_drives_the_window(
     flow_conn: tuple[WebSocketConnection, Flow, wirecall.Server],
 ) -> None:
     """The convention without wirecall's client: 16 items, then one per granted credit."""
-    conn, flow, _ = flow_conn
+    conn, _, _ = flow_conn
     async with aiohttp.ClientSession() as s, s.ws_connect(conn.url) as ws:
         await ws.send_str('{"jsonrpc":"2.0","method":"Flow.Flood","params":[40],"id":"f"}')
         items = []
@@ -497,8 +497,8 @@ async def test_client_that_never_reads_its_answers_stops_being_read(kind: str) -
 
         async def flood() -> None:
             for i in range(n):
-                await ws.send_str('{"jsonrpc":"2.0","method":"blob","params":["%s"],"id":%d}'
-                                  % (pad, i))
+                await ws.send_str(json.dumps(
+                    {"jsonrpc": "2.0", "method": "blob", "params": [pad], "id": i}))
 
         task = asyncio.create_task(flood())  # never receives
         await _settle(lambda: served[0], rounds=60)
