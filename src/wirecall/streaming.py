@@ -22,9 +22,11 @@ Client side: a transport subclasses :class:`ClientStream` and feeds it; users ge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -338,6 +340,10 @@ class ClientStream(Generic[T]):
     reply of a client-streaming call; ``stream.cancel()`` resets the call on both sides.
     An error status from the server is raised by whichever of these is waiting.
     Transports subclass it and implement :meth:`_write`, :meth:`_write_end`, :meth:`_abort`.
+
+    Leaving early cancels the call: breaking out of ``async for``, leaving ``async with``, or
+    dropping an unfinished stream (garbage collection; the transport holds it weakly and
+    registers the wire-level cancel with :meth:`_cancel_on_collect`).
     """
 
     def __init__(self, method: str) -> None:
@@ -351,7 +357,19 @@ class ClientStream(Generic[T]):
         self._error: RpcError | None = None
         self._writing_done = False
         self._writer: asyncio.Task[None] | None = None
+        self._collected: weakref.finalize[Any, Any] | None = None
         self.trailing_metadata: Mapping[str, Any] = {}
+
+    def _cancel_on_collect(self, abort: Callable[[], None]) -> None:
+        """Transport hook: run ``abort()`` (on this loop, thread-safely) if the stream is
+        garbage-collected before it ended. ``abort`` must not refer to the stream."""
+        loop = asyncio.get_running_loop()
+
+        def collected() -> None:  # may run in any thread, at any point: only schedule
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to cancel
+                loop.call_soon_threadsafe(abort)
+
+        self._collected = weakref.finalize(self, collected)
 
     # -- fed by the transport --------------------------------------------------------
 
@@ -370,6 +388,8 @@ class ClientStream(Generic[T]):
             return
         self._done = True
         self._error = error
+        if self._collected is not None:
+            self._collected.detach()
         if trailing:
             self.trailing_metadata = trailing
         if not self._initial.done():
@@ -456,11 +476,15 @@ class ClientStream(Generic[T]):
         return self._iter()
 
     async def _iter(self) -> AsyncIterator[T]:
-        while True:
-            item = await self.recv()
-            if item is EOF:
-                return
-            yield item
+        try:
+            while True:
+                item = await self.recv()
+                if item is EOF:
+                    return
+                yield item
+        finally:
+            if not self._done:  # the loop was left early (break, exception, aclose)
+                self.cancel()
 
     async def result(self) -> T:
         """The single reply of a unary or client-streaming call (half-closes first)."""
@@ -501,6 +525,18 @@ class ClientStream(Generic[T]):
             self.cancel()
 
 
+def expire_later(stream: ClientStream[Any], timeout: float) -> asyncio.TimerHandle:
+    """Schedule ``stream._expire()`` after ``timeout`` without keeping the stream alive."""
+    ref = weakref.ref(stream)
+
+    def expire() -> None:
+        st = ref()
+        if st is not None:
+            st._expire()
+
+    return asyncio.get_running_loop().call_later(timeout, expire)
+
+
 class PendingStream(Generic[T]):
     """A streaming call whose connection is still being obtained (``Client.stream`` when the
     pool has no ready connection): the same API as :class:`ClientStream`, each method waiting
@@ -537,8 +573,11 @@ class PendingStream(Generic[T]):
         return self._iter()
 
     async def _iter(self) -> AsyncIterator[T]:
-        async for item in await self._task:
-            yield item
+        try:
+            async for item in await self._task:
+                yield item
+        finally:
+            self.cancel()  # a no-op once the call has ended
 
     def cancel(self) -> None:
         if self._task.done() and not self._task.cancelled() and self._task.exception() is None:

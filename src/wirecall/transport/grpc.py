@@ -19,6 +19,7 @@ import logging
 import os
 import ssl as ssl_mod
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from ..streaming import (
     Inbound,
     ResponseMetadata,
     bind_response_metadata,
+    expire_later,
     reset_response_metadata,
 )
 from . import streams
@@ -575,6 +577,12 @@ class _UnaryCall:
         self.timer: asyncio.TimerHandle | None = None
 
 
+def _live(c: _UnaryCall | weakref.ref[GrpcClientStream] | None,
+          ) -> _UnaryCall | GrpcClientStream | None:
+    """A call table entry: unary calls are held, streams weakly (see ``_collected``)."""
+    return c() if isinstance(c, weakref.ref) else c
+
+
 class GrpcClientStream(ClientStream[Any]):
     """A streaming call on a :class:`GrpcClientConnection`."""
 
@@ -640,7 +648,9 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
         self.compress = compression == "gzip"
         self.user_agent = user_agent
         self.transport: asyncio.Transport | None = None
-        self.calls: dict[int, _UnaryCall | GrpcClientStream] = {}
+        # streams are held weakly: one the application dropped unfinished is collected and
+        # reset (``_collected``)
+        self.calls: dict[int, _UnaryCall | weakref.ref[GrpcClientStream]] = {}
         self._loop = asyncio.get_event_loop()
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
@@ -754,9 +764,11 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
         wire = self._wire(None if streaming_in else params, result_type)
         st = GrpcClientStream(self, method, wire, result_type)
         st.sid = self._start(method, wire, timeout, metadata)
-        self.calls[st.sid] = st
+        self.calls[st.sid] = weakref.ref(st)
+        sid = st.sid
+        st._cancel_on_collect(lambda: self._collected(sid))
         if timeout is not None:
-            st.timer = self._loop.call_later(timeout, st._expire)
+            st.timer = expire_later(st, timeout)
         if streaming_in:
             st.send_all(params)
         elif params is not None:
@@ -817,9 +829,18 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
         self._paused = False
         self._wake_writers()
 
+    def _collected(self, sid: int) -> None:
+        """An unfinished stream was garbage-collected: reset its call."""
+        if self.calls.pop(sid, None) is not None and not self._closed:
+            self.conn.reset(sid)
+            self._schedule_flush()
+
     def _fail_all(self, err: RpcError) -> None:
         calls, self.calls = self.calls, {}
-        for c in calls.values():
+        for entry in calls.values():
+            c = _live(entry)
+            if c is None:
+                continue
             if isinstance(c, _UnaryCall):
                 if c.timer is not None:
                     c.timer.cancel()
@@ -840,7 +861,7 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
         for ev in self.conn.receive(data, self._loop.time()):
             t = type(ev)
             if t is gp.MessageReceived:
-                c = self.calls.get(ev.stream_id)
+                c = _live(self.calls.get(ev.stream_id))
                 if c is None:
                     self.conn.consumed(ev.stream_id, ev.flow)
                 elif isinstance(c, _UnaryCall):
@@ -863,11 +884,11 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
             elif t is gp.TrailersReceived:
                 self._on_trailers(ev)
             elif t is gp.ResponseStarted:
-                c = self.calls.get(ev.stream_id)
+                c = _live(self.calls.get(ev.stream_id))
                 if isinstance(c, GrpcClientStream):
                     c._feed_initial(ev.metadata)
             elif t is gp.StreamReset:
-                c = self.calls.pop(ev.stream_id, None)
+                c = _live(self.calls.pop(ev.stream_id, None))
                 err = RpcError(gp.RESET_STATUS.get(ev.error_code, Status.INTERNAL),
                                f"stream reset by the server (HTTP/2 error {ev.error_code})")
                 if isinstance(c, _UnaryCall):
@@ -885,7 +906,7 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
             self._wake_writers()
 
     def _on_trailers(self, ev: gp.TrailersReceived) -> None:
-        c = self.calls.pop(ev.stream_id, None)
+        c = _live(self.calls.pop(ev.stream_id, None))
         if c is None:
             return
         if isinstance(c, _UnaryCall):
@@ -933,16 +954,17 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
                 self.transport.close()
             return
         for sid in [s for s in self.calls if s > ev.last_stream_id]:
-            c = self.calls.pop(sid)
+            c = _live(self.calls.pop(sid))
             if isinstance(c, _UnaryCall):
                 self._finish_unary(sid, c, err)
-            else:
+            elif c is not None:
                 c._finish(err)
 
     def _wake_writers(self) -> None:
         if self._paused:
             return
-        for sid, c in self.calls.items():
+        for sid, entry in self.calls.items():
+            c = _live(entry)
             if isinstance(c, GrpcClientStream):
                 w = c.waiter
                 if w is not None and not w.done() and self.conn.pending(sid) <= HIGH_WATER:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from ..errors import InvalidArgument, RpcError, Unavailable
 from ..protocol import frames as fr
 from ..service import BIDI_STREAM, CLIENT_STREAM, UNARY, MethodSpec
 from ..status import Status
-from ..streaming import ClientStream, Inbound
+from ..streaming import ClientStream, Inbound, expire_later
 
 if TYPE_CHECKING:
     from .tcp import ServerProtocol, TcpClientConnection
@@ -342,6 +343,43 @@ class TcpClientStream(ClientStream[Any]):
         self._finish(err)
 
 
+class _Slot:
+    """What the connection's stream table holds: the stream, weakly (so an unfinished
+    stream the application dropped is collected, and cancelled by :func:`_collected`)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, st: TcpClientStream) -> None:
+        self.ref = weakref.ref(st)
+
+    def _on_frame(self, ev: fr.Event) -> None:
+        st = self.ref()
+        if st is not None:
+            st._on_frame(ev)
+
+    def _on_response(self, ev: fr.ResponseReceived) -> None:
+        st = self.ref()
+        if st is not None:
+            st._on_response(ev)
+
+    def _on_error(self, err: RpcError) -> None:
+        st = self.ref()
+        if st is not None:
+            st._on_error(err)
+
+    def _fail(self, err: RpcError) -> None:
+        st = self.ref()
+        if st is not None:
+            st._fail(err)
+
+
+def _collected(owner: TcpClientConnection, cid: int) -> None:
+    """An unfinished stream was garbage-collected: cancel its call."""
+    if owner.streams.pop(cid, None) is not None and not owner._closed:
+        owner.conn.send_cancel(cid)
+        owner._schedule_flush()
+
+
 def open_stream(owner: TcpClientConnection, method: str, params: Any, timeout: float | None,
                 metadata: Mapping[str, str] | None, result_type: Any) -> TcpClientStream:
     """Open a streaming call: ``params`` is the request of a server stream (sent with
@@ -364,9 +402,10 @@ def open_stream(owner: TcpClientConnection, method: str, params: Any, timeout: f
                             end_stream=server_stream)
     if server_stream:
         st._writing_done = True
-    owner.streams[cid] = st
+    owner.streams[cid] = _Slot(st)
+    st._cancel_on_collect(lambda: _collected(owner, cid))
     if timeout is not None:
-        st.timer = owner._loop.call_later(timeout, st._expire)
+        st.timer = expire_later(st, timeout)
     owner._schedule_flush()
     if streaming_in:
         st.send_all(params)
