@@ -433,14 +433,24 @@ class SyncStream:
     def __iter__(self) -> Any:
         from .streaming import EOF
 
-        while True:
-            item = self.recv()
-            if item is EOF:
-                return
-            yield item
+        try:
+            while True:
+                item = self.recv()
+                if item is EOF:
+                    return
+                yield item
+        finally:
+            if not self._st.done:  # the loop was left early (break, exception): cancel
+                self.cancel()
 
     def cancel(self) -> None:
         self._bridge.loop.call_soon_threadsafe(self._st.cancel)
+
+    def __del__(self) -> None:  # dropped unfinished: cancel the call (thread-safely)
+        st = self.__dict__.get("_st")
+        if st is not None and not st.done:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._bridge.loop.call_soon_threadsafe(st.cancel)
 
     def __enter__(self) -> SyncStream:
         return self
