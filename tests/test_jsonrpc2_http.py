@@ -432,6 +432,34 @@ async def test_slow_client_cannot_hold_the_connection(small: wirecall.Server) ->
     task.cancel()
     writer.close()
 
+    # pipelined: a slow call (longer than the header timeout), then half a second request
+    # and silence. The half request's clock starts when the first answer is out.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    b = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[1.0],"id":1}'
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    await asyncio.sleep(0.05)
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nCont")
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and loads(body)["result"] == "done"
+    t1 = time.monotonic()
+    st, h, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 408 and b"headers" in body and h["connection"] == "close"
+    assert time.monotonic() - t1 < 3
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    writer.close()
+
+    # the same with half a body
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    await asyncio.sleep(0.05)
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+    st, _, _ = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 408 and b"body" in body
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    writer.close()
+
 
 async def test_slow_body_is_408(small: wirecall.Server) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))

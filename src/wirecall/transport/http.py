@@ -769,6 +769,10 @@ class HttpProtocol(asyncio.Protocol):
                     self.close()
                     return
                 self._set_deadline(self.svc.keepalive_timeout)
+            elif self._state == _HEADERS:  # a pipelined request half-read: its clock runs now
+                self._set_deadline(self.svc.header_timeout)
+            elif self._state == _BODY:
+                self._set_deadline(self.svc.body_timeout)
 
     def _close_after_write(self) -> None:
         self._closed = True
@@ -837,10 +841,17 @@ class HttpProtocol(asyncio.Protocol):
         if now < deadline:
             self._timer = self._loop.call_at(deadline, self._on_timer)
             return
-        if self._state in (_HEADERS, _BODY) and not self._queue:
+        if self._queue:
+            # answers still pending: a half-read pipelined request is not timed while the
+            # server works; check again later (``_complete`` restarts its clock when done)
+            if self._state != _IDLE:
+                self._set_deadline(self.svc.header_timeout if self._state == _HEADERS
+                                   else self.svc.body_timeout)
+            return
+        if self._state in (_HEADERS, _BODY):
             what = "headers" if self._state == _HEADERS else "body"
             self._fail(408, f"request {what} not received in time")
-        elif self._state == _IDLE and not self._queue:
+        elif self._state == _IDLE:
             if self._first:
                 log.info("%s: closing: no request within %.1fs", self.peer,
                          self.svc.header_timeout)
