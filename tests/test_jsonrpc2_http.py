@@ -574,3 +574,70 @@ async def test_half_closed_client_still_gets_its_answer(srv: wirecall.Server) ->
     assert st == 200 and json.loads(data)["result"] == "done"
     assert await asyncio.wait_for(reader.read(), 2) == b""  # then the server closes
     writer.close()
+
+
+# -- Expect: 100-continue, absolute-form targets -----------------------------------------
+
+_CALL = b'{"jsonrpc":"2.0","method":"subtract","params":[42,23],"id":1}'
+
+
+async def test_expect_100_continue(srv: wirecall.Server) -> None:
+    """A client that waits for ``100 Continue`` before sending its body gets it at once."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(_CALL))
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(_CALL)
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and loads(body)["result"] == 19
+    # pipelined behind a slow call: the 100 comes after the first answer, not before it
+    slow = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[0.3],"id":2}'
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(slow), slow))
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nExpect: 100-continue\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(_CALL))
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and loads(body)["result"] == "done"
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(_CALL)
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and loads(body)["result"] == 19
+    writer.close()
+
+
+async def test_expect_100_continue_refused_or_http10(small: wirecall.Server) -> None:
+    # over the body limit: the final 413 instead of 100
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))
+    writer.write(b"POST /jsonrpc HTTP/1.1\r\nExpect: 100-continue\r\n"
+                 b"Content-Length: 5000\r\n\r\n")
+    st, h, _ = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 413 and h["connection"] == "close"
+    writer.close()
+    # HTTP/1.0 clients never get a 1xx (RFC 9110 §15.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))
+    writer.write(b"POST /jsonrpc HTTP/1.0\r\nExpect: 100-continue\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(_CALL))
+    await asyncio.sleep(0.1)
+    writer.write(_CALL)
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and loads(body)["result"] == 19
+    writer.close()
+
+
+@pytest.mark.parametrize("target", [b"http://x/jsonrpc", b"HTTP://example.com:8080/rpc",
+                                    b"http://x/jsonrpc?a=1", b"https://x/jsonrpc"])
+async def test_absolute_form_request_target(srv: wirecall.Server, target: bytes) -> None:
+    """RFC 9112 §3.2.2: a server must accept absolute-form targets (what proxies send)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))
+    writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                 % (target, len(_CALL), _CALL))
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and loads(body)["result"] == 19
+    writer.write(b"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 200 and body == b"ok\n"
+    writer.write(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n")  # no path: "/"
+    st, _, body = await asyncio.wait_for(read_response(reader), 5)
+    assert st == 404 and b"no such endpoint: /\n" in body
+    writer.close()

@@ -305,6 +305,23 @@ _R_NONE, _R_RPC, _R_HEALTH, _R_READY, _R_WS, _R_REJECT = range(6)
 GO_RPC_PATH = b"/_goRPC_"
 
 
+def _origin_form(target: bytes) -> bytes:
+    """``http://host/path?q`` -> ``/path?q`` (absolute-form, RFC 9112 §3.2.2: servers must
+    accept it); any other target is returned unchanged."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return target
+    end = len(rest)
+    for c in (b"/", b"?", b"#"):
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    origin = rest[end:]
+    if not origin.startswith(b"/"):
+        origin = b"/" + origin
+    return origin
+
+
 class HttpService:
     """What every connection of one HTTP endpoint shares: routes, limits, the aiohttp side."""
 
@@ -439,6 +456,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body_size = 0
         self._route = _R_NONE
         self._reject: bytes | None = None
+        self._continue = False  # "Expect: 100-continue" not answered yet
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -603,6 +621,8 @@ class HttpProtocol(asyncio.Protocol):
         if size > svc.max_header_size:
             self._fail(431, f"request headers over {svc.max_header_size} bytes")
             return
+        if self._url[:1] != b"/":
+            self._url = _origin_form(self._url)
         path = self._url.split(b"?", 1)[0]
         method = self._parser.get_method()
         if path in svc.paths:
@@ -626,16 +646,34 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._route = _R_REJECT
             self._reject = _text(404, f"no such endpoint: {path.decode(errors='replace')}")
+        expect = False
+        length = -1
         for name, value in self._headers:
-            if len(name) == 14 and name.lower() == b"content-length":
+            ln = len(name)
+            if ln == 14 and name.lower() == b"content-length":
                 try:
-                    n = int(value)
+                    length = int(value)
                 except ValueError:
-                    n = 0
-                if n > svc.max_body:
-                    self._fail(413, f"request body of {n} bytes is over the limit of "
+                    length = 0
+                if length > svc.max_body:
+                    self._fail(413, f"request body of {length} bytes is over the limit of "
                                f"{svc.max_body} bytes")
-                break
+                    return
+            elif ln == 6 and name.lower() == b"expect":
+                expect = value.strip().lower() == b"100-continue"
+        if expect and length != 0 and self._route != _R_WS and (
+            self._parser.get_http_version() != "1.0"
+        ):
+            # the client waits for this before sending the body (RFC 9110 §10.1.1); behind
+            # answers still pending, it goes out right after them (see _complete)
+            self._continue = True
+            if not self._queue:
+                self._send_continue()
+
+    def _send_continue(self) -> None:
+        self._continue = False
+        if self.transport is not None and not self._closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, data: bytes) -> None:
         if self._discarding:
@@ -773,6 +811,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._set_deadline(self.svc.header_timeout)
             elif self._state == _BODY:
                 self._set_deadline(self.svc.body_timeout)
+                if self._continue:
+                    self._send_continue()
 
     def _close_after_write(self) -> None:
         self._closed = True
