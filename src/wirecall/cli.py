@@ -98,6 +98,13 @@ def _json_out(value: Any) -> str:
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     server = build_server(load_target(args.target), args.debug)
+    if args.health or args.reflection:  # standard gRPC services, opt-in (docs/grpc.md)
+        from .grpc_health import enable_health, enable_reflection
+
+        if args.health:
+            enable_health(server)
+        if args.reflection:
+            enable_reflection(server)
     urls = await server.start(*(args.listen or ["tcp://127.0.0.1:1234"]))
     for u in urls:
         print(f"listening on {u}", flush=True)
@@ -255,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (repeatable; port 0 picks a free port); "
                         "default tcp://127.0.0.1:1234")
     s.add_argument("--debug", action="store_true", help="send tracebacks of handler errors")
+    s.add_argument("--health", action="store_true",
+                   help="serve grpc.health.v1.Health (grpc_health_probe, load balancers)")
+    s.add_argument("--reflection", action="store_true",
+                   help="serve gRPC server reflection (grpcurl, grpc_cli)")
 
     def client_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
