@@ -151,3 +151,71 @@ async def test_http_error_statuses_become_rpc_errors(url: str) -> None:
     with pytest.raises(wirecall.NotFound, match="404"):
         await conn.call("get_data", None)
     await conn.aclose()
+
+
+# -- batches as a Client / SyncClient feature --------------------------------------------
+
+_BATCH = [
+    ("Calculator.Add", [{"A": 1, "B": 2}]),
+    BatchCall("notify_hello", [7], notify=True),
+    ("nope.nope", []),
+    ("get_data", None, tuple[str, int]),
+    ("Extra.Meta", []),
+]
+
+
+def _check_batch(out: list[object]) -> None:
+    assert out[0] == 3 and out[1] is None
+    assert isinstance(out[2], Unimplemented)
+    assert out[3] == ("hello", 5)
+    assert out[4] == {"tenant": "acme", "trace": "t1"}  # client metadata + per-batch metadata
+
+
+@pytest.mark.parametrize("scheme", ["http", "ws"])
+async def test_client_batch(url: str, scheme: str) -> None:
+    target = url if scheme == "http" else url.replace("http://", "ws://") + "/ws"
+    async with await wirecall.connect(target, metadata={"tenant": "acme"}) as client:
+        _check_batch(await client.batch(_BATCH, metadata={"trace": "t1"}))
+        assert await client.batch([]) == []
+        with pytest.raises(DeadlineExceeded):
+            await client.batch([("Extra.Sleep", [2])], timeout=0.2)
+        # the module-level helper still works
+        assert await http.batch(client, [("subtract", [3, 1])]) == [2]
+
+
+async def test_client_batch_on_a_transport_without_batches() -> None:
+    server = wirecall.Server()
+    server.register(Calculator())
+    [u] = await server.start("tcp://127.0.0.1:0")
+    async with await wirecall.connect(u) as client:
+        with pytest.raises(Unimplemented, match=r"tcp:// transport"):
+            await client.batch([("Calculator.Add", [{"A": 1, "B": 2}])])
+    await server.close(drain_timeout=1)
+
+
+@pytest.mark.parametrize("scheme", ["http", "ws"])
+async def test_sync_client_batch(url: str, scheme: str) -> None:
+    import wirecall.sync
+
+    target = url if scheme == "http" else url.replace("http://", "ws://") + "/ws"
+
+    def blocking() -> list[object]:
+        with wirecall.sync.connect(target, metadata={"tenant": "acme"}) as client:
+            return client.batch(_BATCH, metadata={"trace": "t1"})
+
+    _check_batch(await asyncio.wait_for(asyncio.to_thread(blocking), 10))
+
+
+async def test_sync_client_batch_on_the_native_transport() -> None:
+    import wirecall.sync
+
+    server = wirecall.Server()
+    server.register(Calculator())
+    [u] = await server.start("tcp://127.0.0.1:0")
+
+    def blocking() -> None:
+        with wirecall.sync.connect(u) as client, pytest.raises(Unimplemented, match="tcp://"):
+            client.batch([("Calculator.Add", [{"A": 1, "B": 2}])])
+
+    await asyncio.wait_for(asyncio.to_thread(blocking), 10)
+    await server.close(drain_timeout=1)
