@@ -260,6 +260,40 @@ class Client:
 
         return PendingStream(opener)
 
+    async def batch(
+        self,
+        calls: Sequence[Any],
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[Any]:
+        """Send ``calls`` as one JSON-RPC batch (``http://``, ``ws://`` clients).
+
+        Elements are ``(method, params)``, ``(method, params, result_type)`` or
+        ``wirecall.transport.http.BatchCall`` (``notify=True``: a notification). Results come
+        in the order of ``calls``: a failed element is its ``RpcError`` in place (not raised),
+        a notification's place is ``None``. Other transports raise ``Unimplemented``.
+        Client interceptors do not see batches.
+        """
+        from .errors import Unimplemented
+
+        if timeout is _UNSET:
+            timeout = self.call_timeout
+        md: Mapping[str, str] | None = metadata
+        if self.metadata:
+            md = {**self.metadata, **(metadata or _NO_MD)}
+        conn = self.pool.get_nowait()
+        if conn is None:
+            conn = await self.pool.get()
+        send = getattr(conn, "batch", None)
+        if send is None:
+            raise Unimplemented(
+                message=f"JSON-RPC batches need an http:// or ws:// client; the "
+                f"{self.url.scheme}:// transport ({type(conn).__name__}) has none"
+            )
+        results: list[Any] = await send(calls, timeout=timeout, metadata=md)
+        return results
+
     async def ping(self) -> float:
         conn = await self.pool.get()
         return await conn.ping()
@@ -356,4 +390,3 @@ async def connect(
         await client.close()
         raise
     return client
-

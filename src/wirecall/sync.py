@@ -705,6 +705,29 @@ class SyncClient:
 
         return SyncStream(bridge, bridge.run(open_()))
 
+    def batch(
+        self,
+        calls: Sequence[Any],
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[Any]:
+        """Blocking :meth:`wirecall.Client.batch`: one JSON-RPC batch (``http://``,
+        ``ws://``); results in order, a failed element is its ``RpcError`` in place."""
+        if self._native:
+            from .errors import Unimplemented
+
+            raise Unimplemented(
+                message=f"JSON-RPC batches need an http:// or ws:// client; the "
+                f"{self.url.scheme}:// transport has none"
+            )
+        assert self._bridge is not None and self._aclient is not None
+        tmo, md = self._prepare("batch", timeout, metadata)
+        results: list[Any] = self._bridge.run(
+            self._aclient.batch(calls, timeout=tmo, metadata=md)
+        )
+        return results
+
     def close(self) -> None:
         for c in self._conns:
             if c is not None:
