@@ -17,6 +17,10 @@ mapped into the server range ``-32000 - status`` (CANCELLED -32001 ... UNAUTHENT
 object carries ``data: {"status": "<STATUS_NAME>"}`` (plus ``"details"`` when the error has
 some), so a wirecall client recovers the exact :class:`~wirecall.errors.RpcError`.
 
+wirecall's one extension: a request object may carry ``"metadata"``, an object of strings
+(the call's ``Context.metadata``; the WebSocket has no per-call headers). Anything else there
+is an invalid request.
+
 This module imports no I/O: the HTTP and WebSocket transports feed it bodies and write what
 it returns.
 """

@@ -8,13 +8,15 @@ Server (``http://host:port[/path]``): ``serve(server, url, **opts)`` answers
 * ``GET /healthz`` (liveness: 200 while the process serves) and ``GET /readyz`` (readiness:
   503 from the moment graceful shutdown starts);
 * ``GET /ws`` with ``Upgrade: websocket``: JSON-RPC 2.0 in both directions (see
-  :class:`WebSocketSession`), served by aiohttp's WebSocket implementation;
+  :class:`WebSocketSession`), served by aiohttp's WebSocket implementation, with streaming
+  calls (``rpc.stream.*`` notifications, credit-based flow control: ``rpc.stream.window``);
 * ``CONNECT /_goRPC_`` (Go's ``rpc.DialHTTP``): handed to the gob transport.
 
 The request path is parsed by ``httptools`` (llhttp) under our own ``asyncio.Protocol``:
 the body limit is enforced from ``Content-Length`` before the body is read and while a chunked
 body streams in (413), headers are bounded in size (431) and time (408), idle keep-alive
-connections are closed, pipelined requests are answered in order.
+connections are closed, pipelined requests are answered in order, ``Expect: 100-continue`` is
+answered, absolute-form targets are routed by their path.
 
 Client (``http://host:port/jsonrpc``): :class:`HttpConnection` over aiohttp's pooled
 keep-alive connections, with ``call``, ``notify`` and ``batch``. ``ws://host:port/ws``:
