@@ -1,10 +1,13 @@
 """``wirecall serve --health --reflection``: the standard gRPC health and reflection services
 on a server started from the command line, probed with grpcio's own stubs (the
 ``grpcio-health-checking`` and ``grpcio-reflection`` packages); without the flags they are
-not served (opt-in)."""
+not served (opt-in). grpcio's health and reflection modules and wirecall's services can be
+used in one process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import grpc
@@ -51,3 +54,21 @@ def test_serve_without_flags_has_neither(server_process: Any) -> None:
         with pytest.raises(grpc.RpcError) as ei:
             list(ProtoReflectionDescriptorDatabase(ch).get_services())
         assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("first", ["grpcio", "wirecall"])
+def test_grpcio_health_and_reflection_modules_coexist_with_wirecall(first: str) -> None:
+    """Both define grpc.health.v1 / grpc.reflection.v1alpha in protobuf's default pool: in
+    either import order, one process can use grpcio's modules and wirecall's services."""
+    imports = {
+        "grpcio": "from grpc_health.v1 import health_pb2\n"
+                  "from grpc_reflection.v1alpha import reflection_pb2\n",
+        "wirecall": "import wirecall.grpc_health as g\n",
+    }
+    other = "wirecall" if first == "grpcio" else "grpcio"
+    code = imports[first] + imports[other] + (
+        "assert g.health_pb2 is health_pb2\n"
+        "assert g._refl['v1alpha'][0] is reflection_pb2\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,43 @@ if TYPE_CHECKING:
 __all__ = ["HealthService", "enable_health", "enable_reflection", "health_pb2"]
 
 _PROTOS = Path(__file__).parent / "protos"
-health_pb2, _health_wc = load_proto(_PROTOS / "grpc_health_v1.proto")
-_refl: dict[str, tuple[Any, Any]] = {
-    v: load_proto(_PROTOS / f"grpc_reflection_{v}.proto") for v in ("v1alpha", "v1")
-}
-assert _health_wc is not None
+
+
+def _messages(official: str, proto: str) -> Any:
+    """The message module of a standard gRPC service: grpcio's own (``grpcio-health-checking``,
+    ``grpcio-reflection``) when installed, else ours. Both define the same protobuf names, so
+    one process can hold only one of them in the default descriptor pool: taking grpcio's
+    when it is there lets applications import it alongside wirecall."""
+    try:
+        return importlib.import_module(official)
+    except Exception:  # not installed, or built for another protobuf runtime
+        return load_proto(_PROTOS / proto)[0]
+
+
+def _service_base(pb: Any, full: str, methods: dict[str, tuple[str, str, str]]) -> Any:
+    """A :class:`ProtoService` base for ``full`` whose messages come from ``pb``."""
+    return type(f"{full.rpartition('.')[2]}Base", (ProtoService,), {
+        "__grpc_service__": full,
+        "__wirecall_service__": full.rpartition(".")[2],
+        "__grpc_file__": pb.DESCRIPTOR,
+        "__grpc_methods__": {
+            m: (getattr(pb, req), getattr(pb, res), mode) for m, (req, res, mode) in methods.items()
+        },
+    })
+
+
+health_pb2 = _messages("grpc_health.v1.health_pb2", "grpc_health_v1.proto")
+_HealthBase = _service_base(health_pb2, "grpc.health.v1.Health", {
+    "Check": ("HealthCheckRequest", "HealthCheckResponse", "unary"),
+    "Watch": ("HealthCheckRequest", "HealthCheckResponse", "server_stream"),
+})
+_refl: dict[str, tuple[Any, Any]] = {}
+for _v in ("v1alpha", "v1"):
+    _pb = _messages(f"grpc_reflection.{_v}.reflection_pb2", f"grpc_reflection_{_v}.proto")
+    _refl[_v] = (_pb, _service_base(_pb, f"grpc.reflection.{_v}.ServerReflection", {
+        "ServerReflectionInfo": ("ServerReflectionRequest", "ServerReflectionResponse",
+                                 "bidi_stream"),
+    }))
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -49,7 +82,7 @@ def alias_full_names(server: Server, impl: ProtoService) -> None:
             server.registry.methods.setdefault(f"{full}.{m}", spec)
 
 
-class HealthService(_health_wc.HealthBase):  # type: ignore[misc,name-defined]
+class HealthService(_HealthBase):  # type: ignore[misc,valid-type]
     """``grpc.health.v1.Health``. Status per service name; ``""`` is the whole server
     (NOT_SERVING once the server is shutting down)."""
 
@@ -140,9 +173,9 @@ def _with_deps(fd: Any) -> list[bytes]:
 
 
 def _make_reflection(version: str) -> type:
-    pb, wc = _refl[version]
+    pb, base = _refl[version]
 
-    class ReflectionService(wc.ServerReflectionBase):  # type: ignore[misc,name-defined]
+    class ReflectionService(base):  # type: ignore[misc,valid-type]
         __wirecall_service__ = "ServerReflection" if version == "v1" else "ServerReflectionV1alpha"
 
         def __init__(self, server: Server) -> None:
