@@ -95,3 +95,30 @@ def test_bad_addresses_and_missing_targets_fail_clearly() -> None:
     assert r.returncode == 2 and "unknown address scheme 'bogus'" in r.stderr
     r = run("serve", "no_such_module_xyz:Thing")
     assert r.returncode != 0 and "no_such_module_xyz" in r.stderr
+
+
+def test_call_with_timeout_and_metadata(server_process: Any) -> None:
+    proc = server_process("services:Probe", "tcp://127.0.0.1:0")
+    url = proc.start()
+    r = run("call", url, "Probe.Meta", "--metadata", "trace=abc", "-m", "k=v", "--timeout", "5")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metadata"] == {"trace": "abc", "k": "v"}
+    assert 3 < out["remaining"] <= 5
+    r = run("call", url, "Probe.Sleep", "[2]", "--timeout", "0.2")
+    assert r.returncode == 1 and "DEADLINE_EXCEEDED" in r.stderr
+
+
+def test_operational_errors_are_one_clear_line(server_process: Any) -> None:
+    from conftest import free_port
+
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    r = run("bench", dead, "A.b", "-d", "0.5")
+    assert r.returncode == 1
+    assert "UNAVAILABLE" in r.stderr and "Traceback" not in r.stderr
+    proc = server_process("services:Probe", "tcp://127.0.0.1:0")
+    url = proc.start()
+    port = url.rsplit(":", 1)[1]
+    r = run("serve", "services:Probe", "--listen", f"tcp://127.0.0.1:{port}", timeout=20)
+    assert r.returncode == 1
+    assert "in use" in r.stderr and "Traceback" not in r.stderr

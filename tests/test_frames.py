@@ -202,3 +202,40 @@ def test_requests_roundtrip_through_any_chunking(reqs: list, chunk: int) -> None
             assert ev.timeout is None
         else:
             assert abs(ev.timeout - timeout) < 1e-5
+
+
+def _request_with_metadata(raw_md: bytes) -> bytes:
+    payload = b"\x00\x03S.m" + raw_md
+    return (fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1024)
+            + fr.HEADER.pack(len(payload), fr.REQUEST, fr.F_METADATA, 0, 1) + payload)
+
+
+@pytest.mark.parametrize(
+    ("raw_md", "needle"),
+    [
+        (b"\x00\x01\x00\x02\xff\xfe\x00\x00\x00\x00", "metadata key is not UTF-8"),
+        (b"\x00\x01\x00\x01k\x00\x00\x00\x02\xff\xfe", "metadata value of 'k' is not UTF-8"),
+        (b"\x00\x05\x00\x01k", "truncated metadata"),
+    ],
+)
+def test_bad_metadata_is_a_clean_protocol_error(raw_md: bytes, needle: str) -> None:
+    s = fr.FrameConnection(client=False)
+    with pytest.raises(ProtocolError, match=needle):
+        s.receive_data(_request_with_metadata(raw_md))
+    assert s.closed  # and nothing more is parsed on this connection
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=255), st.binary(max_size=200),
+       st.sampled_from(list(range(1, 10))))
+def test_valid_headers_with_any_flags_and_payload_never_escape_as_other_errors(
+    flags: int, payload: bytes, ftype: int
+) -> None:
+    s = fr.FrameConnection(client=False)
+    data = (fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1024)
+            + fr.HEADER.pack(len(payload), ftype, flags, 0, 1) + payload)
+    try:
+        evs = s.receive_data(data)
+        assert all(isinstance(e, fr.Event) for e in evs)
+    except ProtocolError as exc:
+        assert exc.message and s.closed

@@ -516,3 +516,73 @@ async def test_too_many_calls_in_flight_are_refused_not_queued(serve: Any) -> No
         assert len(refused) == 4 and "limit 8" in refused[0].message
         assert outcomes.count("slept 0.3") == 8
         assert await c.call("Probe.Echo", 1) == 1  # the connection is fine afterwards
+
+
+async def test_server_idle_timeout_ignores_keepalive_pings(serve: Any) -> None:
+    """Idle means no call: a client pinging every 0.1 s is still closed after 0.4 s idle."""
+    url = await serve(Calculator(), idle_timeout=0.4)
+    c = await wirecall.connect(url, keepalive=0.1)
+    first = c.pool.connections[0]
+    assert await c.call("Calculator.Add", Args(1, 1)) == 2
+    for _ in range(40):
+        if first.closed:
+            break
+        await asyncio.sleep(0.05)
+    assert first.closed
+    assert await c.call("Calculator.Add", Args(2, 2)) == 4
+    await c.close()
+
+
+async def test_deadline_sets_ctx_cancelled_for_a_thread_handler(serve: Any) -> None:
+    seen: list[bool] = []
+
+    class Worker:
+        def Poll(self, ctx: wirecall.Context) -> str:  # a plain def: runs in a worker thread
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3:
+                if ctx.cancelled:
+                    seen.append(True)
+                    return "stopped"
+                time.sleep(0.01)
+            seen.append(False)
+            return "ran to the end"
+
+    url = await serve(Worker())
+    async with await wirecall.connect(url) as c:
+        with pytest.raises(DeadlineExceeded):
+            await c.call("Worker.Poll", timeout=0.2)
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.02)
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, "soon"])
+async def test_bad_timeouts_are_invalid_argument(serve: Any, bad: Any) -> None:
+    url = await serve(Calculator())
+    async with await wirecall.connect(url) as c:
+        with pytest.raises(InvalidArgument, match="timeout must be None or seconds"):
+            await c.call("Calculator.Add", Args(1, 1), timeout=bad)
+        # an infinite or absurd timeout means no deadline
+        assert await c.call("Calculator.Add", Args(1, 1), timeout=float("inf")) == 2
+        assert await c.call("Calculator.Add", Args(1, 1), timeout=1e14) == 2
+
+
+async def test_truncated_frame_then_eof_closes_only_that_connection(serve: Any) -> None:
+    url = await serve(Calculator())
+    async with await wirecall.connect(url) as good:
+        r, w = await raw_connect(url)
+        conn = fr.FrameConnection(client=True)
+        conn.initiate()
+        conn.send_request(1, "Calculator.Add", msgspec.msgpack.encode([{"A": 1, "B": 2}]))
+        data = conn.data_to_send()
+        w.write(data[:-3])  # the request minus its last bytes, then EOF
+        await w.drain()
+        w.write_eof()
+        rest = await asyncio.wait_for(r.read(), 5)  # the server closes; no reply for call 1
+        evs = fr.FrameConnection(client=True).receive_data(rest)
+        assert isinstance(evs[0], fr.PrefaceReceived)
+        assert not any(isinstance(e, fr.ResponseReceived) for e in evs)
+        w.close()
+        assert await good.call("Calculator.Add", Args(2, 2)) == 4

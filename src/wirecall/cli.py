@@ -136,11 +136,16 @@ async def cmd_call(args: argparse.Namespace) -> int:
 async def cmd_list(args: argparse.Namespace) -> int:
     try:
         client = await connect(args.url, timeout=args.connect_timeout)
+    except RpcError as exc:
+        print(f"error: {exc.status.name}: {exc.message}", file=sys.stderr)
+        return 1
+    try:
         desc = await client.call("rpc.describe", timeout=args.timeout)
     except RpcError as exc:
         print(f"error: {exc.status.name}: {exc.message}", file=sys.stderr)
         return 1
-    await client.close()
+    finally:
+        await client.close()
     if args.json:
         print(_json_out(desc))
         return 0
@@ -315,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = _run(cmd[args.command](args))
     except KeyboardInterrupt:
         return 130
+    except RpcError as exc:  # dial failures and the like: the status and message, no traceback
+        print(f"wirecall: {exc.status.name}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a port already in use, a socket path we cannot create...
+        print(f"wirecall: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError) as exc:  # bad address, missing extra...
         print(f"wirecall: {exc}", file=sys.stderr)
         return 2

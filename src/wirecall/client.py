@@ -21,16 +21,26 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .context import _current
-from .errors import DeadlineExceeded
+from .errors import DeadlineExceeded, InvalidArgument
 from .interceptors import ClientCall, ClientInterceptor, chain
 from .pool import Pool
+from .protocol.frames import MAX_TIMEOUT
 from .transport.base import ClientConnection, load_transport, parse_url
 
-__all__ = ["Call", "Client", "connect"]
+__all__ = ["Call", "Client", "check_timeout", "connect"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
 _NO_MD: dict[str, str] = {}
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Validate a call timeout: ``None`` or seconds >= 0; huge values mean no deadline."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or timeout != timeout or timeout < 0:
+        raise InvalidArgument(message=f"timeout must be None or seconds >= 0, got {timeout!r}")
+    return None if timeout >= MAX_TIMEOUT else float(timeout)
 
 
 class Call:
@@ -148,8 +158,7 @@ class Client:
         conn = self.pool.get_nowait()
         if conn is None:
             conn = await self.pool.get()
-        if timeout is _UNSET:
-            timeout = self.call_timeout
+        timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
         if conn.fast_start:
             cid, fut = conn.start(method, params, timeout, metadata, result_type)
             try:
@@ -169,8 +178,7 @@ class Client:
         result_type: Any = Any,
     ) -> Any:
         """Call with explicit wire params (a list: positional, a dict: named)."""
-        if timeout is _UNSET:
-            timeout = self.call_timeout
+        timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
         md: Mapping[str, str] | None = metadata
         if self.metadata:
             md = {**self.metadata, **(metadata or _NO_MD)}
@@ -390,3 +398,4 @@ async def connect(
         await client.close()
         raise
     return client
+

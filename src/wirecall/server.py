@@ -207,8 +207,10 @@ class Server:
         self._tasks.add(task)
         timer = None
         if ctx.deadline is not None:
+            # ctx.cancel: the task is cancelled and ctx.cancelled turns true, which is what a
+            # handler running in a worker thread can see
             timer = loop.call_at(
-                loop.time() + max(0.0, ctx.deadline - time.monotonic()), task.cancel
+                loop.time() + max(0.0, ctx.deadline - time.monotonic()), ctx.cancel
             )
 
         def finished(t: asyncio.Task[Any]) -> None:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from . import codec as codecs
-from .client import Client, _stub_methods
+from .client import Client, _stub_methods, check_timeout
 from .context import _current
 from .errors import (
     ConnectError,
@@ -546,8 +546,7 @@ class SyncClient:
     def _prepare(
         self, method: str, timeout: float | None, metadata: Mapping[str, str] | None
     ) -> tuple[float | None, Mapping[str, str] | None]:
-        if timeout is _UNSET:
-            timeout = self.call_timeout
+        timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
         md: Mapping[str, str] | None = metadata
         if self.metadata:
             md = {**self.metadata, **(metadata or _NO_MD)}
@@ -586,8 +585,7 @@ class SyncClient:
         ):
             # the direct path: no interceptors, no default metadata, not inside a handler
             conn = self._conn()
-            if timeout is _UNSET:
-                timeout = self.call_timeout
+            timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
             slot = _Slot(result_type)
             cid = conn._send(method, params, timeout, metadata, slot)
             return conn.wait(

@@ -49,6 +49,8 @@ VERSION: Final = 1
 PREFACE: Final = struct.Struct("!4sBBHI")  # magic, version, codec, flags, max frame
 HEADER: Final = struct.Struct("!IBBHI")  # length, type, flags, reserved, call id
 DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
+#: Timeouts at or above this many seconds (about 317 years) travel as "no deadline".
+MAX_TIMEOUT: Final = 1e10
 #: Bodies up to this size are copied out of the read buffer; larger ones are memoryviews.
 SMALL: Final = 8192
 #: An oversized frame up to this many times the limit is skipped (and that call refused);
@@ -253,13 +255,19 @@ def _decode_metadata(mv: memoryview, off: int, end: int) -> tuple[dict[str, str]
         off += 2
         if off + kl + 4 > end:
             raise ProtocolError("truncated metadata key")
-        key = str(mv[off : off + kl], "utf-8")
+        try:
+            key = str(mv[off : off + kl], "utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("metadata key is not UTF-8") from None
         off += kl
         (vl,) = _U32.unpack_from(mv, off)
         off += 4
         if off + vl > end:
             raise ProtocolError("truncated metadata value")
-        md[key] = str(mv[off : off + vl], "utf-8")
+        try:
+            md[key] = str(mv[off : off + vl], "utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"metadata value of {key!r} is not UTF-8") from None
         off += vl
     return md, off
 
@@ -369,7 +377,7 @@ class FrameConnection:
                 out.append(body)
             return
         parts = [prefix]
-        if timeout is not None:
+        if timeout is not None and timeout < MAX_TIMEOUT:
             flags |= F_TIMEOUT
             parts.append(_U64.pack(max(0, int(timeout * 1_000_000))))
         if metadata:
@@ -561,7 +569,7 @@ class FrameConnection:
             elif ftype == RESPONSE:
                 md = None
                 if flags & F_METADATA:
-                    md, start = _decode_metadata(mv, start, end)
+                    md, start = self._metadata(mv, start, end)
                 events.append(
                     ResponseReceived(cid, mv[start:end], md, bool(flags & F_COMPRESSED))
                 )
@@ -610,6 +618,13 @@ class FrameConnection:
             self._buf += mv[off:]
         return events
 
+    def _metadata(self, mv: memoryview, off: int, end: int) -> tuple[dict[str, str], int]:
+        try:
+            return _decode_metadata(mv, off, end)
+        except ProtocolError as exc:
+            self._fail(exc.message)
+            raise  # unreachable: _fail raises
+
     def _method_name(self, mb: bytes) -> str:
         try:
             name = mb.decode()
@@ -639,7 +654,7 @@ class FrameConnection:
             p += 8
         md = None
         if flags & F_METADATA:
-            md, p = _decode_metadata(mv, p, end)
+            md, p = self._metadata(mv, p, end)
         return RequestReceived(
             cid,
             method,

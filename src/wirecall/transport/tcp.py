@@ -88,6 +88,7 @@ class ServerProtocol(asyncio.Protocol):
         self._last_activity = time.monotonic()
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_outstanding = False
+        self._idle_mark = (0, time.monotonic())  # (last call id seen, since when)
         self._writable = True  # false while the transport's write buffer is over its mark
         self._backlog: collections.deque[fr.Event] = collections.deque()
         self._max_calls: int = server.max_concurrent_calls
@@ -124,9 +125,13 @@ class ServerProtocol(asyncio.Protocol):
         now = time.monotonic()
         quiet = now - self._last_activity
         idle = self.server.idle_timeout
-        if idle and quiet >= idle and not self.calls:
-            self.close_with(Status.UNAVAILABLE, f"idle for {quiet:.0f}s")
-            return
+        if idle:
+            # idle means no call, whatever else arrives (a client's keepalive PINGs included)
+            if self.last_call_id != self._idle_mark[0] or self.calls:
+                self._idle_mark = (self.last_call_id, now)
+            elif now - self._idle_mark[1] >= idle:
+                self.close_with(Status.UNAVAILABLE, f"no call for {now - self._idle_mark[1]:.1f}s")
+                return
         ka = self.server.keepalive
         if ka and quiet >= ka:
             if self._ping_outstanding:
