@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import socket
 import threading
 import time
 from typing import Any
@@ -14,6 +16,7 @@ from conftest import ThreadServer, free_port
 from services import Probe
 from wirecall import DeadlineExceeded, InvalidArgument, Unavailable
 from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
+from wirecall.protocol import frames as fr
 
 
 def test_call_go_stub_and_errors() -> None:
@@ -150,3 +153,106 @@ def test_interceptors_in_the_sync_client() -> None:
         out = c.call("Probe.Meta")
         assert out["metadata"] == {"x-sync": "yes"}
         assert calls == ["Probe.Meta"]
+
+
+def test_short_timeouts_do_not_break_big_transfers_in_other_threads() -> None:
+    """Read deadlines never touch the shared socket's timeout (other threads send on it)."""
+    with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url) as c:
+        errors: list[BaseException] = []
+        big = b"z" * (3 * 1024 * 1024)
+
+        stop = time.monotonic() + 1.5  # bounded: mixed traffic for a second and a half
+
+        def echo_big() -> None:
+            try:
+                while time.monotonic() < stop:
+                    assert c.call("Probe.Echo", big) == big
+            except BaseException as exc:
+                errors.append(exc)
+
+        def impatient() -> None:
+            try:
+                while time.monotonic() < stop:
+                    with contextlib.suppress(DeadlineExceeded):
+                        c.call("Probe.Sleep", 0.5, timeout=0.003)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=echo_big) for _ in range(2)]
+        threads += [threading.Thread(target=impatient) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert c.call("Probe.Echo", 1) == 1
+        # the mechanism itself: a reader with a deadline leaves the socket blocking, so a
+        # concurrent sendall of a big frame can never time out half-written
+        with contextlib.suppress(DeadlineExceeded):
+            c.call("Probe.Sleep", 0.5, timeout=0.01)
+        assert c._conns[0].sock.gettimeout() is None
+
+
+def test_an_idle_sync_client_answers_the_servers_pings_and_keeps_its_connection() -> None:
+    with ThreadServer(Calculator(), keepalive=0.2) as srv:
+        c = wirecall.sync.connect(srv.url, keepalive=0.2)
+        first = c._conns[0]
+        assert c.call("Calculator.Add", Args(1, 1)) == 2
+        time.sleep(1.5)  # the server pings every 0.2 s and drops a peer that does not answer
+        assert c.call("Calculator.Add", Args(2, 2)) == 4
+        assert c._conns[0] is first and not first.closed
+        c.close()
+
+
+def test_sync_keepalive_detects_a_silent_peer_even_mid_call() -> None:
+    """A peer that completes the handshake, then goes silent: a call with no timeout fails
+    with UNAVAILABLE after the keepalive PING goes unanswered, instead of hanging."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    held: list[socket.socket] = []
+
+    def silent_server() -> None:
+        s, _ = lsock.accept()
+        held.append(s)
+        conn = fr.FrameConnection(client=False)
+        conn.receive_data(s.recv(1024))
+        s.sendall(conn.data_to_send()[: fr.PREFACE.size])  # the preface, then nothing
+
+    t = threading.Thread(target=silent_server, daemon=True)
+    t.start()
+    c = wirecall.sync.connect(f"tcp://127.0.0.1:{lsock.getsockname()[1]}", keepalive=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(Unavailable, match="keepalive ping unanswered"):
+        c.call("Any.Thing")
+    assert time.monotonic() - t0 < 3
+    c.close()
+    for s in held:
+        s.close()
+    lsock.close()
+
+
+def test_cancelling_a_go_future_cancels_the_handler() -> None:
+    probe = Probe()
+    with ThreadServer(probe) as srv, wirecall.sync.connect(srv.url) as c:
+        fut = c.go("Probe.Sleep", 5, "sync-go-cancel")
+        deadline = time.monotonic() + 3
+        while probe.entered == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fut.cancel()
+        while not probe.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert probe.cancelled == ["sync-go-cancel"]
+        assert c.call("Probe.Echo", "after") == "after"  # the pump is not stuck on it
+
+
+def test_sync_idle_timeout_closes_and_redials() -> None:
+    with ThreadServer(Calculator()) as srv:
+        c = wirecall.sync.connect(srv.url, idle_timeout=0.3)
+        first = c._conns[0]
+        assert c.call("Calculator.Add", Args(1, 2)) == 3
+        time.sleep(1.0)
+        assert first.closed
+        assert c.call("Calculator.Add", Args(2, 2)) == 4
+        assert c._conns[0] is not first
+        c.close()

@@ -15,8 +15,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import math
 import random
+import select
 import socket
+import struct
 import threading
 import time
 import typing
@@ -72,9 +75,13 @@ class _BlockingConnection:
         codec: codecs.Codec,
         timeout: float | None,
         max_message_size: int,
+        keepalive: float | None = 30.0,
+        idle_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.codec = codec
+        self._keepalive = keepalive
+        self._idle_timeout = idle_timeout
         self.conn = fr.FrameConnection(
             client=True, codec_id=codec.id, max_frame_size=max_message_size
         )
@@ -101,7 +108,6 @@ class _BlockingConnection:
         self._goaway = False
         self._reason: RpcError | None = None
         self._go_pending = 0
-        self._pump: threading.Thread | None = None
         self._pump_wake = threading.Event()
         # handshake: send our preface, read the server's
         self.conn.initiate()
@@ -123,8 +129,25 @@ class _BlockingConnection:
         except (OSError, ProtocolError) as exc:
             sock.close()
             raise ConnectError(message=f"dial {url}: {exc}") from None
-        sock.settimeout(None)
-        self._blocking = True
+        sock.settimeout(None)  # blocking from now on; read deadlines use poll(), never timeouts
+        if keepalive:
+            # A reader blocked with no deadline wakes up every `keepalive` seconds (EAGAIN) to
+            # ping a silent peer; SO_RCVTIMEO affects receives only, never the other threads'
+            # sends.
+            sec = int(keepalive)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                            struct.pack("ll", sec, int((keepalive - sec) * 1_000_000)))
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
+        self._last_io = time.monotonic()
+        self._ping_sent_at: float | None = None
+        self._started = 0
+        self._idle_mark = (0, time.monotonic())
+        # the pump reads for go() futures and keeps an idle connection alive (answers the
+        # server's PINGs, sends its own, notices EOF/GOAWAY, closes after idle_timeout)
+        self._pump = threading.Thread(target=self._pump_loop, daemon=True,
+                                      name=f"wirecall-pump {url}")
+        self._pump.start()
 
     @property
     def unusable(self) -> bool:
@@ -145,6 +168,7 @@ class _BlockingConnection:
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArgument(message=f"cannot encode arguments of {method}: {exc}") from None
         with self._send_lock:
+            self._started += 1
             cid = next(self._ids) & 0xFFFFFFFF or next(self._ids)
             try:
                 self.conn.send_request(cid, method, body, timeout, md or None)
@@ -159,36 +183,40 @@ class _BlockingConnection:
                 raise self._reason or Unavailable(message=str(exc)) from None
         return cid
 
-    def _cancel(self, cid: int) -> None:
-        if self._pending.pop(cid, None) is None or self.closed:
-            return
+    def _cancel(self, cid: int) -> bool:
+        """Forget call ``cid`` and tell the server; False if it was no longer pending."""
+        if self._pending.pop(cid, None) is None:
+            return False
+        if self.closed:
+            return True
         with self._send_lock:
             self.conn.send_cancel(cid)
             with contextlib.suppress(OSError):
                 self.sock.sendall(self.conn.data_to_send())
+        return True
 
     # -- reading -------------------------------------------------------------------------
 
     def _read_once(self, deadline: float | None) -> None:
         """Read once from the socket and deliver what it completes. Caller holds read lock."""
         sock = self.sock
-        if deadline is None:
-            if not self._blocking:
-                sock.settimeout(None)
-                self._blocking = True
-        else:
-            sock.settimeout(max(0.0005, deadline - time.monotonic()))
-            self._blocking = False
+        if deadline is not None:
+            # The socket stays blocking (other threads send on it); wait for data with poll.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._poller.poll(max(1, math.ceil(remaining * 1000))):
+                raise TimeoutError
         try:
             data = sock.recv(65536)  # below malloc's mmap threshold: no page faults per read
-        except TimeoutError:
-            raise
+        except BlockingIOError:  # SO_RCVTIMEO: quiet for a keepalive interval
+            self._keepalive_check(time.monotonic())
+            return
         except OSError as exc:
             self._lost(exc)
             return
         if not data:
             self._lost(None)
             return
+        self._last_io = time.monotonic()
         with self._send_lock:
             try:
                 events = self.conn.receive_data(data)
@@ -224,6 +252,8 @@ class _BlockingConnection:
                 if slot is not None:
                     self._deliver(slot, None, self._error(ev))  # type: ignore[arg-type]
                     woke = True
+            elif t is fr.PongReceived:
+                self._ping_sent_at = None
             elif t is fr.GoAwayReceived:
                 self._goaway = True
                 reason = Unavailable(message=f"server sent GOAWAY: {ev.message}")  # type: ignore[attr-defined]
@@ -340,12 +370,15 @@ class _BlockingConnection:
             timer.daemon = True
             timer.start()
             fut.add_done_callback(lambda _f: timer.cancel())
-        if self._pump is None:
-            self._pump = threading.Thread(target=self._pump_loop, daemon=True,
-                                          name=f"wirecall-pump {self.url}")
-            self._pump.start()
+        fut.add_done_callback(lambda f: self._go_cancelled(cid, slot) if f.cancelled() else None)
         self._pump_wake.set()
         return fut
+
+    def _go_cancelled(self, cid: int, slot: _Slot) -> None:
+        """The caller cancelled a ``go`` future: the server cancels the handler too."""
+        if self._cancel(cid):  # we took it out of the table, so no reply will be delivered
+            slot.done = True
+            self._go_pending -= 1
 
     def _expire_go(self, cid: int, slot: _Slot, method: str) -> None:
         if slot.done:
@@ -354,9 +387,67 @@ class _BlockingConnection:
         if not slot.done:
             self._deliver(slot, None, DeadlineExceeded(message=f"{method}: no reply in time"))
 
+    def _tick(self) -> float:
+        return min(x for x in (self._keepalive, self._idle_timeout, 5.0) if x) / 2
+
+    def check_alive(self) -> bool:
+        """After a quiet spell, look for an EOF or GOAWAY that arrived meanwhile (cheap when
+        the connection was used in the last second); False if it can no longer be used."""
+        if self.closed or self._goaway:
+            return False
+        if time.monotonic() - self._last_io < 1.0 or not self._read_lock.acquire(False):
+            return True
+        try:
+            while not self.closed and self._poller.poll(0):
+                self._read_once(None)
+        finally:
+            self._read_lock.release()
+        return not (self.closed or self._goaway)
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        idle = self._idle_timeout
+        if idle:
+            if self._pending or self._started != self._idle_mark[0]:
+                self._idle_mark = (self._started, now)
+            elif now - self._idle_mark[1] >= idle:
+                self._reason = Unavailable(message=f"connection to {self.url} closed: idle")
+                self.close()
+                return
+        if not self._read_lock.acquire(False):
+            return  # a caller is reading: it answers PINGs itself
+        try:
+            while not self.closed and self._poller.poll(0):
+                self._read_once(None)  # PING acks, GOAWAY, EOF
+            self._keepalive_check(now)
+        finally:
+            self._read_lock.release()
+
+    def _keepalive_check(self, now: float) -> None:
+        """Quiet for a keepalive interval: PING the peer, or give up on an unanswered PING.
+        Called by whoever holds the read lock."""
+        ka = self._keepalive
+        if not ka or self.closed or now - self._last_io < ka:
+            return
+        if self._ping_sent_at is not None:
+            if now - self._ping_sent_at >= ka:
+                self._reason = Unavailable(
+                    message=f"connection to {self.url}: keepalive ping unanswered")
+                self._lost(None)
+            return
+        self._ping_sent_at = now
+        with self._send_lock:
+            self.conn.send_ping(b"wirecall")
+            try:
+                self.sock.sendall(self.conn.data_to_send())
+            except OSError as exc:
+                self._lost(exc)
+
     def _pump_loop(self) -> None:
         while not self.closed:
-            self._pump_wake.wait(1.0)
+            if not self._pump_wake.wait(self._tick()):
+                self._maintain()
+                continue
             self._pump_wake.clear()
             while self._go_pending > 0 and not self.closed:
                 if not self._read_lock.acquire(timeout=0.05):
@@ -474,10 +565,14 @@ class SyncClient:
         interceptors: Sequence[SyncInterceptor] = (),
         codec: str | int | codecs.Codec = "msgpack",
         max_message_size: int = fr.DEFAULT_MAX_FRAME,
+        keepalive: float | None = 30.0,
+        idle_timeout: float | None = None,
         **options: Any,
     ) -> None:
         self.target = target
         self.url = parse_url(target)
+        self._keepalive = keepalive
+        self._idle_timeout = idle_timeout
         self.call_timeout = call_timeout
         self.metadata = dict(metadata or {})
         self.interceptors = list(interceptors)
@@ -496,6 +591,10 @@ class SyncClient:
             self._conns[0] = self._dial()
         else:
             self._bridge = _LoopThread()
+            if keepalive is not None:
+                options.setdefault("keepalive", keepalive)
+            if idle_timeout is not None:
+                options.setdefault("idle_timeout", idle_timeout)
             self._aclient = Client(
                 target, pool_size=pool_size, connect_timeout=timeout, codec=codec, **options
             )
@@ -507,7 +606,8 @@ class SyncClient:
 
     def _dial(self) -> _BlockingConnection:
         try:
-            c = _BlockingConnection(self.url, self._codec, self._connect_timeout, self._max)
+            c = _BlockingConnection(self.url, self._codec, self._connect_timeout, self._max,
+                                    self._keepalive, self._idle_timeout)
         except RpcError as exc:
             self._last_error = exc
             self._backoff = min(5.0, max(0.05, self._backoff * 2))
@@ -520,7 +620,7 @@ class SyncClient:
         conns = self._conns
         if len(conns) == 1:
             c = conns[0]
-            if c is not None and not c.unusable:
+            if c is not None and not c.unusable and c.check_alive():
                 return c
         else:
             live = [c for c in conns if c is not None and not c.unusable]
