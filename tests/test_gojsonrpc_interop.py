@@ -197,3 +197,21 @@ async def test_http_body_handler_matches_go_httpjson() -> None:
                 lambda r=req: requests.post(f"http://{go.addr}/jsonrpc", data=r, timeout=5).content,
             )
             assert await handle_http_body(srv, req) == go_body, req
+
+
+async def test_wirecall_http_client_calls_the_tutorials_go_http_json_server() -> None:
+    """Tutorial 2.2.1's Go server (rpc + jsonrpc.ServeConn over POST /jsonrpc), called by
+    wirecall's http:// client: Go answers the 1.0 way and the client reads it."""
+    with goharness.go_server("calcserver", "-mode", "httpjson") as go:
+        client = await wirecall.connect(f"http://{go.addr}/jsonrpc", timeout=5)
+        try:
+            assert await client.call("Calculator.Add", {"A": 10, "B": 5}) == 15
+            with pytest.raises(RpcError) as ei:
+                await client.call("Calculator.Divide", {"A": 1, "B": 0})
+            assert ei.value.message == "除数不能为零"
+            got = await asyncio.gather(
+                *(client.call("Calculator.Add", {"A": i, "B": i}) for i in range(50))
+            )
+            assert got == [2 * i for i in range(50)]
+        finally:
+            await client.close()

@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 import time
+import typing
 from typing import Any
 
 import msgspec
@@ -586,3 +587,55 @@ async def test_truncated_frame_then_eof_closes_only_that_connection(serve: Any) 
         assert not any(isinstance(e, fr.ResponseReceived) for e in evs)
         w.close()
         assert await good.call("Calculator.Add", Args(2, 2)) == 4
+
+
+async def test_pool_health_check_drops_dead_connections(serve: Any) -> None:
+    url = await serve(Calculator())
+    c = await wirecall.connect(url, pool_size=3)
+    assert await c.pool.check() == 3
+    victim = c.pool.connections[0]
+    victim.transport.abort()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.05)
+    assert await c.pool.check() == 2
+    # calls keep working and the pool fills the empty slot again
+    await asyncio.gather(*(c.call("Calculator.Add", Args(i, i)) for i in range(30)))
+    assert len(c.pool.connections) == 3
+    await c.close()
+
+
+async def test_pool_backs_off_while_the_server_is_down() -> None:
+    from conftest import free_port
+
+    port = free_port()
+    c = wirecall.Client(f"tcp://127.0.0.1:{port}", connect_timeout=1)
+    with pytest.raises(ConnectError):
+        await c.call("Calculator.Add", Args(1, 1))
+    t0 = time.monotonic()
+    with pytest.raises(Unavailable, match="reconnecting in"):  # fails fast, no redial storm
+        await c.call("Calculator.Add", Args(1, 1))
+    assert time.monotonic() - t0 < 0.05
+    server = wirecall.Server().register(Calculator())
+    await server.start(f"tcp://127.0.0.1:{port}")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert await c.call("Calculator.Add", Args(1, 1)) == 2
+            break
+        except Unavailable:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    await c.close()
+    await server.close()
+
+
+class CalculatorProto(typing.Protocol):
+    __wirecall_service__ = "Calculator"
+
+    async def Add(self, args: Args) -> int: ...
+
+
+async def test_stub_from_a_typing_protocol(serve: Any) -> None:
+    url = await serve(Calculator())
+    async with await wirecall.connect(url) as c:
+        calc = c.stub(CalculatorProto)  # type: ignore[type-abstract]
+        assert await calc.Add(Args(20, 22)) == 42
