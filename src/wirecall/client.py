@@ -43,6 +43,36 @@ def check_timeout(timeout: float | None) -> float | None:
     return None if timeout >= MAX_TIMEOUT else float(timeout)
 
 
+def call_options(
+    method: str,
+    timeout: float | None,
+    metadata: Mapping[str, str] | None,
+    defaults: Mapping[str, str],
+) -> tuple[float | None, Mapping[str, str] | None]:
+    """The timeout and metadata a call really goes out with (both clients use this).
+
+    The client's default metadata is overlaid by the call's; a call made while serving a call
+    (an onward call) inherits the remaining deadline (the smaller of it and ``timeout``) and
+    the incoming metadata (explicit keys win).
+    """
+    timeout = check_timeout(timeout)
+    md: Mapping[str, str] | None = metadata
+    if defaults:
+        md = {**defaults, **(metadata or _NO_MD)}
+    ctx = _current.get()
+    if ctx is not None:
+        remaining = ctx.time_remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    message=f"{method}: the caller's deadline has already passed"
+                )
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        if ctx.metadata:
+            md = {**ctx.metadata, **(md or _NO_MD)}
+    return timeout, md
+
+
 class Call:
     """An asynchronous call in flight (Go's ``*rpc.Call``).
 
@@ -178,21 +208,9 @@ class Client:
         result_type: Any = Any,
     ) -> Any:
         """Call with explicit wire params (a list: positional, a dict: named)."""
-        timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
-        md: Mapping[str, str] | None = metadata
-        if self.metadata:
-            md = {**self.metadata, **(metadata or _NO_MD)}
-        ctx = _current.get()
-        if ctx is not None:  # an onward call from inside a handler: inherit
-            remaining = ctx.time_remaining()
-            if remaining is not None:
-                if remaining <= 0:
-                    raise DeadlineExceeded(
-                        message=f"{method}: the caller's deadline has already passed"
-                    )
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            if ctx.metadata:
-                md = {**ctx.metadata, **(md or _NO_MD)}
+        timeout, md = call_options(
+            method, self.call_timeout if timeout is _UNSET else timeout, metadata, self.metadata
+        )
         if self.interceptors:
             cc = ClientCall(method, params, dict(md or _NO_MD), timeout, result_type)
             return await chain(self.interceptors, self._send_call)(cc)

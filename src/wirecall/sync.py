@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from . import codec as codecs
-from .client import Client, _stub_methods, check_timeout
+from .client import Client, _stub_methods, call_options, check_timeout
 from .context import _current
 from .errors import (
     ConnectError,
@@ -646,22 +646,9 @@ class SyncClient:
     def _prepare(
         self, method: str, timeout: float | None, metadata: Mapping[str, str] | None
     ) -> tuple[float | None, Mapping[str, str] | None]:
-        timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
-        md: Mapping[str, str] | None = metadata
-        if self.metadata:
-            md = {**self.metadata, **(metadata or _NO_MD)}
-        ctx = _current.get()
-        if ctx is not None:
-            remaining = ctx.time_remaining()
-            if remaining is not None:
-                if remaining <= 0:
-                    raise DeadlineExceeded(
-                        message=f"{method}: the caller's deadline has already passed"
-                    )
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            if ctx.metadata:
-                md = {**ctx.metadata, **(md or _NO_MD)}
-        return timeout, md
+        return call_options(
+            method, self.call_timeout if timeout is _UNSET else timeout, metadata, self.metadata
+        )
 
     def call(
         self,
