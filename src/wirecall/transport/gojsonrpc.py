@@ -38,7 +38,7 @@ from ..errors import (
 from ..protocol import gojsonrpc as gj
 from . import streams
 from .base import URL, ClientConnection
-from .netrpc import go_error, go_error_for_lookup
+from .netrpc import go_argument, go_error, go_error_for_lookup
 from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
@@ -274,14 +274,7 @@ class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
             raise self._close_reason or Unavailable(
                 message=f"connection to {self.address} closed"
             )
-        if isinstance(params, (list, tuple)):
-            if len(params) > 1:
-                raise InvalidArgument(
-                    message=f"Go JSON-RPC methods take one argument; {len(params)} given"
-                )
-            value = params[0] if params else None
-        else:
-            value = params
+        value = go_argument(params, method, "Go JSON-RPC")
         self._seq += 1
         seq = self._seq
         try:

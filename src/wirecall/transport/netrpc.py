@@ -313,6 +313,17 @@ class GobServerProtocol(asyncio.Protocol):
             self.transport.write(data)
 
 
+def go_argument(params: Any, method: str, dialect: str) -> Any:
+    """The one argument a Go RPC method takes, from wirecall's params (a list or a dict)."""
+    if isinstance(params, (list, tuple)):
+        if len(params) > 1:
+            raise InvalidArgument(
+                message=f"{dialect} methods take one argument; {len(params)} given to {method}"
+            )
+        return params[0] if params else None
+    return params
+
+
 def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
     """A net/rpc gob server protocol (for the one-port sniffing listener)."""
     listener = opts.pop("listener", None)
@@ -386,14 +397,7 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
             raise self._close_reason or Unavailable(
                 message=f"connection to {self.address} closed"
             )
-        if isinstance(params, (list, tuple)):
-            if len(params) > 1:
-                raise InvalidArgument(
-                    message=f"net/rpc methods take one argument; {len(params)} given to {method}"
-                )
-            value = params[0] if params else None
-        else:
-            value = params
+        value = go_argument(params, method, "net/rpc")
         self._seq += 1
         seq = self._seq
         try:
