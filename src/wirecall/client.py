@@ -179,16 +179,20 @@ class Client:
                 raise TypeError("pass positional or keyword arguments, not both")
             params: Any = kwargs
         else:
-            params = list(args)
+            params = args  # a tuple: the fast path encodes it as an array as it is
         if self.interceptors or self.metadata or _current.get() is not None:
             return await self.invoke(
-                method, params, timeout=timeout, metadata=metadata, result_type=result_type
+                method, params if kwargs else list(args), timeout=timeout, metadata=metadata,
+                result_type=result_type,
             )
         # the hot path: no interceptors, no default metadata, not inside a handler
         conn = self.pool.get_nowait()
         if conn is None:
             conn = await self.pool.get()
-        timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
+        if timeout is not _UNSET or self.call_timeout is not None:
+            timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
+        else:
+            timeout = None
         if conn.fast_start:
             cid, fut = conn.start(method, params, timeout, metadata, result_type)
             try:
@@ -196,7 +200,9 @@ class Client:
             except asyncio.CancelledError:
                 conn.abandon(cid)
                 raise
-        return await conn.call(method, params, timeout, metadata, result_type)
+        return await conn.call(
+            method, params if kwargs else list(args), timeout, metadata, result_type
+        )
 
     async def invoke(
         self,

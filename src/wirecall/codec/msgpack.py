@@ -38,6 +38,8 @@ class _MsgspecCodec:
         self._encoder = self._module.Encoder(enc_hook=_enc_hook)
         self.encode = self._encoder.encode  # type: ignore[method-assign]
         self._any = self._module.Decoder()
+        #: decode with no target type (the C decoder itself: the transports' hot path)
+        self.decode_any = self._any.decode
         self._typed: dict[Any, Any] = {}
 
     def encode(self, obj: Any) -> bytes:  # replaced per instance by the C encoder

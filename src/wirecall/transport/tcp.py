@@ -427,6 +427,7 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
     ) -> None:
         self.codec = codec
         self._encode = codec.encode
+        self._decode_any = getattr(codec, "decode_any", codec.decode)
         self._idle_timeout = idle_timeout
         self._started = 0  # calls started, to tell an idle connection
         self._idle_mark = (0, time.monotonic())
@@ -671,7 +672,9 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
                     body = ev.body  # type: ignore[attr-defined]
                     if ev.compressed:  # type: ignore[attr-defined]
                         body = fr.decompress(body, self.conn.max_frame_size)
-                    fut.set_result(self.codec.decode(body, rtype))
+                    fut.set_result(
+                        self._decode_any(body) if rtype is Any else self.codec.decode(body, rtype)
+                    )
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     fut.set_exception(
                         InvalidArgument(message=f"cannot decode the reply: {exc}")
