@@ -130,6 +130,11 @@ class ProtocolError(RpcError):
 
     default_status = Status.INTERNAL
 
+    def __new__(
+        cls, message: str = "", status: Status | int | None = None, details: Any = None
+    ) -> ProtocolError:
+        return Exception.__new__(cls)
+
     def __init__(
         self, message: str = "", status: Status | int | None = None, details: Any = None
     ) -> None:

@@ -1,0 +1,54 @@
+"""The one exception tree: status picks the class, stdlib bases still catch."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from wirecall import errors as E
+from wirecall.status import Status
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (Status.CANCELLED, E.Cancelled),
+        (Status.INVALID_ARGUMENT, E.InvalidArgument),
+        (Status.DEADLINE_EXCEEDED, E.DeadlineExceeded),
+        (Status.NOT_FOUND, E.NotFound),
+        (Status.RESOURCE_EXHAUSTED, E.ResourceExhausted),
+        (Status.UNIMPLEMENTED, E.Unimplemented),
+        (Status.INTERNAL, E.Internal),
+        (Status.UNAVAILABLE, E.Unavailable),
+        (Status.ABORTED, E.RpcError),
+    ],
+)
+def test_status_picks_the_most_specific_class(status: Status, cls: type) -> None:
+    err = E.RpcError(status, "msg", {"k": 1})
+    assert type(err) is cls
+    assert (err.status, err.message, err.details) == (status, "msg", {"k": 1})
+    assert str(err) == f"{status.name}: msg"
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls and back.status == status and back.message == "msg"
+
+
+def test_stdlib_bases_still_catch() -> None:
+    with pytest.raises(TimeoutError):
+        raise E.RpcError(Status.DEADLINE_EXCEEDED, "late")
+    with pytest.raises(ConnectionError):
+        raise E.ConnectError(message="refused")
+    assert isinstance(E.FrameTooLarge("big"), E.ResourceExhausted)
+    assert E.FrameTooLarge("big").status == Status.RESOURCE_EXHAUSTED
+
+
+def test_protocol_error_takes_message_first_and_an_optional_status() -> None:
+    err = E.ProtocolError("bad frame", status=Status.UNAVAILABLE)
+    assert (err.status, err.message) == (Status.UNAVAILABLE, "bad frame")
+    assert E.ProtocolError("x").status == Status.INTERNAL
+    assert E.ProtocolError("y", 14).status == Status.UNAVAILABLE
+
+
+def test_every_status_has_a_name_and_the_grpc_number() -> None:
+    assert len(Status) == 17
+    assert Status.OK == 0 and Status.UNAUTHENTICATED == 16 and Status.DATA_LOSS == 15
