@@ -52,7 +52,7 @@ from ..streaming import (
 )
 from . import streams
 from .base import URL, ClientConnection
-from .streams import ConnectionListener, listen, peer_name, set_nodelay
+from .streams import CoalescedWriter, ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -165,8 +165,10 @@ class _ServerCall:
         self.task: asyncio.Task[Any] | None = None
 
 
-class GrpcServerProtocol(asyncio.Protocol):
+class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
     """One accepted HTTP/2 connection serving gRPC calls."""
+
+    conn: gp.GrpcConnection
 
     def __init__(
         self, server: Server, listener: ConnectionListener | None = None, **opts: Any
@@ -496,17 +498,6 @@ class GrpcServerProtocol(asyncio.Protocol):
 
     # -- output ----------------------------------------------------------------------
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
-
     def goaway(self) -> None:
         """Graceful shutdown: GOAWAY (no new streams); close once in-flight calls end."""
         self._draining = True
@@ -633,8 +624,10 @@ class GrpcClientStream(ClientStream[Any]):
         super()._finish(error, trailing)
 
 
-class GrpcClientConnection(ClientConnection, asyncio.Protocol):
+class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     """One HTTP/2 connection to a gRPC server; calls are multiplexed as streams."""
+
+    conn: gp.GrpcConnection
 
     def __init__(
         self, *, authority: str, scheme: str = "http", codec: str | None = None,
@@ -969,17 +962,6 @@ class GrpcClientConnection(ClientConnection, asyncio.Protocol):
                 w = c.waiter
                 if w is not None and not w.done() and self.conn.pending(sid) <= HIGH_WATER:
                     w.set_result(None)
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
 
 
 def client_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:

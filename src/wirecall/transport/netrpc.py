@@ -48,7 +48,14 @@ from ..service import MethodSpec
 from ..status import Status
 from . import streams
 from .base import URL, ClientConnection
-from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
+from .streams import (
+    CoalescedWriter,
+    ConnectionListener,
+    PendingCalls,
+    listen,
+    peer_name,
+    set_nodelay,
+)
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -141,8 +148,10 @@ def _plan(spec: MethodSpec) -> _MethodPlan:
     return p
 
 
-class GobServerProtocol(asyncio.Protocol):
+class GobServerProtocol(CoalescedWriter, asyncio.Protocol):
     """One connection served like ``rpc.ServeConn`` (optionally after HTTP CONNECT)."""
+
+    conn: nr.ServerConnection
 
     def __init__(
         self,
@@ -293,11 +302,6 @@ class GobServerProtocol(asyncio.Protocol):
 
     # -- writing -------------------------------------------------------------------------
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
     def goaway(self) -> None:
         """net/rpc has no GOAWAY: in-flight calls finish, then the connection closes."""
 
@@ -305,12 +309,6 @@ class GobServerProtocol(asyncio.Protocol):
         if self.transport is not None:
             self._flush()
             self.transport.close()
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
 
 
 def go_argument(params: Any, method: str, dialect: str) -> Any:
@@ -354,8 +352,10 @@ async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
 # -- client ---------------------------------------------------------------------------------
 
 
-class GobClientConnection(ClientConnection, asyncio.Protocol):
+class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     """One ``rpc.Client``: calls multiplexed by ``Seq`` over one gob connection."""
+
+    conn: nr.ClientConnection
 
     def __init__(
         self,
@@ -412,12 +412,6 @@ class GobClientConnection(ClientConnection, asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         return await self._pending.wait(seq, fut)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
 
     async def aclose(self) -> None:
         if self.transport is not None:

@@ -179,3 +179,29 @@ async def dial(
         raise
     except RpcError as exc:
         raise ConnectError(message=f"dial {url}: {exc.message}") from None
+
+
+class _Outgoing(Protocol):
+    def data_to_send(self) -> bytes: ...
+
+
+class CoalescedWriter:
+    """Mixin for a protocol with a sans-IO ``conn``: frames queued during one loop iteration
+    go out in one ``transport.write`` (``_schedule_flush``), or now (``_flush``). Subclasses
+    re-declare ``conn`` with their connection's concrete type."""
+
+    conn: _Outgoing
+    transport: Any
+    _loop: asyncio.AbstractEventLoop
+    _flush_scheduled: bool = False
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)

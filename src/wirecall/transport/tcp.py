@@ -36,7 +36,7 @@ from ..protocol import frames as fr
 from ..status import Status
 from . import streams, tcp_stream
 from .base import URL, ClientConnection
-from .streams import ConnectionListener, listen, peer_name, set_nodelay
+from .streams import CoalescedWriter, ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -59,8 +59,10 @@ def _encode_error_details(codec: codecs.Codec, details: Any) -> bytes:
         return codec.encode(str(details))
 
 
-class ServerProtocol(asyncio.Protocol):
+class ServerProtocol(CoalescedWriter, asyncio.Protocol):
     """One accepted connection speaking the native protocol."""
+
+    conn: fr.FrameConnection
 
     def __init__(
         self, server: Server, listener: ConnectionListener | None = None, **opts: Any
@@ -366,17 +368,6 @@ class ServerProtocol(asyncio.Protocol):
 
     # -- writing -----------------------------------------------------------------------
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
-
     def close_connection(self) -> None:
         if self.transport is not None:
             self._flush()
@@ -412,8 +403,10 @@ async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
 # -- client ------------------------------------------------------------------------------
 
 
-class TcpClientConnection(ClientConnection, asyncio.Protocol):
+class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     """One multiplexed native-protocol connection: many calls in flight, answered by id."""
+
+    conn: fr.FrameConnection
 
     def __init__(
         self,
@@ -740,17 +733,6 @@ class TcpClientConnection(ClientConnection, asyncio.Protocol):
             fut, _ = self._pending.pop(cid)
             if not fut.done():
                 fut.set_exception(reason)
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
 
 
 async def connect(
