@@ -14,6 +14,11 @@ def test_main_demo_passes() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "demo passed" in r.stdout
     assert "BAD" not in r.stdout
+    for wire in ("gob:// listener, gob client", "jsonrpc:// listener, jsonrpc client",
+                 "http:// listener, http client /jsonrpc", "http client /_goRPC_",
+                 "grpc:// listener, grpc client", "any:// listener, tcp client",
+                 "any:// listener, grpc client", "streams on tcp", "streams on grpc"):
+        assert f"ok  {wire}" in r.stdout or wire in r.stdout, wire
 
 
 def test_tutorial_client_flows_example() -> None:

@@ -270,18 +270,9 @@ class Client:
         ``async for reply in client.stream(...)``; deadlines and metadata as for ``call``."""
         from .streaming import PendingStream
 
-        if timeout is _UNSET:
-            timeout = self.call_timeout
-        md: Mapping[str, str] | None = metadata
-        if self.metadata:
-            md = {**self.metadata, **(metadata or _NO_MD)}
-        ctx = _current.get()
-        if ctx is not None:
-            remaining = ctx.time_remaining()
-            if remaining is not None:
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            if ctx.metadata:
-                md = {**ctx.metadata, **(md or _NO_MD)}
+        timeout, md = call_options(
+            method, self.call_timeout if timeout is _UNSET else timeout, metadata, self.metadata
+        )
         conn = self.pool.get_nowait()
         if conn is not None:
             return conn.open_stream(method, params, timeout, md, result_type)

@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import wirecall
@@ -49,11 +49,73 @@ class Slow:
         return ctx.time_remaining()
 
 
+class Numbers:
+    """Streaming: the mode comes from the type hints."""
+
+    async def Range(self, n: int) -> AsyncIterator[int]:  # server stream
+        for i in range(n):
+            yield i
+
+    async def Sum(self, nums: AsyncIterator[int]) -> int:  # client stream
+        return sum([n async for n in nums])
+
+    async def Square(self, nums: AsyncIterator[int]) -> AsyncIterator[int]:  # bidirectional
+        async for n in nums:
+            yield n * n
+
+
+async def every_wire(server: Server) -> None:
+    """The same Calculator over every wire wirecall speaks, each called by wirecall's client."""
+    wires = ["gob://127.0.0.1:0", "jsonrpc://127.0.0.1:0", "http://127.0.0.1:0",
+             "grpc://127.0.0.1:0", "any://127.0.0.1:0"]
+    try:
+        urls = await server.start(*wires)
+    except RuntimeError as exc:  # an extra is missing: say which, and go on
+        show("other wires", f"skipped: {exc}", lambda r: True)
+        return
+    for url in urls:
+        scheme = url.split("://")[0]
+        targets = [url]
+        if scheme == "http":
+            targets = [f"{url}/jsonrpc", f"{url}/_goRPC_"]  # JSON-RPC 2.0, Go HTTP+gob CONNECT
+        if scheme == "any":  # one port: the native protocol and HTTP JSON-RPC on it
+            port = url.rsplit(":", 1)[1]
+            targets = [f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{port}/jsonrpc",
+                       f"gob://127.0.0.1:{port}", f"grpc://127.0.0.1:{port}"]
+        for target in targets:
+            async with await wirecall.connect(target, timeout=2) as c:
+                got = await c.call("Calculator.Add", Args(10, 5))
+                try:
+                    await c.call("Calculator.Divide", Args(1, 0))
+                    err = "no error"
+                except RpcError as exc:
+                    err = exc.message
+            tscheme, _, rest = target.partition("://")
+            path = rest[rest.find("/"):] if "/" in rest else ""
+            show(f"{scheme}:// listener, {tscheme} client {path}: Add / Divide by 0",
+                 (got, err), lambda r: r == (15, DIVIDE_BY_ZERO))
+
+
+async def streaming(url: str) -> None:
+    async with await wirecall.connect(url) as c:
+        rng = [i async for i in c.stream("Numbers.Range", [5], result_type=int)]
+        total = await c.stream("Numbers.Sum", iter([1, 2, 3, 4]), result_type=int).result()
+        sq = c.stream("Numbers.Square", result_type=int)
+        squares = []
+        for n in (3, 4, 5):
+            await sq.send(n)
+            squares.append(await sq.recv())
+        await sq.done_writing()
+    show(f"streams on {url.split(':')[0]}: Range(5), Sum(1..4), Square(3,4,5)",
+         (rng, total, squares), lambda r: r == ([0, 1, 2, 3, 4], 10, [9, 16, 25]))
+
+
 async def amain() -> int:
     server = Server()
     server.register(Calculator())
     slow = Slow()
     server.register(slow)
+    server.register(Numbers())
     sock = os.path.join(tempfile.mkdtemp(prefix="wirecall-demo-"), "calc.sock")
     tcp_url, unix_url = await server.start("tcp://127.0.0.1:0", f"unix://{sock}")
     print(f"serving Calculator on {tcp_url} and {unix_url}")
@@ -121,6 +183,12 @@ async def amain() -> int:
                  lambda r: sum(outs) == 19900)
 
     await asyncio.get_running_loop().run_in_executor(None, blocking_part)
+
+    await streaming(tcp_url)
+    await every_wire(server)
+    for url in server.urls:
+        if url.startswith("grpc://"):
+            await streaming(url)
 
     inflight = client.go("Slow.Sleep", 0.3)
     await asyncio.sleep(0.05)
