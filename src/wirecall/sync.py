@@ -623,7 +623,7 @@ class SyncClient:
             if c is not None and not c.unusable and c.check_alive():
                 return c
         else:
-            live = [c for c in conns if c is not None and not c.unusable]
+            live = [c for c in conns if c is not None and not c.unusable and c.check_alive()]
             if live and (len(live) == len(conns) or min(x.pending for x in live) == 0):
                 return min(live, key=lambda x: x.pending)
         with self._lock:
