@@ -93,7 +93,8 @@ async def test_wirecall_gzip_client_to_grpcio_gzip_server(gzip_counts: dict[str,
         s = c.open_stream(
             "grpc.testing.TestService.StreamingOutputCall",
             [pb.StreamingOutputCallRequest(response_parameters=[
-                pb.ResponseParameters(size=n) for n in (10, 70000)])],
+                pb.ResponseParameters(size=n) for n in (10, 70000)],
+                payload=pb.Payload(body=b"\0" * 5000))],  # over compression_min_size
             5, None, pb.StreamingOutputCallResponse)
         assert [len(x.payload.body) async for x in s] == [10, 70000]
         assert gzip_counts["compress"] == 2

@@ -7,7 +7,8 @@ this module is the gRPC layer on top of it (see ``docs/grpc.md`` and gRPC's PROT
   the size limit is checked on the prefix, before the payload is buffered;
 * ``grpc-timeout`` (``1S``, ``250m``...), ``grpc-status``/``grpc-message`` (percent-encoded)
   trailers and trailers-only responses, custom metadata with ``-bin`` (base64) values,
-  ``grpc-encoding: gzip``;
+  ``grpc-encoding: gzip`` both ways (inflating never goes past the size limit; outbound
+  messages are compressed per message, see :meth:`GrpcConnection.send_message`);
 * outbound data waits for the peer's flow-control window (nothing is dropped, nothing is sent
   early); inbound data is acknowledged (WINDOW_UPDATE) when the application consumed it;
 * RST_STREAM cancellation, GOAWAY, PING acks (h2 answers pings itself), a rapid-reset guard.
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "application/grpc"
+ACCEPT_ENCODING = "identity,gzip"  # what this side can inflate (sent as grpc-accept-encoding)
+COMPRESSIONS = ("identity", "gzip")
 USER_AGENT = "wirecall-grpc/0.1"
 _PREFIX = 5
 _MAX_TIMEOUT_DIGITS = 8
@@ -169,13 +172,14 @@ class MessageError(Exception):
 class MessageReader:
     """Splits one stream's DATA into gRPC messages; refuses oversize ones from the prefix."""
 
-    __slots__ = ("_buf", "_need", "compressed_ok", "max_size")
+    __slots__ = ("_buf", "_need", "compressed_ok", "encoding", "max_size")
 
     def __init__(self, max_size: int, compressed_ok: bool) -> None:
         self._buf = bytearray()
         self._need = -1  # payload length of the message being read, -1 while in the prefix
         self.max_size = max_size
         self.compressed_ok = compressed_ok
+        self.encoding = "identity"  # the peer's grpc-encoding (named in errors)
 
     @property
     def buffered(self) -> int:
@@ -196,9 +200,12 @@ class MessageReader:
                         Status.INTERNAL, f"malformed message prefix: compressed flag {flag}"
                     )
                 if flag and not self.compressed_ok:
-                    raise MessageError(
-                        Status.INTERNAL, "compressed message but no grpc-encoding was negotiated"
-                    )
+                    raise MessageError(Status.INTERNAL, (
+                        "compressed message but no grpc-encoding was negotiated"
+                        if self.encoding == "identity" else
+                        f"message compressed with unsupported grpc-encoding "
+                        f"{self.encoding!r} (supported: {ACCEPT_ENCODING})"
+                    ))
                 if length > self.max_size:
                     raise MessageError(
                         Status.RESOURCE_EXHAUSTED,
@@ -226,17 +233,29 @@ def gzip_compress(payload: bytes) -> bytes:
 
 
 def gzip_decompress(payload: bytes, max_size: int) -> bytes:
-    d = zlib.decompressobj(31)
-    try:
-        out = d.decompress(payload, max_size + 1)
-    except zlib.error as exc:
-        raise MessageError(Status.INTERNAL, f"bad gzip message: {exc}") from None
-    if len(out) > max_size:
-        raise MessageError(
-            Status.RESOURCE_EXHAUSTED,
-            f"decompressed message is over the limit of {max_size} bytes",
-        )
-    return out
+    """Inflate a gzip message, producing at most ``max_size + 1`` bytes: a message that
+    inflates past the limit (a decompression bomb) is refused with RESOURCE_EXHAUSTED as soon
+    as the limit is crossed, never inflated whole. Concatenated gzip members are allowed
+    (RFC 1952); a truncated stream is INTERNAL."""
+    out = b""
+    data = payload
+    while True:
+        d = zlib.decompressobj(31)
+        try:
+            chunk = d.decompress(data, max_size + 1 - len(out))
+        except zlib.error as exc:
+            raise MessageError(Status.INTERNAL, f"bad gzip message: {exc}") from None
+        out = out + chunk if out else chunk
+        if len(out) > max_size:
+            raise MessageError(
+                Status.RESOURCE_EXHAUSTED,
+                f"decompressed message is over the limit of {max_size} bytes",
+            )
+        if not d.eof:
+            raise MessageError(Status.INTERNAL, "bad gzip message: truncated")
+        data = d.unused_data
+        if not data:
+            return out
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -332,7 +351,8 @@ class _Stream:
     end_stream_after: bool = False  # client half-close once data is flushed
     headers_sent: bool = False
     response_headers: list[tuple[str, str]] | None = None
-    encoding: str = "identity"
+    encoding: str = "identity"  # the peer's grpc-encoding (inbound messages)
+    send_gzip: bool = False  # outbound messages may be gzip-compressed (grpc-encoding: gzip)
     initial: dict[str, Any] | None = None
     unacked: int = 0  # received bytes not acknowledged yet (partial message)
     preacked: int = 0  # bytes of the partial message acknowledged early
@@ -366,6 +386,12 @@ class GrpcConnection:
     reset by the peer within ``reset_window`` seconds (the rapid-reset attack) ends the
     connection with GOAWAY ENHANCE_YOUR_CALM.
     ``validate_headers``: run h2's inbound header validation (default: server side only).
+
+    ``compression`` (server side): ``"gzip"`` compresses response messages for clients whose
+    ``grpc-accept-encoding`` lists gzip; None/``"identity"`` (the default, as gRPC's
+    compression spec asks) never does. A client asks per call (``start_request(encoding=)``).
+    Either way a message shorter than ``compress_min_size`` bytes, or one gzip does not make
+    smaller, goes uncompressed (the per-message flag says which).
     """
 
     def __init__(
@@ -379,7 +405,15 @@ class GrpcConnection:
         reset_limit: int = 200,
         reset_window: float = 1.0,
         validate_headers: bool | None = None,
+        compression: str | None = None,
+        compress_min_size: int = 1024,
     ) -> None:
+        if compression not in (None, *COMPRESSIONS):
+            raise ValueError(
+                f"unsupported compression {compression!r}: use one of {', '.join(COMPRESSIONS)}"
+            )
+        self.compression = compression or "identity"
+        self.compress_min_size = compress_min_size
         # h2's inbound header validation costs ~15% of a unary call; it guards the server
         # (on by default there) and is off on the client unless asked for.
         validate = (not client_side) if validate_headers is None else validate_headers
@@ -488,6 +522,7 @@ class GrpcConnection:
         path = method = ctype = authority = ""
         timeout: float | None = None
         encoding = "identity"
+        accept_gzip = False
         for k, v in hdrs:
             if k[:1] == b":":
                 if k == b":path":
@@ -506,6 +541,8 @@ class GrpcConnection:
                     return
             elif k == b"grpc-encoding":
                 encoding = v.decode("latin-1")
+            elif k == b"grpc-accept-encoding":
+                accept_gzip = accept_gzip or b"gzip" in (p.strip() for p in v.split(b","))
         if method != "POST":
             self._http_error(sid, 405, out)
             return
@@ -516,11 +553,12 @@ class GrpcConnection:
             self.streams[sid] = _Stream(MessageReader(self.max_message_size, False))
             self.send_trailers(
                 sid, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported",
-                extra=[("grpc-accept-encoding", "identity,gzip")],
+                extra=[("grpc-accept-encoding", ACCEPT_ENCODING)],
             )
             out.append(StreamFailed(sid, Status.UNIMPLEMENTED, "unsupported grpc-encoding"))
             return
         st = _Stream(MessageReader(self.max_message_size, encoding == "gzip"), encoding=encoding)
+        st.send_gzip = accept_gzip and self.compression == "gzip"
         self.streams[sid] = st
         ended = ev.stream_ended is not None
         out.append(
@@ -567,6 +605,7 @@ class GrpcConnection:
             self._client_fail(sid, Status.UNKNOWN, f"bad response content-type {ctype!r}", out)
             return
         st.reader.compressed_ok = encoding == "gzip"
+        st.reader.encoding = encoding
         st.encoding = encoding
         st.initial = decode_metadata(ev.headers)
         out.append(ResponseStarted(sid, st.initial))
@@ -733,26 +772,42 @@ class GrpcConnection:
 
     def send_response_headers(
         self, stream_id: int, metadata: Mapping[str, Any] | None = None,
-        content_type: str = CONTENT_TYPE, encoding: str = "identity",
+        content_type: str = CONTENT_TYPE,
     ) -> None:
+        """Response headers (initial metadata); ``grpc-encoding: gzip`` when this call's
+        replies may be compressed (see ``compression``)."""
         st = self.streams.get(stream_id)
         if st is None or st.headers_sent:
             return
         hdrs = [(":status", "200"), ("content-type", content_type)]
-        if encoding != "identity":
-            hdrs.append(("grpc-encoding", encoding))
+        if st.send_gzip:
+            hdrs.append(("grpc-encoding", "gzip"))
         hdrs.extend(encode_metadata(metadata))
         st.headers_sent = True
         self.h2.send_headers(stream_id, hdrs)
 
-    def send_message(self, stream_id: int, payload: bytes, compress: bool = False) -> None:
-        """Queue one message; it goes out as the peer's window allows."""
+    def send_message(self, stream_id: int, payload: bytes, compress: bool | None = None) -> None:
+        """Queue one message; it goes out as the peer's window allows.
+
+        On a stream whose messages may be compressed (``grpc-encoding: gzip`` sent), the
+        message is gzip-compressed when it is at least ``compress_min_size`` bytes and gzip
+        makes it smaller; ``compress=False`` sends this one plain (gRPC's per-message
+        disabling), ``compress=True`` compresses it whatever its size. On other streams
+        messages are always plain."""
         st = self.streams.get(stream_id)
         if st is None:
             return
         if not self.client_side and not st.headers_sent:
             self.send_response_headers(stream_id)
-        framed = frame_message(gzip_compress(payload), True) if compress else frame_message(payload)
+        framed = None
+        if st.send_gzip and compress is not False and (
+            compress or len(payload) >= self.compress_min_size
+        ):
+            z = gzip_compress(payload)
+            if compress or len(z) < len(payload):
+                framed = frame_message(z, True)
+        if framed is None:
+            framed = frame_message(payload)
         st.out.append(framed)
         st.out_bytes += len(framed)
         self._flush(stream_id)
@@ -806,14 +861,18 @@ class GrpcConnection:
         hdrs = [
             (":method", "POST"), (":scheme", scheme), (":path", path),
             (":authority", authority), ("te", "trailers"), ("content-type", content_type),
-            ("user-agent", user_agent), ("grpc-accept-encoding", "identity,gzip"),
+            ("user-agent", user_agent), ("grpc-accept-encoding", ACCEPT_ENCODING),
         ]
         if timeout is not None:
             hdrs.append(("grpc-timeout", format_timeout(timeout)))
+        if encoding not in COMPRESSIONS:
+            raise ValueError(f"unsupported grpc-encoding {encoding!r}")
         if encoding != "identity":
             hdrs.append(("grpc-encoding", encoding))
         hdrs.extend(encode_metadata(metadata))
-        self.streams[sid] = _Stream(MessageReader(self.max_message_size, False), encoding=encoding)
+        self.streams[sid] = _Stream(
+            MessageReader(self.max_message_size, False), send_gzip=encoding == "gzip"
+        )
         self.h2.send_headers(sid, hdrs, end_stream=end_stream)
         return sid
 

@@ -180,6 +180,8 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             max_message_size=int(opts.get("max_message_size", server.max_message_size)),
             max_concurrent_streams=int(opts.get("max_concurrent_streams", 1000)),
             reset_limit=int(opts.get("reset_limit", 200)),
+            compression=opts.get("compression"),
+            compress_min_size=int(opts.get("compression_min_size", 1024)),
         )
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, _ServerCall] = {}
@@ -535,7 +537,14 @@ def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
 
 
 async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
-    """Listen on ``grpc://host:port`` (h2c, prior knowledge) or ``grpcs://`` (TLS, ALPN h2)."""
+    """Listen on ``grpc://host:port`` (h2c, prior knowledge) or ``grpcs://`` (TLS, ALPN h2).
+    ``compression="gzip"`` (or ``?compression=gzip`` in the URL) compresses replies of at
+    least ``compression_min_size`` bytes (default 1024) for clients that accept gzip."""
+    if "compression" in url.query:
+        opts.setdefault("compression", url.query["compression"])
+    if opts.get("compression") not in (None, *gp.COMPRESSIONS):
+        raise ValueError(f"unsupported compression {opts['compression']!r}: "
+                         f"use one of {', '.join(gp.COMPRESSIONS)}")
     tls = server_ssl_context(opts) if url.scheme == "grpcs" else None
     for k in ("ssl", "certfile", "keyfile"):
         opts.pop(k, None)
@@ -591,7 +600,7 @@ class GrpcClientStream(ClientStream[Any]):
         o = self.owner
         payload = self.wire.encode(item, None)
         o._check_size(payload)
-        o.conn.send_message(self.sid, payload, o.compress)
+        o.conn.send_message(self.sid, payload)
         o._schedule_flush()
         while (o.conn.pending(self.sid) > HIGH_WATER or o._paused) and not self._done:
             self.waiter = o._loop.create_future()
@@ -632,12 +641,16 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     def __init__(
         self, *, authority: str, scheme: str = "http", codec: str | None = None,
         max_message_size: int = 4 * 1024 * 1024, compression: str | None = None,
-        user_agent: str = gp.USER_AGENT,
+        compression_min_size: int = 1024, user_agent: str = gp.USER_AGENT,
     ) -> None:
         self.authority = authority
         self.scheme = scheme
         self.codec_name = codec
-        self.conn = gp.GrpcConnection(client_side=True, max_message_size=max_message_size)
+        if compression not in (None, *gp.COMPRESSIONS):
+            raise ValueError(f"unsupported compression {compression!r}: "
+                             f"use one of {', '.join(gp.COMPRESSIONS)}")
+        self.conn = gp.GrpcConnection(client_side=True, max_message_size=max_message_size,
+                                      compress_min_size=compression_min_size)
         self.compress = compression == "gzip"
         self.user_agent = user_agent
         self.transport: asyncio.Transport | None = None
@@ -713,7 +726,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._check_size(payload)
         sid = self._start(method, wire, timeout, metadata)
         conn = self.conn
-        conn.send_message(sid, payload, self.compress)
+        conn.send_message(sid, payload)
         conn.end_request(sid)
         fut: asyncio.Future[Any] = self._loop.create_future()
         call = _UnaryCall(fut, wire, result_type)
@@ -767,7 +780,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         elif params is not None:
             payload = wire.encode(params, None)
             self._check_size(payload)
-            self.conn.send_message(st.sid, payload, self.compress)
+            self.conn.send_message(st.sid, payload)
             self.conn.end_request(st.sid)
             st._writing_done = True
         self._schedule_flush()
@@ -981,17 +994,23 @@ async def connect(
     codec: str | None = None,
     max_message_size: int = 4 * 1024 * 1024,
     compression: str | None = None,
+    compression_min_size: int = 1024,
     **opts: Any,
 ) -> GrpcClientConnection:
     """Dial a gRPC server. ``codec``: force ``proto``/``msgpack``/``json`` (default: protobuf
-    when the request or result type is a protobuf message, else msgpack). ``compression="gzip"``
-    compresses requests. ``grpcs://`` takes ``ssl=`` (an SSLContext), ``cafile=`` and
-    ``server_hostname=``."""
+    when the request or result type is a protobuf message, else msgpack).
+    ``compression="gzip"`` (or ``?compression=gzip`` in the URL) sends ``grpc-encoding: gzip``
+    and compresses request messages of at least ``compression_min_size`` bytes; replies
+    compressed by the server are inflated either way (``grpc-accept-encoding: identity,gzip``
+    is always sent), the size limit applying to the inflated size.
+    ``grpcs://`` takes ``ssl=`` (an SSLContext), ``cafile=`` and ``server_hostname=``."""
     loop = asyncio.get_running_loop()
     codec = codec or url.query.get("codec")
     proto = GrpcClientConnection(
         authority=url.hostport, scheme="https" if url.scheme == "grpcs" else "http",
-        codec=codec, max_message_size=max_message_size, compression=compression,
+        codec=codec, max_message_size=max_message_size,
+        compression=compression or url.query.get("compression"),
+        compression_min_size=compression_min_size,
     )
     tls = client_ssl_context(opts) if url.scheme == "grpcs" else None
     factory: Callable[[], GrpcClientConnection] = lambda: proto  # noqa: E731
