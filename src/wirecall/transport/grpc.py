@@ -69,6 +69,9 @@ __all__ = [
 log = logging.getLogger("wirecall.grpc")
 
 HIGH_WATER = 256 * 1024  # bytes queued on one stream before send() waits for the window
+# client: bytes of answers to the server's frames queued over the high-water mark before the
+# client stops reading (a server that sends without reading)
+REPLY_BUDGET = 64 * 1024
 _MONO = time.monotonic
 
 
@@ -664,6 +667,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._reason: RpcError | None = None
         self._flush_scheduled = False
         self._paused = False
+        self._reading_paused = False
+        self._replies = 0  # bytes answering the server's frames, written while paused
         self._pings: dict[bytes, asyncio.Future[None]] = {}
 
     @property
@@ -829,10 +834,19 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             self._ready.set_exception(ConnectError(message=f"connection to {self.authority} lost"))
 
     def pause_writing(self) -> None:
+        # Over the high-water mark: stream senders wait (``_write``). Reading goes on, so the
+        # server's replies keep flowing, until the server makes us queue more than
+        # REPLY_BUDGET bytes of answers to its own frames (see data_received).
         self._paused = True
+        self._replies = 0
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._replies = 0
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
         self._wake_writers()
 
     def _collected(self, sid: int) -> None:
@@ -864,6 +878,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             c.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self._paused:
+            self._flush()  # what the application queued is not an answer to these bytes
         for ev in self.conn.receive(data, self._loop.time()):
             t = type(ev)
             if t is gp.MessageReceived:
@@ -907,9 +923,31 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 f = self._pings.get(ev.data)
                 if f is not None and not f.done():
                     f.set_result(None)
-        self._flush()
+        if self._paused:
+            self._flush_replies()
+        else:
+            self._flush()
         if self.calls:
             self._wake_writers()
+
+    def _flush_replies(self) -> None:
+        """Write what the server's bytes made us queue while the write buffer is over its
+        high-water mark, and count it: PING and SETTINGS acks, WINDOW_UPDATE, RST_STREAM
+        (DATA the server's window updates released is not counted: flow control bounds it).
+        Past REPLY_BUDGET the server is sending without reading: stop reading it until the
+        buffer drains (``resume_writing``), so it cannot grow our buffer without bound.
+        Reading is not stopped on the high-water mark alone: a server doing the same (as
+        wirecall's does) would then wait for us while we wait for it."""
+        self._flush_scheduled = False
+        flow_controlled = self.conn.unsent
+        out = self.conn.data_to_send()
+        if not out or self.transport is None:
+            return
+        self.transport.write(out)
+        self._replies += len(out) - flow_controlled
+        if self._replies > REPLY_BUDGET and self._paused and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def _on_trailers(self, ev: gp.TrailersReceived) -> None:
         c = _live(self.calls.pop(ev.stream_id, None))
