@@ -194,6 +194,9 @@ class Blobs:
     async def One(self, n: int) -> bytes:
         return b"o" * n
 
+    async def Len(self, data: bytes) -> int:
+        return len(data)
+
 
 async def _raw_call(url: str, path: str, arg: Any, accept: str | None) -> tuple[
         dict[bytes, bytes], list[tuple[int, bytes]], dict[bytes, bytes]]:
@@ -243,7 +246,7 @@ async def _raw_call(url: str, path: str, arg: Any, accept: str | None) -> tuple[
 
 
 async def test_per_message_flag_and_negotiation_on_the_wire() -> None:
-    server, url = await _wirecall(Blobs(), compression="gzip", compression_min_size=100)
+    server, url = await _wirecall(Blobs(), compression="gzip", compress_threshold=100)
     sizes = [10, 5000, 97, 98, 20000, 0]  # encoded: 2 bytes more (msgpack bin 8)
     try:
         head, msgs, tr = await _raw_call(url, "/Blobs/Sizes", sizes, "identity,deflate,gzip")
@@ -505,6 +508,41 @@ def test_gzip_decompress_edges() -> None:
         gp.gzip_decompress(two, 3)
     with pytest.raises(gp.MessageError, match="bad gzip"):
         gp.gzip_decompress(z + b"junk", len(data))
+
+
+async def test_compression_from_the_url_query(gz: dict[str, list[int]]) -> None:
+    server = Server()
+    server.register(Blobs())
+    [url] = await server.start("grpc://127.0.0.1:0?compression=gzip")
+    try:
+        head, msgs, _ = await _raw_call(url, "/Blobs/One", 50000, "gzip")
+        assert head[b"grpc-encoding"] == b"gzip" and [f for f, _ in msgs] == [1]
+        c = await tg.connect(parse_url(url + "?compression=gzip"))
+        try:
+            assert await c.call("Blobs.Len", [b"q" * 5000], 5, None, int) == 5000
+        finally:
+            await c.aclose()
+        # the request: compressed by the client, inflated by the server
+        assert [n for n in gz["compress"] if 5000 < n < 5010] != []
+        assert [n for n in gz["decompress"] if 5000 < n < 5010] != []
+    finally:
+        await server.close(drain_timeout=1)
+
+
+async def test_compress_threshold_none_means_off(gz: dict[str, list[int]]) -> None:
+    """``compress_threshold=None`` is "off" on the native transport; the same on gRPC."""
+    server, url = await _wirecall(Blobs(), compression="gzip", compress_threshold=None)
+    try:
+        head, msgs, _ = await _raw_call(url, "/Blobs/One", 50000, "gzip")
+        assert b"grpc-encoding" not in head and [f for f, _ in msgs] == [0]
+        c = await tg.connect(parse_url(url), compression="gzip", compress_threshold=None)
+        try:
+            assert await c.call("Blobs.Len", [b"q" * 5000], 5, None, int) == 5000
+        finally:
+            await c.aclose()
+        assert gz["compress"] == [] and gz["decompress"] == []
+    finally:
+        await server.close(drain_timeout=1)
 
 
 async def test_unknown_compression_option_is_refused() -> None:

@@ -94,7 +94,7 @@ async def test_wirecall_gzip_client_to_grpcio_gzip_server(gzip_counts: dict[str,
             "grpc.testing.TestService.StreamingOutputCall",
             [pb.StreamingOutputCallRequest(response_parameters=[
                 pb.ResponseParameters(size=n) for n in (10, 70000)],
-                payload=pb.Payload(body=b"\0" * 5000))],  # over compression_min_size
+                payload=pb.Payload(body=b"\0" * 5000))],  # over compress_threshold
             5, None, pb.StreamingOutputCallResponse)
         assert [len(x.payload.body) async for x in s] == [10, 70000]
         assert gzip_counts["compress"] == 2

@@ -390,7 +390,7 @@ class GrpcConnection:
     ``compression`` (server side): ``"gzip"`` compresses response messages for clients whose
     ``grpc-accept-encoding`` lists gzip; None/``"identity"`` (the default, as gRPC's
     compression spec asks) never does. A client asks per call (``start_request(encoding=)``).
-    Either way a message shorter than ``compress_min_size`` bytes, or one gzip does not make
+    Either way a message shorter than ``compress_threshold`` bytes, or one gzip does not make
     smaller, goes uncompressed (the per-message flag says which).
     """
 
@@ -406,14 +406,14 @@ class GrpcConnection:
         reset_window: float = 1.0,
         validate_headers: bool | None = None,
         compression: str | None = None,
-        compress_min_size: int = 1024,
+        compress_threshold: int = 1024,
     ) -> None:
         if compression not in (None, *COMPRESSIONS):
             raise ValueError(
                 f"unsupported compression {compression!r}: use one of {', '.join(COMPRESSIONS)}"
             )
         self.compression = compression or "identity"
-        self.compress_min_size = compress_min_size
+        self.compress_threshold = compress_threshold
         # h2's inbound header validation costs ~15% of a unary call; it guards the server
         # (on by default there) and is off on the client unless asked for.
         validate = (not client_side) if validate_headers is None else validate_headers
@@ -541,7 +541,7 @@ class GrpcConnection:
                     return
             elif k == b"grpc-encoding":
                 encoding = v.decode("latin-1")
-            elif k == b"grpc-accept-encoding":
+            elif k == b"grpc-accept-encoding" and self.compression == "gzip":
                 accept_gzip = accept_gzip or b"gzip" in (p.strip() for p in v.split(b","))
         if method != "POST":
             self._http_error(sid, 405, out)
@@ -790,7 +790,7 @@ class GrpcConnection:
         """Queue one message; it goes out as the peer's window allows.
 
         On a stream whose messages may be compressed (``grpc-encoding: gzip`` sent), the
-        message is gzip-compressed when it is at least ``compress_min_size`` bytes and gzip
+        message is gzip-compressed when it is at least ``compress_threshold`` bytes and gzip
         makes it smaller; ``compress=False`` sends this one plain (gRPC's per-message
         disabling), ``compress=True`` compresses it whatever its size. On other streams
         messages are always plain."""
@@ -801,7 +801,7 @@ class GrpcConnection:
             self.send_response_headers(stream_id)
         framed = None
         if st.send_gzip and compress is not False and (
-            compress or len(payload) >= self.compress_min_size
+            compress or len(payload) >= self.compress_threshold
         ):
             z = gzip_compress(payload)
             if compress or len(z) < len(payload):

@@ -183,8 +183,10 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             max_message_size=int(opts.get("max_message_size", server.max_message_size)),
             max_concurrent_streams=int(opts.get("max_concurrent_streams", 1000)),
             reset_limit=int(opts.get("reset_limit", 200)),
-            compression=opts.get("compression"),
-            compress_min_size=int(opts.get("compression_min_size", 1024)),
+            # compress_threshold=None (the native transport's "off") turns compression off
+            compression=None if "compress_threshold" in opts and opts["compress_threshold"]
+            is None else opts.get("compression"),
+            compress_threshold=int(opts.get("compress_threshold") or 1024),
         )
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, _ServerCall] = {}
@@ -542,7 +544,7 @@ def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
 async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``grpc://host:port`` (h2c, prior knowledge) or ``grpcs://`` (TLS, ALPN h2).
     ``compression="gzip"`` (or ``?compression=gzip`` in the URL) compresses replies of at
-    least ``compression_min_size`` bytes (default 1024) for clients that accept gzip."""
+    least ``compress_threshold`` bytes (default 1024) for clients that accept gzip."""
     if "compression" in url.query:
         opts.setdefault("compression", url.query["compression"])
     if opts.get("compression") not in (None, *gp.COMPRESSIONS):
@@ -644,7 +646,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     def __init__(
         self, *, authority: str, scheme: str = "http", codec: str | None = None,
         max_message_size: int = 4 * 1024 * 1024, compression: str | None = None,
-        compression_min_size: int = 1024, user_agent: str = gp.USER_AGENT,
+        compress_threshold: int | None = 1024, user_agent: str = gp.USER_AGENT,
     ) -> None:
         self.authority = authority
         self.scheme = scheme
@@ -653,8 +655,9 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             raise ValueError(f"unsupported compression {compression!r}: "
                              f"use one of {', '.join(gp.COMPRESSIONS)}")
         self.conn = gp.GrpcConnection(client_side=True, max_message_size=max_message_size,
-                                      compress_min_size=compression_min_size)
-        self.compress = compression == "gzip"
+                                      compress_threshold=compress_threshold or 1024)
+        # (compress_threshold=None is the native transport's "off")
+        self.compress = compression == "gzip" and compress_threshold is not None
         self.user_agent = user_agent
         self.transport: asyncio.Transport | None = None
         # streams are held weakly: one the application dropped unfinished is collected and
@@ -1032,13 +1035,14 @@ async def connect(
     codec: str | None = None,
     max_message_size: int = 4 * 1024 * 1024,
     compression: str | None = None,
-    compression_min_size: int = 1024,
+    compress_threshold: int | None = 1024,
     **opts: Any,
 ) -> GrpcClientConnection:
     """Dial a gRPC server. ``codec``: force ``proto``/``msgpack``/``json`` (default: protobuf
     when the request or result type is a protobuf message, else msgpack).
     ``compression="gzip"`` (or ``?compression=gzip`` in the URL) sends ``grpc-encoding: gzip``
-    and compresses request messages of at least ``compression_min_size`` bytes; replies
+    and compresses request messages of at least ``compress_threshold`` bytes (None: off, as
+    on the native transport); replies
     compressed by the server are inflated either way (``grpc-accept-encoding: identity,gzip``
     is always sent), the size limit applying to the inflated size.
     ``grpcs://`` takes ``ssl=`` (an SSLContext), ``cafile=`` and ``server_hostname=``."""
@@ -1048,7 +1052,7 @@ async def connect(
         authority=url.hostport, scheme="https" if url.scheme == "grpcs" else "http",
         codec=codec, max_message_size=max_message_size,
         compression=compression or url.query.get("compression"),
-        compression_min_size=compression_min_size,
+        compress_threshold=compress_threshold,
     )
     tls = client_ssl_context(opts) if url.scheme == "grpcs" else None
     factory: Callable[[], GrpcClientConnection] = lambda: proto  # noqa: E731
