@@ -82,7 +82,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.peer = ""
         self.calls: dict[int, Context] = {}
         self.last_call_id = 0
-        self.going_away = False
+        self.going_away = False  # the client sent GOAWAY
+        self.going_away_sent = False  # this server sent GOAWAY: new calls are refused
         self._flush_scheduled = False
         self._in_read = False
         self._loop = asyncio.get_event_loop()
@@ -321,8 +322,6 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def _on_stream_request(self, ev: fr.RequestReceived) -> None:
         tcp_stream.on_stream_request(self, ev)
-
-    going_away_sent = False
 
     def _done(self, cid: int, ctx: Context, result: Any, exc: BaseException | None) -> None:
         if self.calls.get(cid) is not ctx:
