@@ -8,7 +8,7 @@ APT_PACKAGES=(
   golang-go                               # Go peers built from the tutorial (net/rpc, jsonrpc)
   nginx                                   # tutorial 2.2.3: least_conn in front of two servers
   protobuf-compiler protoc-gen-go protoc-gen-go-grpc   # grpc-go peers
-  golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
+  golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev golang-google-protobuf-dev
 )
 
 missing=()
