@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--only", default="", help="comma-separated system names to run")
+    ap.add_argument("--only", default="", help="semicolon-separated system names to run")
     args = ap.parse_args()
 
     procs: list[subprocess.Popen[str]] = []
@@ -106,7 +106,7 @@ def main() -> int:
                 cases[("Go net/rpc (gob)", mode)] = [go_bin, "client", go_addr, mode,
                                                      str(args.seconds)]
         if args.only:
-            keep = set(args.only.split(","))
+            keep = set(args.only.split(";"))
             cases = {k: v for k, v in cases.items() if k[0] in keep}
         results: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
         keys = list(cases)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from ..errors import FrameTooLarge, ProtocolError
@@ -318,6 +318,28 @@ class FrameConnection:
         self._need = 0
         self._out_size = 0
         self._methods: dict[bytes, str] = {}
+        #: optional hot-path callbacks (see :meth:`set_fast_callbacks`)
+        self._on_request: Callable[[int, str, bytes | memoryview], None] | None = None
+        self._on_response: Callable[[int, bytes | memoryview], None] | None = None
+
+    def set_fast_callbacks(
+        self,
+        on_request: Callable[[int, str, bytes | memoryview], None] | None = None,
+        on_response: Callable[[int, bytes | memoryview], None] | None = None,
+    ) -> None:
+        """Deliver the two hot frame kinds by callback instead of as event objects.
+
+        With ``on_request`` set, a REQUEST frame with no flags (no deadline, metadata,
+        compression or stream) is passed as ``on_request(call_id, method, body)`` while
+        :meth:`receive_data` parses, in wire order with the other requests; with
+        ``on_response``, a RESPONSE frame with no flags as ``on_response(call_id, body)``.
+        Every other frame still comes back as an event, after the callbacks of the same read
+        (so a CANCEL for a call is seen after that call's request). Callbacks must not raise.
+        Not used in the read that carries the peer's preface, whose event comes first.
+        This is the hot path of the native transport: no event object, no dispatch on type.
+        """
+        self._on_request = on_request
+        self._on_response = on_response
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -513,6 +535,11 @@ class FrameConnection:
         hsize = 12
         maxf = self.max_frame_size
         unpack = HEADER.unpack_from
+        if off:  # this read carried the preface: its event must be handled first
+            on_request = on_response = None
+        else:
+            on_request = self._on_request
+            on_response = self._on_response
         while n - off >= hsize:
             length, ftype, flags, reserved, cid = unpack(data, off)
             if not 0 < ftype < 0x0A:
@@ -547,6 +574,9 @@ class FrameConnection:
                 method = self._methods.get(mb)
                 if method is None:
                     method = self._method_name(mb)
+                if not flags and on_request is not None:
+                    on_request(cid, method, data[p:end] if end - p <= SMALL else mv[p:end])
+                    continue
                 events.append(
                     RequestReceived(
                         cid,
@@ -560,6 +590,9 @@ class FrameConnection:
                     )
                 )
             elif ftype == RESPONSE and not flags & F_METADATA:
+                if not flags and on_response is not None:
+                    on_response(cid, data[start:end] if length <= SMALL else mv[start:end])
+                    continue
                 events.append(
                     ResponseReceived(
                         cid, data[start:end] if length <= SMALL else mv[start:end], None,

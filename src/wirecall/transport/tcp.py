@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .. import codec as codecs
-from ..context import Context
+from ..context import Context, _current
 from ..errors import (
     DeadlineExceeded,
     FrameTooLarge,
@@ -95,6 +95,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._writable = True  # false while the transport's write buffer is over its mark
         self._backlog: collections.deque[fr.Event] = collections.deque()
         self._max_calls: int = server.max_concurrent_calls
+        #: the fast lane, per method: (handler, params decoder), or None where it does not apply
+        self._lane: dict[str, tuple[Callable[..., Any], Any] | None] = {}
+        self.conn.set_fast_callbacks(on_request=self._on_plain_request)
 
     # -- connection lifecycle ------------------------------------------------------------
 
@@ -157,14 +160,18 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
+        self._in_read = True  # plain requests are handled while the parser runs
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
+            self._in_read = False
             log.warning("closing connection from %s: %s", self.peer, exc.message)
             self.close_with(exc.status, exc.message)
             return
-        if self._backlog:  # still stalled on a slow reader: keep the order
+        if self._backlog:  # stalled on a slow reader: keep the order
             self._backlog.extend(events)
+            self._in_read = False
+            self._flush()
             return
         self._process(events)
 
@@ -191,47 +198,50 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def _process(self, events: list[fr.Event]) -> None:
         self._in_read = True
-        conn = self.conn
         try:
             for i, ev in enumerate(events):
                 if not self._writable:
                     self._backlog.extend(events[i:])
                     break
-                t = type(ev)
-                if t is fr.RequestReceived:
-                    if len(self.calls) >= self._max_calls:
-                        conn.send_error(
-                            ev.call_id,  # type: ignore[attr-defined]
-                            Status.RESOURCE_EXHAUSTED,
-                            f"too many calls in flight on this connection "
-                            f"(limit {self._max_calls})",
-                        )
-                    else:
-                        self._on_request(ev)  # type: ignore[arg-type]
-                    if conn.queued_bytes >= self.FLUSH_AT:
-                        self._flush()  # may call pause_writing()
-                elif t is fr.CancelReceived:
-                    ctx = self.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
-                    if ctx is not None:
-                        ctx.cancel()
-                elif t is fr.PrefaceReceived:
-                    c = codecs.codec_by_id(ev.codec_id)  # type: ignore[attr-defined]
-                    if c is not None:
-                        self.codec = c
-                        self._decode = c.decode
-                        self._encode = c.encode
-                        self._module = getattr(c, "msgspec_module", None)
-                elif t is fr.FrameRefused:
-                    self._on_refused(ev)  # type: ignore[arg-type]
-                elif t is fr.PongReceived:
-                    self._ping_outstanding = False
-                elif t is fr.GoAwayReceived:
-                    self.going_away = True
-                elif t is fr.MessageReceived or t is fr.WindowUpdated:
-                    self._on_stream_frame(ev)
+                self._process_one(ev)
         finally:
             self._in_read = False
         self._flush()
+
+    def _process_one(self, ev: fr.Event) -> None:
+        t = type(ev)
+        conn = self.conn
+        if t is fr.RequestReceived:
+            if len(self.calls) >= self._max_calls:
+                conn.send_error(
+                    ev.call_id,  # type: ignore[attr-defined]
+                    Status.RESOURCE_EXHAUSTED,
+                    f"too many calls in flight on this connection (limit {self._max_calls})",
+                )
+            else:
+                self._on_request(ev)  # type: ignore[arg-type]
+            if conn.queued_bytes >= self.FLUSH_AT:
+                self._flush()  # may call pause_writing()
+        elif t is fr.CancelReceived:
+            ctx = self.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
+            if ctx is not None:
+                ctx.cancel()
+        elif t is fr.PrefaceReceived:
+            c = codecs.codec_by_id(ev.codec_id)  # type: ignore[attr-defined]
+            if c is not None:
+                self.codec = c
+                self._decode = c.decode
+                self._encode = c.encode
+                self._module = getattr(c, "msgspec_module", None)
+                self._lane.clear()
+        elif t is fr.FrameRefused:
+            self._on_refused(ev)  # type: ignore[arg-type]
+        elif t is fr.PongReceived:
+            self._ping_outstanding = False
+        elif t is fr.GoAwayReceived:
+            self.going_away = True
+        elif t is fr.MessageReceived or t is fr.WindowUpdated:
+            self._on_stream_frame(ev)
 
     def _on_stream_frame(self, ev: fr.Event) -> None:
         tcp_stream.on_stream_frame(self, ev)
@@ -245,6 +255,60 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self.conn.send_error(ev.call_id, Status.RESOURCE_EXHAUSTED, msg)
         else:
             log.warning("%s: refused oversized frame: %s", self.peer, msg)
+
+    def _fast_lane(self, method: str) -> tuple[Callable[..., Any], Any] | None:
+        spec = self.server.registry.methods.get(method)
+        lane = None
+        if spec is not None and spec.fast and self._module is not None:
+            dec = spec.array_decoder(self._module)
+            if dec is not None:
+                lane = (spec.func, dec)
+        self._lane[method] = lane
+        return lane
+
+    def _on_plain_request(self, cid: int, method: str, body: bytes | memoryview) -> None:
+        """A REQUEST with no flags, straight from the parser (see ``set_fast_callbacks``).
+
+        The fast lane: an inline handler taking no Context, params decoded straight into its
+        annotated types, run here, the reply queued; anything else becomes a
+        :class:`~wirecall.protocol.frames.RequestReceived` for the general path.
+        """
+        if cid > self.last_call_id:
+            self.last_call_id = cid
+        if self._writable and not self._backlog:
+            lane = self._lane.get(method)
+            if lane is None and method not in self._lane:
+                lane = self._fast_lane(method)
+            if lane is not None and not self.server.interceptors and not self.going_away_sent:
+                try:
+                    args = lane[1].decode(body)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    pass  # the general path reports it properly
+                else:
+                    ctx = Context(method, _EMPTY_MD, None, self.peer, "tcp")
+                    token = _current.set(ctx)
+                    try:
+                        result = lane[0](*args)
+                    except BaseException as exc:  # every failure goes to the caller
+                        self._reply_error(cid, ctx, exc)
+                    else:
+                        if self._compress_threshold is None:
+                            try:
+                                self.conn.send_response(cid, self._encode(result))
+                            except Exception:  # not encodable, too large: reported there
+                                self._reply(cid, ctx, result)
+                        else:
+                            self._reply(cid, ctx, result)
+                    finally:
+                        _current.reset(token)
+                    if self.conn._out_size >= self.FLUSH_AT:
+                        self._flush()  # may call pause_writing()
+                    return
+        ev = fr.RequestReceived(cid, method, body, None, None, False, False, False)
+        if self._backlog or not self._writable:
+            self._backlog.append(ev)
+        else:
+            self._process_one(ev)
 
     def _on_request(self, ev: fr.RequestReceived) -> None:
         cid = ev.call_id
@@ -442,6 +506,7 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._ka_handle: asyncio.TimerHandle | None = None
         self._last_activity = time.monotonic()
         self.streams: dict[int, Any] = {}
+        self.conn.set_fast_callbacks(on_response=self._on_plain_response)
 
     # -- ClientConnection API -------------------------------------------------------------
 
@@ -637,6 +702,29 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             if fail is not None:
                 fail(reason)
 
+    def _on_plain_response(self, cid: int, body: bytes | memoryview) -> None:
+        """A RESPONSE with no flags, straight from the parser (see ``set_fast_callbacks``)."""
+        entry = self._pending.pop(cid, None)
+        if entry is None:
+            st = self.streams.get(cid)
+            if st is not None:
+                st._on_response(fr.ResponseReceived(cid, body, None, False))
+            return
+        self._resolve(entry, body)
+
+    def _resolve(self, entry: tuple[asyncio.Future[Any], Any], body: bytes | memoryview) -> None:
+        fut, rtype = entry
+        if fut.done():
+            return
+        try:
+            fut.set_result(
+                self._decode_any(body) if rtype is Any else self.codec.decode(body, rtype)
+            )
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            fut.set_exception(InvalidArgument(message=f"cannot decode the reply: {exc}"))
+        except RpcError as exc:
+            fut.set_exception(exc)
+
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
         try:
@@ -657,22 +745,15 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                     if st is not None:
                         st._on_response(ev)
                     continue
-                fut, rtype = entry
-                if fut.done():
-                    continue
-                try:
-                    body = ev.body  # type: ignore[attr-defined]
-                    if ev.compressed:  # type: ignore[attr-defined]
+                body = ev.body  # type: ignore[attr-defined]
+                if ev.compressed:  # type: ignore[attr-defined]
+                    try:
                         body = fr.decompress(body, self.conn.max_frame_size)
-                    fut.set_result(
-                        self._decode_any(body) if rtype is Any else self.codec.decode(body, rtype)
-                    )
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    fut.set_exception(
-                        InvalidArgument(message=f"cannot decode the reply: {exc}")
-                    )
-                except RpcError as exc:
-                    fut.set_exception(exc)
+                    except RpcError as exc:
+                        if not entry[0].done():
+                            entry[0].set_exception(exc)
+                        continue
+                self._resolve(entry, body)
             elif t is fr.ErrorReceived:
                 entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if entry is not None and not entry[0].done():
