@@ -331,11 +331,12 @@ class FrameConnection:
 
         With ``on_request`` set, a REQUEST frame with no flags (no deadline, metadata,
         compression or stream) is passed as ``on_request(call_id, method, body)`` while
-        :meth:`receive_data` parses, in wire order with the other requests; with
-        ``on_response``, a RESPONSE frame with no flags as ``on_response(call_id, body)``.
-        Every other frame still comes back as an event, after the callbacks of the same read
-        (so a CANCEL for a call is seen after that call's request). Callbacks must not raise.
-        Not used in the read that carries the peer's preface, whose event comes first.
+        :meth:`receive_data` parses; with ``on_response``, a RESPONSE frame with no flags as
+        ``on_response(call_id, body)``. Wire order is kept: callbacks are used only until the
+        first frame of a read that becomes an event; that frame and every later one of the
+        same read come back as events (so a stream's final RESPONSE is never seen before its
+        MESSAGE frames). Not used in the read that carries the peer's preface. Callbacks must
+        not raise.
         This is the hot path of the native transport: no event object, no dispatch on type.
         """
         self._on_request = on_request
@@ -574,7 +575,7 @@ class FrameConnection:
                 method = self._methods.get(mb)
                 if method is None:
                     method = self._method_name(mb)
-                if not flags and on_request is not None:
+                if not flags and on_request is not None and not events:
                     on_request(cid, method, data[p:end] if end - p <= SMALL else mv[p:end])
                     continue
                 events.append(
@@ -590,7 +591,7 @@ class FrameConnection:
                     )
                 )
             elif ftype == RESPONSE and not flags & F_METADATA:
-                if not flags and on_response is not None:
+                if not flags and on_response is not None and not events:
                     on_response(cid, data[start:end] if length <= SMALL else mv[start:end])
                     continue
                 events.append(
