@@ -239,3 +239,92 @@ def test_valid_headers_with_any_flags_and_payload_never_escape_as_other_errors(
         assert all(isinstance(e, fr.Event) for e in evs)
     except ProtocolError as exc:
         assert exc.message and s.closed
+
+
+# -- the hot-path callbacks (set_fast_callbacks) -----------------------------------------------
+
+
+def _recorder(conn: fr.FrameConnection) -> list[tuple[object, ...]]:
+    """Everything the connection delivers, callbacks and events, in delivery order."""
+    seen: list[tuple[object, ...]] = []
+    conn.set_fast_callbacks(
+        on_request=lambda cid, m, b: seen.append(("req", cid, m, bytes(b))),
+        on_response=lambda cid, b: seen.append(("resp", cid, bytes(b))),
+    )
+    return seen
+
+
+def test_plain_requests_and_responses_come_by_callback_not_as_events() -> None:
+    c, s = pair()
+    s.receive_data(c.data_to_send())  # the preface read: no callbacks there
+    seen_s = _recorder(s)
+    c.send_request(1, "S.a", b"x")
+    c.send_request(2, "S.b", b"yy")
+    assert s.receive_data(c.data_to_send()) == []
+    assert seen_s == [("req", 1, "S.a", b"x"), ("req", 2, "S.b", b"yy")]
+    seen_c = _recorder(c)
+    c.receive_data(s.data_to_send())  # the server's preface
+    s.send_response(2, b"r2")
+    s.send_response(1, b"r1")
+    assert c.receive_data(s.data_to_send()) == []
+    assert seen_c == [("resp", 2, b"r2"), ("resp", 1, b"r1")]
+
+
+def test_callbacks_stop_at_the_first_event_of_a_read_so_wire_order_is_kept() -> None:
+    c, s = pair()
+    s.receive_data(c.data_to_send())
+    c.receive_data(s.data_to_send())  # both prefaces exchanged
+    seen_c = _recorder(c)
+    s.send_response(1, b"first")  # plain: by callback
+    s.send_message(2, b"m1")  # an event: from here on, events only
+    s.send_message(2, b"m2", end_stream=True)
+    s.send_response(2, b"final")  # plain, but after an event: an event too
+    evs = c.receive_data(s.data_to_send())
+    assert seen_c == [("resp", 1, b"first")]
+    assert [type(e) for e in evs] == [fr.MessageReceived, fr.MessageReceived,
+                                      fr.ResponseReceived]
+    assert bytes(evs[2].body) == b"final"
+
+
+def test_the_read_carrying_the_preface_gives_events_only() -> None:
+    c, s = pair()
+    seen = _recorder(s)
+    c.send_request(1, "S.a", b"x")
+    evs = s.receive_data(c.data_to_send())
+    assert seen == []
+    assert [type(e) for e in evs] == [fr.PrefaceReceived, fr.RequestReceived]
+
+
+def test_requests_with_flags_stay_events() -> None:
+    c, s = pair()
+    s.receive_data(c.data_to_send())
+    seen = _recorder(s)
+    c.send_request(1, "S.a", b"x", timeout=1.0)
+    c.send_request(2, "S.b", b"y")
+    evs = s.receive_data(c.data_to_send())
+    assert seen == []  # the first frame became an event, so the second follows it
+    assert [e.call_id for e in evs] == [1, 2]  # type: ignore[attr-defined]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["plain", "timeout", "cancel"]), st.binary(max_size=40)),
+             min_size=1, max_size=12),
+    st.integers(min_value=1, max_value=64),
+)
+def test_callbacks_and_events_together_keep_wire_order(
+    frames: list[tuple[str, bytes]], chunk: int
+) -> None:
+    c, s = pair()
+    s.receive_data(c.data_to_send())
+    seen = _recorder(s)
+    for i, (kind, body) in enumerate(frames, 1):
+        if kind == "cancel":
+            c.send_cancel(i)
+        else:
+            c.send_request(i, "S.m", body, timeout=5.0 if kind == "timeout" else None)
+    data = c.data_to_send()
+    for i in range(0, len(data), chunk):
+        for ev in s.receive_data(data[i : i + chunk]):
+            seen.append(("ev", ev.call_id))  # type: ignore[attr-defined]
+    assert [x[1] for x in seen] == list(range(1, len(frames) + 1))
