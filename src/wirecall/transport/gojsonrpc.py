@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..context import Context
+from ..context import EMPTY_METADATA, Context
 from ..errors import (
     Internal,
     InvalidArgument,
@@ -87,7 +87,7 @@ def start_go_json_call(
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         reply(gj.encode_response(rid, error=f"json: {exc}"))
         return None
-    ctx = Context(spec.name, None, None, peer, transport)
+    ctx = Context(spec.name, EMPTY_METADATA, None, peer, transport)
 
     def done(result: Any, exc: BaseException | None) -> None:
         if exc is None:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..codec.gob import GobError, GoType, go_type
-from ..context import Context
+from ..context import EMPTY_METADATA, Context
 from ..errors import (
     ConnectError,
     Internal,
@@ -266,7 +266,7 @@ class GobServerProtocol(CoalescedWriter, asyncio.Protocol):
         except GobError as exc:
             self.conn.send_error(seq, method, exc.message)
             return
-        ctx = Context(method, None, None, self.peer, "gob")
+        ctx = Context(method, EMPTY_METADATA, None, self.peer, "gob")
         self.calls[seq] = ctx
 
         def done(result: Any, exc: BaseException | None) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .. import codec as codecs
-from ..context import Context, _current
+from ..context import EMPTY_METADATA, Context, _current
 from ..errors import (
     DeadlineExceeded,
     FrameTooLarge,
@@ -45,7 +45,6 @@ __all__ = ["ServerProtocol", "TcpClientConnection", "connect", "serve"]
 
 log = logging.getLogger("wirecall.tcp")
 
-_EMPTY_MD: Mapping[str, str] = {}
 _NO_KW: Mapping[str, Any] = {}
 COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
 
@@ -168,6 +167,10 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             log.warning("closing connection from %s: %s", self.peer, exc.message)
             self.close_with(exc.status, exc.message)
             return
+        if not events:  # the hot path: every frame was a plain request, already handled
+            self._in_read = False
+            self._flush()
+            return
         if self._backlog:  # stalled on a slow reader: keep the order
             self._backlog.extend(events)
             self._in_read = False
@@ -285,7 +288,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     pass  # the general path reports it properly
                 else:
-                    ctx = Context(method, _EMPTY_MD, None, self.peer, "tcp")
+                    ctx = Context(method, EMPTY_METADATA, None, self.peer, "tcp")
                     token = _current.set(ctx)
                     try:
                         result = lane[0](*args)
@@ -320,7 +323,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         timeout = ev.timeout
         ctx = Context(
             ev.method,
-            ev.metadata or _EMPTY_MD,
+            ev.metadata or EMPTY_METADATA,
             None if timeout is None else time.monotonic() + timeout,
             self.peer,
             "tcp",
