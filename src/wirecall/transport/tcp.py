@@ -488,7 +488,6 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._encode = codec.encode
         self._decode_any = getattr(codec, "decode_any", codec.decode)
         self._idle_timeout = idle_timeout
-        self._started = 0  # calls started, to tell an idle connection
         self._idle_mark = (0, time.monotonic())
         self.address = address
         self.conn = fr.FrameConnection(
@@ -541,20 +540,19 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
         cid = self._next_id
         self._next_id = cid + 1 if cid < 0xFFFFFFFF else 1
-        self._started += 1
         try:
             body = self._encode(params)
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArgument(message=f"cannot encode arguments of {method}: {exc}") from None
-        compressed = False
         th = self._compress_threshold
-        if th is not None and len(body) >= th and self.conn.peer_accepts_compression:
-            body = zlib.compress(body, 1)
-            compressed = True
         try:
-            self.conn.send_request(
-                cid, method, body, timeout, metadata or None, compressed=compressed
-            )
+            if th is not None and len(body) >= th and self.conn.peer_accepts_compression:
+                self.conn.send_request(
+                    cid, method, zlib.compress(body, 1), timeout, metadata or None,
+                    compressed=True,
+                )
+            else:
+                self.conn.send_request(cid, method, body, timeout, metadata or None)
         except FrameTooLarge as exc:
             raise FrameTooLarge(f"request for {method}: {exc.message}") from None
         fut = self._loop.create_future()
@@ -659,8 +657,8 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         now = time.monotonic()
         idle = self._idle_timeout
         if idle:
-            if self._started != self._idle_mark[0] or self._pending:
-                self._idle_mark = (self._started, now)
+            if self._next_id != self._idle_mark[0] or self._pending:  # a call since last time
+                self._idle_mark = (self._next_id, now)
             elif now - self._idle_mark[1] >= idle:
                 log.debug("%s: idle for %.1fs, closing", self.address, now - self._idle_mark[1])
                 self._closed = True
@@ -713,9 +711,6 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             if st is not None:
                 st._on_response(fr.ResponseReceived(cid, body, None, False))
             return
-        self._resolve(entry, body)
-
-    def _resolve(self, entry: tuple[asyncio.Future[Any], Any], body: bytes | memoryview) -> None:
         fut, rtype = entry
         if fut.done():
             return
@@ -742,21 +737,22 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         for ev in events:
             t = type(ev)
             if t is fr.ResponseReceived:
-                entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
-                if entry is None:
-                    st = self.streams.get(ev.call_id)  # type: ignore[attr-defined]
-                    if st is not None:
-                        st._on_response(ev)
-                    continue
+                cid = ev.call_id  # type: ignore[attr-defined]
                 body = ev.body  # type: ignore[attr-defined]
-                if ev.compressed:  # type: ignore[attr-defined]
+                if ev.compressed and cid in pending:  # type: ignore[attr-defined]
                     try:
                         body = fr.decompress(body, self.conn.max_frame_size)
                     except RpcError as exc:
-                        if not entry[0].done():
-                            entry[0].set_exception(exc)
+                        fut = pending.pop(cid)[0]
+                        if not fut.done():
+                            fut.set_exception(exc)
                         continue
-                self._resolve(entry, body)
+                if cid in pending:
+                    self._on_plain_response(cid, body)
+                else:
+                    st = self.streams.get(cid)
+                    if st is not None:
+                        st._on_response(ev)
             elif t is fr.ErrorReceived:
                 entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if entry is not None and not entry[0].done():
