@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import itertools
 import math
 import random
 import select
 import socket
-import struct
 import threading
 import time
 import typing
@@ -85,6 +83,7 @@ class _BlockingConnection:
         self.conn = fr.FrameConnection(
             client=True, codec_id=codec.id, max_frame_size=max_message_size
         )
+        self._decode = codec.decode
         try:
             if url.scheme == "unix":
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -103,7 +102,9 @@ class _BlockingConnection:
         self._cv = threading.Condition(threading.Lock())
         self._waiting = 0
         self._pending: dict[int, _Slot] = {}
-        self._ids = itertools.count(1)
+        self._next_id = 1
+        self._ready: list[_Slot] = []  # go() slots decoded under the send lock, to resolve
+        self._delivered = False  # a reply was delivered during this read
         self.closed = False
         self._goaway = False
         self._reason: RpcError | None = None
@@ -129,19 +130,12 @@ class _BlockingConnection:
         except (OSError, ProtocolError) as exc:
             sock.close()
             raise ConnectError(message=f"dial {url}: {exc}") from None
+        self.conn.set_fast_callbacks(on_response=self._on_plain_response)
         sock.settimeout(None)  # blocking from now on; read deadlines use poll(), never timeouts
-        if keepalive:
-            # A reader blocked with no deadline wakes up every `keepalive` seconds (EAGAIN) to
-            # ping a silent peer; SO_RCVTIMEO affects receives only, never the other threads'
-            # sends.
-            sec = int(keepalive)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                            struct.pack("ll", sec, int((keepalive - sec) * 1_000_000)))
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         self._last_io = time.monotonic()
         self._ping_sent_at: float | None = None
-        self._started = 0
         self._idle_mark = (0, time.monotonic())
         # the pump reads for go() futures and keeps an idle connection alive (answers the
         # server's PINGs, sends its own, notices EOF/GOAWAY, closes after idle_timeout)
@@ -168,8 +162,8 @@ class _BlockingConnection:
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArgument(message=f"cannot encode arguments of {method}: {exc}") from None
         with self._send_lock:
-            self._started += 1
-            cid = next(self._ids) & 0xFFFFFFFF or next(self._ids)
+            cid = self._next_id
+            self._next_id = cid + 1 if cid < 0xFFFFFFFF else 1
             try:
                 self.conn.send_request(cid, method, body, timeout, md or None)
             except FrameTooLarge as exc:
@@ -207,9 +201,6 @@ class _BlockingConnection:
                 raise TimeoutError
         try:
             data = sock.recv(65536)  # below malloc's mmap threshold: no page faults per read
-        except BlockingIOError:  # SO_RCVTIMEO: quiet for a keepalive interval
-            self._keepalive_check(time.monotonic())
-            return
         except OSError as exc:
             self._lost(exc)
             return
@@ -217,18 +208,48 @@ class _BlockingConnection:
             self._lost(None)
             return
         self._last_io = time.monotonic()
-        with self._send_lock:
+        with self._send_lock:  # receive_data may queue PING acks, and senders use the queue
             try:
-                events = self.conn.receive_data(data)
+                events = self.conn.receive_data(data)  # plain replies: _on_plain_response
             except ProtocolError as exc:
                 self._reason = Unavailable(message=f"protocol error from server: {exc.message}")
-                self._lost(None)
-                return
-            if self.conn.has_data_to_send():  # ping acks
-                with contextlib.suppress(OSError):
-                    sock.sendall(self.conn.data_to_send())
+                events = None
+            else:
+                if self.conn.has_data_to_send():  # ping acks
+                    with contextlib.suppress(OSError):
+                        sock.sendall(self.conn.data_to_send())
+        if self._ready:  # go() futures: resolved outside the lock (their callbacks may call)
+            ready, self._ready = self._ready, []
+            for slot in ready:
+                self._deliver(slot, slot.result, slot.error)
+        if events is None:  # the protocol error above (replies parsed before it are kept)
+            self._lost(None)
+            return
+        if events:
+            self._on_events(events)
+        if self._delivered:
+            self._delivered = False
+            if self._waiting:
+                with self._cv:
+                    self._cv.notify_all()
+
+    def _on_plain_response(self, cid: int, body: bytes | memoryview) -> None:
+        """A plain RESPONSE, straight from the parser (called under the send lock)."""
+        slot = self._pending.pop(cid, None)
+        if slot is None:
+            return
+        try:
+            slot.result = self._decode(body, slot.rtype)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            slot.error = InvalidArgument(message=f"cannot decode the reply: {exc}")
+        self._delivered = True
+        if slot.future is None:
+            slot.done = True  # the caller's thread reads it: nothing else to run
+        else:
+            self._ready.append(slot)
+
+    def _on_events(self, events: list[fr.Event]) -> None:
         pending = self._pending
-        woke = False
         for ev in events:
             t = type(ev)
             if t is fr.ResponseReceived:
@@ -246,12 +267,12 @@ class _BlockingConnection:
                     )
                 except RpcError as exc:
                     self._deliver(slot, None, exc)
-                woke = True
+                self._delivered = True
             elif t is fr.ErrorReceived:
                 slot = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if slot is not None:
                     self._deliver(slot, None, self._error(ev))  # type: ignore[arg-type]
-                    woke = True
+                    self._delivered = True
             elif t is fr.PongReceived:
                 self._ping_sent_at = None
             elif t is fr.GoAwayReceived:
@@ -259,7 +280,7 @@ class _BlockingConnection:
                 reason = Unavailable(message=f"server sent GOAWAY: {ev.message}")  # type: ignore[attr-defined]
                 for cid in [c for c in pending if c > ev.last_call_id]:  # type: ignore[attr-defined]
                     self._deliver(pending.pop(cid), None, reason)
-                woke = True
+                self._delivered = True
             elif t is fr.FrameRefused:
                 slot = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if slot is not None:
@@ -267,10 +288,7 @@ class _BlockingConnection:
                         Status.RESOURCE_EXHAUSTED,
                         f"reply of {ev.size} bytes exceeds the client limit",  # type: ignore[attr-defined]
                     ))
-                    woke = True
-        if woke and self._waiting:
-            with self._cv:
-                self._cv.notify_all()
+                    self._delivered = True
 
     def _error(self, ev: fr.ErrorReceived) -> RpcError:
         details = None
@@ -301,6 +319,8 @@ class _BlockingConnection:
     def _lost(self, exc: BaseException | None) -> None:
         if not self.closed:
             self.closed = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
             with contextlib.suppress(OSError):
                 self.sock.close()
         reason = self._reason or Unavailable(
@@ -408,14 +428,17 @@ class _BlockingConnection:
         now = time.monotonic()
         idle = self._idle_timeout
         if idle:
-            if self._pending or self._started != self._idle_mark[0]:
-                self._idle_mark = (self._started, now)
+            if self._pending or self._next_id != self._idle_mark[0]:  # a call since
+                self._idle_mark = (self._next_id, now)
             elif now - self._idle_mark[1] >= idle:
                 self._reason = Unavailable(message=f"connection to {self.url} closed: idle")
                 self.close()
                 return
         if not self._read_lock.acquire(False):
-            return  # a caller is reading: it answers PINGs itself
+            # A caller is blocked reading: it answers PINGs and sees PONGs and EOF itself;
+            # the keepalive PING (and giving up on it, which wakes that reader) is ours.
+            self._keepalive_check(now)
+            return
         try:
             while not self.closed and self._poller.poll(0):
                 self._read_once(None)  # PING acks, GOAWAY, EOF
@@ -620,7 +643,7 @@ class SyncClient:
         conns = self._conns
         if len(conns) == 1:
             c = conns[0]
-            if c is not None and not c.unusable and c.check_alive():
+            if c is not None and c.check_alive():
                 return c
         else:
             live = [c for c in conns if c is not None and not c.unusable and c.check_alive()]
@@ -663,7 +686,7 @@ class SyncClient:
         """Call and block for the reply (Go's ``client.Call``)."""
         if kwargs and args:
             raise TypeError("pass positional or keyword arguments, not both")
-        params: Any = kwargs if kwargs else list(args)
+        params: Any = kwargs if kwargs else args  # a tuple travels as an array
         if (
             self._native
             and not self.interceptors
@@ -672,14 +695,17 @@ class SyncClient:
         ):
             # the direct path: no interceptors, no default metadata, not inside a handler
             conn = self._conn()
-            timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
+            if timeout is _UNSET:
+                timeout = self.call_timeout
+            if timeout is not None:
+                timeout = check_timeout(timeout)
             slot = _Slot(result_type)
             cid = conn._send(method, params, timeout, metadata, slot)
             return conn.wait(
                 slot, cid, None if timeout is None else time.monotonic() + timeout, method
             )
-        return self.invoke(method, params, timeout=timeout, metadata=metadata,
-                           result_type=result_type)
+        return self.invoke(method, params if kwargs else list(args), timeout=timeout,
+                           metadata=metadata, result_type=result_type)
 
     def invoke(
         self,
