@@ -556,13 +556,17 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         except FrameTooLarge as exc:
             raise FrameTooLarge(f"request for {method}: {exc.message}") from None
         fut = self._loop.create_future()
-        self._pending[cid] = (fut, result_type)
+        pending = self._pending
+        if not pending and not self._flush_scheduled and self.transport is not None:
+            # Nothing else in flight (a sequential caller): no batch to wait for, write now.
+            self.transport.write(self.conn.data_to_send())
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        pending[cid] = (fut, result_type)
         if timeout is not None:
             handle = self._loop.call_later(timeout, self._expire, cid, method, timeout)
             fut.add_done_callback(lambda _f: handle.cancel())
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
         return cid, fut
 
     async def call(
