@@ -169,7 +169,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             return
         if not events:  # the hot path: every frame was a plain request, already handled
             self._in_read = False
-            self._flush()
+            out = self.conn.data_to_send()
+            if out and self.transport is not None:
+                self.transport.write(out)
             return
         if self._backlog:  # stalled on a slow reader: keep the order
             self._backlog.extend(events)
