@@ -47,6 +47,12 @@ log = logging.getLogger("wirecall.tcp")
 
 _NO_KW: Mapping[str, Any] = {}
 COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
+#: A write goes out once this many frame parts are queued (16 replies of 2 parts, 16 requests
+#: of 3), not only at the end of a read or loop iteration: on a multi-core machine the peer
+#: starts on the first batch while this side still works on the next (measured: 64 calls in
+#: flight went from 0.53x to ~0.8x of the one-write-per-read reference).
+SERVER_WRITE_PARTS = 32
+CLIENT_WRITE_PARTS = 48
 
 
 def _encode_error_details(codec: codecs.Codec, details: Any) -> bytes:
@@ -225,7 +231,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                 )
             else:
                 self._on_request(ev)  # type: ignore[arg-type]
-            if conn.queued_bytes >= self.FLUSH_AT:
+            if conn.queued_bytes >= self.FLUSH_AT or len(conn._out) >= SERVER_WRITE_PARTS:
                 self._flush()  # may call pause_writing()
         elif t is fr.CancelReceived:
             ctx = self.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
@@ -306,7 +312,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                             self._reply(cid, ctx, result)
                     finally:
                         _current.reset(token)
-                    if self.conn._out_size >= self.FLUSH_AT:
+                    conn = self.conn
+                    if len(conn._out) >= SERVER_WRITE_PARTS or conn._out_size >= self.FLUSH_AT:
                         self._flush()  # may call pause_writing()
                     return
         ev = fr.RequestReceived(cid, method, body, None, None, False, False, False)
@@ -561,6 +568,8 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         pending = self._pending
         if not pending and not self._flush_scheduled and self.transport is not None:
             # Nothing else in flight (a sequential caller): no batch to wait for, write now.
+            self.transport.write(self.conn.data_to_send())
+        elif len(self.conn._out) >= CLIENT_WRITE_PARTS and self.transport is not None:
             self.transport.write(self.conn.data_to_send())
         elif not self._flush_scheduled:
             self._flush_scheduled = True
