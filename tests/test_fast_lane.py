@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 import wirecall
 from wirecall import Internal, InvalidArgument, ResourceExhausted, RpcError, Status, method
 from wirecall.examples.calculator import Args, Calculator
 from wirecall.interceptors import ServerCall
+from wirecall.protocol import frames as fr
+from wirecall.transport import tcp
 
 
 class Lane:
@@ -99,3 +102,68 @@ async def test_many_fast_lane_calls_in_one_read_all_answered(serve: Any) -> None
     async with await wirecall.connect(url) as c:
         got = await asyncio.gather(*(c.call("Calculator.Add", Args(i, 1)) for i in range(2000)))
     assert got == [i + 1 for i in range(2000)]
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def close(self) -> None:
+        pass
+
+
+def test_server_writes_every_16_replies_not_only_at_the_end_of_a_read() -> None:
+    """40 plain requests in one read: replies leave in writes of 16, 16 and 8 frames."""
+
+    async def run() -> list[bytes]:
+        server = wirecall.Server()
+        server.register(Calculator())
+        proto = tcp.ServerProtocol(server)
+        t = _RecordingTransport()
+        proto.connection_made(t)  # type: ignore[arg-type]
+        client = fr.FrameConnection(client=True)
+        client.initiate()
+        proto.data_received(client.data_to_send())  # preface read
+        t.writes.clear()
+        for i in range(1, 41):
+            client.send_request(i, "Calculator.Add", msgspec.msgpack.encode([{"A": i, "B": 1}]))
+        proto.data_received(client.data_to_send())
+        proto.connection_lost(None)
+        return t.writes
+
+    writes = asyncio.run(run())
+    reader = fr.FrameConnection(client=True)
+    reader.initiate()
+    reader.receive_data(fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1 << 22))
+    per_write = [reader.receive_data(w) for w in writes]
+    assert [len(evs) for evs in per_write] == [16, 16, 8]
+    got = [(e.call_id, msgspec.msgpack.decode(e.body)) for evs in per_write for e in evs]
+    assert got == [(i, i + 1) for i in range(1, 41)]
+
+
+def test_client_writes_the_first_call_at_once_then_every_16_requests() -> None:
+    """From idle, 40 calls started in one loop iteration: written as 1, 16, 16 and 7."""
+
+    async def run() -> list[bytes]:
+        conn = tcp.TcpClientConnection(wirecall.codec.MSGPACK_CODEC)
+        t = _RecordingTransport()
+        conn.connection_made(t)  # type: ignore[arg-type]
+        t.writes.clear()  # the preface
+        for i in range(40):
+            conn.start("Calculator.Add", [i], None, None, Any)
+        await asyncio.sleep(0)  # the end-of-iteration flush
+        conn._fail_all(wirecall.Unavailable(message="test over"))
+        return t.writes
+
+    writes = asyncio.run(run())
+    server = fr.FrameConnection(client=False)
+    server.receive_data(fr.PREFACE.pack(b"WRPC", 1, 1, 0, 1 << 22))
+    per_write = [server.receive_data(w) for w in writes]
+    assert [len(evs) for evs in per_write] == [1, 16, 16, 7]
+    assert [e.call_id for evs in per_write for e in evs] == list(range(1, 41))
