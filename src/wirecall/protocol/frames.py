@@ -321,6 +321,7 @@ class FrameConnection:
         #: optional hot-path callbacks (see :meth:`set_fast_callbacks`)
         self._on_request: Callable[[int, str, bytes | memoryview], None] | None = None
         self._on_response: Callable[[int, bytes | memoryview], None] | None = None
+        self._plain = False  # callbacks set, preface received, not closed: the hot path
 
     def set_fast_callbacks(
         self,
@@ -341,6 +342,9 @@ class FrameConnection:
         """
         self._on_request = on_request
         self._on_response = on_response
+        self._plain = self.preface_received and not self.closed and (
+            on_request is not None or on_response is not None
+        )
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -486,6 +490,57 @@ class FrameConnection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the peer; return the events they complete."""
+        if self._plain and not self._buf and not self._skip:
+            off = self._plain_frames(data)
+            if off == len(data):
+                return []
+            return self._receive(data, off)
+        return self._receive(data, 0)
+
+    def _plain_frames(self, data: bytes) -> int:
+        """The hot path with callbacks set: deliver the leading run of complete, plain
+        REQUEST/RESPONSE frames; return the offset of the first frame left to :meth:`_receive`
+        (anything else, incomplete, or invalid: that parser validates and reports it)."""
+        n = len(data)
+        off = 0
+        unpack = HEADER.unpack_from
+        on_request = self._on_request
+        on_response = self._on_response
+        methods = self._methods
+        maxf = self.max_frame_size
+        while n - off >= 12:
+            length, ftype, flags, reserved, cid = unpack(data, off)
+            end = off + 12 + length
+            if flags or reserved or end > n or length > maxf:
+                break
+            if ftype == REQUEST and on_request is not None and length >= 2:
+                start = off + 12
+                p = start + 2 + ((data[start] << 8) | data[start + 1])
+                if p > end or p == start + 2:
+                    break
+                method = methods.get(data[start + 2 : p])
+                if method is None:  # not seen on this connection yet: the full parser names it
+                    break
+                on_request(
+                    cid, method, data[p:end] if end - p <= SMALL else memoryview(data)[p:end]
+                )
+            elif ftype == RESPONSE and on_response is not None:
+                start = off + 12
+                on_response(
+                    cid, data[start:end] if length <= SMALL else memoryview(data)[start:end]
+                )
+            else:
+                break
+            off = end
+        return off
+
+    def _receive(self, data: bytes, off: int) -> list[Event]:
+        """The full parser, from ``off`` (non-zero only after :meth:`_plain_frames`)."""
+        events: list[Event] = []
+        n = len(data)
+        use_callbacks = True
+        if off:
+            return self._frames(data, off, n, events, use_callbacks)
         if self.closed:
             return []
         if self._skip:
@@ -501,9 +556,7 @@ class FrameConnection:
             data = bytes(self._buf)
             self._buf.clear()
         self._need = 0
-        events: list[Event] = []
         n = len(data)
-        off = 0
         if not self.preface_received:
             if n < PREFACE.size:
                 if data[: min(n, 4)] != MAGIC[: min(n, 4)]:
@@ -532,15 +585,23 @@ class FrameConnection:
                     self._fail(f"client asked for unsupported codec id {codec_id}")
             events.append(PrefaceReceived(version, codec_id, flags, maxf))
             off = PREFACE.size
+            use_callbacks = False  # this read carried the preface: its event comes first
+            self._plain = self._on_request is not None or self._on_response is not None
+        return self._frames(data, off, n, events, use_callbacks)
+
+    def _frames(
+        self, data: bytes, off: int, n: int, events: list[Event], use_callbacks: bool
+    ) -> list[Event]:
+        self._need = 0
         mv = memoryview(data)
         hsize = 12
         maxf = self.max_frame_size
         unpack = HEADER.unpack_from
-        if off:  # this read carried the preface: its event must be handled first
-            on_request = on_response = None
-        else:
+        if use_callbacks:
             on_request = self._on_request
             on_response = self._on_response
+        else:
+            on_request = on_response = None
         while n - off >= hsize:
             length, ftype, flags, reserved, cid = unpack(data, off)
             if not 0 < ftype < 0x0A:
@@ -706,8 +767,10 @@ class FrameConnection:
             with contextlib.suppress(FrameTooLarge):
                 self.send_goaway(0, status, message)
         self.closed = True
+        self._plain = False
 
     def _fail(self, message: str) -> None:
         self.closed = True
+        self._plain = False
         self._buf.clear()
         raise ProtocolError(message, Status.INTERNAL)
