@@ -490,17 +490,12 @@ class FrameConnection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the peer; return the events they complete."""
-        if self._plain and not self._buf and not self._skip:
-            off = self._plain_frames(data)
-            if off == len(data):
-                return []
-            return self._receive(data, off)
-        return self._receive(data, 0)
-
-    def _plain_frames(self, data: bytes) -> int:
-        """The hot path with callbacks set: deliver the leading run of complete, plain
-        REQUEST/RESPONSE frames; return the offset of the first frame left to :meth:`_receive`
-        (anything else, incomplete, or invalid: that parser validates and reports it)."""
+        if not self._plain or self._buf or self._skip:
+            return self._receive(data, 0)
+        # The hot path (callbacks set): deliver the leading run of complete, plain REQUEST /
+        # RESPONSE frames here; the full parser takes over at the first frame that is anything
+        # else, incomplete or invalid (it validates and reports it). One function, no event
+        # objects: each Python call boundary costs about a microsecond on a cold CPU.
         n = len(data)
         off = 0
         unpack = HEADER.unpack_from
@@ -532,10 +527,12 @@ class FrameConnection:
             else:
                 break
             off = end
-        return off
+        if off == n:
+            return []
+        return self._receive(data, off)
 
     def _receive(self, data: bytes, off: int) -> list[Event]:
-        """The full parser, from ``off`` (non-zero only after :meth:`_plain_frames`)."""
+        """The full parser, from ``off`` (non-zero only after the hot path's frames)."""
         events: list[Event] = []
         n = len(data)
         use_callbacks = True
