@@ -748,6 +748,10 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             return
+        if events:  # plain replies were resolved by the parser's callback already
+            self._on_events(events)
+
+    def _on_events(self, events: list[fr.Event]) -> None:
         pending = self._pending
         for ev in events:
             t = type(ev)
