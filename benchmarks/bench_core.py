@@ -98,6 +98,8 @@ def main() -> int:
             ("wirecall async", "inflight64"): client("wirecall", wc_url, "inflight64"),
             ("wirecall async", "echo64k"): client("wirecall", wc_url, "echo64k"),
             ("wirecall sync", "seq"): client("wirecall-sync", wc_url, "seq"),
+            ("wirecall server, hand-framed blocking client (floor)", "seq"):
+                client("wire-floor", wc_url, "seq"),
             ("grpcio asyncio", "seq"): client("grpcio", grpc_url, "seq"),
             ("grpcio asyncio", "inflight64"): client("grpcio", grpc_url, "inflight64"),
         }
@@ -166,6 +168,12 @@ def main() -> int:
             lines.append(f"| {name} | — | ≥ {want:g}x | not measured |")
         else:
             lines.append(f"| {name} | {r:.2f}x | ≥ {want:g}x | {'yes' if r >= want else 'NO'} |")
+    floor = ratio(("wirecall server, hand-framed blocking client (floor)", "seq"),
+                  ("raw blocking socket", "seq"))
+    if floor is not None:
+        lines += ["", f"Floor for the sync target: a hand-framed blocking client (no client "
+                  f"library at all) against the wirecall server reaches {floor:.2f}x the raw "
+                  f"blocking client against the raw server."]
     print("\n".join(lines))
     return 0
 

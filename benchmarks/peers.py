@@ -124,6 +124,31 @@ def raw_blocking(host: str, port: int, seconds: float) -> dict[str, Any]:
     return {"calls": calls, "seconds": time.perf_counter() - t0}
 
 
+def wire_floor(host: str, port: int, seconds: float) -> dict[str, Any]:
+    """The cheapest possible blocking client of wirecall's *server*: its framing by hand, no
+    thread safety, no pending table, no checks beyond the answer. Not a usable client: the
+    bound any sync client can reach against the wirecall server (see README)."""
+    hdr = struct.Struct("!IBBHI")
+    s = socket.create_connection((host, port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(struct.pack("!4sBBHI", b"WRPC", 1, 1, 0, 1 << 22))
+    s.recv(12, socket.MSG_WAITALL)
+    enc, dec = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder()
+    prefix = b"\x00\x0eCalculator.Add"
+    args = {"A": 10, "B": 5}
+    calls = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        body = prefix + enc.encode([args])
+        s.sendall(hdr.pack(len(body), 1, 0, 0, calls + 1) + body)
+        ln, _ftype, _flags, _res, cid = hdr.unpack(s.recv(12, socket.MSG_WAITALL))
+        res = dec.decode(s.recv(ln, socket.MSG_WAITALL))
+        assert res == 15 and cid == calls + 1
+        calls += 1
+    return {"calls": calls, "seconds": time.perf_counter() - t0}
+
+
 # -- grpcio asyncio, generic handler with msgpack bodies -----------------------------------------
 
 
@@ -228,6 +253,9 @@ async def client(kind: str, url: str, mode: str, seconds: float) -> dict[str, An
 
 
 def sync_client(kind: str, url: str, seconds: float) -> dict[str, Any]:
+    if kind == "wire-floor":
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        return wire_floor(host, int(port), seconds)
     if kind == "raw-blocking":
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         return raw_blocking(host, int(port), seconds)
@@ -252,7 +280,7 @@ def main(argv: list[str]) -> None:
         _uvloop_run(raw_server(addr) if kind == "raw" else grpc_server(addr))
     elif argv[0] == "client":
         kind, url, mode, secs = argv[1], argv[2], argv[3], float(argv[4])
-        if kind in ("raw-blocking", "wirecall-sync"):
+        if kind in ("raw-blocking", "wirecall-sync", "wire-floor"):
             res = sync_client(kind, url, secs)
         elif kind == "grpcio":
             res = asyncio.run(client(kind, url, mode, secs))  # grpc.aio brings its own loop
