@@ -307,12 +307,21 @@ async def test_oversized_request_refused_and_connection_keeps_working(serve: Any
     w.close()
 
 
-async def test_reply_over_the_client_limit_is_resource_exhausted(serve: Any) -> None:
-    url = await serve(Probe())
+@pytest.mark.parametrize("inline", [False, True], ids=["task", "fast-lane"])
+async def test_reply_over_the_client_limit_is_resource_exhausted(
+    serve: Any, inline: bool
+) -> None:
+    class Big:
+        @wirecall.method(inline=True)
+        def Inline(self, n: int) -> bytes:
+            return b"x" * n
+
+    url = await serve(Probe(), Big())
+    name = "Big.Inline" if inline else "Probe.Big"
     async with await wirecall.connect(url, max_message_size=10_000) as c:
         with pytest.raises(ResourceExhausted, match="exceeds the client's limit of 10000"):
-            await c.call("Probe.Big", 50_000)
-        assert await c.call("Probe.Big", 10) == b"x" * 10
+            await c.call(name, 50_000)
+        assert await c.call(name, 10) == b"x" * 10
 
 
 async def test_compression_over_threshold(serve: Any) -> None:
