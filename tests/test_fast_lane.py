@@ -155,3 +155,41 @@ def test_client_writes_the_first_call_at_once_then_every_16_requests() -> None:
     per_write = [server.receive_data(w) for w in writes]
     assert [len(evs) for evs in per_write] == [1, 16, 16, 7]
     assert [e.call_id for evs in per_write for e in evs] == list(range(1, 41))
+
+
+def test_after_goaway_a_plain_request_is_refused_not_run() -> None:
+    calc_calls: list[int] = []
+
+    class Counting(Calculator):
+        @method(inline=True)
+        def Add(self, args: Args) -> int:
+            calc_calls.append(args.A)
+            return args.A + args.B
+
+    async def run() -> list[bytes]:
+        server = wirecall.Server()
+        server.register(Counting(), name="Calculator")
+        proto = tcp.ServerProtocol(server)
+        t = _RecordingTransport()
+        proto.connection_made(t)  # type: ignore[arg-type]
+        client = fr.FrameConnection(client=True)
+        client.initiate()
+        proto.data_received(client.data_to_send())
+        client.send_request(1, "Calculator.Add", msgspec.msgpack.encode([{"A": 1, "B": 1}]))
+        proto.data_received(client.data_to_send())  # served by the fast lane
+        proto.goaway()
+        client.send_request(2, "Calculator.Add", msgspec.msgpack.encode([{"A": 2, "B": 1}]))
+        proto.data_received(client.data_to_send())
+        proto.connection_lost(None)
+        return t.writes
+
+    writes = asyncio.run(run())
+    reader = fr.FrameConnection(client=True)
+    reader.initiate()
+    events = [e for w in writes for e in reader.receive_data(w)]
+    kinds = [(type(e).__name__, getattr(e, "call_id", None)) for e in events]
+    assert ("ResponseReceived", 1) in kinds and ("GoAwayReceived", None) in kinds
+    [err] = [e for e in events if isinstance(e, fr.ErrorReceived)]
+    assert (err.call_id, err.status, err.message) == (2, Status.UNAVAILABLE,
+                                                       "server is shutting down")
+    assert calc_calls == [1]
