@@ -334,6 +334,33 @@ class _BlockingConnection:
             self._cv.notify_all()
         self._pump_wake.set()
 
+    def roundtrip(self, method: str, params: Any, rtype: Any) -> Any:
+        """A call with no deadline: send it, then read until its reply is in (the hot path of
+        ``SyncClient.call``; :meth:`wait` covers another thread reading, and the rest)."""
+        slot = _Slot(rtype)
+        cid = self._send(method, params, None, None, slot)
+        if not self._read_lock.acquire(False):
+            return self.wait(slot, cid, None, method)
+        try:
+            while not slot.done and not self.closed:
+                self._read_once(None)
+        finally:
+            self._read_lock.release()
+            if self._waiting or self._go_pending:
+                self._wake_readers()
+        if not slot.done:
+            return self.wait(slot, cid, None, method)  # closed: raises the reason
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _wake_readers(self) -> None:
+        """The read lock was released: a waiting caller or the go() pump may read now."""
+        with self._cv:
+            self._cv.notify_all()
+        if self._go_pending:
+            self._pump_wake.set()
+
     def wait(self, slot: _Slot, cid: int, deadline: float | None, method: str) -> Any:
         """Block until ``slot`` is filled, reading the socket when nobody else is."""
         while not slot.done:
@@ -347,10 +374,7 @@ class _BlockingConnection:
                 finally:
                     self._read_lock.release()
                     if self._waiting or self._go_pending:
-                        with self._cv:
-                            self._cv.notify_all()
-                        if self._go_pending:
-                            self._pump_wake.set()
+                        self._wake_readers()
                 if slot.done:
                     break
                 if self.closed:
@@ -699,6 +723,8 @@ class SyncClient:
                 timeout = self.call_timeout
             if timeout is not None:
                 timeout = check_timeout(timeout)
+            if timeout is None and not metadata:
+                return conn.roundtrip(method, params, result_type)
             slot = _Slot(result_type)
             cid = conn._send(method, params, timeout, metadata, slot)
             return conn.wait(

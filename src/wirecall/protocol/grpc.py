@@ -444,6 +444,8 @@ class GrpcConnection:
             del self._settings[h2.settings.SettingCodes.ENABLE_PUSH]
         self.closed = False
         self.goaway_received = False
+        #: the peer's first SETTINGS frame (its stream limit) has arrived
+        self.peer_settings_received = False
         self.draining = False
         self.goaway_last = 0
         self._extra = b""
@@ -724,6 +726,7 @@ class GrpcConnection:
                 self._flush(sid)
 
     def _on_settings(self, ev: Any, out: list[Any], now: float) -> None:
+        self.peer_settings_received = True
         for sid in list(self.streams):
             self._flush(sid)
 
@@ -875,6 +878,21 @@ class GrpcConnection:
         )
         self.h2.send_headers(sid, hdrs, end_stream=end_stream)
         return sid
+
+    def can_open_stream(self) -> bool:
+        """Client side: may :meth:`start_request` open a stream now? Not before the peer's
+        first SETTINGS frame (its limit is unknown until then), and only while fewer streams
+        are open than its SETTINGS_MAX_CONCURRENT_STREAMS, as h2 counts them (a stream stays
+        open until both sides ended it or it was reset). A call that may not waits for
+        a stream to close or for new SETTINGS (see :class:`RemoteSettingsChanged` handling
+        in the transport) instead of going over the limit, as grpc-go and grpcio do."""
+        if not self.peer_settings_received:
+            return False
+        h = self.h2
+        limit: int = h.remote_settings.max_concurrent_streams
+        # h2.streams also holds closed streams not purged yet: when it is under the limit,
+        # the open ones are too, without counting them (counting is O(streams))
+        return len(h.streams) < limit or h.open_outbound_streams < limit
 
     def end_request(self, stream_id: int) -> None:
         """Half-close: no more messages from the client (END_STREAM after queued data)."""
