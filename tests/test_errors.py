@@ -52,3 +52,22 @@ def test_protocol_error_takes_message_first_and_an_optional_status() -> None:
 def test_every_status_has_a_name_and_the_grpc_number() -> None:
     assert len(Status) == 17
     assert Status.OK == 0 and Status.UNAUTHENTICATED == 16 and Status.DATA_LOSS == 15
+
+
+def test_context_keeps_object_semantics() -> None:
+    """Context is a msgspec Struct for speed, but compares and hashes by identity and can be
+    weakly referenced, as the transports (sets of running calls) and users expect."""
+    import weakref
+
+    from wirecall import Context
+
+    a, b = Context("S.m", {"k": "v"}, None, "peer", "tcp"), Context("S.m", {"k": "v"}, None,
+                                                                   "peer", "tcp")
+    assert a != b and a == a
+    assert len({a, b}) == 2
+    assert weakref.ref(a)() is a
+    assert (a.method, dict(a.metadata), a.deadline, a.peer, a.transport) == (
+        "S.m", {"k": "v"}, None, "peer", "tcp")
+    assert not a.cancelled and Context().metadata == {}
+    a.cancel()
+    assert a.cancelled

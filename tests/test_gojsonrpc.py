@@ -69,3 +69,31 @@ def test_responses_are_spelt_like_go() -> None:
     assert gj.encode_request(3, "A.B", Inner("n")) == (
         b'{"method":"A.B","params":[{"Name":"n","Tags":null}],"id":3}\n'
     )
+
+
+async def test_a_call_still_running_after_the_read_is_tracked_and_answered() -> None:
+    """An async handler outlives the read that started it: the connection tracks its Context
+    (in a set: Context must hash by identity) and answers when it completes."""
+    import asyncio
+
+    import wirecall
+
+    class Slow:
+        async def Wait(self, ms: int) -> int:
+            await asyncio.sleep(ms / 1000)
+            return ms
+
+    srv = wirecall.Server()
+    srv.register(Slow())
+    (url,) = await srv.start("jsonrpc://127.0.0.1:0")
+    try:
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b'{"method":"Slow.Wait","params":[20],"id":1}\n'
+                     b'{"method":"Slow.Wait","params":[1],"id":2}\n')
+        lines = [json.loads(await asyncio.wait_for(reader.readline(), 5)) for _ in range(2)]
+        writer.close()
+        assert sorted((r["id"], r["result"], r["error"]) for r in lines) == [
+            (1, 20, None), (2, 1, None)]
+    finally:
+        await srv.close(drain_timeout=1)

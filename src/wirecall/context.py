@@ -22,7 +22,7 @@ _monotonic = time.monotonic
 EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
-class Context(msgspec.Struct):
+class Context(msgspec.Struct, eq=False, weakref=True):
     """What a handler knows about the call it is serving.
 
     ``deadline`` is an absolute :func:`time.monotonic` value (``None``: no deadline).
@@ -30,8 +30,9 @@ class Context(msgspec.Struct):
     string (``"127.0.0.1:53122"``, ``"unix:/path"``). ``cancelled`` turns true when the caller
     cancelled the call, its deadline passed, or the connection dropped.
 
-    A msgspec ``Struct``: built in C, it costs a third of a plain class on every call.
-    Construct it as ``Context(method, metadata, deadline, peer, transport)``.
+    A msgspec ``Struct`` (built in C: a third of a plain class's cost on every call) that
+    keeps object semantics: compared and hashed by identity, weak-referenceable. Construct it
+    as ``Context(method, metadata, deadline, peer, transport)``.
     """
 
     method: str = ""
