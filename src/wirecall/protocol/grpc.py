@@ -364,6 +364,9 @@ _H2_STATUS_TO_GRPC = {
     503: Status.UNAVAILABLE, 504: Status.UNAVAILABLE,
 }
 
+#: RST_STREAM code of a stream the peer did not process (safe to send again)
+REFUSED_STREAM = int(h2.errors.ErrorCodes.REFUSED_STREAM)
+
 # RST_STREAM error code -> status of the call on the side that received it
 RESET_STATUS = {
     h2.errors.ErrorCodes.NO_ERROR: Status.INTERNAL,
@@ -446,6 +449,9 @@ class GrpcConnection:
         self.goaway_received = False
         #: the peer's first SETTINGS frame (its stream limit) has arrived
         self.peer_settings_received = False
+        # client: a stream limit lower than the peer's, learnt from REFUSED_STREAM (see
+        # can_open_stream); None: the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+        self._stream_cap: int | None = None
         self.draining = False
         self.goaway_last = 0
         self._extra = b""
@@ -624,6 +630,11 @@ class GrpcConnection:
             elif k == b"grpc-message":
                 message = percent_decode(v.decode("latin-1"))
         self.streams.pop(sid, None)
+        cap = self._stream_cap
+        if cap is not None:  # a call completed: the peer retired one more stream
+            self._stream_cap = (
+                None if cap + 1 >= self.h2.remote_settings.max_concurrent_streams else cap + 1
+            )
         if code is None:
             return TrailersReceived(sid, Status.UNKNOWN, "trailers without grpc-status", {})
         return TrailersReceived(sid, code, message, decode_metadata(headers))
@@ -702,6 +713,8 @@ class GrpcConnection:
     def _on_reset(self, ev: Any, out: list[Any], now: float) -> None:
         sid = ev.stream_id
         self.streams.pop(sid, None)  # (may be gone already: a send raced with the reset)
+        if self.client_side and ev.error_code == REFUSED_STREAM:
+            self._stream_cap = max(1, self.h2.open_outbound_streams)
         out.append(StreamReset(sid, int(ev.error_code)))
         if not self.client_side and self.reset_limit:
             rs = self._resets
@@ -883,13 +896,22 @@ class GrpcConnection:
         """Client side: may :meth:`start_request` open a stream now? Not before the peer's
         first SETTINGS frame (its limit is unknown until then), and only while fewer streams
         are open than its SETTINGS_MAX_CONCURRENT_STREAMS, as h2 counts them (a stream stays
-        open until both sides ended it or it was reset). A call that may not waits for
-        a stream to close or for new SETTINGS (see :class:`RemoteSettingsChanged` handling
-        in the transport) instead of going over the limit, as grpc-go and grpcio do."""
+        open until both sides ended it or it was reset). The transport keeps a call that may
+        not waiting until a stream closes or new SETTINGS raise the limit, as grpc-go and
+        grpcio do, instead of going over it (h2 would refuse the stream, a peer that got it
+        would reset it or end the connection).
+
+        A peer may lag in retiring streams that ended (grpcio's does): it then refuses new
+        ones with REFUSED_STREAM though we are under its limit. Each refusal lowers the limit
+        used here to the streams it had accepted (at least 1); each call that completes
+        raises it by one, back to the peer's."""
         if not self.peer_settings_received:
             return False
         h = self.h2
         limit: int = h.remote_settings.max_concurrent_streams
+        cap = self._stream_cap
+        if cap is not None and cap < limit:
+            limit = cap
         # h2.streams also holds closed streams not purged yet: when it is under the limit,
         # the open ones are too, without counting them (counting is O(streams))
         return len(h.streams) < limit or h.open_outbound_streams < limit

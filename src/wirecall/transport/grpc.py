@@ -15,6 +15,7 @@ Client: :class:`GrpcClientConnection` (one HTTP/2 connection, calls multiplexed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl as ssl_mod
@@ -73,6 +74,9 @@ HIGH_WATER = 256 * 1024  # bytes queued on one stream before send() waits for th
 # client stops reading (a server that sends without reading)
 REPLY_BUDGET = 64 * 1024
 _MONO = time.monotonic
+# times a call whose stream the server refused (REFUSED_STREAM: not processed) is opened
+# again before it fails with UNAVAILABLE (a server refusing everything is not retried forever)
+REFUSED_RETRIES = 5
 
 
 # -- message codecs per call ---------------------------------------------------------------
@@ -572,7 +576,10 @@ def method_path(method: str) -> str:
 
 
 class _UnaryCall:
-    __slots__ = ("fut", "payload", "result_type", "timer", "wire")
+    __slots__ = (
+        "fut", "metadata", "method", "payload", "request", "result_type", "retries", "sid",
+        "timer", "wire",
+    )
 
     def __init__(self, fut: asyncio.Future[Any], wire: _Wire, result_type: Any) -> None:
         self.fut = fut
@@ -580,6 +587,12 @@ class _UnaryCall:
         self.result_type = result_type
         self.payload: bytes | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.sid = 0  # 0 while it waits for a stream (see GrpcClientConnection._queue)
+        # what opening the stream takes (again, if the server refuses it: ``_retry_refused``)
+        self.method = ""
+        self.request = b""
+        self.metadata: Mapping[str, Any] | None = None
+        self.retries = 0
 
 
 def _live(c: _UnaryCall | weakref.ref[GrpcClientStream] | None,
@@ -597,14 +610,33 @@ class GrpcClientStream(ClientStream[Any]):
         self.owner = owner
         self.wire = wire
         self.result_type = result_type
-        self.sid = 0
+        self.sid = 0  # 0 while it waits for a stream (see GrpcClientConnection._queue)
         self.timer: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.ref = weakref.ref(self)
+        # while it waits for a stream: resolved once it is open (or ended)
+        self.opened: asyncio.Future[None] | None = None
+        # what opening the stream takes (again, if the server refuses it: ``_retry_refused``)
+        self.first: bytes | None = None  # the request of a server stream
+        self.metadata: Mapping[str, Any] | None = None
+        self.sent = False  # a message went out (send / send_all): it cannot be sent again
+        self.ended = False  # half-closed with done_writing
+        self.retries = 0
+
+    async def _wait_open(self) -> None:
+        """A queued stream: wait until it has its HTTP/2 stream (raise if it ended first)."""
+        while self.sid == 0 and not self._done and self.opened is not None:
+            await asyncio.shield(self.opened)  # (one cancelled writer leaves it to the others)
+        if self._done:
+            raise self._error or Unavailable(message=f"{self.method}: stream is closed")
 
     async def _write(self, item: Any) -> None:
         o = self.owner
         payload = self.wire.encode(item, None)
         o._check_size(payload)
+        if self.sid == 0:
+            await self._wait_open()
+        self.sent = True
         o.conn.send_message(self.sid, payload)
         o._schedule_flush()
         while (o.conn.pending(self.sid) > HIGH_WATER or o._paused) and not self._done:
@@ -617,13 +649,21 @@ class GrpcClientStream(ClientStream[Any]):
             raise self._error
 
     async def _write_end(self) -> None:
+        if self.sid == 0:
+            await self._wait_open()
+        self.ended = True
         self.owner.conn.end_request(self.sid)
         self.owner._schedule_flush()
 
     def _abort(self, error: RpcError) -> None:
-        self.owner._drop(self.sid)
-        self.owner.conn.reset(self.sid)
-        self.owner._schedule_flush()
+        o = self.owner
+        if self.sid == 0:  # still queued: nothing was sent
+            o._unqueue(self.ref)
+            return
+        o._drop(self.sid)
+        o.conn.reset(self.sid)
+        o._schedule_flush()
+        o._admit()  # the reset freed a stream
 
     def _consumed(self, credit: int) -> None:
         self.owner.conn.consumed(self.sid, credit)
@@ -636,6 +676,9 @@ class GrpcClientStream(ClientStream[Any]):
         if w is not None and not w.done():
             w.set_result(None)
         super()._finish(error, trailing)
+        if self.opened is not None and not self.opened.done():
+            self.opened.set_result(None)  # writers waiting for the stream see the end
+
 
 
 class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
@@ -663,6 +706,10 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         # streams are held weakly: one the application dropped unfinished is collected and
         # reset (``_collected``)
         self.calls: dict[int, _UnaryCall | weakref.ref[GrpcClientStream]] = {}
+        # calls waiting for a stream, first come first served: the server's
+        # SETTINGS_MAX_CONCURRENT_STREAMS is reached, or its SETTINGS have not arrived yet
+        # (``GrpcConnection.can_open_stream``); they open as streams close (``_admit``)
+        self._queue: deque[_UnaryCall | weakref.ref[GrpcClientStream]] = deque()
         self._loop = asyncio.get_event_loop()
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
@@ -680,7 +727,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
 
     @property
     def pending(self) -> int:
-        return len(self.calls)
+        """Calls in flight, including those waiting for a stream."""
+        return len(self.calls) + len(self._queue)
 
     # -- codec choice ----------------------------------------------------------------
 
@@ -732,33 +780,126 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         wire = self._wire(params, result_type)
         payload = wire.encode(params, None)
         self._check_size(payload)
-        sid = self._start(method, wire, timeout, metadata)
-        conn = self.conn
-        conn.send_message(sid, payload)
-        conn.end_request(sid)
         fut: asyncio.Future[Any] = self._loop.create_future()
         call = _UnaryCall(fut, wire, result_type)
-        self.calls[sid] = call
+        call.method, call.request, call.metadata = method, payload, metadata
+        conn = self.conn
+        if self._queue or not conn.can_open_stream():  # wait for a stream, in turn
+            self._queue.append(call)
+        else:
+            self._send_unary(call, self._start(method, wire, timeout, metadata), payload)
         if timeout is not None:
-            call.timer = self._loop.call_later(timeout, self._expire, sid, method, timeout)
+            call.timer = self._loop.call_later(timeout, self._expire, call, method, timeout)
         self._schedule_flush()
         try:
             return await fut
         except asyncio.CancelledError:
-            if sid in self.calls:
+            sid = call.sid
+            if sid == 0:
+                self._unqueue(call)
+            elif sid in self.calls:
                 self._drop(sid)
                 conn.reset(sid)
                 self._schedule_flush()
+                self._admit()
             raise
 
-    def _expire(self, sid: int, method: str, timeout: float) -> None:
-        call = self.calls.pop(sid, None)
-        if isinstance(call, _UnaryCall) and not call.fut.done():
+    def _send_unary(self, call: _UnaryCall, sid: int, payload: bytes) -> None:
+        # (the request stays on the call until it ends, should the server refuse the stream)
+        conn = self.conn
+        conn.send_message(sid, payload)
+        conn.end_request(sid)
+        call.sid = sid
+        self.calls[sid] = call
+
+    def _expire(self, call: _UnaryCall, method: str, timeout: float) -> None:
+        if call.sid == 0:  # still queued: no HEADERS were sent
+            self._unqueue(call)
+        else:
+            self.calls.pop(call.sid, None)
+            self.conn.reset(call.sid)
+            self._schedule_flush()
+            self._admit()
+        if not call.fut.done():
             call.fut.set_exception(
                 DeadlineExceeded(message=f"{method}: deadline of {timeout:g}s exceeded")
             )
-        self.conn.reset(sid)
-        self._schedule_flush()
+
+    # -- the queue of calls waiting for a stream ---------------------------------------
+
+    def _left(self, timer: asyncio.TimerHandle | None) -> float | None:
+        """What is left of a call's timeout (its timer fires at the deadline)."""
+        return None if timer is None else max(0.0, timer.when() - self._loop.time())
+
+    def _retry_refused(self, c: _UnaryCall | GrpcClientStream) -> bool:
+        """The server refused the stream (RST_STREAM REFUSED_STREAM: it was not processed,
+        RFC 9113 8.7), typically because it had not yet retired streams that had already
+        ended on our side. Like grpc-go's transparent retry, open it again, first in the
+        queue, if what it sent can be sent again (not a stream that sent messages), at most
+        REFUSED_RETRIES times; the protocol meanwhile opens fewer streams at once
+        (``GrpcConnection.can_open_stream``). False: fail the call."""
+        if c.retries >= REFUSED_RETRIES or self._closed or self._goaway:
+            return False
+        if isinstance(c, _UnaryCall):
+            if c.fut.done():
+                return False
+            c.retries += 1
+            c.sid = 0
+            self._queue.appendleft(c)
+            return True
+        if c._done or c.sent:
+            return False
+        c.retries += 1
+        c.sid = 0
+        if c._collected is not None:
+            c._collected.detach()  # re-registered when it opens again
+        if c.opened is None or c.opened.done():
+            c.opened = self._loop.create_future()
+        self._queue.appendleft(c.ref)
+        return True
+
+    def _unqueue(self, entry: _UnaryCall | weakref.ref[GrpcClientStream]) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(entry)
+        if isinstance(entry, _UnaryCall) and entry.timer is not None:
+            entry.timer.cancel()
+
+    def _admit(self) -> None:
+        """Open the streams of queued calls, in order, while the server's limit allows."""
+        q = self._queue
+        if not q or self._closed or self._goaway:
+            return
+        conn = self.conn
+        opened = False
+        while q and conn.can_open_stream():
+            entry = q.popleft()
+            if isinstance(entry, _UnaryCall):
+                if entry.fut.done():
+                    continue
+                try:
+                    sid = self._start(entry.method, entry.wire, self._left(entry.timer),
+                                      entry.metadata)
+                except RpcError as exc:
+                    self._finish_unary(0, entry, exc)
+                    continue
+                self._send_unary(entry, sid, entry.request)
+                opened = True
+                continue
+            st = entry()
+            if st is None or st._done:  # dropped by the application while it waited
+                continue
+            try:
+                self._open(st, self._left(st.timer), st.metadata, st.first)
+            except RpcError as exc:
+                st._finish(exc)
+                continue
+            if st.opened is not None and not st.opened.done():
+                st.opened.set_result(None)
+            if st._writing_done and st.ended:  # a refused stream half-closed before: again
+                self.conn.end_request(st.sid)
+            opened = True
+        if opened:
+            self._schedule_flush()
 
     def open_stream(
         self,
@@ -776,23 +917,36 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             isinstance(params, AsyncIterable) or hasattr(params, "__next__")
         )
         wire = self._wire(None if streaming_in else params, result_type)
+        first = None
+        if params is not None and not streaming_in:
+            first = wire.encode(params, None)
+            self._check_size(first)
         st = GrpcClientStream(self, method, wire, result_type)
-        st.sid = self._start(method, wire, timeout, metadata)
-        self.calls[st.sid] = weakref.ref(st)
-        sid = st.sid
-        st._cancel_on_collect(lambda: self._collected(sid))
+        st.first, st.metadata = first, metadata
+        if self._queue or not self.conn.can_open_stream():
+            # wait for a stream, in turn; writes wait for it too (``_wait_open``)
+            st.opened = self._loop.create_future()
+            self._queue.append(st.ref)  # (weakly: a stream dropped while it waits is skipped)
+        else:
+            self._open(st, timeout, metadata, first)
         if timeout is not None:
             st.timer = expire_later(st, timeout)
         if streaming_in:
             st.send_all(params)
-        elif params is not None:
-            payload = wire.encode(params, None)
-            self._check_size(payload)
-            self.conn.send_message(st.sid, payload)
-            self.conn.end_request(st.sid)
+        elif first is not None:
             st._writing_done = True
         self._schedule_flush()
         return st
+
+    def _open(self, st: GrpcClientStream, timeout: float | None,
+              metadata: Mapping[str, Any] | None, first: bytes | None) -> None:
+        """Open the HTTP/2 stream of a streaming call (and send a server stream's request)."""
+        sid = st.sid = self._start(st.method, st.wire, timeout, metadata)
+        self.calls[sid] = st.ref
+        st._cancel_on_collect(lambda: self._collected(sid))
+        if first is not None:
+            self.conn.send_message(sid, first)
+            self.conn.end_request(sid)
 
     async def ping(self, timeout: float | None = None) -> float:
         self._check_open()
@@ -857,8 +1011,20 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         if self.calls.pop(sid, None) is not None and not self._closed:
             self.conn.reset(sid)
             self._schedule_flush()
+            self._admit()
+
+    def _fail_queued(self, err: RpcError) -> None:
+        """Calls waiting for a stream will never get one (connection closed, GOAWAY)."""
+        queue, self._queue = self._queue, deque()
+        for entry in queue:
+            c = _live(entry)
+            if isinstance(c, _UnaryCall):
+                self._finish_unary(0, c, err)
+            elif c is not None:
+                c._finish(err)
 
     def _fail_all(self, err: RpcError) -> None:
+        self._fail_queued(err)
         calls, self.calls = self.calls, {}
         for entry in calls.values():
             c = _live(entry)
@@ -914,6 +1080,9 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                     c._feed_initial(ev.metadata)
             elif t is gp.StreamReset:
                 c = _live(self.calls.pop(ev.stream_id, None))
+                if (ev.error_code == gp.REFUSED_STREAM and c is not None
+                        and self._retry_refused(c)):
+                    continue
                 err = RpcError(gp.RESET_STATUS.get(ev.error_code, Status.INTERNAL),
                                f"stream reset by the server (HTTP/2 error {ev.error_code})")
                 if isinstance(c, _UnaryCall):
@@ -926,6 +1095,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 f = self._pings.get(ev.data)
                 if f is not None and not f.done():
                     f.set_result(None)
+        if self._queue:  # streams closed or the server's SETTINGS came: open queued calls
+            self._admit()
         if self._paused:
             self._flush_replies()
         else:
@@ -1000,6 +1171,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 self._flush()
                 self.transport.close()
             return
+        self._fail_queued(err)  # no new stream after GOAWAY: they were never sent
         for sid in [s for s in self.calls if s > ev.last_stream_id]:
             c = _live(self.calls.pop(sid))
             if isinstance(c, _UnaryCall):
