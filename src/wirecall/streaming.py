@@ -28,7 +28,14 @@ import inspect
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .context import Context, _current
@@ -358,6 +365,10 @@ class ClientStream(Generic[T]):
         self._writing_done = False
         self._writer: asyncio.Task[None] | None = None
         self._collected: weakref.finalize[Any, Any] | None = None
+        # background tasks wirecall runs for this stream (the request sender, ...): held here
+        # and, once there is one, by a finalizer that cancels them if the stream is collected
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks_finalizer: weakref.finalize[Any, Any] | None = None
         self.trailing_metadata: Mapping[str, Any] = {}
 
     def _cancel_on_collect(self, abort: Callable[[], None]) -> None:
@@ -370,6 +381,24 @@ class ClientStream(Generic[T]):
                 loop.call_soon_threadsafe(abort)
 
         self._collected = weakref.finalize(self, collected)
+
+    def _own(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """Transport hook: make ``task`` one of this stream's background tasks. It is kept
+        alive until it finishes, its exception is retrieved (so it is never logged as
+        destroyed while pending, or as an exception never retrieved), it is cancelled if the
+        stream is garbage-collected, and :meth:`aclose` cancels and awaits it. The task must
+        hold the stream only weakly while it waits (see :meth:`send_all`). Transports whose
+        connection holds streams weakly implement :meth:`_write_gate` and :meth:`_put`."""
+        tasks = self._tasks
+        tasks.add(task)
+        task.add_done_callback(_task_done(tasks))
+        if self._tasks_finalizer is None and type(self)._put is not ClientStream._put:
+            # (a transport without ``_put`` has its sender wait in ``send``, holding the
+            # stream: rooting the task would keep an abandoned stream alive for ever)
+            self._tasks_finalizer = weakref.finalize(
+                self, _cancel_collected, asyncio.get_running_loop(), tasks
+            )
+        return task
 
     # -- fed by the transport --------------------------------------------------------
 
@@ -415,6 +444,19 @@ class ClientStream(Generic[T]):
     def _abort(self, error: RpcError) -> None:
         """Transport hook: reset the call on the wire."""
 
+    def _write_gate(self) -> Awaitable[Any] | None:
+        """Transport hook for the background sender (:meth:`send_all`): something to wait
+        for before the next message may go out (no credit yet), or ``None`` when
+        :meth:`_put` may write it now. The sender holds the stream only weakly while it
+        waits, so a stream the application dropped is still collected (and cancelled)."""
+        return None
+
+    def _put(self, item: Any) -> None:
+        """Transport hook: write one message now, without waiting (after
+        :meth:`_write_gate` said it may). A transport that cannot write synchronously
+        leaves it: the background sender then awaits :meth:`send` instead."""
+        raise NotImplementedError
+
     # -- user API --------------------------------------------------------------------
 
     @property
@@ -426,11 +468,14 @@ class ClientStream(Generic[T]):
     def error(self) -> RpcError | None:
         return self._error
 
-    async def send(self, item: Any) -> None:
+    def _check_send(self) -> None:
         if self._done:
             raise self._error or Unavailable(message="stream is closed")
         if self._writing_done:
             raise RuntimeError("send() after done_writing()")
+
+    async def send(self, item: Any) -> None:
+        self._check_send()
         await self._write(item)
 
     async def done_writing(self) -> None:
@@ -440,20 +485,17 @@ class ClientStream(Generic[T]):
         self._writing_done = True
         await self._write_end()
 
-    def send_all(self, items: AsyncIterable[Any] | Any) -> asyncio.Task[None]:
-        """Send every item of an (async) iterable in the background, then half-close."""
+    def send_all(self, items: AsyncIterable[Any] | Iterable[Any]) -> asyncio.Task[None]:
+        """Send every item of an (async) iterable in the background, then half-close.
 
-        async def pump() -> None:
-            if isinstance(items, AsyncIterable):
-                async for it in items:
-                    await self.send(it)
-            else:
-                for it in items:
-                    await self.send(it)
-            await self.done_writing()
-
-        self._writer = asyncio.get_running_loop().create_task(pump())
-        return self._writer
+        The stream owns the task: it is cancelled when the call ends, when the stream is
+        cancelled, closed or garbage-collected, and never outlives it unfinished. If the
+        iterable raises (or an item cannot be sent) the call is cancelled with that error,
+        which the stream's readers see; awaiting the returned task raises it too."""
+        task = asyncio.get_running_loop().create_task(_pump(weakref.ref(self), items))
+        self._writer = task
+        self._own(task)
+        return task
 
     async def recv(self) -> Any:
         """The next reply, or :data:`EOF` once the server finished; raises the error status."""
@@ -485,6 +527,8 @@ class ClientStream(Generic[T]):
         finally:
             if not self._done:  # the loop was left early (break, exception, aclose)
                 self.cancel()
+            if self._tasks:
+                await self._join()
 
     async def result(self) -> T:
         """The single reply of a unary or client-streaming call (half-closes first)."""
@@ -517,12 +561,101 @@ class ClientStream(Generic[T]):
         self._abort(err)
         self._finish(err)
 
+    async def aclose(self) -> None:
+        """Cancel the call if it has not ended, then cancel and await the stream's
+        background tasks (the request sender of :meth:`send_all`)."""
+        if not self._done:
+            self.cancel()
+        await self._join()
+
+    async def _join(self) -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not me]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def __aenter__(self) -> ClientStream[T]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if not self._done:
-            self.cancel()
+        await self.aclose()
+
+
+def _task_done(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(t: asyncio.Task[Any]) -> None:
+        tasks.discard(t)
+        if not t.cancelled():
+            t.exception()  # retrieved: it reached the stream (or whoever awaits the task)
+
+    return done
+
+
+def _cancel_collected(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]) -> None:
+    """A stream with background tasks was collected: cancel them on their loop."""
+    if not tasks:
+        return
+
+    def cancel() -> None:
+        for t in list(tasks):
+            t.cancel()
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to run
+        loop.call_soon_threadsafe(cancel)
+
+
+async def _pump(ref: weakref.ref[ClientStream[Any]], items: AsyncIterable[Any] | Iterable[Any],
+                ) -> None:
+    """The body of :meth:`ClientStream.send_all`. It holds the stream only weakly whenever
+    it waits (for the next item, or for credit through ``_write_gate``), so an application
+    that drops the stream lets it be collected: the stream's finalizers then cancel the
+    call on the wire and this task."""
+    try:
+        if isinstance(items, AsyncIterable):
+            it = items.__aiter__()
+            while True:
+                try:
+                    item = await it.__anext__()
+                except StopAsyncIteration:
+                    break
+                if not await _send_weakly(ref, item):
+                    return
+        else:
+            for item in items:
+                if not await _send_weakly(ref, item):
+                    return
+        st = ref()
+        if st is not None:
+            await st.done_writing()
+    except Exception as exc:
+        st = ref()
+        if st is not None and not st._done:
+            err = exc if isinstance(exc, RpcError) else Cancelled(
+                message=f"{st.method}: the requests to send raised {exc!r}")
+            st._writer = None  # (_finish must not cancel this task: it ends with ``exc``)
+            st._abort(err)
+            st._finish(err)
+        raise
+
+
+async def _send_weakly(ref: weakref.ref[ClientStream[Any]], item: Any) -> bool:
+    """Send one item for :func:`_pump`; False if the stream was collected meanwhile."""
+    while True:
+        st = ref()
+        if st is None:
+            return False
+        st._check_send()
+        gate = st._write_gate()
+        if gate is None:
+            break
+        del st  # wait without keeping the stream alive
+        await gate
+    if type(st)._put is ClientStream._put:
+        await st.send(item)  # a transport that writes asynchronously
+    else:
+        st._put(item)
+    return True
 
 
 def expire_later(stream: ClientStream[Any], timeout: float) -> asyncio.TimerHandle:
@@ -544,12 +677,13 @@ class PendingStream(Generic[T]):
 
     def __init__(self, opener: Callable[[], Awaitable[ClientStream[T]]]) -> None:
         self._opener = opener
+        # (the task does not refer to ``self``; it is kept alive until it finishes and its
+        # exception is retrieved, so dropping a stream still opening logs nothing)
         self._task: asyncio.Task[ClientStream[T]] = asyncio.get_running_loop().create_task(
-            self._open()
+            _open(opener)
         )
-
-    async def _open(self) -> ClientStream[T]:
-        return await self._opener()
+        _opening.add(self._task)
+        self._task.add_done_callback(_task_done(_opening))
 
     def __await__(self) -> Any:
         return self._task.__await__()
@@ -585,8 +719,22 @@ class PendingStream(Generic[T]):
         else:
             self._task.cancel()
 
+    async def aclose(self) -> None:
+        """Cancel the call (or its opening), then await the stream's background tasks."""
+        self.cancel()
+        await asyncio.wait([self._task])
+        if not self._task.cancelled() and self._task.exception() is None:
+            await self._task.result().aclose()
+
     async def __aenter__(self) -> PendingStream[T]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.cancel()
+        await self.aclose()
+
+
+_opening: set[asyncio.Task[Any]] = set()  # PendingStream tasks still running
+
+
+async def _open(opener: Callable[[], Awaitable[ClientStream[T]]]) -> ClientStream[T]:
+    return await opener()

@@ -679,6 +679,28 @@ class GrpcClientStream(ClientStream[Any]):
         if self.opened is not None and not self.opened.done():
             self.opened.set_result(None)  # writers waiting for the stream see the end
 
+    # the background sender (``send_all``, see ``streaming._pump``) waits on ``_write_gate``
+    # holding the stream only weakly, then writes with ``_put`` without waiting
+    def _write_gate(self) -> asyncio.Future[Any] | None:
+        if self._done:
+            return None
+        o = self.owner
+        if self.sid == 0:  # queued: wait for its HTTP/2 stream
+            return None if self.opened is None else asyncio.shield(self.opened)
+        if o.conn.pending(self.sid) <= HIGH_WATER and not o._paused:
+            return None
+        w = self.waiter
+        if w is None or w.done():
+            w = self.waiter = o._loop.create_future()
+        return w
+
+    def _put(self, item: Any) -> None:
+        o = self.owner
+        payload = self.wire.encode(item, None)
+        o._check_size(payload)
+        self.sent = True
+        o.conn.send_message(self.sid, payload)
+        o._schedule_flush()
 
 
 class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):

@@ -1553,9 +1553,14 @@ class WebSocketConnection(ClientConnection):
 
     ``on_notification(method, fn)`` runs ``fn(params)`` (sync or async) for each notification
     the server sends; ``register(method, fn)`` answers the server's calls to ``method``.
+    At most ``max_incoming_calls`` of the server's calls run at once (as
+    ``Server(max_concurrent_calls=...)`` bounds a server): one more is answered at once with
+    ``RESOURCE_EXHAUSTED``. ``aclose()`` cancels and awaits the handlers still running.
     """
 
-    def __init__(self, session: Any, ws: Any, url: str) -> None:
+    def __init__(self, session: Any, ws: Any, url: str, max_incoming_calls: int = 1024) -> None:
+        if max_incoming_calls < 1:
+            raise ValueError("max_incoming_calls must be at least 1")
         self._session = session
         self._ws = ws
         self.url = url
@@ -1564,10 +1569,13 @@ class WebSocketConnection(ClientConnection):
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._serving: set[asyncio.Future[Any]] = set()  # the server's calls being handled
+        self.max_incoming_calls = max_incoming_calls
         self._streams: dict[Any, _WsClientStream] = {}
         self._closed = False
         self.goaway_received = False
         self._reader = asyncio.ensure_future(self._read())
+        self._reader.add_done_callback(_discard_result(set()))  # (its end is seen as closed)
 
     @property
     def closed(self) -> bool:
@@ -1598,7 +1606,7 @@ class WebSocketConnection(ClientConnection):
         st = _WsClientStream(self, method, id, result_type)
         self._streams[id] = st
         req = j2.request_object(method, None if streaming_in else params, id, metadata)
-        st._opened = asyncio.ensure_future(self._ws.send_bytes(j2.encode(req)))
+        st._opened = st._own(asyncio.ensure_future(self._ws.send_bytes(j2.encode(req))))
         if timeout is not None:
             st._timer = asyncio.get_running_loop().call_later(timeout, st._expire)
         if streaming_in:
@@ -1696,12 +1704,20 @@ class WebSocketConnection(ClientConnection):
                     except (msgspec.DecodeError, RecursionError):
                         log.warning("%s: ignoring a malformed WebSocket message", self.url)
                         continue
+                    refused: list[bytes] = []
                     for o in obj if isinstance(obj, list) else [obj]:
-                        self._dispatch(o)
+                        self._dispatch(o, refused)
+                    for reply in refused:  # (a server that does not read them stops being read)
+                        if self._ws.closed:
+                            break
+                        with contextlib.suppress(ConnectionError):
+                            await self._ws.send_bytes(reply)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
             self._closed = True
+            for t in self._serving:  # their answers could not go out any more
+                t.cancel()
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(Unavailable(message="the WebSocket closed"))
@@ -1709,15 +1725,28 @@ class WebSocketConnection(ClientConnection):
                 st._finish(Unavailable(message="the WebSocket closed"))
             self._streams.clear()
 
-    def _dispatch(self, obj: Any) -> None:
+    def _dispatch(self, obj: Any, refused: list[bytes] | None = None) -> None:
+        """Act on one message from the server; answers refusing the server's calls at once
+        go to ``refused`` (the reader sends them), or out in a task of their own."""
         if not isinstance(obj, dict):
             return
         method = obj.get("method")
         if isinstance(method, str):
             if "id" in obj:
+                if len(self._serving) >= self.max_incoming_calls:
+                    reply = j2.encode(_error_reply(obj["id"], ResourceExhausted(
+                        message=f"too many of the server's calls in flight on this WebSocket "
+                                f"client (limit {self.max_incoming_calls})")))
+                    if refused is not None:
+                        refused.append(reply)
+                    elif not self._ws.closed:
+                        t = asyncio.ensure_future(self._ws.send_bytes(reply))
+                        self._tasks.add(t)
+                        t.add_done_callback(_discard_result(self._tasks))
+                    return
                 t = asyncio.ensure_future(self._serve(method, obj.get("params"), obj["id"]))
-                self._tasks.add(t)
-                t.add_done_callback(self._tasks.discard)
+                self._serving.add(t)
+                t.add_done_callback(_discard_result(self._serving))
                 return
             if method in (STREAM_ITEM, STREAM_WINDOW):
                 p = obj.get("params")
@@ -1747,7 +1776,7 @@ class WebSocketConnection(ClientConnection):
                     if asyncio.iscoroutine(r):
                         t = asyncio.ensure_future(r)
                         self._tasks.add(t)
-                        t.add_done_callback(self._tasks.discard)
+                        t.add_done_callback(_listener_done(self._tasks, method))
                 except Exception:
                     log.exception("notification listener for %s failed", method)
             return
@@ -1770,10 +1799,8 @@ class WebSocketConnection(ClientConnection):
         fn = self._handlers.get(method)
         reply: dict[str, Any]
         if fn is None:
-            err: RpcError = Unimplemented(message=f"the client has no method {method!r}")
-            reply = {"jsonrpc": "2.0", "id": id, "error": {
-                "code": j2.code_for_status(err.status), "message": err.message,
-                "data": {"status": err.status.name}}}
+            reply = _error_reply(id, Unimplemented(
+                message=f"the client has no method {method!r}"))
         else:
             try:
                 if isinstance(params, list):
@@ -1786,20 +1813,32 @@ class WebSocketConnection(ClientConnection):
                     r = await r
                 reply = {"jsonrpc": "2.0", "id": id, "result": r}
             except Exception as exc:
-                e = exc if isinstance(exc, RpcError) else Internal(message=str(exc))
-                reply = {"jsonrpc": "2.0", "id": id, "error": {
-                    "code": j2.code_for_status(e.status), "message": e.message,
-                    "data": {"status": e.status.name}}}
+                reply = _error_reply(
+                    id, exc if isinstance(exc, RpcError) else Internal(message=str(exc)))
         if not self._ws.closed:
             await self._ws.send_bytes(j2.encode(reply))
 
     async def aclose(self) -> None:
+        """Close the WebSocket; cancel and await the reader, the server's calls still being
+        handled and every other task this connection (or one of its streams) started."""
         self._closed = True
-        await self._ws.close()
-        self._reader.cancel()
-        for t in list(self._tasks):
-            t.cancel()
-        await self._session.close()
+        streams = list(self._streams.values())
+        try:
+            await self._ws.close()
+        finally:
+            me = asyncio.current_task()
+            tasks: list[asyncio.Future[Any]] = [self._reader, *self._serving, *self._tasks]
+            for st in streams:
+                tasks.extend(st._tasks)
+            tasks = [t for t in tasks if t is not me]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            for t in tasks:  # (retrieved: none of them is anyone's to report now)
+                if not t.cancelled():
+                    t.exception()
+            await self._session.close()
 
 
 class _WsClientStream(ClientStream[Any]):
@@ -1871,7 +1910,8 @@ class _WsClientStream(ClientStream[Any]):
         self.conn._streams.pop(self.id, None)
         if not self.conn._ws.closed:
             t = asyncio.ensure_future(self._control(STREAM_CANCEL, {"id": self.id}))
-            t.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self.conn._tasks.add(t)
+            t.add_done_callback(_discard_result(self.conn._tasks))
 
     def _finish(self, error: RpcError | None, trailing: Mapping[str, Any] | None = None) -> None:
         if self._timer is not None:
@@ -1888,6 +1928,23 @@ def _discard_result(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future
             t.exception()  # retrieved: a send to a closed socket is not worth a warning
 
     return done
+
+
+def _listener_done(tasks: set[asyncio.Future[Any]], method: str,
+                   ) -> Callable[[asyncio.Future[Any]], None]:
+    def done(t: asyncio.Future[Any]) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and (exc := t.exception()) is not None:
+            log.error("notification listener for %s failed", method, exc_info=exc)
+
+    return done
+
+
+def _error_reply(id: Any, err: RpcError) -> dict[str, Any]:
+    """The JSON-RPC error answering one of the server's calls to this client."""
+    return {"jsonrpc": "2.0", "id": id, "error": {
+        "code": j2.code_for_status(err.status), "message": err.message,
+        "data": {"status": err.status.name}}}
 
 
 async def connect(url: URL, **opts: Any) -> ClientConnection:
@@ -1926,7 +1983,8 @@ async def _connect_ws(url: URL, **opts: Any) -> WebSocketConnection:
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         await session.close()
         raise ConnectError(message=f"cannot open WebSocket {target}: {exc}") from exc
-    return WebSocketConnection(session, ws, target)
+    return WebSocketConnection(session, ws, target,
+                               max_incoming_calls=int(opts.get("max_incoming_calls", 1024)))
 
 
 async def batch(client: Any, calls: Iterable[BatchItem], timeout: float | None = None) -> list[Any]:

@@ -256,21 +256,28 @@ class TcpClientStream(ClientStream[Any]):
         self.timer: asyncio.TimerHandle | None = None
 
     async def _write(self, item: Any) -> None:
-        o = self.owner
-        while self.credit <= 0 and not self._done:
-            self.waiter = o._loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+        while (gate := self._write_gate()) is not None:
+            await gate
         if self._done:
             raise self._error or Unavailable(message="stream closed")
-        self.credit -= 1
+        self._put(item)
+
+    def _write_gate(self) -> asyncio.Future[None] | None:
+        if self.credit > 0 or self._done:
+            return None
+        w = self.waiter
+        if w is None or w.done():  # (woken by WINDOW_UPDATE or the end of the call)
+            w = self.waiter = self.owner._loop.create_future()
+        return w
+
+    def _put(self, item: Any) -> None:
+        o = self.owner
         try:
             body = o.codec.encode(item)
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArgument(message=f"cannot encode a message of {self.method}: "
                                   f"{exc}") from None
+        self.credit -= 1
         o.conn.send_message(self.cid, body)
         o._schedule_flush()
 
