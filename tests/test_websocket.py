@@ -534,3 +534,97 @@ async def test_calls_over_max_concurrent_calls_are_refused() -> None:
     assert await asyncio.wait_for(client.call("hold"), 5) == "done"  # room again
     await client.close()
     await server.close(drain_timeout=1)
+
+
+class AskMany:
+    """Server code that makes several calls to the client at once."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    async def Ask(self, n: int) -> list[str]:
+        ws = current_websocket()
+        assert ws is not None
+
+        async def one() -> str:
+            try:
+                r = await ws.call("client.hold", [], timeout=10)
+            except wirecall.RpcError as exc:
+                out = exc.status.name
+            else:
+                out = str(r)
+            self.outcomes.append(out)
+            return out
+
+        return list(await asyncio.gather(*[one() for _ in range(n)]))
+
+
+async def test_server_calls_over_the_clients_limit_are_refused() -> None:
+    """The WebSocket client runs at most ``max_incoming_calls`` of the server's calls at once;
+    one more is answered RESOURCE_EXHAUSTED at once; closing the connection cancels and
+    awaits the handlers still running."""
+    asker = AskMany()
+    server = wirecall.Server()
+    server.register(asker)
+    [u] = await server.start("http://127.0.0.1:0")
+    port = wirecall.transport.base.parse_url(u).port
+    client = await wirecall.connect(f"ws://127.0.0.1:{port}/ws", max_incoming_calls=3)
+    conn = await client.pool.get()
+    assert isinstance(conn, WebSocketConnection)
+    assert conn.max_incoming_calls == 3
+    release = asyncio.Event()
+    running = 0
+    cancelled = 0
+
+    async def hold() -> str:
+        nonlocal running, cancelled
+        running += 1
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+        finally:
+            running -= 1
+        return "ok"
+
+    conn.register("client.hold", hold)
+    call: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    try:
+        call = asyncio.ensure_future(client.call("AskMany.Ask", 5, timeout=10))
+        for _ in range(250):  # the excess is refused while the first three still run
+            if asker.outcomes.count("RESOURCE_EXHAUSTED") == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert asker.outcomes == ["RESOURCE_EXHAUSTED"] * 2
+        assert running == 3 and len(conn._serving) == 3
+        release.set()
+        assert sorted(await asyncio.wait_for(call, 5)) == ["RESOURCE_EXHAUSTED"] * 2 + ["ok"] * 3
+        assert running == 0
+
+        # room again; then close while three handlers are blocked
+        release.clear()
+        asker.outcomes.clear()
+        call = asyncio.ensure_future(client.call("AskMany.Ask", 3, timeout=10))
+        for _ in range(250):
+            if running == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert running == 3 and asker.outcomes == []
+        tasks = list(conn._serving)
+        await client.close()
+        assert all(t.done() for t in tasks)  # cancelled and awaited by close
+        assert cancelled == 3 and running == 0 and not conn._serving
+        assert conn._reader.done() and not conn._tasks
+        with pytest.raises(wirecall.RpcError):
+            await call
+    finally:
+        release.set()
+        call.cancel()
+        await client.close()
+        await server.close(drain_timeout=1)
+
+
+def test_max_incoming_calls_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_incoming_calls"):
+        WebSocketConnection(None, None, "ws://x", max_incoming_calls=0)
