@@ -365,6 +365,9 @@ class ServiceRegistry:
     def __init__(self) -> None:
         self.methods: dict[str, MethodSpec] = {}
         self.services: dict[str, list[str]] = {}
+        #: the transports' fast-lane caches (method -> lane), one per codec module; emptied
+        #: whenever the table changes so no connection keeps serving a removed method
+        self.lanes: dict[Any, dict[str, Any]] = {}
 
     def register(self, obj: Any, name: str | None = None) -> list[MethodSpec]:
         if _is_plain_function(obj):
@@ -423,10 +426,14 @@ class ServiceRegistry:
         if spec.name in self.methods:
             raise RegistrationError(f"method {spec.name!r} is already registered")
         self.methods[spec.name] = spec
+        for lane in self.lanes.values():
+            lane.clear()
 
     def unregister(self, service: str) -> None:
         for m in self.services.pop(service, []):
             self.methods.pop(m, None)
+        for lane in self.lanes.values():
+            lane.clear()
 
     def describe(self) -> dict[str, Any]:
         return {

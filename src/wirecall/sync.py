@@ -136,7 +136,7 @@ class _BlockingConnection:
         self._poller.register(sock, select.POLLIN)
         self._last_io = time.monotonic()
         self._ping_sent_at: float | None = None
-        self._idle_mark = (0, time.monotonic())
+        self._idle_mark = (self._next_id, time.monotonic())  # no call yet: idle from now
         # the pump reads for go() futures and keeps an idle connection alive (answers the
         # server's PINGs, sends its own, notices EOF/GOAWAY, closes after idle_timeout)
         self._pump = threading.Thread(target=self._pump_loop, daemon=True,
@@ -446,6 +446,8 @@ class _BlockingConnection:
                 self._read_once(None)
         finally:
             self._read_lock.release()
+            if self._waiting or self._go_pending:  # a caller may have queued up meanwhile
+                self._wake_readers()
         return not (self.closed or self._goaway)
 
     def _maintain(self) -> None:
@@ -469,6 +471,8 @@ class _BlockingConnection:
             self._keepalive_check(now)
         finally:
             self._read_lock.release()
+            if self._waiting or self._go_pending:  # a caller may have queued up meanwhile
+                self._wake_readers()
 
     def _keepalive_check(self, now: float) -> None:
         """Quiet for a keepalive interval: PING the peer, or give up on an unanswered PING.
@@ -503,8 +507,8 @@ class _BlockingConnection:
                     while self._go_pending > 0 and not self.closed:
                         try:
                             self._read_once(time.monotonic() + 0.2)
-                        except TimeoutError:
-                            continue
+                        except TimeoutError:  # quiet: keepalive is ours while we read
+                            self._keepalive_check(time.monotonic())
                 finally:
                     self._read_lock.release()
                     if self._waiting:

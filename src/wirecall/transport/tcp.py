@@ -101,7 +101,10 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._backlog: collections.deque[fr.Event] = collections.deque()
         self._max_calls: int = server.max_concurrent_calls
         #: the fast lane, per method: (handler, params decoder), or None where it does not apply
-        self._lane: dict[str, tuple[Callable[..., Any], Any] | None] = {}
+        #: (shared per codec module by the registry, which empties it when methods change)
+        self._lane: dict[str, tuple[Callable[..., Any], Any] | None] = (
+            server.registry.lanes.setdefault(self._module, {})
+        )
         self.conn.set_fast_callbacks(on_request=self._on_plain_request)
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -244,7 +247,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                 self._decode = c.decode
                 self._encode = c.encode
                 self._module = getattr(c, "msgspec_module", None)
-                self._lane.clear()
+                self._lane = self.server.registry.lanes.setdefault(self._module, {})
         elif t is fr.FrameRefused:
             self._on_refused(ev)  # type: ignore[arg-type]
         elif t is fr.PongReceived:
@@ -497,7 +500,7 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._encode = codec.encode
         self._decode_any = getattr(codec, "decode_any", codec.decode)
         self._idle_timeout = idle_timeout
-        self._idle_mark = (0, time.monotonic())
+        self._idle_mark = (1, time.monotonic())  # (_next_id, since when): idle from the start
         self.address = address
         self.conn = fr.FrameConnection(
             client=True, codec_id=codec.id, max_frame_size=max_message_size
