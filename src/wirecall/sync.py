@@ -304,17 +304,20 @@ class _BlockingConnection:
         return RpcError(status, ev.message, details)
 
     def _deliver(self, slot: _Slot, result: Any, error: BaseException | None) -> None:
+        if slot.done:
+            return  # delivered already: a reply raced the connection being lost
         slot.result = result
         slot.error = error
         slot.done = True
         fut = slot.future
         if fut is not None:
             self._go_pending -= 1
-            if not fut.cancelled():
-                if error is None:
-                    fut.set_result(result)
-                else:
-                    fut.set_exception(error)
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                if not fut.cancelled():
+                    if error is None:
+                        fut.set_result(result)
+                    else:
+                        fut.set_exception(error)
 
     def _lost(self, exc: BaseException | None) -> None:
         if not self.closed:
@@ -328,7 +331,7 @@ class _BlockingConnection:
         )
         self._reason = reason
         pending, self._pending = self._pending, {}
-        for slot in pending.values():
+        for slot in list(pending.values()):  # a snapshot: a reader may pop from it meanwhile
             self._deliver(slot, None, reason)
         with self._cv:
             self._cv.notify_all()
@@ -462,8 +465,9 @@ class _BlockingConnection:
                 return
         if not self._read_lock.acquire(False):
             # A caller is blocked reading: it answers PINGs and sees PONGs and EOF itself;
-            # the keepalive PING (and giving up on it, which wakes that reader) is ours.
-            self._keepalive_check(now)
+            # the keepalive PING is ours, and giving up on it wakes that reader, which then
+            # fails the calls itself (one thread tears the connection down, never two).
+            self._keepalive_check(now, reader=False)
             return
         try:
             while not self.closed and self._poller.poll(0):
@@ -474,9 +478,10 @@ class _BlockingConnection:
             if self._waiting or self._go_pending:  # a caller may have queued up meanwhile
                 self._wake_readers()
 
-    def _keepalive_check(self, now: float) -> None:
+    def _keepalive_check(self, now: float, reader: bool = True) -> None:
         """Quiet for a keepalive interval: PING the peer, or give up on an unanswered PING.
-        Called by whoever holds the read lock."""
+        ``reader``: the caller holds the read lock (else another thread is reading, and
+        giving up only shuts the socket down so that reader sees it and fails the calls)."""
         ka = self._keepalive
         if not ka or self.closed or now - self._last_io < ka:
             return
@@ -484,7 +489,7 @@ class _BlockingConnection:
             if now - self._ping_sent_at >= ka:
                 self._reason = Unavailable(
                     message=f"connection to {self.url}: keepalive ping unanswered")
-                self._lost(None)
+                self._give_up(None, reader)
             return
         self._ping_sent_at = now
         with self._send_lock:
@@ -492,7 +497,14 @@ class _BlockingConnection:
             try:
                 self.sock.sendall(self.conn.data_to_send())
             except OSError as exc:
-                self._lost(exc)
+                self._give_up(exc, reader)
+
+    def _give_up(self, exc: BaseException | None, reader: bool) -> None:
+        if reader:
+            self._lost(exc)
+        else:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # the reader's recv returns: it cleans up
 
     def _pump_loop(self) -> None:
         while not self.closed:
