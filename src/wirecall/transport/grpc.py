@@ -73,6 +73,10 @@ HIGH_WATER = 256 * 1024  # bytes queued on one stream before send() waits for th
 # client: bytes of answers to the server's frames queued over the high-water mark before the
 # client stops reading (a server that sends without reading)
 REPLY_BUDGET = 64 * 1024
+#: A write goes out once this many unary replies (server) or requests (client) are queued,
+#: not only once per loop iteration: the peer starts on the first batch while this side
+#: works on the next (as on the native transport).
+WRITE_BATCH = 16
 _MONO = time.monotonic
 # times a call whose stream the server refused (REFUSED_STREAM: not processed) is opened
 # again before it fails with UNAVAILABLE (a server refusing everything is not retried forever)
@@ -202,6 +206,11 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._held: deque[Any] = deque()  # events parsed while paused, handled on resume
         self._draining = False
         self._closing = False
+        self._batched = 0  # unary replies queued since the last write
+
+    def _flush(self) -> None:
+        self._batched = 0
+        super()._flush()
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -435,8 +444,9 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
                 self._headers(call)
             conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
                                content_type=call.wire.content_type)
-        if conn.unsent > HIGH_WATER:
-            self._flush()  # a big reply: write it now (the transport may pause us)
+        self._batched += 1
+        if conn.unsent > HIGH_WATER or self._batched >= WRITE_BATCH:
+            self._flush()  # a big reply or a full batch: write it now (may pause us)
         else:
             self._schedule_flush()
 
@@ -741,6 +751,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._paused = False
         self._reading_paused = False
         self._replies = 0  # bytes answering the server's frames, written while paused
+        self._batched = 0  # unary requests queued since the last full batch went out
         self._pings: dict[bytes, asyncio.Future[None]] = {}
 
     @property
@@ -812,7 +823,12 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             self._send_unary(call, self._start(method, wire, timeout, metadata), payload)
         if timeout is not None:
             call.timer = self._loop.call_later(timeout, self._expire, call, method, timeout)
-        self._schedule_flush()
+        self._batched += 1
+        if self._batched >= WRITE_BATCH:
+            self._batched = 0
+            self._flush()  # a full batch: the server can start on it now
+        else:
+            self._schedule_flush()
         try:
             return await fut
         except asyncio.CancelledError:
