@@ -53,7 +53,14 @@ from ..streaming import (
 )
 from . import streams
 from .base import URL, ClientConnection
-from .streams import CoalescedWriter, ConnectionListener, listen, peer_name, set_nodelay
+from .streams import (
+    WRITE_BATCH,
+    CoalescedWriter,
+    ConnectionListener,
+    listen,
+    peer_name,
+    set_nodelay,
+)
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -73,10 +80,6 @@ HIGH_WATER = 256 * 1024  # bytes queued on one stream before send() waits for th
 # client: bytes of answers to the server's frames queued over the high-water mark before the
 # client stops reading (a server that sends without reading)
 REPLY_BUDGET = 64 * 1024
-#: A write goes out once this many unary replies (server) or requests (client) are queued,
-#: not only once per loop iteration: the peer starts on the first batch while this side
-#: works on the next (as on the native transport).
-WRITE_BATCH = 16
 _MONO = time.monotonic
 # times a call whose stream the server refused (REFUSED_STREAM: not processed) is opened
 # again before it fails with UNAVAILABLE (a server refusing everything is not retried forever)

@@ -185,6 +185,13 @@ class _Outgoing(Protocol):
     def data_to_send(self) -> bytes: ...
 
 
+#: Besides once per loop iteration (or per read), a write goes out every this many messages
+#: queued: with many calls in flight the peer starts on the first batch while this side works
+#: on the next, instead of both sides taking turns (measured: 64 calls in flight went from
+#: 0.53x to 0.84x of the raw reference on tcp://, and 1.8x on grpc://).
+WRITE_BATCH = 16
+
+
 class CoalescedWriter:
     """Mixin for a protocol with a sans-IO ``conn``: frames queued during one loop iteration
     go out in one ``transport.write`` (``_schedule_flush``), or now (``_flush``). Subclasses
