@@ -106,18 +106,27 @@ class _RecordingTransport:
         pass
 
 
+def _in_memory_server(
+    service: Any, name: str | None = None
+) -> tuple[tcp.ServerProtocol, _RecordingTransport, fr.FrameConnection]:
+    """A native ServerProtocol on a recording transport, the client's preface already read
+    (call from inside a running loop)."""
+    server = wirecall.Server()
+    server.register(service, name=name)
+    proto = tcp.ServerProtocol(server)
+    t = _RecordingTransport()
+    proto.connection_made(t)  # type: ignore[arg-type]
+    client = fr.FrameConnection(client=True)
+    client.initiate()
+    proto.data_received(client.data_to_send())
+    return proto, t, client
+
+
 def test_server_writes_every_16_replies_not_only_at_the_end_of_a_read() -> None:
     """40 plain requests in one read: replies leave in writes of 16, 16 and 8 frames."""
 
     async def run() -> list[bytes]:
-        server = wirecall.Server()
-        server.register(Calculator())
-        proto = tcp.ServerProtocol(server)
-        t = _RecordingTransport()
-        proto.connection_made(t)  # type: ignore[arg-type]
-        client = fr.FrameConnection(client=True)
-        client.initiate()
-        proto.data_received(client.data_to_send())  # preface read
+        proto, t, client = _in_memory_server(Calculator())
         t.writes.clear()
         for i in range(1, 41):
             client.send_request(i, "Calculator.Add", msgspec.msgpack.encode([{"A": i, "B": 1}]))
@@ -167,14 +176,7 @@ def test_after_goaway_a_plain_request_is_refused_not_run() -> None:
             return args.A + args.B
 
     async def run() -> list[bytes]:
-        server = wirecall.Server()
-        server.register(Counting(), name="Calculator")
-        proto = tcp.ServerProtocol(server)
-        t = _RecordingTransport()
-        proto.connection_made(t)  # type: ignore[arg-type]
-        client = fr.FrameConnection(client=True)
-        client.initiate()
-        proto.data_received(client.data_to_send())
+        proto, t, client = _in_memory_server(Counting(), name="Calculator")
         client.send_request(1, "Calculator.Add", msgspec.msgpack.encode([{"A": 1, "B": 1}]))
         proto.data_received(client.data_to_send())  # served by the fast lane
         proto.goaway()
