@@ -256,3 +256,32 @@ def test_sync_idle_timeout_closes_and_redials() -> None:
         assert c.call("Calculator.Add", Args(2, 2)) == 4
         assert c._conns[0] is not first
         c.close()
+
+
+def test_a_go_callback_may_make_blocking_calls_on_the_same_client() -> None:
+    """go() callbacks run on the thread that read the reply (it holds the read lock): a
+    blocking call() from there reads in place instead of deadlocking. (Blocking on another
+    go() future inside a callback would still wait for that same thread: don't.)"""
+    from services import Probe
+
+    with ThreadServer(Calculator(), Probe()) as srv:
+        c = wirecall.sync.connect(srv.url)
+        try:
+            done: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+            threads: list[str] = []
+
+            def then(f: concurrent.futures.Future[Any]) -> None:
+                threads.append(threading.current_thread().name)
+                try:
+                    done.set_result([f.result(), c.call("Calculator.Add", Args(1, 1)),
+                                     c.call("Calculator.Add", Args(2, 1))])
+                except BaseException as exc:
+                    done.set_exception(exc)
+
+            fut = c.go("Probe.Sleep", 0.2, "x")
+            fut.add_done_callback(then)  # the reply arrives later, on the reading thread
+            assert done.result(timeout=10) == ["slept 0.2", 2, 3]
+            assert threads and threads[0] != threading.current_thread().name
+            assert c.call("Calculator.Add", Args(40, 2)) == 42  # the connection still works
+        finally:
+            c.close()

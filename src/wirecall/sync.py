@@ -48,6 +48,9 @@ __all__ = ["SyncClient", "SyncStream", "connect"]
 T = TypeVar("T")
 _UNSET: Any = object()
 _NO_MD: dict[str, str] = {}
+#: per thread: the connection whose replies this thread is delivering while it holds that
+#: connection's read lock (go() callbacks run there)
+_TLS = threading.local()
 SyncInterceptor = Callable[[ClientCall, Callable[[ClientCall], Any]], Any]
 
 
@@ -218,15 +221,24 @@ class _BlockingConnection:
                 if self.conn.has_data_to_send():  # ping acks
                     with contextlib.suppress(OSError):
                         sock.sendall(self.conn.data_to_send())
-        if self._ready:  # go() futures: resolved outside the lock (their callbacks may call)
-            ready, self._ready = self._ready, []
-            for slot in ready:
-                self._deliver(slot, slot.result, slot.error)
-        if events is None:  # the protocol error above (replies parsed before it are kept)
-            self._lost(None)
-            return
-        if events:
-            self._on_events(events)
+        if self._ready or events is None or events:
+            # go() futures resolve here, outside the send lock; their callbacks run on this
+            # thread, which holds the read lock, so a blocking call from one reads in place
+            # (see wait) instead of waiting for a reader that is itself
+            outer = getattr(_TLS, "reading", None)  # a nested read from such a callback
+            _TLS.reading = self
+            try:
+                if self._ready:
+                    ready, self._ready = self._ready, []
+                    for slot in ready:
+                        self._deliver(slot, slot.result, slot.error)
+                if events is None:  # the protocol error above (replies before it are kept)
+                    self._lost(None)
+                    return
+                if events:
+                    self._on_events(events)
+            finally:
+                _TLS.reading = outer
         if self._delivered:
             self._delivered = False
             if self._waiting:
@@ -381,6 +393,15 @@ class _BlockingConnection:
                 if slot.done:
                     break
                 if self.closed:
+                    raise self._reason or Unavailable(message="connection closed")
+            elif getattr(_TLS, "reading", None) is self:
+                # a go() callback on the thread that holds the read lock: read here
+                while not slot.done and not self.closed:
+                    try:
+                        self._read_once(deadline)
+                    except TimeoutError:
+                        break
+                if not slot.done and self.closed:
                     raise self._reason or Unavailable(message="connection closed")
             else:
                 with self._cv:
