@@ -172,9 +172,8 @@ async def test_dropping_a_stream_whose_sender_waits_for_credit(
         assert writer is not None and not writer.done()
         del st
         await settle()
-        if not url.startswith("ws:"):  # the WebSocket holds its streams until they end
-            await cancelled_on_server(server, svc, 1)
-            assert writer.cancelled()
+        await cancelled_on_server(server, svc, 1)
+        assert writer.cancelled()
         assert not trouble, trouble
     await settle()
     assert not trouble, trouble
@@ -198,8 +197,7 @@ async def test_the_callers_task_cancelled_while_its_stream_sends(
             await task
         del task
         await settle()
-        if not url.startswith("ws:"):
-            await cancelled_on_server(server, svc, 1)
+        await cancelled_on_server(server, svc, 1)
         assert not trouble, trouble
     await settle()
     assert not trouble, trouble

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,6 +165,7 @@ async def test_server_shutdown_closes_websockets() -> None:
 class Streams:
     def __init__(self) -> None:
         self.cancelled = asyncio.Event()
+        self.endless_exits: list[type[BaseException]] = []
 
     async def Count(self, n: int) -> AsyncIterator[int]:
         for i in range(n):
@@ -196,6 +199,18 @@ class Streams:
                 await asyncio.sleep(0.01)
         except asyncio.CancelledError:
             self.cancelled.set()
+            raise
+
+    async def Endless(self) -> AsyncIterator[int]:
+        """Never ends by itself; records how it was stopped."""
+        i = 0
+        try:
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.001)
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            self.endless_exits.append(type(exc))
             raise
 
 
@@ -270,6 +285,27 @@ async def test_stream_cancel_and_deadline(stream_conn: tuple[WebSocketConnection
             pass
     await asyncio.wait_for(streams.cancelled.wait(), 5)
     # unary calls still work on the same connection
+    assert [x async for x in conn.open_stream("Streams.Count", [2])] == [0, 1]
+
+
+async def test_a_dropped_server_stream_is_cancelled_on_the_server(
+    stream_conn: tuple[WebSocketConnection, Streams],
+) -> None:
+    """The connection holds its streams weakly: one the caller lets go of unfinished (no
+    cancel, no aclose) is collected and ``rpc.stream.cancel`` ends the handler."""
+    conn, streams = stream_conn
+    for n in range(1, 4):
+        st = conn.open_stream("Streams.Endless", [], result_type=int)
+        assert await asyncio.wait_for(st.recv(), 5) == 0
+        del st
+        end = time.monotonic() + 5
+        while len(streams.endless_exits) < n and time.monotonic() < end:
+            gc.collect()
+            await asyncio.sleep(0.02)
+        assert len(streams.endless_exits) == n, "the dropped stream's handler still runs"
+        assert streams.endless_exits[-1] in (asyncio.CancelledError, GeneratorExit)
+    assert not conn._streams  # nothing left in the connection's table
+    # the connection is still good
     assert [x async for x in conn.open_stream("Streams.Count", [2])] == [0, 1]
 
 

@@ -56,7 +56,7 @@ from ..errors import (
 )
 from ..protocol import jsonrpc2 as j2
 from ..status import Status
-from ..streaming import ClientStream
+from ..streaming import ClientStream, expire_later
 from .base import URL, ClientConnection, Listener
 
 if TYPE_CHECKING:
@@ -1571,7 +1571,9 @@ class WebSocketConnection(ClientConnection):
         self._tasks: set[asyncio.Future[Any]] = set()
         self._serving: set[asyncio.Future[Any]] = set()  # the server's calls being handled
         self.max_incoming_calls = max_incoming_calls
-        self._streams: dict[Any, _WsClientStream] = {}
+        # streams are held weakly: one the application dropped unfinished is collected, and
+        # its call cancelled on the server (``_cancel_stream``)
+        self._streams: dict[int, weakref.ref[_WsClientStream]] = {}
         self._closed = False
         self.goaway_received = False
         self._reader = asyncio.ensure_future(self._read())
@@ -1584,6 +1586,26 @@ class WebSocketConnection(ClientConnection):
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def _stream(self, id: Any) -> _WsClientStream | None:
+        ref = self._streams.get(id) if type(id) is int else None
+        return None if ref is None else ref()
+
+    def _live_streams(self) -> list[_WsClientStream]:
+        return [st for ref in list(self._streams.values()) if (st := ref()) is not None]
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Run ``coro`` in a task this connection owns (cancelled and awaited by aclose)."""
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(_discard_result(self._tasks))
+        return t
+
+    def _cancel_stream(self, id: int, opened: asyncio.Future[Any] | None) -> None:
+        """Forget stream ``id`` and, if it was still open, send ``rpc.stream.cancel``."""
+        if self._streams.pop(id, None) is not None and not self._ws.closed:
+            self._spawn(_send_control(self._ws, opened, j2.encode(
+                j2.request_object(STREAM_CANCEL, {"id": id}))))
 
     def open_stream(
         self,
@@ -1604,11 +1626,15 @@ class WebSocketConnection(ClientConnection):
         )
         id = next(self._ids)
         st = _WsClientStream(self, method, id, result_type)
-        self._streams[id] = st
         req = j2.request_object(method, None if streaming_in else params, id, metadata)
-        st._opened = st._own(asyncio.ensure_future(self._ws.send_bytes(j2.encode(req))))
+        # (owned by the connection, not the stream: a stream collected or closed at once
+        # must not cancel the request half-sent, or the rpc.stream.cancel would be skipped)
+        opened = self._spawn(self._ws.send_bytes(j2.encode(req)))
+        st._opened = st._tail = opened
+        self._streams[id] = weakref.ref(st)
+        st._cancel_on_collect(lambda: self._cancel_stream(id, opened))
         if timeout is not None:
-            st._timer = asyncio.get_running_loop().call_later(timeout, st._expire)
+            st._timer = expire_later(st, timeout)
         if streaming_in:
             st.send_all(params)
         return st
@@ -1721,7 +1747,7 @@ class WebSocketConnection(ClientConnection):
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(Unavailable(message="the WebSocket closed"))
-            for st in list(self._streams.values()):
+            for st in self._live_streams():
                 st._finish(Unavailable(message="the WebSocket closed"))
             self._streams.clear()
 
@@ -1751,7 +1777,7 @@ class WebSocketConnection(ClientConnection):
             if method in (STREAM_ITEM, STREAM_WINDOW):
                 p = obj.get("params")
                 sid = p.get("id") if isinstance(p, dict) else None
-                st = self._streams.get(sid) if type(sid) is int else None
+                st = self._stream(sid)
                 if st is None or not isinstance(p, dict):
                     return
                 if method == STREAM_WINDOW:
@@ -1784,9 +1810,11 @@ class WebSocketConnection(ClientConnection):
             id, result, err = j2.decode_response(obj)
         except ValueError:
             return
-        stream = self._streams.pop(id, None) if isinstance(id, int) else None
-        if stream is not None:
-            stream._finish(err)
+        ref = self._streams.pop(id, None) if type(id) is int else None
+        if ref is not None:
+            stream = ref()
+            if stream is not None:
+                stream._finish(err)
             return
         fut = self._pending.get(id)
         if fut is not None and not fut.done():
@@ -1822,7 +1850,7 @@ class WebSocketConnection(ClientConnection):
         """Close the WebSocket; cancel and await the reader, the server's calls still being
         handled and every other task this connection (or one of its streams) started."""
         self._closed = True
-        streams = list(self._streams.values())
+        streams = self._live_streams()
         try:
             await self._ws.close()
         finally:
@@ -1842,7 +1870,11 @@ class WebSocketConnection(ClientConnection):
 
 
 class _WsClientStream(ClientStream[Any]):
-    """A streaming call over a :class:`WebSocketConnection`."""
+    """A streaming call over a :class:`WebSocketConnection` (which holds it weakly).
+
+    Its items and its ``rpc.stream.end`` go out in order, each in a connection-owned task
+    that waits for the previous one (``_tail``, the opening request first); none of these
+    tasks refers to the stream, so a stream the application dropped is still collected."""
 
     def __init__(
         self, conn: WebSocketConnection, method: str, id: int, result_type: Any
@@ -1851,7 +1883,8 @@ class _WsClientStream(ClientStream[Any]):
         self.conn = conn
         self.id = id
         self.result_type = result_type
-        self._opened: asyncio.Future[Any] | None = None
+        self._opened: asyncio.Future[Any] | None = None  # the opening request's send
+        self._tail: asyncio.Future[Any] | None = None  # the last ordered send
         self._timer: asyncio.TimerHandle | None = None
         self.credit = STREAM_WINDOW_INITIAL  # items we may still send
         self.received = 0  # items the server sent
@@ -1880,38 +1913,54 @@ class _WsClientStream(ClientStream[Any]):
         if self.consumed >= _GRANT_AT and not self._done:
             self.granted += self.consumed
             n, self.consumed = self.consumed, 0
-            t = asyncio.ensure_future(self._control(STREAM_WINDOW, {"id": self.id, "n": n}))
-            self.conn._tasks.add(t)
-            t.add_done_callback(_discard_result(self.conn._tasks))
+            if not self.conn._ws.closed:
+                self.conn._spawn(_send_control(self.conn._ws, self._opened, j2.encode(
+                    j2.request_object(STREAM_WINDOW, {"id": self.id, "n": n}))))
 
-    async def _control(self, method: str, params: dict[str, Any]) -> None:
-        if self._opened is not None:
-            await self._opened  # the request goes out before any item
-        if self.conn._ws.closed:
-            raise Unavailable(message="the WebSocket is closed")
-        await self.conn._ws.send_bytes(j2.encode(j2.request_object(method, params)))
+    def _send_in_order(self, method: str, params: dict[str, Any]) -> asyncio.Future[Any]:
+        data = j2.encode(j2.request_object(method, params))
+        t = self.conn._spawn(_send_after(self.conn._ws, self._tail, data))
+        self._tail = t
+        return t
+
+    async def _sent(self, t: asyncio.Future[Any]) -> None:
+        """Wait for an ordered send (without being cancelled with it); raise its failure."""
+        if not t.done():
+            await asyncio.wait([t])
+        if t.cancelled():
+            raise self._error or Unavailable(message=f"{self.method}: the stream is closed")
+        exc = t.exception()
+        if exc is not None:
+            raise exc
+
+    def _write_gate(self) -> asyncio.Future[None] | None:
+        if self.credit > 0 or self._done:
+            return None
+        w = self._credit_waiter
+        if w is None or w.done():  # (woken by rpc.stream.window or the end of the call)
+            w = self._credit_waiter = asyncio.get_running_loop().create_future()
+        return w
+
+    def _put(self, item: Any) -> None:
+        self._put_item(item)
+
+    def _put_item(self, item: Any) -> asyncio.Future[Any]:
+        t = self._send_in_order(STREAM_ITEM, {"id": self.id, "item": item})
+        self.credit -= 1
+        return t
 
     async def _write(self, item: Any) -> None:
-        while self.credit <= 0 and not self._done:
-            self._credit_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._credit_waiter
-            finally:
-                self._credit_waiter = None
+        while (gate := self._write_gate()) is not None:
+            await gate
         if self._done:
             raise self._error or Unavailable(message=f"{self.method}: the stream is closed")
-        self.credit -= 1
-        await self._control(STREAM_ITEM, {"id": self.id, "item": item})
+        await self._sent(self._put_item(item))
 
     async def _write_end(self) -> None:
-        await self._control(STREAM_END, {"id": self.id})
+        await self._sent(self._send_in_order(STREAM_END, {"id": self.id}))
 
     def _abort(self, error: RpcError) -> None:
-        self.conn._streams.pop(self.id, None)
-        if not self.conn._ws.closed:
-            t = asyncio.ensure_future(self._control(STREAM_CANCEL, {"id": self.id}))
-            self.conn._tasks.add(t)
-            t.add_done_callback(_discard_result(self.conn._tasks))
+        self.conn._cancel_stream(self.id, self._opened)
 
     def _finish(self, error: RpcError | None, trailing: Mapping[str, Any] | None = None) -> None:
         if self._timer is not None:
@@ -1919,6 +1968,30 @@ class _WsClientStream(ClientStream[Any]):
             self._timer = None
         self._wake_writer()
         super()._finish(error, trailing)
+
+
+async def _send_control(ws: Any, opened: asyncio.Future[Any] | None, data: bytes) -> None:
+    """Send a stream's ``rpc.stream.window`` or ``rpc.stream.cancel`` once its opening
+    request went out (nothing, if it never did)."""
+    if opened is not None:
+        if not opened.done():
+            await asyncio.wait([opened])
+        if opened.cancelled() or opened.exception() is not None:
+            return
+    if not ws.closed:
+        await ws.send_bytes(data)
+
+
+async def _send_after(ws: Any, prev: asyncio.Future[Any] | None, data: bytes) -> None:
+    """Send one of a stream's ordered messages after the one before it (``prev``)."""
+    if prev is not None:
+        if not prev.done():
+            await asyncio.wait([prev])
+        if prev.cancelled() or prev.exception() is not None:
+            raise Unavailable(message="an earlier message of the stream could not be sent")
+    if ws.closed:
+        raise Unavailable(message="the WebSocket is closed")
+    await ws.send_bytes(data)
 
 
 def _discard_result(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
