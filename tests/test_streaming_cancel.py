@@ -19,7 +19,12 @@ import wirecall.sync
 from wirecall import Server
 from wirecall.errors import Cancelled, DeadlineExceeded
 
-SCHEMES = ["tcp", "grpc"]
+SCHEMES = ["tcp", "grpc", "ws"]
+
+
+def _client_url(scheme: str, listening: str) -> str:
+    """The address a client dials: an HTTP listener answers WebSocket calls on /ws."""
+    return "ws://" + listening.split("://", 1)[1] + "/ws" if scheme == "ws" else listening
 
 
 class Endless:
@@ -61,7 +66,7 @@ async def served(request: Any) -> AsyncIterator[tuple[Server, Endless, str]]:
     server = Server()
     server.register(svc)
     [url] = await server.start(f"{request.param}://127.0.0.1:0")
-    yield server, svc, url
+    yield server, svc, _client_url(request.param, url)
     await server.close(drain_timeout=1)
 
 
@@ -115,8 +120,9 @@ class _ThreadServer:
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            [self.url] = self.loop.run_until_complete(
+            [url] = self.loop.run_until_complete(
                 self.server.start(f"{scheme}://127.0.0.1:0"))
+            self.url = _client_url(scheme, url)
             ready.set()
             self.loop.run_forever()
 
