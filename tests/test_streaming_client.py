@@ -42,3 +42,25 @@ async def test_client_stream_four_modes(scheme: str) -> None:
                 assert r.message == "Hello, Cy"
     finally:
         await server.close(drain_timeout=1)
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "grpc", "ws"])
+async def test_an_unencodable_item_is_invalid_argument_and_the_stream_goes_on(scheme: str) -> None:
+    from wirecall import InvalidArgument
+
+    server = Server()
+    server.register(Calc(), name="Calc")
+    [url] = await server.start(f"{scheme}://127.0.0.1:0")
+    if scheme == "ws":
+        url = "ws://" + url.split("://", 1)[1] + "/ws"
+    try:
+        async with await connect(url) as client:
+            bidi = client.stream("Calc.Double", result_type=int, timeout=5)
+            with pytest.raises(InvalidArgument, match=r"cannot encode a message of Calc\.Double"):
+                await bidi.send(object())
+            await bidi.send(21)
+            assert await bidi.recv() == 42
+            await bidi.done_writing()
+            assert await bidi.recv() is EOF
+    finally:
+        await server.close(drain_timeout=1)

@@ -643,9 +643,16 @@ class GrpcClientStream(ClientStream[Any]):
         if self._done:
             raise self._error or Unavailable(message=f"{self.method}: stream is closed")
 
+    def _encode_item(self, item: Any) -> bytes:
+        try:
+            return self.wire.encode(item, None)
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:  # as on tcp and ws
+            raise InvalidArgument(message=f"cannot encode a message of {self.method}: "
+                                  f"{exc}") from None
+
     async def _write(self, item: Any) -> None:
         o = self.owner
-        payload = self.wire.encode(item, None)
+        payload = self._encode_item(item)
         o._check_size(payload)
         if self.sid == 0:
             await self._wait_open()
@@ -709,7 +716,7 @@ class GrpcClientStream(ClientStream[Any]):
 
     def _put(self, item: Any) -> None:
         o = self.owner
-        payload = self.wire.encode(item, None)
+        payload = self._encode_item(item)
         o._check_size(payload)
         self.sent = True
         o.conn.send_message(self.sid, payload)

@@ -1945,7 +1945,11 @@ class _WsClientStream(ClientStream[Any]):
         self._put_item(item)
 
     def _put_item(self, item: Any) -> asyncio.Future[Any]:
-        t = self._send_in_order(STREAM_ITEM, {"id": self.id, "item": item})
+        try:
+            t = self._send_in_order(STREAM_ITEM, {"id": self.id, "item": item})
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:  # as on tcp and grpc
+            raise InvalidArgument(message=f"cannot encode a message of {self.method}: "
+                                  f"{exc}") from None
         self.credit -= 1
         return t
 
