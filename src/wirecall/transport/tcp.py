@@ -52,7 +52,6 @@ __all__ = ["ServerProtocol", "TcpClientConnection", "connect", "serve"]
 
 log = logging.getLogger("wirecall.tcp")
 
-_NO_KW: Mapping[str, Any] = {}
 COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
 #: streams.WRITE_BATCH messages, counted in queued frame parts (a reply is 2, a request 3)
 SERVER_WRITE_PARTS = 2 * WRITE_BATCH
@@ -284,6 +283,34 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._lane[method] = lane
         return lane
 
+    def _run_fast(
+        self, cid: int, lane: tuple[Callable[..., Any], Any], body: bytes | memoryview,
+        ctx: Context,
+    ) -> bool:
+        """The fast lane: params decoded straight into the handler's annotated types, the
+        inline handler run now, its reply queued. False when the params do not decode that
+        way (the general path then reports them with its own messages)."""
+        try:
+            args = lane[1].decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        token = _current.set(ctx)
+        try:
+            result = lane[0](*args)
+        except BaseException as exc:  # every failure goes to the caller
+            self._reply_error(cid, ctx, exc)
+            return True
+        finally:
+            _current.reset(token)
+        if self._compress_threshold is None:
+            try:
+                self.conn.send_response(cid, self._encode(result))
+                return True
+            except Exception:  # not encodable, too large: reported by _reply
+                pass
+        self._reply(cid, ctx, result)
+        return True
+
     def _on_plain_request(self, cid: int, method: str, body: bytes | memoryview) -> None:
         """A REQUEST with no flags, straight from the parser (see ``set_fast_callbacks``).
 
@@ -297,32 +324,18 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             lane = self._lane.get(method)
             if lane is None and method not in self._lane:
                 lane = self._fast_lane(method)
-            if lane is not None and not self.server.interceptors and not self.going_away_sent:
-                try:
-                    args = lane[1].decode(body)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    pass  # the general path reports it properly
-                else:
-                    ctx = Context(method, EMPTY_METADATA, None, self.peer, "tcp")
-                    token = _current.set(ctx)
-                    try:
-                        result = lane[0](*args)
-                    except BaseException as exc:  # every failure goes to the caller
-                        self._reply_error(cid, ctx, exc)
-                    else:
-                        if self._compress_threshold is None:
-                            try:
-                                self.conn.send_response(cid, self._encode(result))
-                            except Exception:  # not encodable, too large: reported there
-                                self._reply(cid, ctx, result)
-                        else:
-                            self._reply(cid, ctx, result)
-                    finally:
-                        _current.reset(token)
-                    conn = self.conn
-                    if len(conn._out) >= SERVER_WRITE_PARTS or conn._out_size >= self.FLUSH_AT:
-                        self._flush()  # may call pause_writing()
-                    return
+            if (
+                lane is not None
+                and not self.server.interceptors
+                and not self.going_away_sent
+                and self._run_fast(
+                    cid, lane, body, Context(method, EMPTY_METADATA, None, self.peer, "tcp")
+                )
+            ):
+                conn = self.conn
+                if len(conn._out) >= SERVER_WRITE_PARTS or conn._out_size >= self.FLUSH_AT:
+                    self._flush()  # may call pause_writing()
+                return
         ev = fr.RequestReceived(cid, method, body, None, None, False, False, False)
         if self._backlog or not self._writable:
             self._backlog.append(ev)
@@ -348,30 +361,16 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         spec = server.registry.methods.get(ev.method)
         body = ev.body
         if (
-            spec is not None
-            and spec.fast
-            and not ev.compressed
+            not ev.compressed
             and not server.interceptors
             and not self.going_away_sent
-            and self._module is not None
             and (timeout is None or timeout > 0)
         ):
-            # The fast lane: params decoded straight into the annotated types, the handler
-            # run inline; anything unusual falls through to the general path below.
-            dec = spec.array_decoder(self._module)
-            if dec is not None:
-                try:
-                    args = dec.decode(body)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    pass  # the general path reports it properly
-                else:
-                    try:
-                        result = server.call_inline(spec, args, _NO_KW, ctx)
-                    except RpcError as exc:
-                        self._reply_error(cid, ctx, exc)
-                    else:
-                        self._reply(cid, ctx, result)
-                    return
+            lane = self._lane.get(ev.method)
+            if lane is None and ev.method not in self._lane:
+                lane = self._fast_lane(ev.method)
+            if lane is not None and self._run_fast(cid, lane, body, ctx):
+                return
         try:
             if ev.compressed:
                 body = fr.decompress(body, self.conn.max_frame_size)
