@@ -42,6 +42,7 @@ from .interceptors import ClientCall
 from .protocol import frames as fr
 from .status import Status
 from .transport.base import URL, parse_url
+from .transport.tcp import error_from_frame
 
 __all__ = ["SyncClient", "SyncStream", "connect"]
 
@@ -283,7 +284,9 @@ class _BlockingConnection:
             elif t is fr.ErrorReceived:
                 slot = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if slot is not None:
-                    self._deliver(slot, None, self._error(ev))  # type: ignore[arg-type]
+                    self._deliver(
+                        slot, None, error_from_frame(self.codec, ev)  # type: ignore[arg-type]
+                    )
                     self._delivered = True
             elif t is fr.PongReceived:
                 self._ping_sent_at = None
@@ -301,19 +304,6 @@ class _BlockingConnection:
                         f"reply of {ev.size} bytes exceeds the client limit",  # type: ignore[attr-defined]
                     ))
                     self._delivered = True
-
-    def _error(self, ev: fr.ErrorReceived) -> RpcError:
-        details = None
-        if ev.details:
-            try:
-                details = self.codec.decode(ev.details)
-            except msgspec.DecodeError:
-                details = ev.details
-        try:
-            status = Status(ev.status)
-        except ValueError:
-            status = Status.UNKNOWN
-        return RpcError(status, ev.message, details)
 
     def _deliver(self, slot: _Slot, result: Any, error: BaseException | None) -> None:
         if slot.done:

@@ -48,7 +48,7 @@ from .streams import (
 if TYPE_CHECKING:
     from ..server import Server
 
-__all__ = ["ServerProtocol", "TcpClientConnection", "connect", "serve"]
+__all__ = ["ServerProtocol", "TcpClientConnection", "connect", "error_from_frame", "serve"]
 
 log = logging.getLogger("wirecall.tcp")
 
@@ -56,6 +56,21 @@ COMPRESS_THRESHOLD_DEFAULT: int | None = None  # bytes; None: never compress
 #: streams.WRITE_BATCH messages, counted in queued frame parts (a reply is 2, a request 3)
 SERVER_WRITE_PARTS = 2 * WRITE_BATCH
 CLIENT_WRITE_PARTS = 3 * WRITE_BATCH
+
+
+def error_from_frame(codec: codecs.Codec, ev: fr.ErrorReceived) -> RpcError:
+    """The :class:`RpcError` an ERROR frame carries (both native clients use this)."""
+    details = None
+    if ev.details:
+        try:
+            details = codec.decode(ev.details)
+        except msgspec.DecodeError:
+            details = ev.details
+    try:
+        status = Status(ev.status)
+    except ValueError:
+        status = Status.UNKNOWN
+    return RpcError(status, ev.message, details)
 
 
 def _encode_error_details(codec: codecs.Codec, details: Any) -> bytes:
@@ -813,17 +828,7 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             self._flush()
 
     def _error(self, ev: fr.ErrorReceived) -> RpcError:
-        details = None
-        if ev.details:
-            try:
-                details = self.codec.decode(ev.details)
-            except msgspec.DecodeError:
-                details = ev.details
-        try:
-            status = Status(ev.status)
-        except ValueError:
-            status = Status.UNKNOWN
-        return RpcError(status, ev.message, details)
+        return error_from_frame(self.codec, ev)
 
     def _on_goaway(self, ev: fr.GoAwayReceived) -> None:
         self._goaway = True
