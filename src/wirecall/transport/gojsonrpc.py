@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -33,13 +33,12 @@ from ..errors import (
     InvalidArgument,
     ProtocolError,
     RpcError,
-    Unavailable,
 )
 from ..protocol import gojsonrpc as gj
 from . import streams
-from .base import URL, ClientConnection
-from .netrpc import go_argument, go_error, go_error_for_lookup
-from .streams import ConnectionListener, PendingCalls, listen, peer_name, set_nodelay
+from .base import URL
+from .netrpc import GoClientConnection, go_error, go_error_for_lookup
+from .streams import ConnectionListener, listen, peer_name, set_nodelay
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -239,92 +238,42 @@ async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
 # -- client ----------------------------------------------------------------------------------
 
 
-class GoJsonClientConnection(ClientConnection, asyncio.Protocol):
+class _Lines:
+    """The outgoing side of a Go JSON-RPC client: encoded requests, joined per write."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+class GoJsonClientConnection(GoClientConnection):
     """``jsonrpc.Dial``: calls multiplexed by ``id`` over one connection."""
 
+    conn: _Lines
+    dialect = "Go JSON-RPC"
+
     def __init__(self, *, max_message_size: int = 4 * 1024 * 1024, address: str = "") -> None:
+        super().__init__(address)
         self.splitter = gj.JsonValueSplitter(max_message_size)
-        self.address = address
-        self.transport: asyncio.Transport | None = None
-        self._seq = 0
-        self._closed = False
-        self._close_reason: RpcError | None = None
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
-        self._loop = asyncio.get_event_loop()
-        self._pending = PendingCalls(self._loop)
+        self.conn = _Lines()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    async def call(
-        self,
-        method: str,
-        params: list[Any] | dict[str, Any],
-        timeout: float | None,
-        metadata: Mapping[str, str] | None,
-        result_type: Any,
-    ) -> Any:
-        if self._closed:
-            raise self._close_reason or Unavailable(
-                message=f"connection to {self.address} closed"
-            )
-        value = go_argument(params, method, "Go JSON-RPC")
-        self._seq += 1
-        seq = self._seq
+    def _request(self, seq: int, method: str, value: Any) -> None:
         try:
-            data = gj.encode_request(seq, method, value)
+            self.conn.parts.append(gj.encode_request(seq, method, value))
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
             raise InvalidArgument(
                 message=f"cannot encode the argument of {method}: {exc}"
             ) from None
-        fut = self._pending.add(seq, result_type, timeout, method)
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        return await self._pending.wait(seq, fut)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and self.transport is not None:
-            self.transport.write(b"".join(self._out))
-        self._out.clear()
-
-    async def aclose(self) -> None:
-        if self.transport is not None:
-            self._flush()
-            self.transport.close()
-        self._fail_all(Unavailable(message=f"connection to {self.address} closed"))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = typing.cast(asyncio.Transport, transport)
-        set_nodelay(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self._fail_all(
-            Unavailable(message=f"connection to {self.address} lost" + (f": {exc}" if exc else ""))
-        )
-
-    def _fail_all(self, reason: RpcError) -> None:
-        self._closed = True
-        if self._close_reason is None:
-            self._close_reason = reason
-        self._pending.fail_all(reason)
 
     def data_received(self, data: bytes) -> None:
         try:
             objs = self.splitter.feed(data)
         except ProtocolError as exc:
-            self._fail_all(ProtocolError(f"bad reply from {self.address}: {exc.message}"))
-            if self.transport is not None:
-                self.transport.close()
+            self._abort(ProtocolError(f"bad reply from {self.address}: {exc.message}"))
             return
         for obj in objs:
             if not isinstance(obj, dict):

@@ -352,19 +352,15 @@ async def serve(server: Server, url: URL, **opts: Any) -> ConnectionListener:
 # -- client ---------------------------------------------------------------------------------
 
 
-class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
-    """One ``rpc.Client``: calls multiplexed by ``Seq`` over one gob connection."""
+class GoClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
+    """What Go's two RPC clients share (``rpc.Client`` over gob here, ``jsonrpc`` in
+    ``gojsonrpc``): calls multiplexed by sequence number, one argument per call, frames
+    coalesced per loop iteration, a pending-call table failed at once when the connection
+    goes. Subclasses set ``conn`` (with ``data_to_send``), ``dialect`` and :meth:`_request`."""
 
-    conn: nr.ClientConnection
+    dialect = ""
 
-    def __init__(
-        self,
-        *,
-        max_message_size: int = nr.DEFAULT_MAX_MESSAGE,
-        address: str = "",
-        http_path: str | None = None,
-    ) -> None:
-        self.conn = nr.ClientConnection(max_message_size)
+    def __init__(self, address: str) -> None:
         self.address = address
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_event_loop()
@@ -373,9 +369,6 @@ class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._closed = False
         self._close_reason: RpcError | None = None
         self._flush_scheduled = False
-        self._ready: asyncio.Future[None] = self._loop.create_future()
-        self._http_path = http_path
-        self._handshake: bytearray | None = bytearray() if http_path else None
 
     @property
     def closed(self) -> bool:
@@ -384,6 +377,10 @@ class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def _request(self, seq: int, method: str, value: Any) -> None:
+        """Queue the request (raise :class:`InvalidArgument` if it cannot be encoded)."""
+        raise NotImplementedError
 
     async def call(
         self,
@@ -397,20 +394,12 @@ class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             raise self._close_reason or Unavailable(
                 message=f"connection to {self.address} closed"
             )
-        value = go_argument(params, method, "net/rpc")
+        value = go_argument(params, method, self.dialect)
         self._seq += 1
         seq = self._seq
-        try:
-            self.conn.send_request(seq, method, value, nr.body_type(None, value))
-        except (GobError, TypeError, ValueError) as exc:
-            msg = exc.message if isinstance(exc, RpcError) else str(exc)
-            raise InvalidArgument(
-                message=f"cannot encode the argument of {method}: {msg}"
-            ) from None
+        self._request(seq, method, value)
         fut = self._pending.add(seq, result_type, timeout, method)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._schedule_flush()
         return await self._pending.wait(seq, fut)
 
     async def aclose(self) -> None:
@@ -419,30 +408,75 @@ class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             self.transport.close()
         self._fail_all(Unavailable(message=f"connection to {self.address} closed"))
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
         set_nodelay(transport)
-        if self._http_path is not None:
-            self.transport.write(f"CONNECT {self._http_path} HTTP/1.0\n\n".encode("latin-1"))
-        elif not self._ready.done():
-            self._ready.set_result(None)
+
+    def _lost_reason(self, exc: Exception | None) -> RpcError:
+        return Unavailable(
+            message=f"connection to {self.address} lost" + (f": {exc}" if exc else "")
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        reason = Unavailable(
-            message=f"connection to {self.address} lost" + (f": {exc}" if exc else "")
-        )
-        if not self._ready.done():
-            self._ready.set_exception(reason)
-        self._fail_all(reason)
+        self._fail_all(self._lost_reason(exc))
 
     def _fail_all(self, reason: RpcError) -> None:
         self._closed = True
         if self._close_reason is None:
             self._close_reason = reason
         self._pending.fail_all(reason)
+
+    def _abort(self, reason: RpcError) -> None:
+        self._fail_all(reason)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class GobClientConnection(GoClientConnection):
+    """One ``rpc.Client``: calls multiplexed by ``Seq`` over one gob connection."""
+
+    conn: nr.ClientConnection
+    dialect = "net/rpc"
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = nr.DEFAULT_MAX_MESSAGE,
+        address: str = "",
+        http_path: str | None = None,
+    ) -> None:
+        super().__init__(address)
+        self.conn = nr.ClientConnection(max_message_size)
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._http_path = http_path
+        self._handshake: bytearray | None = bytearray() if http_path else None
+
+    def _request(self, seq: int, method: str, value: Any) -> None:
+        try:
+            self.conn.send_request(seq, method, value, nr.body_type(None, value))
+        except (GobError, TypeError, ValueError) as exc:
+            msg = exc.message if isinstance(exc, RpcError) else str(exc)
+            raise InvalidArgument(
+                message=f"cannot encode the argument of {method}: {msg}"
+            ) from None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._http_path is not None:
+            assert self.transport is not None
+            self.transport.write(f"CONNECT {self._http_path} HTTP/1.0\n\n".encode("latin-1"))
+        elif not self._ready.done():
+            self._ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        reason = self._lost_reason(exc)
+        if not self._ready.done():
+            self._ready.set_exception(reason)
+        self._fail_all(reason)
 
     def _handshake_data(self, data: bytes) -> bytes | None:
         hs = self._handshake
@@ -468,11 +502,6 @@ class GobClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         if not self._ready.done():
             self._ready.set_result(None)
         return bytes(hs[end + sep :])
-
-    def _abort(self, reason: RpcError) -> None:
-        self._fail_all(reason)
-        if self.transport is not None:
-            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._handshake is not None:
