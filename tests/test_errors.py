@@ -71,3 +71,20 @@ def test_context_keeps_object_semantics() -> None:
     assert not a.cancelled and Context().metadata == {}
     a.cancel()
     assert a.cancelled
+
+
+def test_a_deadline_timer_that_fires_early_still_counts_as_the_deadline() -> None:
+    """Event-loop clocks can fire a deadline timer a millisecond before time.monotonic()
+    reaches the deadline: the call must still end DEADLINE_EXCEEDED, not CANCELLED."""
+    import asyncio
+    import time
+
+    import wirecall
+    from wirecall import Context, Status
+
+    ctx = Context("S.m", {}, time.monotonic() + 0.005, "peer", "tcp")
+    assert not ctx.expired
+    ctx.expire()  # the timer, firing early
+    assert ctx.expired and ctx.cancelled and ctx.time_remaining() == 0.0
+    err = wirecall.Server().error_from(asyncio.CancelledError(), ctx)
+    assert err.status == Status.DEADLINE_EXCEEDED

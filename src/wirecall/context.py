@@ -57,6 +57,15 @@ class Context(msgspec.Struct, eq=False, weakref=True):
     def cancelled(self) -> bool:
         return self._cancelled
 
+    def expire(self) -> None:
+        """The deadline timer fired: the deadline counts as passed from now on (an event loop's
+        clock may fire it a millisecond before ``time.monotonic()`` gets there), and the call
+        is cancelled."""
+        now = _monotonic()
+        if self.deadline is None or self.deadline > now:
+            self.deadline = now
+        self.cancel()
+
     def cancel(self) -> None:
         """Mark the call cancelled and cancel the task running its handler, if any."""
         self._cancelled = True

@@ -207,10 +207,11 @@ class Server:
         self._tasks.add(task)
         timer = None
         if ctx.deadline is not None:
-            # ctx.cancel: the task is cancelled and ctx.cancelled turns true, which is what a
-            # handler running in a worker thread can see
+            # ctx.expire: the task is cancelled and ctx.cancelled turns true, which is what a
+            # handler running in a worker thread can see; the deadline counts as passed even
+            # if the loop's clock fired a little early (DEADLINE_EXCEEDED, never CANCELLED)
             timer = loop.call_at(
-                loop.time() + max(0.0, ctx.deadline - time.monotonic()), ctx.cancel
+                loop.time() + max(0.0, ctx.deadline - time.monotonic()), ctx.expire
             )
 
         def finished(t: asyncio.Task[Any]) -> None:

@@ -316,7 +316,7 @@ def start_stream(
     server._tasks.add(task)
     timer = None
     if ctx.deadline is not None:
-        timer = loop.call_at(loop.time() + max(0.0, ctx.deadline - time.monotonic()), task.cancel)
+        timer = loop.call_at(loop.time() + max(0.0, ctx.deadline - time.monotonic()), ctx.expire)
 
     def finished(t: asyncio.Task[Any]) -> None:
         server._tasks.discard(t)
