@@ -9,6 +9,15 @@ APT_PACKAGES=(
   nginx                                   # tutorial 2.2.3: least_conn in front of two servers
   protobuf-compiler protoc-gen-go protoc-gen-go-grpc   # grpc-go peers
   golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev golang-google-protobuf-dev
+  golang-github-gomodule-redigo-dev       # the tutorial's Go Pub/Sub server on Redis
+  redis-server                            # pubsub/: Redis Pub/Sub and Streams brokers
+  etcd-server etcd-client                 # cluster/ and idgen/: etcd registry and leases
+  zookeeper                               # cluster/ and idgen/: ZooKeeper registry
+  postgresql                              # txn/ and idgen/: PostgreSQL stores
+  chromium                                # observability/: the dashboard in a real browser
+  flatbuffers-compiler                    # codec lab: flatc
+  iproute2                                # network namespaces + tc netem for loss tests
+  openssl                                 # test certificates
 )
 
 missing=()
