@@ -9,6 +9,7 @@ to install: they are never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -155,3 +156,20 @@ def go_server(prog: str, *args: str) -> Iterator[GoServer]:
         yield srv
     finally:
         srv.stop()
+
+
+async def run_go_client(addr: str, mode: str, case: str) -> dict[str, dict[str, object]]:
+    exe = build("calcclient")
+    proc = await asyncio.create_subprocess_exec(
+        str(exe), "-addr", addr, "-mode", mode, "-case", case,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, err.decode()
+    lines = [json.loads(x) for x in out.decode().splitlines() if x.strip()]
+    return {line["case"]: line for line in lines}
