@@ -46,10 +46,17 @@ Send = Callable[[Any], Awaitable[None]]
 class MethodInfo(Protocol):
     """A registered method as a transport sees it (``wirecall.service.MethodSpec``)."""
 
+    #: the registered name, ``Service.Method`` (or a plain function's name)
     name: str
+    #: UNARY, SERVER_STREAM, CLIENT_STREAM or BIDI_STREAM (from the handler's type hints)
     mode: str
+    #: the type one request message decodes into (``Any`` when the method takes several)
     request_type: Any
+    #: the type of the reply (of each streamed reply)
     result_type: Any
+    #: (request class, response class, mode) of a method generated from a ``.proto``
+    #: (protobuf messages decode into these), None for any other method
+    proto: tuple[Any, Any, str] | None
 
 
 class Dispatcher(Protocol):

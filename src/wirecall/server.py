@@ -13,21 +13,21 @@ import logging
 import signal
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .context import Context, _current
 from .errors import Cancelled, DeadlineExceeded, Internal, RpcError, Unavailable, Unimplemented
 from .interceptors import ServerCall, ServerInterceptor, chain
+from .seam import OnDone, Send
 from .service import MethodSpec, ServiceRegistry
+from .streaming.handler import start_stream
 from .transport.base import Listener, load_transport, parse_url
 
 __all__ = ["Server"]
 
 log = logging.getLogger("wirecall.server")
-
-OnDone = Callable[[Any, BaseException | None], None]
 
 
 class Server:
@@ -96,7 +96,17 @@ class Server:
 
     # -- dispatch ---------------------------------------------------------------------
 
+    def find(self, method: str) -> MethodSpec | None:
+        """The method registered under ``method``, or None."""
+        return self.registry.methods.get(method)
+
+    def has_service(self, service: str) -> bool:
+        """True when a service of that name is registered."""
+        return service in self.registry.services
+
     def lookup(self, method: str) -> MethodSpec:
+        """The method registered under ``method``; raises ``Unimplemented`` naming whether
+        the service or only the method is unknown."""
         spec = self.registry.methods.get(method)
         if spec is None:
             svc, dot, _ = method.rpartition(".")
@@ -196,10 +206,31 @@ class Server:
         ctx: Context,
         on_done: OnDone,
     ) -> None:
+        def finished(t: asyncio.Task[Any]) -> None:
+            if t.cancelled():
+                on_done(None, self.error_from(asyncio.CancelledError(), ctx))
+            else:
+                exc = t.exception()
+                if exc is None:
+                    on_done(t.result(), None)
+                else:
+                    on_done(None, self.error_from(exc, ctx))
+
+        self.spawn(self._run(spec, args, kwargs, ctx), ctx, finished)
+
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        ctx: Context,
+        finished: Callable[[asyncio.Task[Any]], None],
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` as a call's task: ``ctx`` is current in it and cancelled at its
+        deadline, the task counts as in flight (drain waits for it, shutdown cancels it),
+        and ``finished(task)`` runs when it ends. Unary calls and streams both go here."""
         loop = asyncio.get_running_loop()
         token = _current.set(ctx)
         try:
-            task = loop.create_task(self._run(spec, args, kwargs, ctx))
+            task = loop.create_task(coro)
         finally:
             _current.reset(token)
         ctx._task = task
@@ -214,23 +245,17 @@ class Server:
                 loop.time() + max(0.0, ctx.deadline - time.monotonic()), ctx.expire
             )
 
-        def finished(t: asyncio.Task[Any]) -> None:
+        def done(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
             self._inflight -= 1
             if timer is not None:
                 timer.cancel()
-            if t.cancelled():
-                on_done(None, self.error_from(asyncio.CancelledError(), ctx))
-            else:
-                exc = t.exception()
-                if exc is None:
-                    on_done(t.result(), None)
-                else:
-                    on_done(None, self.error_from(exc, ctx))
+            finished(t)
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
 
-        task.add_done_callback(finished)
+        task.add_done_callback(done)
+        return task
 
     async def _run(
         self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], ctx: Context
@@ -261,17 +286,16 @@ class Server:
         method: str | MethodSpec,
         params: Any,
         ctx: Context,
-        inbound: Any,
-        send: Callable[[Any], Any],
+        inbound: AsyncIterator[Any] | None,
+        send: Send,
         on_done: OnDone,
-    ) -> Any:
+    ) -> asyncio.Task[Any] | None:
         """Run a streaming call (server, client or bidi stream): see ``wirecall.streaming``.
 
         ``inbound`` is the async iterator of client messages (None for a server stream),
         ``send`` the awaitable outbound sink; ``on_done(None, error_or_None)`` at the end.
+        Returns the handler's task (None when the call was refused before it started).
         """
-        from .streaming import start_stream
-
         return start_stream(self, method, params, ctx, inbound, send, on_done)
 
     async def dispatch(self, method: str, params: Any, ctx: Context | None = None) -> Any:

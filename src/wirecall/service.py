@@ -26,21 +26,24 @@ import msgspec
 
 from .context import Context
 from .errors import InvalidArgument
+from .seam import BIDI_STREAM, CLIENT_STREAM, SERVER_STREAM, UNARY
 
 __all__ = [
+    "BIDI_STREAM",
+    "CLIENT_STREAM",
+    "SERVER_STREAM",
+    "UNARY",
     "MethodSpec",
     "Param",
     "RegistrationError",
     "ServiceRegistry",
     "method",
+    "proto_types",
+    "stream_item",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-UNARY = "unary"
-SERVER_STREAM = "server_stream"
-CLIENT_STREAM = "client_stream"
-BIDI_STREAM = "bidi_stream"
 
 
 class RegistrationError(ValueError):
@@ -100,7 +103,7 @@ def _is_struct_like(tp: Any) -> bool:
 _ANY_TYPES: tuple[Any, ...] = (Any, object, inspect.Parameter.empty)
 
 
-def _stream_item(tp: Any) -> Any:
+def stream_item(tp: Any) -> Any:
     """If ``tp`` is an async iterator/iterable type, its item type; else a sentinel None."""
     origin = get_origin(tp)
     if origin in (
@@ -111,6 +114,17 @@ def _stream_item(tp: Any) -> Any:
         args = get_args(tp)
         return args[0] if args else Any
     return None
+
+
+def proto_types(func: Callable[..., Any], name: str) -> tuple[Any, Any, str] | None:
+    """(request class, response class, mode) of a method generated from a ``.proto``
+    (its class carries ``__grpc_methods__``, see ``wirecall.gen``), or None."""
+    owner = getattr(func, "__self__", None)
+    table = getattr(type(owner), "__grpc_methods__", None)
+    if not table:
+        return None
+    info = table.get(name.rpartition(".")[2])
+    return (info[0], info[1], info[2]) if info else None
 
 
 @dataclasses.dataclass
@@ -155,6 +169,7 @@ class MethodSpec:
         "mode",
         "name",
         "params",
+        "proto",
         "request_type",
         "result_type",
         "single",
@@ -194,8 +209,8 @@ class MethodSpec:
         ret = hints.get("return", Any)
         # Streaming modes, from the type hints: an async-iterator parameter means the client
         # streams; an async-iterator return (or an async generator) means the server streams.
-        in_stream = [p for p in self.params if _stream_item(p.type) is not None]
-        out_item = _stream_item(ret)
+        in_stream = [p for p in self.params if stream_item(p.type) is not None]
+        out_item = stream_item(ret)
         if inspect.isasyncgenfunction(func) and out_item is None:
             out_item = Any
         if in_stream and out_item is not None:
@@ -208,7 +223,7 @@ class MethodSpec:
             self.mode = UNARY
         self.result_type: Any = out_item if out_item is not None else ret
         self.request_type: Any = (
-            _stream_item(in_stream[0].type)
+            stream_item(in_stream[0].type)
             if in_stream
             else (self.params[0].type if self.single else Any)
         )
@@ -229,6 +244,8 @@ class MethodSpec:
         self._array_decoders: dict[Any, Any] = {}
         #: runs inline with no context parameter: eligible for the transports' fast lane
         self.fast = inline and not self.is_async and self.context_name is None
+        #: (request class, response class, mode) when generated from a ``.proto``, else None
+        self.proto: tuple[Any, Any, str] | None = proto_types(func, name)
 
     # -- binding -------------------------------------------------------------------------
 
