@@ -1,0 +1,40 @@
+"""Streaming calls, independent of the wire (see ``docs/streaming.md``).
+
+:mod:`wirecall.streaming.model` holds the primitives every wire shares (what a transport may
+import); :mod:`wirecall.streaming.handler` drives a streaming handler on the server side
+(reached through :meth:`wirecall.Server.start_stream`). Users import from here.
+"""
+
+from .handler import bind_stream_args, start_stream, stream_param
+from .model import (
+    EOF,
+    ClientStream,
+    Inbound,
+    OnDone,
+    PendingStream,
+    ResponseMetadata,
+    Send,
+    bind_response_metadata,
+    expire_later,
+    reset_response_metadata,
+    send_initial_metadata,
+    set_trailing_metadata,
+)
+
+__all__ = [
+    "EOF",
+    "ClientStream",
+    "Inbound",
+    "OnDone",
+    "PendingStream",
+    "ResponseMetadata",
+    "Send",
+    "bind_response_metadata",
+    "bind_stream_args",
+    "expire_later",
+    "reset_response_metadata",
+    "send_initial_metadata",
+    "set_trailing_metadata",
+    "start_stream",
+    "stream_param",
+]
