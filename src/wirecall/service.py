@@ -24,6 +24,7 @@ from typing import Any, TypeVar, get_args, get_origin
 
 import msgspec
 
+from .codec.protobuf import method_proto_types
 from .context import Context
 from .errors import InvalidArgument
 from .seam import BIDI_STREAM, CLIENT_STREAM, SERVER_STREAM, UNARY
@@ -38,7 +39,6 @@ __all__ = [
     "RegistrationError",
     "ServiceRegistry",
     "method",
-    "proto_types",
     "stream_item",
 ]
 
@@ -114,17 +114,6 @@ def stream_item(tp: Any) -> Any:
         args = get_args(tp)
         return args[0] if args else Any
     return None
-
-
-def proto_types(func: Callable[..., Any], name: str) -> tuple[Any, Any, str] | None:
-    """(request class, response class, mode) of a method generated from a ``.proto``
-    (its class carries ``__grpc_methods__``, see ``wirecall.gen``), or None."""
-    owner = getattr(func, "__self__", None)
-    table = getattr(type(owner), "__grpc_methods__", None)
-    if not table:
-        return None
-    info = table.get(name.rpartition(".")[2])
-    return (info[0], info[1], info[2]) if info else None
 
 
 @dataclasses.dataclass
@@ -245,7 +234,7 @@ class MethodSpec:
         #: runs inline with no context parameter: eligible for the transports' fast lane
         self.fast = inline and not self.is_async and self.context_name is None
         #: (request class, response class, mode) when generated from a ``.proto``, else None
-        self.proto: tuple[Any, Any, str] | None = proto_types(func, name)
+        self.proto: tuple[Any, Any, str] | None = method_proto_types(func, name)
 
     # -- binding -------------------------------------------------------------------------
 
