@@ -26,6 +26,8 @@ from support.grpc_peer import WcTestService, _h, g_stream_out, g_unary, grpcio_s
 from wirecall import Server
 from wirecall.errors import Internal, ResourceExhausted
 from wirecall.protocol import grpc as gp
+from wirecall.protocol.grpc import connection as grpc_connection
+from wirecall.status import Status
 from wirecall.transport import grpc as tg
 from wirecall.transport.base import parse_url
 
@@ -90,8 +92,8 @@ def gz(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
         seen["decompress"].append(len(out))
         return out
 
-    monkeypatch.setattr(gp, "gzip_compress", c)
-    monkeypatch.setattr(gp, "gzip_decompress", d)
+    monkeypatch.setattr(grpc_connection, "gzip_compress", c)  # where the connection calls it
+    monkeypatch.setattr(grpc_connection, "gzip_decompress", d)
     return seen
 
 
@@ -113,7 +115,7 @@ def inflated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         def __getattr__(self, name: str) -> Any:
             return getattr(self._d, name)
 
-    monkeypatch.setattr(gp.zlib, "decompressobj", Spy)
+    monkeypatch.setattr(zlib, "decompressobj", Spy)
     return sizes
 
 
@@ -494,13 +496,13 @@ def test_gzip_decompress_edges() -> None:
     assert gp.gzip_decompress(z, len(data)) == data
     with pytest.raises(gp.MessageError) as e:
         gp.gzip_decompress(z, len(data) - 1)
-    assert e.value.status == gp.Status.RESOURCE_EXHAUSTED
+    assert e.value.status == Status.RESOURCE_EXHAUSTED
     with pytest.raises(gp.MessageError, match="truncated") as e:
         gp.gzip_decompress(z[:-10], len(data))
-    assert e.value.status == gp.Status.INTERNAL
+    assert e.value.status == Status.INTERNAL
     with pytest.raises(gp.MessageError, match="bad gzip") as e:
         gp.gzip_decompress(b"not gzip at all", 100)
-    assert e.value.status == gp.Status.INTERNAL
+    assert e.value.status == Status.INTERNAL
     # concatenated members (RFC 1952), the limit counting them all
     two = gp.gzip_compress(b"ab") + gp.gzip_compress(b"cd")
     assert gp.gzip_decompress(two, 4) == b"abcd"

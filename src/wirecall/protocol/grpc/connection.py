@@ -1,14 +1,13 @@
-"""The gRPC-over-HTTP/2 protocol, sans-IO: bytes in, events out, bytes to send.
+"""The gRPC connection core, sans-IO: :class:`GrpcConnection`, one HTTP/2 connection (client
+or server side) turning bytes into gRPC events and calls into bytes to send.
 
 HTTP/2 itself (framing, HPACK, flow-control accounting, stream states) is the ``h2`` library;
-this module is the gRPC layer on top of it (see ``docs/grpc.md`` and gRPC's PROTOCOL-HTTP2.md):
+this is the only module of the package that touches it (a second HTTP/2 backend slots in
+here). On top of it:
 
-* length-prefixed messages: 1-byte compressed flag, 4-byte big-endian length, payload;
-  the size limit is checked on the prefix, before the payload is buffered;
-* ``grpc-timeout`` (``1S``, ``250m``...), ``grpc-status``/``grpc-message`` (percent-encoded)
-  trailers and trailers-only responses, custom metadata with ``-bin`` (base64) values,
-  ``grpc-encoding: gzip`` both ways (inflating never goes past the size limit; outbound
-  messages are compressed per message, see :meth:`GrpcConnection.send_message`);
+* request/response headers and trailers (``headers``), trailers-only responses, messages split
+  and framed per stream (``messages``), ``grpc-encoding: gzip`` both ways (outbound messages
+  are compressed per message, see :meth:`GrpcConnection.send_message`);
 * outbound data waits for the peer's flow-control window (nothing is dropped, nothing is sent
   early); inbound data is acknowledged (WINDOW_UPDATE) when the application consumed it;
 * RST_STREAM cancellation, GOAWAY, PING acks (h2 answers pings itself), a rapid-reset guard.
@@ -19,13 +18,9 @@ and by tests that play a raw HTTP/2 peer.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import urllib.parse
-import zlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,309 +32,40 @@ import h2.exceptions
 import h2.settings
 import hyperframe.frame
 
-from ..status import Status
-
-__all__ = [
-    "CONTENT_TYPE",
-    "CallStarted",
-    "ConnectionClosed",
-    "GrpcConnection",
-    "HalfClosed",
-    "MessageReader",
-    "MessageReceived",
-    "ResponseStarted",
-    "StreamFailed",
-    "StreamReset",
-    "TrailersReceived",
-    "decode_metadata",
-    "encode_metadata",
-    "format_timeout",
-    "parse_timeout",
-    "percent_decode",
-    "percent_encode",
-]
-
-CONTENT_TYPE = "application/grpc"
-ACCEPT_ENCODING = "identity,gzip"  # what this side can inflate (sent as grpc-accept-encoding)
-COMPRESSIONS = ("identity", "gzip")
-USER_AGENT = "wirecall-grpc/0.1"
-_PREFIX = 5
-_MAX_TIMEOUT_DIGITS = 8
-
-# Headers the gRPC layer owns; they never show up as (or can be set through) custom metadata.
-_RESERVED = frozenset(
-    {
-        "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
-        "grpc-status", "grpc-message", "grpc-status-details-bin", "user-agent",
-        "content-length", "grpc-previous-rpc-attempts", "grpc-retry-pushback-ms",
-        "connection", "host", "accept-encoding", "content-encoding",
-    }
+from ...status import Status
+from .events import (
+    CallStarted,
+    ConnectionClosed,
+    HalfClosed,
+    MessageReceived,
+    PingAcked,
+    ResponseStarted,
+    StreamFailed,
+    StreamReset,
+    TrailersReceived,
+)
+from .headers import (
+    ACCEPT_ENCODING,
+    COMPRESSIONS,
+    CONTENT_TYPE,
+    USER_AGENT,
+    decode_metadata,
+    encode_metadata,
+    format_timeout,
+    parse_timeout,
+    percent_decode,
+    percent_encode,
+)
+from .messages import (
+    PREFIX,
+    MessageError,
+    MessageReader,
+    frame_message,
+    gzip_compress,
+    gzip_decompress,
 )
 
-
-# -- small codecs of the gRPC header grammar ----------------------------------------------
-
-_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-
-
-def parse_timeout(value: str) -> float:
-    """``grpc-timeout`` to seconds: 1-8 ASCII digits then one of ``HMSmun``."""
-    if not 2 <= len(value) <= _MAX_TIMEOUT_DIGITS + 1:
-        raise ValueError(f"bad grpc-timeout {value!r}: 1-8 digits and a unit")
-    digits, unit = value[:-1], value[-1]
-    if not digits.isdigit() or not digits.isascii() or unit not in _TIMEOUT_UNITS:
-        raise ValueError(f"bad grpc-timeout {value!r}: want digits and one of H M S m u n")
-    return int(digits) * _TIMEOUT_UNITS[unit]
-
-
-def format_timeout(seconds: float) -> str:
-    """Seconds to the most precise ``grpc-timeout`` that fits in 8 digits."""
-    seconds = max(0.0, seconds)
-    for unit, scale in (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0)):
-        n = int(seconds / scale)
-        if n < 10**_MAX_TIMEOUT_DIGITS:
-            return f"{n}{unit}"
-    return f"{min(int(seconds / 3600.0), 10**_MAX_TIMEOUT_DIGITS - 1)}H"
-
-
-_PCT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x25)
-
-
-def percent_encode(message: str) -> str:
-    """``grpc-message`` encoding: printable ASCII except ``%`` as is, the rest ``%XX`` of UTF-8."""
-    return urllib.parse.quote(message, safe=_PCT_SAFE)
-
-
-def percent_decode(value: str) -> str:
-    """Decode ``grpc-message``; malformed escapes are kept literally (as the spec asks)."""
-    return urllib.parse.unquote(value, errors="replace")
-
-
-def encode_metadata(metadata: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """Custom metadata to header pairs: keys lower-cased, ``-bin`` values base64 (no padding)."""
-    out: list[tuple[str, str]] = []
-    if not metadata:
-        return out
-    for key, value in metadata.items():
-        k = key.lower()
-        if k.startswith(":") or k in _RESERVED:
-            raise ValueError(f"metadata key {key!r} is reserved by gRPC")
-        if k.endswith("-bin"):
-            raw = value if isinstance(value, (bytes, bytearray)) else str(value).encode()
-            out.append((k, base64.b64encode(raw).decode("ascii").rstrip("=")))
-        else:
-            if isinstance(value, (bytes, bytearray)):
-                value = value.decode("ascii")
-            out.append((k, str(value)))
-    return out
-
-
-def decode_metadata(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """Header pairs to custom metadata (``-bin`` values as bytes); reserved headers dropped.
-    Repeated keys are joined with ``,`` (the HTTP rule; ``-bin`` values concatenated)."""
-    out: dict[str, Any] = {}
-    for rk, rv in headers:
-        k = rk.decode("ascii", "replace")
-        if k.startswith(":") or k in _RESERVED:
-            continue
-        if k.endswith("-bin"):
-            try:
-                val: Any = b"".join(
-                    base64.b64decode(part.strip() + b"=" * (-len(part.strip()) % 4))
-                    for part in rv.split(b",")
-                )
-            except (binascii.Error, ValueError):
-                continue  # undecodable binary header: ignored, as gRPC implementations do
-            out[k] = out[k] + val if k in out else val
-        else:
-            sv = rv.decode("latin-1")
-            out[k] = f"{out[k]},{sv}" if k in out else sv
-    return out
-
-
-# -- messages -------------------------------------------------------------------------------
-
-
-class MessageError(Exception):
-    """A message broke the framing rules; ``status`` is what the call ends with."""
-
-    def __init__(self, status: Status, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class MessageReader:
-    """Splits one stream's DATA into gRPC messages; refuses oversize ones from the prefix."""
-
-    __slots__ = ("_buf", "_need", "compressed_ok", "encoding", "max_size")
-
-    def __init__(self, max_size: int, compressed_ok: bool) -> None:
-        self._buf = bytearray()
-        self._need = -1  # payload length of the message being read, -1 while in the prefix
-        self.max_size = max_size
-        self.compressed_ok = compressed_ok
-        self.encoding = "identity"  # the peer's grpc-encoding (named in errors)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[tuple[bool, bytes]]:
-        buf = self._buf
-        buf += data
-        out: list[tuple[bool, bytes]] = []
-        while True:
-            if self._need < 0:
-                if len(buf) < _PREFIX:
-                    return out
-                flag = buf[0]
-                length = int.from_bytes(buf[1:5], "big")
-                if flag > 1:
-                    raise MessageError(
-                        Status.INTERNAL, f"malformed message prefix: compressed flag {flag}"
-                    )
-                if flag and not self.compressed_ok:
-                    raise MessageError(Status.INTERNAL, (
-                        "compressed message but no grpc-encoding was negotiated"
-                        if self.encoding == "identity" else
-                        f"message compressed with unsupported grpc-encoding "
-                        f"{self.encoding!r} (supported: {ACCEPT_ENCODING})"
-                    ))
-                if length > self.max_size:
-                    raise MessageError(
-                        Status.RESOURCE_EXHAUSTED,
-                        f"message of {length} bytes is over the limit of {self.max_size}",
-                    )
-                self._need = length
-            end = _PREFIX + self._need
-            if len(buf) < end:
-                return out
-            out.append((buf[0] == 1, bytes(buf[_PREFIX:end])))
-            del buf[:end]
-            self._need = -1
-
-    def at_boundary(self) -> bool:
-        return not self._buf
-
-
-def frame_message(payload: bytes, compressed: bool = False) -> bytes:
-    return (b"\x01" if compressed else b"\x00") + len(payload).to_bytes(4, "big") + payload
-
-
-def gzip_compress(payload: bytes) -> bytes:
-    c = zlib.compressobj(6, zlib.DEFLATED, 31)
-    return c.compress(payload) + c.flush()
-
-
-def gzip_decompress(payload: bytes, max_size: int) -> bytes:
-    """Inflate a gzip message, producing at most ``max_size + 1`` bytes: a message that
-    inflates past the limit (a decompression bomb) is refused with RESOURCE_EXHAUSTED as soon
-    as the limit is crossed, never inflated whole. Concatenated gzip members are allowed
-    (RFC 1952); a truncated stream is INTERNAL."""
-    out = b""
-    data = payload
-    while True:
-        d = zlib.decompressobj(31)
-        try:
-            chunk = d.decompress(data, max_size + 1 - len(out))
-        except zlib.error as exc:
-            raise MessageError(Status.INTERNAL, f"bad gzip message: {exc}") from None
-        out = out + chunk if out else chunk
-        if len(out) > max_size:
-            raise MessageError(
-                Status.RESOURCE_EXHAUSTED,
-                f"decompressed message is over the limit of {max_size} bytes",
-            )
-        if not d.eof:
-            raise MessageError(Status.INTERNAL, "bad gzip message: truncated")
-        data = d.unused_data
-        if not data:
-            return out
-
-
-# -- events ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CallStarted:
-    """Server side: a request's headers arrived."""
-
-    stream_id: int
-    path: str
-    metadata: dict[str, Any]
-    timeout: float | None
-    content_type: str
-    authority: str
-    ended: bool  # END_STREAM on the headers (no message will follow)
-
-
-@dataclass(slots=True)
-class ResponseStarted:
-    """Client side: the response headers (initial metadata) arrived."""
-
-    stream_id: int
-    metadata: dict[str, Any]
-
-
-@dataclass(slots=True)
-class MessageReceived:
-    """One complete message. Call ``consumed(stream_id, flow)`` once the app has taken it."""
-
-    stream_id: int
-    payload: bytes
-    flow: int
-
-
-@dataclass(slots=True)
-class HalfClosed:
-    """The peer finished sending on this stream (END_STREAM)."""
-
-    stream_id: int
-
-
-@dataclass(slots=True)
-class TrailersReceived:
-    """Client side: the call ended with this status (trailers or trailers-only response)."""
-
-    stream_id: int
-    status: Status
-    message: str
-    metadata: dict[str, Any]
-    initial: dict[str, Any] | None = None  # set for a trailers-only response
-
-
-@dataclass(slots=True)
-class StreamReset:
-    """The peer reset the stream (RST_STREAM)."""
-
-    stream_id: int
-    error_code: int
-
-
-@dataclass(slots=True)
-class StreamFailed:
-    """This side refused the stream (bad message, size limit...); the call ends with status.
-    The protocol already answered the peer (trailers and/or RST_STREAM)."""
-
-    stream_id: int
-    status: Status
-    message: str
-
-
-@dataclass(slots=True)
-class ConnectionClosed:
-    """GOAWAY received, or this side terminated the connection for a protocol violation."""
-
-    error_code: int
-    last_stream_id: int
-    reason: str
-    local: bool = False
-
-
-@dataclass(slots=True)
-class PingAcked:
-    data: bytes
+__all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection"]
 
 
 @dataclass(slots=True)
@@ -657,7 +383,7 @@ class GrpcConnection:
             credits = []
             st.unacked += len(data)
             for _, payload in msgs:  # each message owes the bytes not acknowledged yet
-                c = min(_PREFIX + len(payload) - st.preacked, st.unacked)
+                c = min(PREFIX + len(payload) - st.preacked, st.unacked)
                 st.unacked -= c
                 st.preacked = 0
                 credits.append(c)

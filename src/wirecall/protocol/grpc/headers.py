@@ -1,0 +1,119 @@
+"""gRPC's header grammar, sans-IO: content types, ``grpc-timeout``, ``grpc-message``
+percent-encoding, and custom metadata (``-bin`` values base64) to and from header pairs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "ACCEPT_ENCODING",
+    "COMPRESSIONS",
+    "CONTENT_TYPE",
+    "USER_AGENT",
+    "decode_metadata",
+    "encode_metadata",
+    "format_timeout",
+    "parse_timeout",
+    "percent_decode",
+    "percent_encode",
+]
+
+CONTENT_TYPE = "application/grpc"
+ACCEPT_ENCODING = "identity,gzip"  # what this side can inflate (sent as grpc-accept-encoding)
+COMPRESSIONS = ("identity", "gzip")
+USER_AGENT = "wirecall-grpc/0.1"
+_MAX_TIMEOUT_DIGITS = 8
+
+# Headers the gRPC layer owns; they never show up as (or can be set through) custom metadata.
+_RESERVED = frozenset(
+    {
+        "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "grpc-status", "grpc-message", "grpc-status-details-bin", "user-agent",
+        "content-length", "grpc-previous-rpc-attempts", "grpc-retry-pushback-ms",
+        "connection", "host", "accept-encoding", "content-encoding",
+    }
+)
+
+
+# -- small codecs of the gRPC header grammar ----------------------------------------------
+
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def parse_timeout(value: str) -> float:
+    """``grpc-timeout`` to seconds: 1-8 ASCII digits then one of ``HMSmun``."""
+    if not 2 <= len(value) <= _MAX_TIMEOUT_DIGITS + 1:
+        raise ValueError(f"bad grpc-timeout {value!r}: 1-8 digits and a unit")
+    digits, unit = value[:-1], value[-1]
+    if not digits.isdigit() or not digits.isascii() or unit not in _TIMEOUT_UNITS:
+        raise ValueError(f"bad grpc-timeout {value!r}: want digits and one of H M S m u n")
+    return int(digits) * _TIMEOUT_UNITS[unit]
+
+
+def format_timeout(seconds: float) -> str:
+    """Seconds to the most precise ``grpc-timeout`` that fits in 8 digits."""
+    seconds = max(0.0, seconds)
+    for unit, scale in (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0)):
+        n = int(seconds / scale)
+        if n < 10**_MAX_TIMEOUT_DIGITS:
+            return f"{n}{unit}"
+    return f"{min(int(seconds / 3600.0), 10**_MAX_TIMEOUT_DIGITS - 1)}H"
+
+
+_PCT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x25)
+
+
+def percent_encode(message: str) -> str:
+    """``grpc-message`` encoding: printable ASCII except ``%`` as is, the rest ``%XX`` of UTF-8."""
+    return urllib.parse.quote(message, safe=_PCT_SAFE)
+
+
+def percent_decode(value: str) -> str:
+    """Decode ``grpc-message``; malformed escapes are kept literally (as the spec asks)."""
+    return urllib.parse.unquote(value, errors="replace")
+
+
+def encode_metadata(metadata: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Custom metadata to header pairs: keys lower-cased, ``-bin`` values base64 (no padding)."""
+    out: list[tuple[str, str]] = []
+    if not metadata:
+        return out
+    for key, value in metadata.items():
+        k = key.lower()
+        if k.startswith(":") or k in _RESERVED:
+            raise ValueError(f"metadata key {key!r} is reserved by gRPC")
+        if k.endswith("-bin"):
+            raw = value if isinstance(value, (bytes, bytearray)) else str(value).encode()
+            out.append((k, base64.b64encode(raw).decode("ascii").rstrip("=")))
+        else:
+            if isinstance(value, (bytes, bytearray)):
+                value = value.decode("ascii")
+            out.append((k, str(value)))
+    return out
+
+
+def decode_metadata(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """Header pairs to custom metadata (``-bin`` values as bytes); reserved headers dropped.
+    Repeated keys are joined with ``,`` (the HTTP rule; ``-bin`` values concatenated)."""
+    out: dict[str, Any] = {}
+    for rk, rv in headers:
+        k = rk.decode("ascii", "replace")
+        if k.startswith(":") or k in _RESERVED:
+            continue
+        if k.endswith("-bin"):
+            try:
+                val: Any = b"".join(
+                    base64.b64decode(part.strip() + b"=" * (-len(part.strip()) % 4))
+                    for part in rv.split(b",")
+                )
+            except (binascii.Error, ValueError):
+                continue  # undecodable binary header: ignored, as gRPC implementations do
+            out[k] = out[k] + val if k in out else val
+        else:
+            sv = rv.decode("latin-1")
+            out[k] = f"{out[k]},{sv}" if k in out else sv
+    return out
