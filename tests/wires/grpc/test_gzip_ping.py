@@ -23,6 +23,7 @@ from support.grpc_peer import (
     start_wirecall,
 )
 from wirecall.protocol import grpc as gp
+from wirecall.protocol.grpc import connection as grpc_connection
 from wirecall.transport import grpc as tg
 from wirecall.transport.base import parse_url
 
@@ -41,8 +42,8 @@ def gzip_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["decompress"] += 1
         return decomp(payload, max_size)
 
-    monkeypatch.setattr(gp, "gzip_compress", c)
-    monkeypatch.setattr(gp, "gzip_decompress", d)
+    monkeypatch.setattr(grpc_connection, "gzip_compress", c)  # where the connection calls it
+    monkeypatch.setattr(grpc_connection, "gzip_decompress", d)
     return counts
 
 

@@ -1,0 +1,478 @@
+"""gRPC server side: :class:`GrpcServerProtocol`, one accepted HTTP/2 connection, and
+``serve`` (``grpc://``: h2c with prior knowledge; ``grpcs://``: TLS with ALPN ``h2``).
+
+Every request ends in the dispatch seam (:class:`wirecall.seam.Dispatcher`): unary calls in
+``start_call``, streaming calls in ``start_stream``. ``/pkg.Service/Method`` is looked up as
+``pkg.Service.Method`` then ``Service.Method`` (wirecall service names carry no package).
+The message codec follows the content-type: ``application/grpc`` (``+proto``) carries protobuf
+for services generated from a ``.proto`` (``wirecall gen``) and msgpack for plain Python
+services; ``application/grpc+msgpack`` and ``+json`` select those codecs explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_mod
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from ... import codec as codecs
+from ...codec.protobuf import MessageWire
+from ...context import Context
+from ...errors import Internal, ResourceExhausted, RpcError, Unavailable, Unimplemented
+from ...protocol import grpc as gp
+from ...seam import BIDI_STREAM, CLIENT_STREAM, UNARY, Dispatcher, MethodInfo
+from ...status import Status
+from ...streaming.model import (
+    Inbound,
+    ResponseMetadata,
+    bind_response_metadata,
+    reset_response_metadata,
+)
+from ..base import URL
+from ..streams import (
+    WRITE_BATCH,
+    CoalescedWriter,
+    ConnectionListener,
+    listen,
+    peer_name,
+    set_nodelay,
+)
+from .common import HIGH_WATER, alpn_h2
+
+__all__ = ["GrpcServerProtocol", "make_server_protocol", "serve", "server_ssl_context"]
+
+log = logging.getLogger("wirecall.grpc")
+
+_MONO = time.monotonic
+
+
+def _subtype_codec(content_type: str) -> codecs.Codec | str | None:
+    """Codec named by ``application/grpc+<name>``: a codec, None (protobuf), or "" (plain)."""
+    if content_type == gp.CONTENT_TYPE:
+        return ""
+    sub = content_type[len(gp.CONTENT_TYPE) + 1:].split(";")[0].strip()
+    if sub in ("proto", "protobuf"):
+        return None
+    c = codecs.codec_by_name(sub)
+    if c is None:
+        raise Unimplemented(message=f"unsupported content-type {content_type!r}")
+    return c
+
+
+class _ServerCall:
+    __slots__ = (
+        "ctx", "dead", "inbound", "md", "mode", "request", "sid", "spec", "task", "waiter", "wire",
+    )
+
+    def __init__(
+        self, sid: int, spec: MethodInfo, ctx: Context, wire: MessageWire, mode: str
+    ) -> None:
+        self.sid = sid
+        self.spec = spec
+        self.ctx = ctx
+        self.wire = wire
+        self.mode = mode
+        self.inbound: Inbound[Any] | None = None
+        self.request: bytes | None = None
+        self.md = ResponseMetadata()
+        self.waiter: asyncio.Future[None] | None = None
+        self.dead = False
+        self.task: asyncio.Task[Any] | None = None
+
+
+class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
+    """One accepted HTTP/2 connection serving gRPC calls."""
+
+    conn: gp.GrpcConnection
+
+    def __init__(
+        self, server: Dispatcher, listener: ConnectionListener | None = None, **opts: Any
+    ) -> None:
+        self.server = server
+        self.listener = listener
+        self.conn = gp.GrpcConnection(
+            client_side=False,
+            max_message_size=int(opts.get("max_message_size", server.max_message_size)),
+            max_concurrent_streams=int(opts.get("max_concurrent_streams", 1000)),
+            reset_limit=int(opts.get("reset_limit", 200)),
+            # compress_threshold=None (the native transport's "off") turns compression off
+            compression=None if "compress_threshold" in opts and opts["compress_threshold"]
+            is None else opts.get("compression"),
+            compress_threshold=int(opts.get("compress_threshold") or 1024),
+        )
+        self.transport: asyncio.Transport | None = None
+        self.calls: dict[int, _ServerCall] = {}
+        self.peer = ""
+        self._loop = asyncio.get_event_loop()
+        self._flush_scheduled = False
+        self._paused = False
+        self._reading_paused = False
+        self._held: deque[Any] = deque()  # events parsed while paused, handled on resume
+        self._draining = False
+        self._closing = False
+        self._batched = 0  # unary replies queued since the last write
+
+    def _flush(self) -> None:
+        self._batched = 0
+        super()._flush()
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
+        set_nodelay(transport)
+        self.peer = peer_name(transport)
+        if self.listener is not None:
+            self.listener.connections.add(self)
+        self.conn.initiate()
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self.listener is not None:
+            self.listener.connections.discard(self)
+        for call in list(self.calls.values()):
+            self._kill(call, Unavailable(message="connection lost"))
+        self.calls.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        # The peer is not reading: stop reading its requests too (no new calls are parsed
+        # while their replies could not be written); streams' send() waits on _paused.
+        self._paused = True
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._held:
+            self._handle(self._held)
+            self._after_events()
+        if not self._paused and self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        self._wake_writers()
+
+    def data_received(self, data: bytes) -> None:
+        events = self.conn.receive(data, self._loop.time())
+        if self._held:  # still working through what was parsed before a pause
+            self._held.extend(events)
+        else:
+            self._handle(deque(events))
+        self._after_events()
+
+    def _after_events(self) -> None:
+        self._flush()
+        if self.calls:
+            self._wake_writers()
+        if self._draining and not self.calls and not self._held:
+            self._close_transport()
+
+    def _handle(self, events: deque[Any]) -> None:
+        """Act on parsed events in order; stop (keeping the rest in ``_held``) as soon as
+        the write buffer goes over its high-water mark."""
+        conn = self.conn
+        while events:
+            if self._paused:
+                self._held = events
+                return
+            ev = events.popleft()
+            t = type(ev)
+            if t is gp.MessageReceived:
+                self._on_message(ev)
+            elif t is gp.CallStarted:
+                self._on_call(ev)
+            elif t is gp.HalfClosed:
+                self._on_half_close(ev)
+            elif t is gp.StreamReset:
+                call = self.calls.pop(ev.stream_id, None)
+                if call is not None:
+                    self._kill(call, RpcError(Status.CANCELLED, "stream reset by the client"))
+            elif t is gp.StreamFailed:
+                call = self.calls.pop(ev.stream_id, None)
+                if call is not None:
+                    self._kill(call, RpcError(ev.status, ev.message))
+            elif t is gp.ConnectionClosed and ev.local:
+                log.info("closing gRPC connection from %s: %s", self.peer, ev.reason)
+                self._flush()
+                self._abort_all()
+                events.clear()
+                return
+            if conn.unsent > HIGH_WATER:  # replies piling up: write now, maybe pausing
+                self._flush()
+        self._held = events
+
+    # -- calls -----------------------------------------------------------------------
+
+    def _resolve(self, path: str) -> MethodInfo:
+        if path[:1] != "/" or path.count("/") != 2:
+            raise Unimplemented(message=f"malformed gRPC path {path!r}")
+        _, svc, meth = path.split("/")
+        find = self.server.find
+        spec = find(f"{svc}.{meth}")
+        if spec is None and "." in svc:
+            spec = find(f"{svc.rpartition('.')[2]}.{meth}")
+        if spec is None:
+            return self.server.lookup(f"{svc}.{meth}")  # raises Unimplemented naming the miss
+        return spec
+
+    def _on_call(self, ev: gp.CallStarted) -> None:
+        sid = ev.stream_id
+        try:
+            if self._draining:
+                raise Unavailable(message="server is shutting down")
+            spec = self._resolve(ev.path)
+            info = spec.proto
+            sub = _subtype_codec(ev.content_type)
+            if sub is None or (sub == "" and info is not None):
+                if info is None:
+                    raise Unimplemented(message=f"{spec.name} is not a protobuf method; "
+                                        "use application/grpc+msgpack or +json")
+                wire = MessageWire(None, info[0], info[1], ev.content_type)
+                mode = info[2]
+            else:
+                c = codecs.MSGPACK_CODEC if sub == "" else sub
+                assert not isinstance(c, str)
+                wire = MessageWire(c, spec.request_type, spec.result_type, ev.content_type)
+                mode = spec.mode
+        except RpcError as exc:
+            self.conn.send_trailers(sid, exc.status, exc.message, content_type=ev.content_type)
+            return
+        deadline = None if ev.timeout is None else _MONO() + ev.timeout
+        ctx = Context(spec.name, ev.metadata, deadline, self.peer, "grpc")
+        call = _ServerCall(sid, spec, ctx, wire, mode)
+        self.calls[sid] = call
+        if mode in (CLIENT_STREAM, BIDI_STREAM):
+            conn = self.conn
+
+            def consumed(n: int, sid: int = sid) -> None:
+                conn.consumed(sid, n)
+                self._schedule_flush()
+
+            call.inbound = Inbound(consumed)
+            self._start_stream(call, None)
+
+    def _on_message(self, ev: gp.MessageReceived) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is None:
+            self.conn.consumed(ev.stream_id, ev.flow)
+            return
+        if call.inbound is not None:
+            try:
+                item = call.wire.decode(ev.payload, call.wire.req)
+            except RpcError as exc:
+                self._fail_call(call, exc)
+                return
+            call.inbound.put(item, ev.flow)
+            return
+        self.conn.consumed(ev.stream_id, ev.flow)
+        if call.request is not None:
+            self._fail_call(call, Internal(
+                message=f"{call.spec.name} takes one request message, got more"))
+            return
+        call.request = ev.payload
+
+    def _on_half_close(self, ev: gp.HalfClosed) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is None:
+            return
+        if call.inbound is not None:
+            call.inbound.close()
+            return
+        if call.request is None:
+            self._fail_call(call, Internal(message=f"{call.spec.name}: no request message"))
+            return
+        try:
+            msg = call.wire.decode(call.request, call.wire.req if call.wire.codec is None else Any)
+        except RpcError as exc:
+            self._fail_call(call, exc)
+            return
+        params = [msg] if call.wire.codec is None else msg
+        call.request = None
+        if call.mode == UNARY:
+            sid = call.sid
+            token = bind_response_metadata(call.md)
+            try:
+                self.server.start_call(
+                    call.spec, params, call.ctx, lambda r, e: self._unary_done(sid, r, e)
+                )
+            finally:
+                reset_response_metadata(token)
+        else:
+            self._start_stream(call, params)
+
+    def _start_stream(self, call: _ServerCall, params: Any) -> None:
+        sid = call.sid
+
+        async def send(item: Any) -> None:
+            await self._send(call, item)
+
+        token = bind_response_metadata(call.md)
+        try:
+            call.task = self.server.start_stream(
+                call.spec, params, call.ctx, call.inbound, send,
+                lambda _r, e: self._stream_done(sid, e),
+            )
+        finally:
+            reset_response_metadata(token)
+
+    def _headers(self, call: _ServerCall) -> None:
+        if not call.md.sent:
+            call.md.sent = True
+            self.conn.send_response_headers(
+                call.sid, call.md.initial or None, call.wire.content_type
+            )
+
+    def _unary_done(self, sid: int, result: Any, exc: BaseException | None) -> None:
+        call = self.calls.pop(sid, None)
+        if call is None or call.dead:
+            return
+        conn = self.conn
+        if exc is None:
+            try:
+                payload = call.wire.encode(result, call.wire.res)
+            except Exception as e:
+                exc = self.server.error_from(e, call.ctx)
+            else:
+                if len(payload) > conn.max_message_size:
+                    exc = ResourceExhausted(message=f"response of {len(payload)} bytes is over "
+                                            f"the limit of {conn.max_message_size}")
+                else:
+                    self._headers(call)
+                    conn.send_message(sid, payload)
+                    conn.send_trailers(sid, Status.OK, "", call.md.trailing or None)
+        if exc is not None:
+            err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, call.ctx)
+            if call.md.initial:
+                self._headers(call)
+            conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
+                               content_type=call.wire.content_type)
+        self._batched += 1
+        if conn.unsent > HIGH_WATER or self._batched >= WRITE_BATCH:
+            self._flush()  # a big reply or a full batch: write it now (may pause us)
+        else:
+            self._schedule_flush()
+
+    async def _send(self, call: _ServerCall, item: Any) -> None:
+        if call.dead or call.sid not in self.conn.streams:
+            raise asyncio.CancelledError
+        payload = call.wire.encode(item, call.wire.res)
+        if len(payload) > self.conn.max_message_size:
+            raise ResourceExhausted(message=f"message of {len(payload)} bytes is over the "
+                                    f"limit of {self.conn.max_message_size}")
+        self._headers(call)
+        self.conn.send_message(call.sid, payload)
+        self._schedule_flush()
+        while (self.conn.pending(call.sid) > HIGH_WATER or self._paused) and not call.dead:
+            call.waiter = self._loop.create_future()
+            try:
+                await call.waiter
+            finally:
+                call.waiter = None
+
+    def _wake_writers(self) -> None:
+        if self._paused:
+            return
+        for call in self.calls.values():
+            w = call.waiter
+            if w is not None and not w.done() and self.conn.pending(call.sid) <= HIGH_WATER:
+                w.set_result(None)
+
+    def _stream_done(self, sid: int, exc: BaseException | None) -> None:
+        call = self.calls.pop(sid, None)
+        if call is None or call.dead:
+            return
+        if call.md.initial:
+            self._headers(call)
+        if exc is None:
+            self.conn.send_trailers(sid, Status.OK, "", call.md.trailing or None,
+                                    content_type=call.wire.content_type)
+        else:
+            err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, call.ctx)
+            self.conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
+                                    content_type=call.wire.content_type)
+        self._schedule_flush()
+        if self._draining and not self.calls and not self._held:
+            self._close_transport()
+
+    def _fail_call(self, call: _ServerCall, err: RpcError) -> None:
+        """Refuse a call for a bad request: status to the peer, handler cancelled."""
+        self.calls.pop(call.sid, None)
+        self.conn.send_trailers(call.sid, err.status, err.message,
+                                content_type=call.wire.content_type)
+        self.conn.reset(call.sid, 0)  # NO_ERROR: stop the client sending more
+        self._kill(call, err)
+
+    def _kill(self, call: _ServerCall, err: RpcError) -> None:
+        call.dead = True
+        if call.inbound is not None:
+            call.inbound.fail(err)
+        if call.waiter is not None and not call.waiter.done():
+            call.waiter.set_exception(asyncio.CancelledError())
+        call.ctx.cancel()
+
+    def close_connection(self) -> None:
+        self._abort_all()
+
+    def _abort_all(self) -> None:
+        for call in list(self.calls.values()):
+            self._kill(call, Unavailable(message="connection closed"))
+        self.calls.clear()
+        self._close_transport()
+
+    # -- output ----------------------------------------------------------------------
+
+    def goaway(self) -> None:
+        """Graceful shutdown: GOAWAY (no new streams); close once in-flight calls end."""
+        self._draining = True
+        self.conn.graceful_goaway()
+        self._flush()
+        if not self.calls and not self._held:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self._flush()
+            self.transport.close()
+
+
+def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
+    """A gRPC server protocol for one connection (the one-port sniffer hands it connections
+    that start with ``PRI * HTTP/2.0``)."""
+    listener = opts.pop("listener", None)
+    return GrpcServerProtocol(server, listener, **opts)
+
+
+def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
+    ctx = opts.get("ssl")
+    if isinstance(ctx, ssl_mod.SSLContext):
+        return alpn_h2(ctx)
+    certfile, keyfile = opts.get("certfile"), opts.get("keyfile")
+    if not certfile:
+        raise ValueError("grpcs:// needs ssl=SSLContext or certfile=/keyfile=")
+    ctx = ssl_mod.create_default_context(ssl_mod.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    return alpn_h2(ctx)
+
+
+async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
+    """Listen on ``grpc://host:port`` (h2c, prior knowledge) or ``grpcs://`` (TLS, ALPN h2).
+    ``compression="gzip"`` (or ``?compression=gzip`` in the URL) compresses replies of at
+    least ``compress_threshold`` bytes (default 1024) for clients that accept gzip."""
+    if "compression" in url.query:
+        opts.setdefault("compression", url.query["compression"])
+    if opts.get("compression") not in (None, *gp.COMPRESSIONS):
+        raise ValueError(f"unsupported compression {opts['compression']!r}: "
+                         f"use one of {', '.join(gp.COMPRESSIONS)}")
+    tls = server_ssl_context(opts) if url.scheme == "grpcs" else None
+    for k in ("ssl", "certfile", "keyfile"):
+        opts.pop(k, None)
+    return await listen(
+        url, lambda lst: GrpcServerProtocol(server, lst, **opts), ssl_context=tls
+    )
