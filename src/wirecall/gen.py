@@ -26,13 +26,19 @@ import tempfile
 from collections.abc import AsyncIterable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import Context
 from .errors import Unimplemented
 
-__all__ = ["ProtoService", "gen_main", "generate", "load_proto", "main", "stream_call",
-           "unary_call"]
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["ProtoService", "alias_full_names", "gen_main", "generate", "load_proto", "main",
+           "service_base", "standard_messages", "stream_call", "unary_call"]
+
+#: the ``.proto`` files of the standard gRPC services wirecall serves (health, reflection)
+PROTOS = Path(__file__).parent / "protos"
 
 
 class ProtoService:
@@ -109,6 +115,44 @@ def stream_call(
         return client.open_stream(method, params, timeout, metadata, result_type)
     return client.stream(method, params, timeout=timeout, metadata=metadata,
                          result_type=result_type)
+
+
+# -- standard gRPC services, built at run time ------------------------------------------------
+
+
+def standard_messages(official: str, proto: str) -> Any:
+    """The message module of a standard gRPC service: grpcio's own (``official``, from
+    ``grpcio-health-checking``, ``grpcio-reflection``) when installed, else ours (``proto``, a
+    file in :data:`PROTOS`). Both define the same protobuf names, so one process can hold only
+    one of them in the default descriptor pool: taking grpcio's when it is there lets
+    applications import it alongside wirecall."""
+    try:
+        return importlib.import_module(official)
+    except Exception:  # not installed, or built for another protobuf runtime
+        return load_proto(PROTOS / proto)[0]
+
+
+def service_base(pb: Any, full: str, methods: dict[str, tuple[str, str, str]]) -> Any:
+    """A :class:`ProtoService` base for service ``full`` whose messages come from ``pb``;
+    ``methods``: name -> (request message, reply message, mode)."""
+    return type(f"{full.rpartition('.')[2]}Base", (ProtoService,), {
+        "__grpc_service__": full,
+        "__wirecall_service__": full.rpartition(".")[2],
+        "__grpc_file__": pb.DESCRIPTOR,
+        "__grpc_methods__": {
+            m: (getattr(pb, req), getattr(pb, res), mode) for m, (req, res, mode) in methods.items()
+        },
+    })
+
+
+def alias_full_names(server: Server, impl: ProtoService) -> None:
+    """Make ``pkg.Service.Method`` resolve too (the registry keys by ``Service.Method``)."""
+    full = type(impl).__grpc_service__
+    short = type(impl).__wirecall_service__
+    for m in type(impl).__grpc_methods__:
+        spec = server.registry.methods.get(f"{short}.{m}")
+        if spec is not None and getattr(spec.func, "__self__", None) is impl:
+            server.registry.methods.setdefault(f"{full}.{m}", spec)
 
 
 # -- code generation --------------------------------------------------------------------------

@@ -63,12 +63,13 @@ def test_grpcio_health_and_reflection_modules_coexist_with_wirecall(first: str) 
     imports = {
         "grpcio": "from grpc_health.v1 import health_pb2\n"
                   "from grpc_reflection.v1alpha import reflection_pb2\n",
-        "wirecall": "import wirecall.grpc_health as g\n",
+        "wirecall": "import wirecall.observability.health as g\n"
+                    "import wirecall.observability.reflection as r\n",
     }
     other = "wirecall" if first == "grpcio" else "grpcio"
     code = imports[first] + imports[other] + (
         "assert g.health_pb2 is health_pb2\n"
-        "assert g._refl['v1alpha'][0] is reflection_pb2\n"
+        "assert r.VERSIONS['v1alpha'][0] is reflection_pb2\n"
         "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -13,15 +13,14 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from wirecall import Server
 from wirecall.examples.greeter import Greeter
-from wirecall.grpc_health import (
+from wirecall.observability.health import (
     NOT_SERVING,
     SERVICE_UNKNOWN,
     SERVING,
-    _refl,
     enable_health,
-    enable_reflection,
     health_pb2,
 )
+from wirecall.observability.reflection import VERSIONS, enable_reflection
 
 
 @pytest.fixture
@@ -74,7 +73,7 @@ async def test_health_check_and_watch(served: tuple[Server, Any, str]) -> None:
 async def test_reflection_lists_describes_and_calls(
     served: tuple[Server, Any, str], version: str
 ) -> None:
-    pb, _ = _refl[version]
+    pb, _ = VERSIONS[version]
     addr = served[2]
     async with grpc.aio.insecure_channel(addr) as ch:
         call = ch.stream_stream(

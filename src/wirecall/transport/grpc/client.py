@@ -29,9 +29,9 @@ from ...errors import (
 from ...protocol import grpc as gp
 from ...status import Status
 from ...streaming.model import expire_later
-from .. import streams
+from .. import sockets
 from ..base import URL, ClientConnection
-from ..streams import WRITE_BATCH, CoalescedWriter, set_nodelay
+from ..sockets import WRITE_BATCH, CoalescedWriter, set_nodelay
 from .calls import GrpcClientStream, UnaryCall, live_call
 from .common import HIGH_WATER, alpn_h2
 
@@ -623,5 +623,5 @@ async def connect(
             await loop.create_connection(factory, url.host, url.port)
         await proto._ready
 
-    await streams.dial(url, dial, timeout, lambda: proto.transport)
+    await sockets.dial(url, dial, timeout, lambda: proto.transport)
     return proto

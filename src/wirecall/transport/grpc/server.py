@@ -33,7 +33,7 @@ from ...streaming.model import (
     reset_response_metadata,
 )
 from ..base import URL
-from ..streams import (
+from ..sockets import (
     WRITE_BATCH,
     CoalescedWriter,
     ConnectionListener,
