@@ -14,66 +14,14 @@ No asyncio, socket or ssl here: :class:`GrpcConnection` is driven by
 ``wirecall.transport.grpc`` and by tests that play a raw HTTP/2 peer.
 """
 
-from .connection import REFUSED_STREAM, RESET_STATUS, GrpcConnection
-from .events import (
-    CallStarted,
-    ConnectionClosed,
-    HalfClosed,
-    MessageReceived,
-    PingAcked,
-    ResponseStarted,
-    StreamFailed,
-    StreamReset,
-    TrailersReceived,
-)
-from .headers import (
-    ACCEPT_ENCODING,
-    COMPRESSIONS,
-    CONTENT_TYPE,
-    USER_AGENT,
-    decode_metadata,
-    encode_metadata,
-    format_timeout,
-    parse_timeout,
-    percent_decode,
-    percent_encode,
-)
-from .messages import (
-    PREFIX,
-    MessageError,
-    MessageReader,
-    frame_message,
-    gzip_compress,
-    gzip_decompress,
-)
+from . import connection, events, headers, messages
+from .connection import *  # noqa: F403
+from .events import *  # noqa: F403
+from .headers import *  # noqa: F403
+from .messages import *  # noqa: F403
 
-__all__ = [
-    "ACCEPT_ENCODING",
-    "COMPRESSIONS",
-    "CONTENT_TYPE",
-    "PREFIX",
-    "REFUSED_STREAM",
-    "RESET_STATUS",
-    "USER_AGENT",
-    "CallStarted",
-    "ConnectionClosed",
-    "GrpcConnection",
-    "HalfClosed",
-    "MessageError",
-    "MessageReader",
-    "MessageReceived",
-    "PingAcked",
-    "ResponseStarted",
-    "StreamFailed",
-    "StreamReset",
-    "TrailersReceived",
-    "decode_metadata",
-    "encode_metadata",
-    "format_timeout",
-    "frame_message",
-    "gzip_compress",
-    "gzip_decompress",
-    "parse_timeout",
-    "percent_decode",
-    "percent_encode",
-]
+__all__: list[str] = []
+__all__ += connection.__all__
+__all__ += events.__all__
+__all__ += headers.__all__
+__all__ += messages.__all__
