@@ -20,7 +20,7 @@ import typing
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .context import _current
+from .context import CURRENT
 from .errors import DeadlineExceeded, InvalidArgument
 from .interceptors import ClientCall, ClientInterceptor, chain
 from .pool import Pool
@@ -59,7 +59,7 @@ def call_options(
     md: Mapping[str, str] | None = metadata
     if defaults:
         md = {**defaults, **(metadata or _NO_MD)}
-    ctx = _current.get()
+    ctx = CURRENT.get()
     if ctx is not None:
         remaining = ctx.time_remaining()
         if remaining is not None:
@@ -180,7 +180,7 @@ class Client:
             params: Any = kwargs
         else:
             params = args  # a tuple: the fast path encodes it as an array as it is
-        if self.interceptors or self.metadata or _current.get() is not None:
+        if self.interceptors or self.metadata or CURRENT.get() is not None:
             return await self.invoke(
                 method, params if kwargs else list(args), timeout=timeout, metadata=metadata,
                 result_type=result_type,

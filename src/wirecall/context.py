@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Context", "current_context"]
+__all__ = ["CURRENT", "EMPTY_METADATA", "Context", "current_context"]
 
 _monotonic = time.monotonic
 #: the metadata of a call that carried none (read-only, shared)
@@ -80,11 +80,13 @@ class Context(msgspec.Struct, eq=False, weakref=True):
         )
 
 
-_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+#: the context of the call being served (set by whoever runs a handler: the server, or a
+#: transport running a fast-lane entry; see ``wirecall.seam.Dispatcher.fast_lane``)
+CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "wirecall_context", default=None
 )
 
 
 def current_context() -> Context | None:
     """The context of the call being served by this task, or ``None`` outside a handler."""
-    return _current.get()
+    return CURRENT.get()

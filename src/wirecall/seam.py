@@ -8,12 +8,14 @@ registered method. ``tests/unit/core/test_layers.py`` enforces the import rules.
 
 Which path a call takes (a cheap inline handler on the calling stack, a task, a worker
 thread, or the native protocol's fast lane) is decided by the server, once, for every wire:
-a transport only says "start this call" and is told when it is done.
+a transport only says "start this call" and is told when it is done. The one thing a
+transport runs itself is an entry of the server's fast lane (:meth:`Dispatcher.fast_lane`):
+the native protocol's hot loop, where one Python call more per request is measurable.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ __all__ = [
     "SERVER_STREAM",
     "UNARY",
     "Dispatcher",
+    "FastEntry",
     "MethodInfo",
     "OnDone",
     "Send",
@@ -41,6 +44,8 @@ BIDI_STREAM = "bidi_stream"
 OnDone = Callable[[Any, "BaseException | None"], None]
 #: the awaitable outbound sink of a streaming call (waits while the peer's window is closed)
 Send = Callable[[Any], Awaitable[None]]
+#: a fast-lane entry, ``(handler, params_decoder)``: see :meth:`Dispatcher.fast_lane`
+FastEntry = tuple[Callable[..., Any], Any]
 
 
 class MethodInfo(Protocol):
@@ -89,15 +94,45 @@ class Dispatcher(Protocol):
         """True when a service of that name is registered."""
         ...
 
+    def fast_lane(self, codec_module: Any) -> Mapping[str, FastEntry | None]:
+        """The fast lane for one msgspec codec module (``msgspec.msgpack``, ``msgspec.json``;
+        None for any other codec): method name -> a ready-to-run entry, or None where the call
+        must go through :meth:`start_call`.
+
+        The server decides, once per method, which calls may take it: an inline ``def``
+        handler taking no Context, every parameter positional and required, no interceptor,
+        the server not shutting down. Reading a name never raises (a miss is decided and
+        cached); the mapping is shared and emptied whenever methods or interceptors change
+        or shutdown begins, so hold the mapping, never an entry.
+
+        Running an entry ``(handler, decoder)`` for a call with params array ``body`` is the
+        transport's inner loop, with no call into the server: ``args = decoder.decode(body)``
+        (on ``msgspec.DecodeError``/``ValidationError`` take :meth:`start_call` instead, which
+        reports bad params with the documented messages); then, with the call's
+        :class:`~wirecall.context.Context` set in :data:`wirecall.context.CURRENT`,
+        ``result = handler(*args)``; any exception is the caller's answer, mapped through
+        :meth:`error_from`. Semantics are those of :meth:`start_call` for the same call.
+        """
+        ...
+
     def start_call(self, method: str | MethodInfo, params: Any, ctx: Context,
                    on_done: OnDone) -> None:
-        """Run a unary call; ``on_done`` is called exactly once (maybe before this returns)."""
+        """Run a unary call; ``on_done`` is called exactly once (maybe before this returns).
+
+        The server chooses how: a cheap inline handler (with no interceptor) runs now, on
+        the calling stack, and ``on_done`` is called before this returns; anything else runs
+        in a task (or a worker thread) the server tracks for deadline, cancellation and drain.
+        ``params`` is the wire form: a list (positional), a dict (named) or None. Cancel a
+        running call with ``ctx.cancel()``."""
         ...
 
     def start_stream(self, method: str | MethodInfo, params: Any, ctx: Context,
                      inbound: AsyncIterator[Any] | None, send: Send, on_done: OnDone) -> Any:
         """Run a streaming call: ``inbound`` carries client messages (None for a server
-        stream), ``send`` takes each reply; ``on_done(None, error_or_None)`` at the end."""
+        stream; a :class:`wirecall.streaming.model.Inbound` the transport feeds), ``send``
+        takes each reply; ``on_done(None, error_or_None)`` at the end. The handler's task is
+        the server's (deadline, drain, interceptors); ``ctx.cancel()`` cancels it. Returns
+        the task, or None when the call was refused before it started."""
         ...
 
     def error_from(self, exc: BaseException, ctx: Context | None) -> RpcError:

@@ -1,8 +1,12 @@
 """The Server: one registry, one dispatch path, many listeners.
 
-Every transport ends in :meth:`Server.start_call` (callback style, the fast path) or
-:meth:`Server.dispatch` (``await``-able), so a service registered once is reachable on every
-listener and server interceptors see every call.
+A transport sees the server only through the dispatch seam (:class:`wirecall.seam.Dispatcher`,
+which :class:`Server` implements): it looks methods up and starts unary calls
+(:meth:`Server.start_call`) and streams (:meth:`Server.start_stream`); the native protocol
+also runs entries of the fast lane the server builds (:meth:`Server.fast_lane`). Which path a
+call takes (inline on the calling stack, a task, a worker thread, the fast lane) is decided
+here, once, for every wire, so a service registered once is reachable on every listener and
+server interceptors see every call. :meth:`Server.dispatch` is the ``await``-able form.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequenc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .context import Context, _current
+from .context import CURRENT, Context
 from .errors import Cancelled, DeadlineExceeded, Internal, RpcError, Unavailable, Unimplemented
 from .interceptors import ServerCall, ServerInterceptor, chain
-from .seam import OnDone, Send
+from .seam import Dispatcher, FastEntry, MethodInfo, OnDone, Send
 from .service import MethodSpec, ServiceRegistry
 from .streaming.handler import start_stream
 from .transport.base import Listener, load_transport, parse_url
@@ -52,7 +56,7 @@ class Server:
         options: dict[str, Any] | None = None,
     ) -> None:
         self.registry = ServiceRegistry()
-        self.interceptors: list[ServerInterceptor] = list(interceptors)
+        self._interceptors: list[ServerInterceptor] = list(interceptors)
         self.debug = debug
         self.max_message_size = max_message_size
         self.keepalive = keepalive
@@ -84,7 +88,13 @@ class Server:
         return self
 
     def add_interceptor(self, interceptor: ServerInterceptor) -> None:
-        self.interceptors.append(interceptor)
+        self._interceptors.append(interceptor)
+        self._clear_lanes()  # calls with an interceptor never take the fast lane
+
+    @property
+    def interceptors(self) -> tuple[ServerInterceptor, ...]:
+        """The server interceptors, outermost first (add one with :meth:`add_interceptor`)."""
+        return tuple(self._interceptors)
 
     def _describe(self) -> dict[str, Any]:
         """The registered services, their methods and signatures."""
@@ -135,11 +145,38 @@ class Server:
             log.warning("handler raised %s", text, exc_info=exc)
         return Internal(message=text, details=details)
 
-    def prepare(
-        self, method: str | MethodSpec, params: Any, ctx: Context
+    def fast_lane(self, codec_module: Any) -> Mapping[str, FastEntry | None]:
+        """The fast lane for one msgspec codec module: see ``Dispatcher.fast_lane``."""
+        lane = self.registry.lanes.get(codec_module)
+        if lane is None:
+            lane = self.registry.lanes[codec_module] = _FastLane(self, codec_module)
+        return lane
+
+    def fast_entry(self, method: str, codec_module: Any) -> FastEntry | None:
+        """Decide whether ``method`` may take the fast lane of ``codec_module``: its entry
+        ``(handler, params decoder)``, or None."""
+        spec = self.registry.methods.get(method)
+        if (
+            spec is None
+            or not spec.fast
+            or codec_module is None
+            or self._interceptors
+            or self._closing
+        ):
+            return None
+        dec = spec.array_decoder(codec_module)
+        return None if dec is None else (spec.func, dec)
+
+    def _clear_lanes(self) -> None:
+        for lane in self.registry.lanes.values():
+            lane.clear()
+
+    def _prepare(
+        self, method: str | MethodInfo, params: Any, ctx: Context
     ) -> tuple[MethodSpec, list[Any], dict[str, Any]]:
         """Resolve and bind a call (raises :class:`RpcError`): the first half of dispatch."""
-        spec = method if isinstance(method, MethodSpec) else self.lookup(method)
+        spec = method if isinstance(method, MethodSpec) else self.lookup(
+            method if isinstance(method, str) else method.name)
         ctx.method = spec.name
         if self._closing:
             raise Unavailable(message="server is shutting down")
@@ -155,15 +192,11 @@ class Server:
             kwargs[spec.context_name] = ctx
         return spec, args, kwargs
 
-    def runs_inline(self, spec: MethodSpec) -> bool:
-        """True when ``spec`` completes on the calling stack (see :meth:`call_inline`)."""
-        return spec.inline and not spec.is_async and not self.interceptors
-
-    def call_inline(
+    def _call_inline(
         self, spec: MethodSpec, args: Sequence[Any], kwargs: Mapping[str, Any], ctx: Context
     ) -> Any:
         """Run an inline handler now (raises :class:`RpcError`): no task, no thread."""
-        token = _current.set(ctx)
+        token = CURRENT.set(ctx)
         try:
             return spec.func(*args, **kwargs)
         except RpcError:
@@ -171,11 +204,11 @@ class Server:
         except BaseException as exc:  # every failure goes to the caller
             raise self.error_from(exc, ctx) from None
         finally:
-            _current.reset(token)
+            CURRENT.reset(token)
 
     def start_call(
         self,
-        method: str | MethodSpec,
+        method: str | MethodInfo,
         params: Any,
         ctx: Context,
         on_done: OnDone,
@@ -187,9 +220,9 @@ class Server:
         ``params`` is the wire form: a list (positional), a dict (named) or None.
         """
         try:
-            spec, args, kwargs = self.prepare(method, params, ctx)
-            if self.runs_inline(spec):
-                result = self.call_inline(spec, args, kwargs, ctx)
+            spec, args, kwargs = self._prepare(method, params, ctx)
+            if spec.inline and not spec.is_async and not self._interceptors:
+                result = self._call_inline(spec, args, kwargs, ctx)
             else:
                 self._spawn(spec, args, kwargs, ctx, on_done)
                 return
@@ -228,11 +261,11 @@ class Server:
         deadline, the task counts as in flight (drain waits for it, shutdown cancels it),
         and ``finished(task)`` runs when it ends. Unary calls and streams both go here."""
         loop = asyncio.get_running_loop()
-        token = _current.set(ctx)
+        token = CURRENT.set(ctx)
         try:
             task = loop.create_task(coro)
         finally:
-            _current.reset(token)
+            CURRENT.reset(token)
         ctx._task = task
         self._inflight += 1
         self._tasks.add(task)
@@ -260,10 +293,10 @@ class Server:
     async def _run(
         self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], ctx: Context
     ) -> Any:
-        if not self.interceptors:
+        if not self._interceptors:
             return await self._invoke(spec, args, kwargs)
         call = ServerCall(spec, args, kwargs, ctx)
-        return await chain(self.interceptors, self._invoke_call)(call)
+        return await chain(self._interceptors, self._invoke_call)(call)
 
     async def _invoke_call(self, call: ServerCall) -> Any:
         return await self._invoke(call.spec, call.args, call.kwargs)
@@ -283,7 +316,7 @@ class Server:
 
     def start_stream(
         self,
-        method: str | MethodSpec,
+        method: str | MethodInfo,
         params: Any,
         ctx: Context,
         inbound: AsyncIterator[Any] | None,
@@ -365,6 +398,7 @@ class Server:
         for lst in self.listeners:
             lst.goaway()
         self._closing = True
+        self._clear_lanes()  # new calls now take the general path, which refuses them
         if self._inflight:
             self._drained = asyncio.Event()
             try:
@@ -386,3 +420,23 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+
+class _FastLane(dict[str, "FastEntry | None"]):
+    """One codec's fast-lane table (``Server.fast_lane``): a miss is decided by the server
+    and cached, so a transport's lookup is one dict subscript."""
+
+    __slots__ = ("_module", "_server")
+
+    def __init__(self, server: Server, module: Any) -> None:
+        super().__init__()
+        self._server = server
+        self._module = module
+
+    def __missing__(self, method: str) -> FastEntry | None:
+        entry = self[method] = self._server.fast_entry(method, self._module)
+        return entry
+
+
+def _implements_the_seam(server: Server) -> Dispatcher:
+    """(Never called: mypy checks here that :class:`Server` is a ``Dispatcher``.)"""
+    return server

@@ -16,7 +16,7 @@ import wirecall
 from wirecall import Server, Status
 from wirecall.protocol.frames import FrameConnection
 from wirecall.transport.base import parse_url
-from wirecall.transport.tcp_stream import INITIAL_WINDOW
+from wirecall.transport.native.messages import INITIAL_WINDOW
 
 CHUNK = 64 * 1024  # bytes per message on grpc:// (its window counts bytes)
 

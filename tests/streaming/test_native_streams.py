@@ -14,9 +14,9 @@ from wirecall import DeadlineExceeded, NotFound, Server
 from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest
 from wirecall.examples.pubsub import PublishRequest, PubSub, PubSubStub, SubscribeRequest
 from wirecall.streaming import EOF
-from wirecall.transport import tcp
+from wirecall.transport import native as tcp
 from wirecall.transport.base import parse_url
-from wirecall.transport.tcp_stream import INITIAL_WINDOW
+from wirecall.transport.native.messages import INITIAL_WINDOW
 
 
 @pytest.fixture

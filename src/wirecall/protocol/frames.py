@@ -313,10 +313,13 @@ class FrameConnection:
         self.closed = False
         self._buf = bytearray()
         self._skip = 0  # bytes of an oversized frame still to discard
-        self._out: list[bytes | memoryview] = []
+        #: the frame parts queued for the next write (read-only outside this class: a
+        #: transport counts them with ``len()`` to decide when to write a batch)
+        self.queued_parts: list[bytes | memoryview] = []
         self._method_prefix: dict[str, bytes] = {}
         self._need = 0
-        self._out_size = 0
+        #: payload bytes queued since the last :meth:`data_to_send` (headers not counted)
+        self.queued_bytes = 0
         self._methods: dict[bytes, str] = {}
         #: optional hot-path callbacks (see :meth:`set_fast_callbacks`)
         self._on_request: Callable[[int, str, bytes | memoryview], None] | None = None
@@ -350,7 +353,7 @@ class FrameConnection:
 
     def _preface(self) -> None:
         flags = P_ZLIB if self.accept_compression else 0
-        self._out.append(PREFACE.pack(MAGIC, VERSION, self.codec_id, flags, self.max_frame_size))
+        self.queued_parts.append(PREFACE.pack(MAGIC, VERSION, self.codec_id, flags, self.max_frame_size))
 
     def initiate(self) -> None:
         """Client: queue the preface."""
@@ -363,10 +366,10 @@ class FrameConnection:
             raise FrameTooLarge(
                 f"frame of {n} bytes exceeds the peer's limit of {self.peer_max_frame_size}"
             )
-        self._out.append(HEADER.pack(n, ftype, flags, 0, call_id))
-        self._out_size += n
+        self.queued_parts.append(HEADER.pack(n, ftype, flags, 0, call_id))
+        self.queued_bytes += n
         if n:
-            self._out.append(payload)
+            self.queued_parts.append(payload)
 
     def send_request(
         self,
@@ -396,9 +399,9 @@ class FrameConnection:
                 raise FrameTooLarge(
                     f"frame of {n} bytes exceeds the peer's limit of {self.peer_max_frame_size}"
                 )
-            out = self._out
+            out = self.queued_parts
             out.append(HEADER.pack(n, REQUEST, 0, 0, call_id))
-            self._out_size += n
+            self.queued_bytes += n
             out.append(prefix)
             if body:
                 out.append(body)
@@ -428,10 +431,10 @@ class FrameConnection:
         compressed: bool = False,
     ) -> None:
         if not metadata and len(body) <= self.peer_max_frame_size:
-            out = self._out
+            out = self.queued_parts
             out.append(HEADER.pack(len(body), RESPONSE, F_COMPRESSED if compressed else 0, 0,
                                    call_id))
-            self._out_size += len(body)
+            self.queued_bytes += len(body)
             out.append(body)
             return
         flags = F_COMPRESSED if compressed else 0
@@ -470,21 +473,16 @@ class FrameConnection:
 
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, as one bytes object (one write)."""
-        out = self._out
+        out = self.queued_parts
         if not out:
             return _EMPTY
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        self._out_size = 0
+        self.queued_bytes = 0
         return bytes(data) if isinstance(data, memoryview) else data
 
-    @property
-    def queued_bytes(self) -> int:
-        """Payload bytes queued since the last :meth:`data_to_send` (headers not counted)."""
-        return self._out_size
-
     def has_data_to_send(self) -> bool:
-        return bool(self._out)
+        return bool(self.queued_parts)
 
     # -- incoming ---------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ..context import Context
 from ..errors import DeadlineExceeded, InvalidArgument, RpcError, Unavailable
 from ..interceptors import ServerCall, ServerInterceptor, chain
-from ..seam import CLIENT_STREAM, SERVER_STREAM, UNARY, OnDone, Send
+from ..seam import CLIENT_STREAM, SERVER_STREAM, UNARY, MethodInfo, OnDone, Send
 from ..service import MethodSpec, stream_item
 
 __all__ = ["StreamHost", "bind_stream_args", "start_stream", "stream_param"]
@@ -21,7 +21,8 @@ __all__ = ["StreamHost", "bind_stream_args", "start_stream", "stream_param"]
 class StreamHost(Protocol):
     """What the driver needs of the server (:class:`wirecall.Server` is one)."""
 
-    interceptors: Sequence[ServerInterceptor]
+    @property
+    def interceptors(self) -> Sequence[ServerInterceptor]: ...
 
     @property
     def closing(self) -> bool: ...
@@ -110,7 +111,7 @@ async def _drive(spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], send
 
 def start_stream(
     server: StreamHost,
-    method: str | MethodSpec,
+    method: str | MethodInfo,
     params: Any,
     ctx: Context,
     inbound: AsyncIterator[Any] | None,
@@ -125,7 +126,8 @@ def start_stream(
     Returns the task (``None`` when the call was refused before it started).
     """
     try:
-        spec = method if isinstance(method, MethodSpec) else server.lookup(method)
+        spec = method if isinstance(method, MethodSpec) else server.lookup(
+            method if isinstance(method, str) else method.name)
         ctx.method = spec.name
         if server.closing:
             raise Unavailable(message="server is shutting down")

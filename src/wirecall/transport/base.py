@@ -1,8 +1,8 @@
 """What every transport provides: a server-side ``Listener`` and a client-side connection.
 
-A transport module (``wirecall.transport.tcp``, ``.http``, ``.grpc`` ...) exposes::
+A transport module (``wirecall.transport.native``, ``.http``, ``.grpc`` ...) exposes::
 
-    async def serve(server: Server, url: URL, **options) -> Listener
+    async def serve(server: Dispatcher, url: URL, **options) -> Listener
     async def connect(url: URL, **options) -> ClientConnection
 
 and is found through :data:`SCHEMES`, imported lazily so a missing extra only fails when used.
@@ -16,17 +16,14 @@ import importlib
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 __all__ = ["SCHEMES", "URL", "ClientConnection", "Listener", "load_transport", "parse_url"]
 
 #: scheme -> (module, pip extra that module needs or "")
 SCHEMES: dict[str, tuple[str, str]] = {
-    "tcp": ("wirecall.transport.tcp", ""),
-    "unix": ("wirecall.transport.tcp", ""),
+    "tcp": ("wirecall.transport.native", ""),
+    "unix": ("wirecall.transport.native", ""),
     "gob": ("wirecall.transport.netrpc", ""),
     "jsonrpc": ("wirecall.transport.gojsonrpc", ""),
     "http": ("wirecall.transport.http", "http"),
@@ -34,7 +31,6 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "any": ("wirecall.transport.sniff", ""),
     "grpc": ("wirecall.transport.grpc", "grpc"),
     "grpcs": ("wirecall.transport.grpc", "grpc"),
-    "quic": ("wirecall.transport.quic", "quic"),
 }
 
 

@@ -18,7 +18,7 @@ from wirecall import Internal, InvalidArgument, RpcError, Status, method
 from wirecall.examples.calculator import Args, Calculator
 from wirecall.interceptors import ServerCall
 from wirecall.protocol import frames as fr
-from wirecall.transport import tcp
+from wirecall.transport import native as tcp
 
 
 class Lane:

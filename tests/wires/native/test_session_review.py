@@ -23,7 +23,7 @@ import wirecall.sync
 from support.servers import ThreadServer
 from wirecall import Context, RpcError, Status, Unavailable, method
 from wirecall.protocol import frames as fr
-from wirecall.transport import tcp
+from wirecall.transport import native as tcp
 
 ENC = msgspec.msgpack.encode
 DEC = msgspec.msgpack.decode

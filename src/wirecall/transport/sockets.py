@@ -1,0 +1,222 @@
+"""What the stream-socket transports share: socket options, peer names, the listener,
+dialling, the pending-call table of a client connection and the coalescing writer.
+
+Native (``tcp``/``unix``), Go net/rpc (``gob``), Go JSON-RPC (``jsonrpc``) and gRPC listen the
+same way: an asyncio server whose connections register with a :class:`ConnectionListener`, so
+graceful shutdown can tell each of them GOAWAY and later close them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..errors import ConnectError, DeadlineExceeded, RpcError
+from .base import URL, Listener
+
+__all__ = [
+    "WRITE_BATCH",
+    "CoalescedWriter",
+    "ConnectionListener",
+    "PendingCalls",
+    "ServedConnection",
+    "dial",
+    "listen",
+    "peer_name",
+    "set_nodelay",
+]
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY on a TCP transport (a no-op for Unix sockets)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def peer_name(transport: asyncio.BaseTransport) -> str:
+    """``"127.0.0.1:53122"``, ``"[::1]:53122"`` or ``"unix:<path>"``."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return f"unix:{peer}" if peer else "unix"
+
+
+class ServedConnection(Protocol):
+    """A server-side connection as its listener sees it."""
+
+    def goaway(self) -> None:
+        """Tell the peer no new calls will be accepted (a no-op where the wire has no way)."""
+
+    def close_connection(self) -> None:
+        """Flush what is queued and close (after the server drained its calls)."""
+
+
+class ConnectionListener(Listener):
+    """A listening socket and the connections it accepted."""
+
+    def __init__(self, url: str = "") -> None:
+        self.url = url
+        self.connections: set[Any] = set()
+        self._aserver: asyncio.AbstractServer | None = None
+        self._unix_path: str | None = None
+
+    async def stop_accepting(self) -> None:
+        if self._aserver is not None:
+            self._aserver.close()
+        if self._unix_path:
+            with contextlib.suppress(OSError):
+                os.unlink(self._unix_path)
+
+    def goaway(self) -> None:
+        for c in list(self.connections):
+            c.goaway()
+
+    async def aclose(self) -> None:
+        for c in list(self.connections):
+            c.close_connection()
+        await asyncio.sleep(0)  # one iteration for the transports to flush and close
+
+
+async def listen(
+    url: URL,
+    protocol: Callable[[ConnectionListener], asyncio.Protocol],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    listener: ConnectionListener | None = None,
+) -> ConnectionListener:
+    """Bind ``url`` (``unix://`` or host:port; port 0 picks one) and serve connections made by
+    ``protocol(listener)``. The listener's ``url`` gets the real address."""
+    lst = listener if listener is not None else ConnectionListener()
+    loop = asyncio.get_running_loop()
+    if url.scheme == "unix":
+        if os.path.exists(url.path):
+            os.unlink(url.path)
+        lst._aserver = await loop.create_unix_server(lambda: protocol(lst), url.path)
+        lst._unix_path = url.path
+        lst.url = f"unix://{url.path}"
+        return lst
+    lst._aserver = await loop.create_server(
+        lambda: protocol(lst), url.host, url.port, reuse_address=True, backlog=1024,
+        ssl=ssl_context,
+    )
+    host, port = lst._aserver.sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    lst.url = f"{url.scheme}://{shown}:{port}"
+    return lst
+
+
+class PendingCalls:
+    """The calls in flight on one client connection, keyed by id.
+
+    ``add`` registers a call (with its reply type and optional timeout) and returns its
+    future; ``pop`` takes it back when the reply arrives; ``wait`` awaits it and forgets it if
+    the caller is cancelled; ``fail_all`` ends every pending call when the connection goes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.calls: dict[Any, tuple[asyncio.Future[Any], Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def add(
+        self, call_id: Any, result_type: Any, timeout: float | None, method: str
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self.calls[call_id] = (fut, result_type)
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, self._expire, call_id, method, timeout)
+            fut.add_done_callback(lambda _f: handle.cancel())
+        return fut
+
+    def pop(self, call_id: Any) -> tuple[asyncio.Future[Any], Any] | None:
+        """The pending call ``call_id`` (None if unknown or already answered)."""
+        entry = self.calls.pop(call_id, None)
+        if entry is None or entry[0].done():
+            return None
+        return entry
+
+    async def wait(self, call_id: Any, fut: asyncio.Future[Any]) -> Any:
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.calls.pop(call_id, None)
+            raise
+
+    def _expire(self, call_id: Any, method: str, timeout: float) -> None:
+        entry = self.calls.pop(call_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                DeadlineExceeded(message=f"{method}: no reply within {timeout:g}s")
+            )
+
+    def fail_all(self, reason: BaseException) -> None:
+        calls, self.calls = self.calls, {}
+        for fut, _ in calls.values():
+            if not fut.done():
+                fut.set_exception(reason)
+
+
+async def dial(
+    url: URL,
+    connect: Callable[[], Awaitable[Any]],
+    timeout: float | None,
+    transport: Callable[[], asyncio.BaseTransport | None] = lambda: None,
+) -> None:
+    """Run ``connect()`` (socket + handshake) within ``timeout`` seconds (Go's DialTimeout);
+    every failure becomes a :class:`~wirecall.errors.ConnectError` naming the address."""
+    try:
+        await asyncio.wait_for(connect(), timeout)
+    except TimeoutError:
+        t = transport()
+        if t is not None:
+            t.abort()  # type: ignore[attr-defined]
+        raise ConnectError(message=f"dial {url}: timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.strerror or exc}") from None
+    except ConnectError:
+        raise
+    except RpcError as exc:
+        raise ConnectError(message=f"dial {url}: {exc.message}") from None
+
+
+class _Outgoing(Protocol):
+    def data_to_send(self) -> bytes: ...
+
+
+#: Besides once per loop iteration (or per read), a write goes out every this many messages
+#: queued: with many calls in flight the peer starts on the first batch while this side works
+#: on the next, instead of both sides taking turns (measured: 64 calls in flight went from
+#: 0.53x to 0.84x of the raw reference on tcp://, and 1.8x on grpc://).
+WRITE_BATCH = 16
+
+
+class CoalescedWriter:
+    """Mixin for a protocol with a sans-IO ``conn``: frames queued during one loop iteration
+    go out in one ``transport.write`` (``_schedule_flush``), or now (``_flush``). Subclasses
+    re-declare ``conn`` with their connection's concrete type."""
+
+    conn: _Outgoing
+    transport: Any
+    _loop: asyncio.AbstractEventLoop
+    _flush_scheduled: bool = False
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
