@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from .context import CURRENT
 from .errors import DeadlineExceeded, InvalidArgument
 from .interceptors import ClientCall, ClientInterceptor, chain
-from .pool import Pool
+from .cluster import Pool
 from .protocol.frames import MAX_TIMEOUT
 from .transport.base import ClientConnection, load_transport, parse_url
 

@@ -14,8 +14,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from .errors import ConnectError, RpcError, Unavailable
-from .transport.base import ClientConnection
+from ..errors import ConnectError, RpcError, Unavailable
+from ..transport.base import ClientConnection
 
 __all__ = ["Pool"]
 
