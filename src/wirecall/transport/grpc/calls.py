@@ -7,19 +7,42 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from ...codec.protobuf import MessageWire
 from ...errors import InvalidArgument, RpcError, Unavailable
+from ...protocol import grpc as gp
 from ...streaming.model import ClientStream
 from .common import HIGH_WATER
 
-if TYPE_CHECKING:
-    from .client import GrpcClientConnection
+__all__ = ["GrpcClientStream", "StreamOwner", "UnaryCall", "live_call"]
 
-__all__ = ["GrpcClientStream", "UnaryCall", "live_call"]
+
+class StreamOwner(Protocol):
+    """What a client stream needs of its connection (a
+    :class:`~wirecall.transport.grpc.client.GrpcClientConnection`)."""
+
+    conn: gp.GrpcConnection
+    #: the write buffer is over its high-water mark: senders wait
+    paused: bool
+    _loop: asyncio.AbstractEventLoop  # (``sockets.CoalescedWriter``'s)
+
+    def _schedule_flush(self) -> None:
+        """Write what is queued at the end of this loop iteration (``CoalescedWriter``)."""
+
+    def check_size(self, payload: bytes) -> None:
+        """Raise RESOURCE_EXHAUSTED for a message over the size limit."""
+
+    def drop(self, sid: int) -> None:
+        """Forget the call on stream ``sid``."""
+
+    def unqueue(self, entry: Any) -> None:
+        """Take a call off the queue of calls waiting for a stream."""
+
+    def admit(self) -> None:
+        """Open the streams of queued calls while the server's limit allows."""
 
 
 class UnaryCall:
@@ -53,7 +76,7 @@ def live_call(c: UnaryCall | weakref.ref[GrpcClientStream] | None,
 class GrpcClientStream(ClientStream[Any]):
     """A streaming call on a :class:`GrpcClientConnection`."""
 
-    def __init__(self, owner: GrpcClientConnection, method: str, wire: MessageWire,
+    def __init__(self, owner: StreamOwner, method: str, wire: MessageWire,
                  result_type: Any) -> None:
         super().__init__(method)
         self.owner = owner
@@ -89,13 +112,13 @@ class GrpcClientStream(ClientStream[Any]):
     async def _write(self, item: Any) -> None:
         o = self.owner
         payload = self._encode_item(item)
-        o._check_size(payload)
+        o.check_size(payload)
         if self.sid == 0:
             await self._wait_open()
         self.sent = True
         o.conn.send_message(self.sid, payload)
         o._schedule_flush()
-        while (o.conn.pending(self.sid) > HIGH_WATER or o._paused) and not self._done:
+        while (o.conn.pending(self.sid) > HIGH_WATER or o.paused) and not self._done:
             self.waiter = o._loop.create_future()
             try:
                 await self.waiter
@@ -114,12 +137,12 @@ class GrpcClientStream(ClientStream[Any]):
     def _abort(self, error: RpcError) -> None:
         o = self.owner
         if self.sid == 0:  # still queued: nothing was sent
-            o._unqueue(self.ref)
+            o.unqueue(self.ref)
             return
-        o._drop(self.sid)
+        o.drop(self.sid)
         o.conn.reset(self.sid)
         o._schedule_flush()
-        o._admit()  # the reset freed a stream
+        o.admit()  # the reset freed a stream
 
     def _consumed(self, credit: int) -> None:
         self.owner.conn.consumed(self.sid, credit)
@@ -143,7 +166,7 @@ class GrpcClientStream(ClientStream[Any]):
         o = self.owner
         if self.sid == 0:  # queued: wait for its HTTP/2 stream
             return None if self.opened is None else asyncio.shield(self.opened)
-        if o.conn.pending(self.sid) <= HIGH_WATER and not o._paused:
+        if o.conn.pending(self.sid) <= HIGH_WATER and not o.paused:
             return None
         w = self.waiter
         if w is None or w.done():
@@ -153,7 +176,7 @@ class GrpcClientStream(ClientStream[Any]):
     def _put(self, item: Any) -> None:
         o = self.owner
         payload = self._encode_item(item)
-        o._check_size(payload)
+        o.check_size(payload)
         self.sent = True
         o.conn.send_message(self.sid, payload)
         o._schedule_flush()

@@ -83,7 +83,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self.calls: dict[int, UnaryCall | weakref.ref[GrpcClientStream]] = {}
         # calls waiting for a stream, first come first served: the server's
         # SETTINGS_MAX_CONCURRENT_STREAMS is reached, or its SETTINGS have not arrived yet
-        # (``GrpcConnection.can_open_stream``); they open as streams close (``_admit``)
+        # (``GrpcConnection.can_open_stream``); they open as streams close (``admit``)
         self._queue: deque[UnaryCall | weakref.ref[GrpcClientStream]] = deque()
         self._loop = asyncio.get_event_loop()
         self._ready: asyncio.Future[None] = self._loop.create_future()
@@ -91,7 +91,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._goaway = False
         self._reason: RpcError | None = None
         self._flush_scheduled = False
-        self._paused = False
+        self.paused = False
         self._reading_paused = False
         self._replies = 0  # bytes answering the server's frames, written while paused
         self._batched = 0  # unary requests queued since the last full batch went out
@@ -120,7 +120,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         c = codecs.get(name)
         return MessageWire(c, None, result_type, f"{gp.CONTENT_TYPE}+{c.name}")
 
-    def _check_size(self, payload: bytes) -> None:
+    def check_size(self, payload: bytes) -> None:
         if len(payload) > self.conn.max_message_size:
             raise ResourceExhausted(message=f"request of {len(payload)} bytes is over the "
                                     f"limit of {self.conn.max_message_size}")
@@ -155,7 +155,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._check_open()
         wire = self._wire(params, result_type)
         payload = wire.encode(params, None)
-        self._check_size(payload)
+        self.check_size(payload)
         fut: asyncio.Future[Any] = self._loop.create_future()
         call = UnaryCall(fut, wire, result_type)
         call.method, call.request, call.metadata = method, payload, metadata
@@ -177,12 +177,12 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         except asyncio.CancelledError:
             sid = call.sid
             if sid == 0:
-                self._unqueue(call)
+                self.unqueue(call)
             elif sid in self.calls:
-                self._drop(sid)
+                self.drop(sid)
                 conn.reset(sid)
                 self._schedule_flush()
-                self._admit()
+                self.admit()
             raise
 
     def _send_unary(self, call: UnaryCall, sid: int, payload: bytes) -> None:
@@ -195,12 +195,12 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
 
     def _expire(self, call: UnaryCall, method: str, timeout: float) -> None:
         if call.sid == 0:  # still queued: no HEADERS were sent
-            self._unqueue(call)
+            self.unqueue(call)
         else:
             self.calls.pop(call.sid, None)
             self.conn.reset(call.sid)
             self._schedule_flush()
-            self._admit()
+            self.admit()
         if not call.fut.done():
             call.fut.set_exception(
                 DeadlineExceeded(message=f"{method}: deadline of {timeout:g}s exceeded")
@@ -239,13 +239,13 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._queue.appendleft(c.ref)
         return True
 
-    def _unqueue(self, entry: UnaryCall | weakref.ref[GrpcClientStream]) -> None:
+    def unqueue(self, entry: UnaryCall | weakref.ref[GrpcClientStream]) -> None:
         with contextlib.suppress(ValueError):
             self._queue.remove(entry)
         if isinstance(entry, UnaryCall) and entry.timer is not None:
             entry.timer.cancel()
 
-    def _admit(self) -> None:
+    def admit(self) -> None:
         """Open the streams of queued calls, in order, while the server's limit allows."""
         q = self._queue
         if not q or self._closed or self._goaway:
@@ -301,7 +301,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         first = None
         if params is not None and not streaming_in:
             first = wire.encode(params, None)
-            self._check_size(first)
+            self.check_size(first)
         st = GrpcClientStream(self, method, wire, result_type)
         st.first, st.metadata = first, metadata
         if self._queue or not self.conn.can_open_stream():
@@ -375,11 +375,11 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         # Over the high-water mark: stream senders wait (``_write``). Reading goes on, so the
         # server's replies keep flowing, until the server makes us queue more than
         # REPLY_BUDGET bytes of answers to its own frames (see data_received).
-        self._paused = True
+        self.paused = True
         self._replies = 0
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self.paused = False
         self._replies = 0
         if self._reading_paused:
             self._reading_paused = False
@@ -392,7 +392,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         if self.calls.pop(sid, None) is not None and not self._closed:
             self.conn.reset(sid)
             self._schedule_flush()
-            self._admit()
+            self.admit()
 
     def _fail_queued(self, err: RpcError) -> None:
         """Calls waiting for a stream will never get one (connection closed, GOAWAY)."""
@@ -422,13 +422,13 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             if not f.done():
                 f.set_exception(err)
 
-    def _drop(self, sid: int) -> None:
+    def drop(self, sid: int) -> None:
         c = self.calls.pop(sid, None)
         if isinstance(c, UnaryCall) and c.timer is not None:
             c.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
-        if self._paused:
+        if self.paused:
             self._flush()  # what the application queued is not an answer to these bytes
         for ev in self.conn.receive(data, self._loop.time()):
             t = type(ev)
@@ -477,8 +477,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 if f is not None and not f.done():
                     f.set_result(None)
         if self._queue:  # streams closed or the server's SETTINGS came: open queued calls
-            self._admit()
-        if self._paused:
+            self.admit()
+        if self.paused:
             self._flush_replies()
         else:
             self._flush()
@@ -500,7 +500,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             return
         self.transport.write(out)
         self._replies += len(out) - flow_controlled
-        if self._replies > REPLY_BUDGET and self._paused and not self._reading_paused:
+        if self._replies > REPLY_BUDGET and self.paused and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -561,7 +561,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 c._finish(err)
 
     def _wake_writers(self) -> None:
-        if self._paused:
+        if self.paused:
             return
         for sid, entry in self.calls.items():
             c = live_call(entry)
