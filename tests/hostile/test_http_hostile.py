@@ -1,0 +1,173 @@
+"""Hostile peers on the HTTP wires: JSON-RPC over HTTP/1.1 (``http://``) and HTTP/2
+(``grpc://``, raw frames), issue #18."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hostile.peers import (
+    H2_ENHANCE_YOUR_CALM,
+    H2_PING,
+    H2_PREFACE,
+    H2_PRIORITY,
+    H2_SETTINGS,
+    MiB,
+    Prober,
+    ServerProc,
+    SocketReader,
+    assert_served,
+    h2_frame,
+    h2_goaway_code,
+    http_post,
+    parse_http_responses,
+    raw_connect,
+    read_until_closed,
+    send_for,
+    stats,
+)
+
+#: the per-connection call limit (``Server(max_concurrent_calls=...)``, default 1024)
+MAX_CALLS = 1024
+#: calls in each of two pipelined JSON-RPC batches on one HTTP connection
+BATCH_CALLS = 2000
+#: inline calls in one large batch that must not stall the others
+LARGE_BATCH = 50_000
+#: the server's RSS may grow at most this much while one connection misbehaves
+ATTACK_RSS_GROWTH = 64 * MiB
+#: an HTTP/2 control-frame flood must end in GOAWAY(ENHANCE_YOUR_CALM) within this
+FLOOD_SECONDS = 3.0
+#: frames per write of the flooding client
+FLOOD_BATCH = 2000
+
+
+def _batch(n: int, method: str, params: list[object], first_id: int) -> bytes:
+    return json.dumps([
+        {"jsonrpc": "2.0", "method": method, "params": params, "id": first_id + i}
+        for i in range(n)
+    ]).encode()
+
+
+def test_http_batches_respect_the_call_limit() -> None:
+    """Two pipelined batches of 2,000 calls on one connection: no more than the
+    per-connection call limit run at once; the calls over it are refused with
+    RESOURCE_EXHAUSTED (or the request gets an HTTP error)."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0") as srv, \
+            Prober(srv.url("tcp")) as probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("http"))
+        reqs = [
+            http_post("/jsonrpc", _batch(BATCH_CALLS, "Svc.Hold", [1.5], k * BATCH_CALLS))
+            for k in range(2)
+        ]
+        reader = SocketReader(
+            sock, 12.0, done=lambda d: len(parse_http_responses(d)) >= len(reqs)
+        )
+        send_for(sock, iter(reqs), 5.0)
+        time.sleep(1.0)
+        mid = stats(srv.url("tcp"))
+        reader.join()
+        peak_rss = srv.peak_rss
+        sock.close()
+        report = probe.stop()
+        final = stats(srv.url("tcp"))
+        responses = parse_http_responses(reader.data)
+        refused = 0
+        for r in responses:
+            if r.status == 200:
+                for el in json.loads(r.body):
+                    if (el.get("error") or {}).get("data", {}).get("status") == (
+                        "RESOURCE_EXHAUSTED"
+                    ):
+                        refused += 1
+        errors = [r.status for r in responses if r.status >= 400]
+        assert final["peak"] <= MAX_CALLS, (
+            f"{final['peak']} calls ran at once from one HTTP connection (limit {MAX_CALLS}; "
+            f"1 s in: {mid}); RSS +{(peak_rss - base) / MiB:.0f} MiB"
+        )
+        assert refused or errors, (
+            f"the calls over the limit were not refused: {len(responses)} responses, "
+            f"statuses {[r.status for r in responses]}"
+        )
+        assert peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(peak_rss - base) / MiB:.0f} MiB"
+        assert_served(report)
+
+
+def test_http_large_batch_does_not_stall_others() -> None:
+    """One batch of 50,000 inline calls: the loop must keep serving the others (work from
+    one connection is bounded per loop turn)."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0") as srv, \
+            Prober(srv.url("tcp")) as probe:
+        sock = raw_connect(srv.address("http"))
+        body = _batch(LARGE_BATCH, "Svc.Echo", [7], 1)
+        assert len(body) < 4 * MiB
+        reader = SocketReader(sock, 20.0, done=lambda d: bool(parse_http_responses(d)))
+        time.sleep(0.3)
+        send_for(sock, iter([http_post("/jsonrpc", body)]), 5.0)
+        reader.join()
+        time.sleep(0.3)
+        sock.close()
+        report = probe.stop()
+        [resp] = parse_http_responses(reader.data)
+        assert resp.status == 200
+        assert len(json.loads(resp.body)) == LARGE_BATCH
+        assert_served(report)
+
+
+def _flood_frames(kind: str) -> bytes:
+    if kind == "settings":
+        # SETTINGS_INITIAL_WINDOW_SIZE = 65535 (a valid no-op), each one must be ACKed
+        frame = h2_frame(H2_SETTINGS, 0, 0, bytes([0, 4, 0, 0, 0xFF, 0xFF]))
+        return frame * FLOOD_BATCH
+    if kind == "ping":
+        return h2_frame(H2_PING, 0, 0, b"hostile!") * FLOOD_BATCH
+    if kind == "priority":
+        return b"".join(
+            h2_frame(H2_PRIORITY, 0, 2 * (i % 500) + 1, bytes([0, 0, 0, 0, 16]))
+            for i in range(FLOOD_BATCH)
+        )
+    assert kind == "unknown"
+    return h2_frame(0x42, 0, 0, b"ignored?") * FLOOD_BATCH
+
+
+@pytest.mark.parametrize("kind", ["settings", "ping", "priority", "unknown"])
+def test_h2_control_frame_flood_gets_enhance_your_calm(kind: str) -> None:
+    """HTTP/2 control frames cost the sender nothing: a flood of them ends in
+    GOAWAY(ENHANCE_YOUR_CALM) and a close, while others' 2 s-deadline calls succeed."""
+    with ServerProc("grpc://127.0.0.1:0") as srv, Prober(srv.url("grpc")) as probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("grpc"))
+        sock.sendall(H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0))
+        reader = SocketReader(
+            sock, FLOOD_SECONDS + 0.5, done=lambda d: h2_goaway_code(d) is not None
+        )
+        chunk = _flood_frames(kind)
+
+        def chunks() -> Iterator[bytes]:
+            while reader.is_alive():
+                yield chunk
+
+        t0 = time.monotonic()
+        sent, _ = send_for(sock, chunks(), FLOOD_SECONDS)
+        flood_time = time.monotonic() - t0
+        reader.join()
+        data = reader.data
+        closed = reader.closed
+        if not closed:
+            more, closed = read_until_closed(sock, 1.0)
+            data += more
+        peak = srv.peak_rss
+        sock.close()
+        report = probe.stop()
+        code = h2_goaway_code(data)
+        frames = sent // (len(chunk) // FLOOD_BATCH)
+        assert code == H2_ENHANCE_YOUR_CALM, (
+            f"{frames} {kind} frames in {flood_time:.1f} s: GOAWAY code {code} "
+            f"(want ENHANCE_YOUR_CALM 0xb), closed={closed}; {report}"
+        )
+        assert closed, "the flooding connection was not closed"
+        assert peak - base <= ATTACK_RSS_GROWTH, f"RSS +{(peak - base) / MiB:.0f} MiB"
+        assert_served(report)
