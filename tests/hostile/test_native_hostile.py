@@ -79,9 +79,9 @@ def test_reused_call_id_in_flight_is_a_protocol_error() -> None:
     with ServerProc(TCP) as srv, Prober(srv.url("tcp")) as probe:
         base = srv.settled_rss()
         sock = raw_connect(srv.address("tcp"))
-        frame = native_request(7, "Svc.Hold", msgpack_array(3.0))
-        reader = SocketReader(sock, 6.0)
-        send_for(sock, iter([native_preface(), frame * 40_000]), 4.0)
+        frame = native_request(7, "Svc.Hold", msgpack_array(2.0))
+        reader = SocketReader(sock, 3.0)
+        send_for(sock, iter([native_preface(), frame * 40_000]), 2.5)
         time.sleep(0.5)
         running = stats(srv.url("tcp"))
         reader.join()
