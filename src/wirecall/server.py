@@ -171,41 +171,6 @@ class Server:
         for lane in self.registry.lanes.values():
             lane.clear()
 
-    def _prepare(
-        self, method: str | MethodInfo, params: Any, ctx: Context
-    ) -> tuple[MethodSpec, list[Any], dict[str, Any]]:
-        """Resolve and bind a call (raises :class:`RpcError`): the first half of dispatch."""
-        spec = method if isinstance(method, MethodSpec) else self.lookup(
-            method if isinstance(method, str) else method.name)
-        ctx.method = spec.name
-        if self._closing:
-            raise Unavailable(message="server is shutting down")
-        if ctx.deadline is not None and ctx.expired:
-            raise DeadlineExceeded(message=f"deadline exceeded before {spec.name} started")
-        try:
-            args, kwargs = spec.bind(params)
-        except RpcError:
-            raise
-        except Exception as exc:  # a bug in binding is still the caller's answer, not a crash
-            raise self.error_from(exc, ctx) from None
-        if spec.context_name is not None:
-            kwargs[spec.context_name] = ctx
-        return spec, args, kwargs
-
-    def _call_inline(
-        self, spec: MethodSpec, args: Sequence[Any], kwargs: Mapping[str, Any], ctx: Context
-    ) -> Any:
-        """Run an inline handler now (raises :class:`RpcError`): no task, no thread."""
-        token = CURRENT.set(ctx)
-        try:
-            return spec.func(*args, **kwargs)
-        except RpcError:
-            raise
-        except BaseException as exc:  # every failure goes to the caller
-            raise self.error_from(exc, ctx) from None
-        finally:
-            CURRENT.reset(token)
-
     def start_call(
         self,
         method: str | MethodInfo,
@@ -218,14 +183,37 @@ class Server:
         A cheap inline handler with no interceptors completes before this returns; anything
         else runs in a task that the server tracks (for deadlines, cancellation and drain).
         ``params`` is the wire form: a list (positional), a dict (named) or None.
+        (One function on purpose: the general path of every wire runs it per call.)
         """
         try:
-            spec, args, kwargs = self._prepare(method, params, ctx)
-            if spec.inline and not spec.is_async and not self._interceptors:
-                result = self._call_inline(spec, args, kwargs, ctx)
-            else:
+            spec = method if isinstance(method, MethodSpec) else self.lookup(
+                method if isinstance(method, str) else method.name)
+            ctx.method = spec.name
+            if self._closing:
+                raise Unavailable(message="server is shutting down")
+            if ctx.deadline is not None and ctx.expired:
+                raise DeadlineExceeded(message=f"deadline exceeded before {spec.name} started")
+            try:
+                args, kwargs = spec.bind(params)
+            except RpcError:
+                raise
+            except Exception as exc:  # a bug in binding is the caller's answer, not a crash
+                raise self.error_from(exc, ctx) from None
+            if spec.context_name is not None:
+                kwargs[spec.context_name] = ctx
+            if not spec.inline or spec.is_async or self._interceptors:
                 self._spawn(spec, args, kwargs, ctx, on_done)
                 return
+            # inline: run now, on the calling stack (no task, no thread)
+            token = CURRENT.set(ctx)
+            try:
+                result = spec.func(*args, **kwargs)
+            except RpcError:
+                raise
+            except BaseException as exc:  # every failure goes to the caller
+                raise self.error_from(exc, ctx) from None
+            finally:
+                CURRENT.reset(token)
         except RpcError as exc:
             on_done(None, exc)
             return

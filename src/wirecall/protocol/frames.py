@@ -353,7 +353,9 @@ class FrameConnection:
 
     def _preface(self) -> None:
         flags = P_ZLIB if self.accept_compression else 0
-        self.queued_parts.append(PREFACE.pack(MAGIC, VERSION, self.codec_id, flags, self.max_frame_size))
+        self.queued_parts.append(
+            PREFACE.pack(MAGIC, VERSION, self.codec_id, flags, self.max_frame_size)
+        )
 
     def initiate(self) -> None:
         """Client: queue the preface."""

@@ -17,6 +17,7 @@ import time
 import typing
 import zlib
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -330,14 +331,13 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             lane = self._lane[ev.method]
             if lane is not None and self._run_fast(cid, lane, body, ctx):
                 return
-        spec = server.find(ev.method)
         try:
             if ev.compressed:
                 body = fr.decompress(body, self.conn.max_frame_size)
             if self.codec.id != 3:
                 params = self._decode(body) if len(body) else None
             else:  # protobuf decodes into the method's request class
-                params = typed_params(self.codec, spec, body)
+                params = typed_params(self.codec, server.find(ev.method), body)
         except (msgspec.DecodeError, ProtocolError) as exc:
             msg = exc.message if isinstance(exc, RpcError) else str(exc)
             self.conn.send_error(
@@ -349,8 +349,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             return
         # the server runs it (inline: before start_call returns, the reply queued in this read)
         self.calls[cid] = ctx
-        server.start_call(spec or ev.method, params, ctx,
-                          lambda r, e: self._done(cid, ctx, r, e))
+        server.start_call(ev.method, params, ctx, partial(self._done, cid, ctx))
 
     def _on_stream_request(self, ev: fr.RequestReceived) -> None:
         self.streams.on_request(ev)
