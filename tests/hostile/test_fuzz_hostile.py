@@ -8,7 +8,7 @@ client on the same listener must have been served throughout.
 CI runs :data:`CI_EXAMPLES` examples per scheme. ``LONG_FUZZ=<n>`` runs ``n`` examples per
 scheme instead (``LONG_FUZZ=1`` means 5,000), for a long run outside CI::
 
-    LONG_FUZZ=20000 .venv/bin/python -m pytest tests/hostile/test_fuzz_hostile.py -p no:timeout
+    LONG_FUZZ=20000 .venv/bin/python -m pytest tests/hostile/test_fuzz_hostile.py -o timeout=0
 """
 
 from __future__ import annotations
