@@ -15,7 +15,7 @@ the native protocol's hot loop, where one Python call more per request is measur
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "FastEntry",
     "MethodInfo",
     "OnDone",
+    "ParamInfo",
     "Send",
 ]
 
@@ -62,6 +63,30 @@ class MethodInfo(Protocol):
     #: (request class, response class, mode) of a method generated from a ``.proto``
     #: (protobuf messages decode into these), None for any other method
     proto: tuple[Any, Any, str] | None
+
+    # -- added for the Go wires (gob, Go JSON-RPC 1.0): Go passes exactly one argument ----
+    #: True when the handler takes exactly one parameter (no ``*args``/``**kwargs``): Go's
+    #: one argument is that parameter (its type: ``params[0].type``)
+    single: bool
+
+    @property
+    def params(self) -> Sequence[ParamInfo]:
+        """The handler's parameters in order (Context excluded): the Go wires decode their
+        one argument into ``params[0].type``, and pass none when there are no parameters."""
+        ...
+
+
+class ParamInfo(Protocol):
+    """One parameter of a registered method as a transport sees it
+    (``wirecall.service.Param``); added for the Go wires, see :attr:`MethodInfo.params`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> Any:
+        """The annotation (``Any`` when there is none)."""
+        ...
 
 
 class Dispatcher(Protocol):
