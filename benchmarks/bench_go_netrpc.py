@@ -32,7 +32,7 @@ PY_SERVER = """
 import asyncio, json, sys
 import uvloop
 import wirecall
-from wirecall.examples.calculator import Calculator
+from wirecall.tutorial.calculator import Calculator
 
 async def main():
     srv = wirecall.Server()
@@ -47,7 +47,7 @@ uvloop.run(main())
 PY_CLIENT = """
 import asyncio, json, sys, time
 import uvloop
-from wirecall.examples.calculator import Args
+from wirecall.tutorial.calculator import Args
 from wirecall.transport.base import parse_url
 from wirecall.transport.netrpc import connect
 

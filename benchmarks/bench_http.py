@@ -43,7 +43,7 @@ REQUEST = (
 
 async def wirecall_server() -> None:
     import wirecall
-    from wirecall.examples.calculator import Calculator
+    from wirecall.tutorial.calculator import Calculator
 
     server = wirecall.Server()
     server.register(Calculator())
@@ -158,7 +158,7 @@ async def e2e_load(kind: str, port: int, conns: int, seconds: float) -> dict[str
     calls = 0
     if kind == "wirecall":
         import wirecall
-        from wirecall.examples.calculator import Args
+        from wirecall.tutorial.calculator import Args
 
         client = await wirecall.connect(f"http://127.0.0.1:{port}/jsonrpc")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import wirecall
-from wirecall.examples.calculator import Calculator
+from wirecall.tutorial.calculator import Calculator
 
 
 class Bench:

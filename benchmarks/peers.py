@@ -233,7 +233,7 @@ async def client(kind: str, url: str, mode: str, seconds: float) -> dict[str, An
         await ch.close()
     elif kind == "wirecall":
         import wirecall
-        from wirecall.examples.calculator import Args
+        from wirecall.tutorial.calculator import Args
 
         c = await wirecall.connect(url)
         if echo:
@@ -260,7 +260,7 @@ def sync_client(kind: str, url: str, seconds: float) -> dict[str, Any]:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         return raw_blocking(host, int(port), seconds)
     import wirecall.sync
-    from wirecall.examples.calculator import Args
+    from wirecall.tutorial.calculator import Args
 
     c = wirecall.sync.connect(url)
     args = Args(10, 5)

@@ -13,7 +13,7 @@ import threading
 import wirecall
 import wirecall.sync
 from wirecall import RpcError, Server
-from wirecall.examples.calculator import Args, Calculator
+from wirecall.tutorial.calculator import Args, Calculator
 
 
 class SlowCalculator(Calculator):

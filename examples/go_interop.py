@@ -20,7 +20,7 @@ import argparse
 import asyncio
 
 import wirecall
-from wirecall.examples.calculator import Args, Calculator
+from wirecall.tutorial.calculator import Args, Calculator
 
 
 async def main(serve_forever: bool) -> None:

@@ -12,9 +12,10 @@ import asyncio
 
 from wirecall import Server
 from wirecall.client import connect
-from wirecall.examples.greeter import Greeter, GreeterStub, HelloReply, HelloRequest
-from wirecall.examples.pubsub import PublishRequest, PubSub, PubSubStub, SubscribeRequest
-from wirecall.grpc_health import enable_health, enable_reflection
+from wirecall.observability.health import enable_health
+from wirecall.observability.reflection import enable_reflection
+from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
+from wirecall.tutorial.greeter import Greeter, GreeterStub, HelloReply, HelloRequest
 
 
 async def main() -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import requests
 
 import wirecall
-from wirecall.examples.calculator import Args, Calculator
 from wirecall.transport import http
+from wirecall.tutorial.calculator import Args, Calculator
 
 
 class Clock:

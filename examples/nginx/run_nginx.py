@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 import wirecall
-from wirecall.examples.calculator import Args
+from wirecall.tutorial.calculator import Args
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "nginx.conf.template"

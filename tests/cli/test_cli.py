@@ -22,7 +22,7 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_call_list_bench_and_graceful_stop(server_process: Any) -> None:
-    proc = server_process("wirecall.examples.calculator:Calculator", "tcp://127.0.0.1:0")
+    proc = server_process("wirecall.tutorial.calculator:Calculator", "tcp://127.0.0.1:0")
     url = proc.start()
     assert url.startswith("tcp://127.0.0.1:") and not url.endswith(":0")
 
@@ -75,7 +75,7 @@ def test_serve_several_listeners_and_a_server_object(tmp_path: Any, server_proce
     mod = tmp_path / "mysvc.py"
     mod.write_text(
         "import wirecall\n"
-        "from wirecall.examples.calculator import Calculator\n"
+        "from wirecall.tutorial.calculator import Calculator\n"
         "server = wirecall.Server()\n"
         "server.register(Calculator(), name='Calc')\n"
     )

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-GREETER = "wirecall.examples.greeter:Greeter"
+GREETER = "wirecall.tutorial.greeter:Greeter"
 
 
 def test_serve_health_and_reflection_flags(server_process: Any) -> None:

@@ -9,7 +9,7 @@ from support.servers import ROOT
 
 
 def test_main_demo_passes() -> None:
-    r = subprocess.run([sys.executable, "-m", "wirecall.examples.demo"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "wirecall.tutorial.demo"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "demo passed" in r.stdout

@@ -31,14 +31,14 @@ def test_streaming_modes_example() -> None:
 
 
 def test_greeter_module_cli() -> None:
-    r = subprocess.run([sys.executable, "-m", "wirecall.examples.greeter"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "wirecall.tutorial.greeter"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "serve grpc://" in r.stdout
 
 
 def test_wirecall_gen_cli(tmp_path: object) -> None:
     out = str(tmp_path)
-    proto = ROOT / "src" / "wirecall" / "examples" / "protos" / "helloworld.proto"
+    proto = ROOT / "src" / "wirecall" / "tutorial" / "protos" / "helloworld.proto"
     r = subprocess.run([sys.executable, "-m", "wirecall.cli", "gen", str(proto), "--out", out],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

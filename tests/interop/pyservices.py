@@ -9,7 +9,7 @@ import msgspec
 
 from wirecall import method
 from wirecall.codec.gob.wire import to_float32
-from wirecall.examples.calculator import Args, Calculator
+from wirecall.tutorial.calculator import Args, Calculator
 
 from .gotypes import Rich, rich_full
 

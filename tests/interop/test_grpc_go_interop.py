@@ -13,10 +13,10 @@ import pytest
 
 from interop.grpc_go import harness
 from wirecall import Server
-from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest
-from wirecall.examples.pubsub import PublishRequest, PubSub, PubSubStub, SubscribeRequest
+from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
 from wirecall.transport import grpc as tg
 from wirecall.transport.base import parse_url
+from wirecall.tutorial.greeter import Greeter, GreeterStub, HelloRequest
 
 
 @pytest.fixture

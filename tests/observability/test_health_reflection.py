@@ -12,7 +12,6 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from wirecall import Server
-from wirecall.examples.greeter import Greeter
 from wirecall.observability.health import (
     NOT_SERVING,
     SERVICE_UNKNOWN,
@@ -21,6 +20,7 @@ from wirecall.observability.health import (
     health_pb2,
 )
 from wirecall.observability.reflection import VERSIONS, enable_reflection
+from wirecall.tutorial.greeter import Greeter
 
 
 @pytest.fixture

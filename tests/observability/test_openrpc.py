@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 import wirecall
-from wirecall.examples.calculator import Calculator
 from wirecall.openrpc import document
+from wirecall.tutorial.calculator import Calculator
 
 
 class Color(enum.Enum):

@@ -10,8 +10,8 @@ import pytest
 from support.services import Calc, Point
 from wirecall import Server
 from wirecall.client import connect
-from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest
 from wirecall.streaming import EOF
+from wirecall.tutorial.greeter import Greeter, GreeterStub, HelloRequest
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "grpc"])

@@ -11,12 +11,12 @@ import pytest
 
 from support.services import Calc, Point
 from wirecall import DeadlineExceeded, NotFound, Server
-from wirecall.examples.greeter import Greeter, GreeterStub, HelloRequest
-from wirecall.examples.pubsub import PublishRequest, PubSub, PubSubStub, SubscribeRequest
+from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
 from wirecall.streaming import EOF
 from wirecall.transport import native as tcp
 from wirecall.transport.base import parse_url
 from wirecall.transport.native.messages import INITIAL_WINDOW
+from wirecall.tutorial.greeter import Greeter, GreeterStub, HelloRequest
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ class Args(msgspec.Struct):
 
 
 class Calculator:
-    """The tutorial's Calculator (until wirecall.examples.calculator exists)."""
+    """The tutorial's Calculator (until wirecall.tutorial.calculator exists)."""
 
     def __init__(self) -> None:
         self.calls = 0

@@ -15,8 +15,8 @@ import wirecall.sync
 from support.servers import ThreadServer, free_port
 from support.services import Probe
 from wirecall import DeadlineExceeded, InvalidArgument, Unavailable
-from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
 from wirecall.protocol import frames as fr
+from wirecall.tutorial.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
 
 
 def test_call_go_stub_and_errors() -> None:

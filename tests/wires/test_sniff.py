@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 import wirecall
-from wirecall.examples.calculator import Args, Calculator
 from wirecall.transport.base import parse_url
 from wirecall.transport.sniff import GOB, GOJSON, HTTP1, HTTP2, NATIVE, classify
+from wirecall.tutorial.calculator import Args, Calculator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
 import goharness

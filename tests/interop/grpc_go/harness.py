@@ -21,7 +21,8 @@ from interop import goharness
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
-PROTOS = ROOT / "src" / "wirecall" / "examples" / "protos"
+PROTOS = {"helloworld": ROOT / "src" / "wirecall" / "tutorial" / "protos" / "helloworld.proto",
+          "pubsub": ROOT / "src" / "wirecall" / "pubsub" / "pubsub.proto"}
 BUILD = HERE.parent / "_build" / "grpcgo"
 PROGRAMS = {
     "greeter_server": "helloworld", "greeter_client": "helloworld",
@@ -56,7 +57,7 @@ def _generate(gopath: Path) -> None:
         dst = gopath / "src"
         dst.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [protoc, f"-I{PROTOS}", f"--go_out={dst}", f"--go-grpc_out={dst}",
+            [protoc, f"-I{PROTOS[name].parent}", f"--go_out={dst}", f"--go-grpc_out={dst}",
              f"--go_opt=M{name}.proto={pkg}", f"--go-grpc_opt=M{name}.proto={pkg}",
              f"{name}.proto"],
             check=True, capture_output=True, text=True, timeout=60,
@@ -72,7 +73,7 @@ def build(prog: str) -> Path:
         _check_libs()
         src = HERE / prog / "main.go"
         h = hashlib.sha256(src.read_bytes())
-        for p in sorted(PROTOS.glob("*.proto")):
+        for p in sorted(PROTOS.values()):
             h.update(p.read_bytes())
         digest = h.hexdigest()[:16]
         exe = BUILD / "bin" / f"{prog}-{digest}"

@@ -40,7 +40,7 @@ def test_typed_stub_calls_are_checked_by_mypy(tmp_path: Path) -> None:
     good = tmp_path / "good.py"
     good.write_text(
         "import wirecall\n"
-        "from wirecall.examples.calculator import Args, CalculatorAPI\n"
+        "from wirecall.tutorial.calculator import Args, CalculatorAPI\n"
         "async def f(c: wirecall.Client) -> int:\n"
         "    calc = c.stub(CalculatorAPI)\n"
         "    return await calc.Add(Args(1, 2))\n"
@@ -48,7 +48,7 @@ def test_typed_stub_calls_are_checked_by_mypy(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text(
         "import wirecall\n"
-        "from wirecall.examples.calculator import CalculatorAPI\n"
+        "from wirecall.tutorial.calculator import CalculatorAPI\n"
         "async def f(c: wirecall.Client) -> str:\n"
         "    calc = c.stub(CalculatorAPI)\n"
         "    return await calc.Add('not args')\n"

@@ -15,10 +15,10 @@ import pytest
 
 import wirecall
 from wirecall import Internal, InvalidArgument, RpcError, Status, method
-from wirecall.examples.calculator import Args, Calculator
 from wirecall.interceptors import ServerCall
 from wirecall.protocol import frames as fr
 from wirecall.transport import native as tcp
+from wirecall.tutorial.calculator import Args, Calculator
 
 
 class Lane:

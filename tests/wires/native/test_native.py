@@ -27,9 +27,9 @@ from wirecall import (
     Unavailable,
     Unimplemented,
 )
-from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
 from wirecall.interceptors import ClientCall, ServerCall
 from wirecall.protocol import frames as fr
+from wirecall.tutorial.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
 
 
 async def test_call_go_and_stub_on_the_tutorial_calculator(serve: Any) -> None:

@@ -1,6 +1,6 @@
 """The main demo: serve the tutorial's Calculator and call it every way wirecall offers.
 
-Run: ``python -m wirecall.examples.demo`` (or ``wirecall demo``). Each line says what was done
+Run: ``python -m wirecall.tutorial.demo`` (or ``wirecall demo``). Each line says what was done
 and what came back; the process exits non-zero if any step did not behave as documented.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import wirecall
 import wirecall.sync
 from wirecall import Context, RpcError, Server, Status
-from wirecall.examples.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
+from wirecall.tutorial.calculator import DIVIDE_BY_ZERO, Args, Calculator, CalculatorAPI
 
 OK = True
 

@@ -1,50 +1,21 @@
-"""The tutorial's Pub/Sub service (section 3.3): ``Publish`` (unary) and ``Subscribe`` (server
-stream), backed by a :class:`~wirecall.pubsub.Broker` (in memory by default).
+"""The tutorial's Pub/Sub programs (section 3.3): the server, a publisher and a subscriber,
+as the tutorial's Go programs print them. The service itself is
+:class:`wirecall.pubsub.service.PubSub`.
 
-    python -m wirecall.examples.pubsub serve grpc://127.0.0.1:50051
-    python -m wirecall.examples.pubsub subscribe grpc://127.0.0.1:50051 topic1
-    python -m wirecall.examples.pubsub publish grpc://127.0.0.1:50051 topic1 你好 世界
+    python -m wirecall.tutorial.pubsub serve grpc://127.0.0.1:50051
+    python -m wirecall.tutorial.pubsub subscribe grpc://127.0.0.1:50051 topic1
+    python -m wirecall.tutorial.pubsub publish grpc://127.0.0.1:50051 topic1 你好 世界
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 from wirecall import Server
-from wirecall.context import Context
-from wirecall.gen import load_proto
-from wirecall.pubsub import Broker, MemoryBroker
+from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
 
-__all__ = ["PubSub", "PubSubStub", "main"]
-
-PROTO = Path(__file__).parent / "protos" / "pubsub.proto"
-pubsub_pb2, _wc = load_proto(PROTO)
-assert _wc is not None
-PublishRequest: Any = pubsub_pb2.PublishRequest
-PublishResponse: Any = pubsub_pb2.PublishResponse
-SubscribeRequest: Any = pubsub_pb2.SubscribeRequest
-SubscribeResponse: Any = pubsub_pb2.SubscribeResponse
-PubSubStub: Any = _wc.PubSubStub
-
-
-class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
-    """``pubsub.PubSub`` over a broker."""
-
-    def __init__(self, broker: Broker | None = None) -> None:
-        self.broker: Broker = broker if broker is not None else MemoryBroker()
-
-    async def Publish(self, request: Any, context: Context) -> Any:
-        await self.broker.publish(request.topic, request.message)
-        return PublishResponse(success=True)
-
-    async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[Any]:
-        async with self.broker.subscribe(request.topic) as sub:
-            async for message in sub:
-                yield SubscribeResponse(message=message)
+__all__ = ["main", "publish", "serve", "subscribe"]
 
 
 async def serve(url: str) -> None:

@@ -6,7 +6,7 @@ Go::
     func (c *Calculator) Add(args *Args, reply *int) error
     func (c *Calculator) Divide(args *Args, reply *float64) error  // "除数不能为零"
 
-Serve it with ``wirecall serve wirecall.examples.calculator:Calculator --listen tcp://:1234``.
+Serve it with ``wirecall serve wirecall.tutorial.calculator:Calculator --listen tcp://:1234``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The same class answers grpc-go and grpcio clients over ``grpc://`` and wirecall clients over
 ``tcp://`` (protobuf codec)::
 
-    python -m wirecall.examples.greeter serve grpc://127.0.0.1:50051
-    python -m wirecall.examples.greeter call grpc://127.0.0.1:50051 Alice
+    python -m wirecall.tutorial.greeter serve grpc://127.0.0.1:50051
+    python -m wirecall.tutorial.greeter call grpc://127.0.0.1:50051 Alice
 """
 
 from __future__ import annotations

@@ -1,0 +1,75 @@
+"""The ``wirecall`` command: serve, call, list, bench, gen, demo.
+
+One module per command (or command group), each with an ``add_parser(sub)`` that adds its
+sub-command to the parser and sets its handler (``p.set_defaults(handler=fn)``); ``fn(args)``
+returns the exit code, or is ``async`` and then runs on an event loop (uvloop if installed),
+with dial and socket errors printed in one line. Shared helpers (``MODULE:ATTR`` loading,
+JSON params, ``--timeout``/``--connect-timeout``) are in :mod:`wirecall.cli.common`.
+
+Adding a command group (``wirecall pubsub publish ...``): write ``cli/pubsub.py``::
+
+    from .common import Subparsers
+
+    def add_parser(sub: Subparsers) -> None:
+        group = sub.add_parser("pubsub", help="...").add_subparsers(dest="action", required=True)
+        p = group.add_parser("publish", help="...")
+        p.add_argument("url")
+        p.set_defaults(handler=publish)        # async def publish(args) -> int
+
+and add it to :data:`COMMANDS` below: one module, one line. Import heavy or optional
+dependencies inside the handler, so ``wirecall --help`` stays fast and works without extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from collections.abc import Sequence
+
+from wirecall.errors import RpcError
+
+from . import bench, call, demo, gen, listing, serve
+from .common import Command, run
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: the command modules, in ``wirecall --help`` order
+COMMANDS: tuple[Command, ...] = (
+    serve,
+    call,
+    listing,
+    bench,
+    gen,
+    demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wirecall", description="wirecall RPC command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    if not inspect.iscoroutinefunction(handler):
+        rc: int = handler(args)
+        return rc
+    try:
+        rc = run(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except RpcError as exc:  # dial failures and the like: the status and message, no traceback
+        print(f"wirecall: {exc.status.name}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a port already in use, a socket path we cannot create...
+        print(f"wirecall: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as exc:  # bad address, missing extra...
+        print(f"wirecall: {exc}", file=sys.stderr)
+        return 2
+    return rc

@@ -1,0 +1,21 @@
+"""``wirecall demo``: serve the tutorial's Calculator and call it every way
+(:mod:`wirecall.tutorial.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Subparsers
+
+__all__ = ["add_parser", "demo"]
+
+
+def add_parser(sub: Subparsers) -> None:
+    d = sub.add_parser("demo", help="serve the tutorial's Calculator and call it every way")
+    d.set_defaults(handler=demo)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from wirecall.tutorial import demo as program
+
+    return program.main()

@@ -1,0 +1,56 @@
+"""``wirecall list URL [--json]``: the services, methods and signatures a server describes
+(``rpc.describe``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from wirecall.client import connect
+from wirecall.errors import RpcError
+
+from .common import Subparsers, client_options, json_out, print_rpc_error
+
+__all__ = ["add_parser", "list_methods", "render"]
+
+
+def add_parser(sub: Subparsers) -> None:
+    ls = sub.add_parser("list", help="list services, methods and signatures")
+    ls.add_argument("url")
+    ls.add_argument("--json", action="store_true")
+    client_options(ls)
+    ls.set_defaults(handler=list_methods)
+
+
+async def list_methods(args: argparse.Namespace) -> int:
+    try:
+        client = await connect(args.url, timeout=args.connect_timeout)
+    except RpcError as exc:
+        return print_rpc_error(exc)
+    try:
+        desc = await client.call("rpc.describe", timeout=args.timeout)
+    except RpcError as exc:
+        return print_rpc_error(exc)
+    finally:
+        await client.close()
+    text = json_out(desc) if args.json else render(desc)
+    if text:
+        print(text)
+    return 0
+
+
+def render(desc: dict[str, Any]) -> str:
+    """``rpc.describe``'s answer as text: a service per line, its methods indented."""
+    lines: list[str] = []
+    for svc, methods in desc.items():
+        lines.append(svc or "(functions)")
+        for m in methods:
+            ps = ", ".join(
+                f"{p['name']}: {p['type']}" + ("" if p["required"] else " = ...")
+                for p in m["params"]
+            )
+            mode = "" if m["mode"] == "unary" else f"  [{m['mode']}]"
+            lines.append(f"  {m['name']}({ps}) -> {m['result']}{mode}")
+            if m.get("doc"):
+                lines.append(f"      {m['doc'].splitlines()[0]}")
+    return "\n".join(lines)

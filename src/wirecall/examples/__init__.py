@@ -1,1 +1,0 @@
-"""The tutorial's programs, importable: ``wirecall.examples.calculator`` and friends."""
