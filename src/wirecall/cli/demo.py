@@ -16,6 +16,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from wirecall.tutorial import demo as program
+    from wirecall.tutorial.demo import main as run_demo
 
-    return program.main()
+    rc: int = run_demo()
+    return rc
