@@ -49,7 +49,7 @@ import asyncio, json, sys, time
 import uvloop
 from wirecall.tutorial.calculator import Args
 from wirecall.transport.base import parse_url
-from wirecall.transport.netrpc import connect
+from wirecall.transport.gob import connect
 
 async def main(addr, n, conc):
     conn = await connect(parse_url("gob://" + addr))

@@ -20,7 +20,7 @@ from interop.gotypes import Args, Rich, rich_full
 from interop.pyservices import Calculator, Echo
 from wirecall import RpcError, Status, Unimplemented
 from wirecall.transport.base import parse_url
-from wirecall.transport.gojsonrpc import connect, handle_http_body
+from wirecall.transport.jsonrpc import connect, handle_http_body
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from interop.gotypes import Args, Inner, Rich
 from interop.pyservices import Calculator, Echo, rich_full_as_go_sees_it
 from wirecall import RpcError, Status, Unimplemented
 from wirecall.transport.base import parse_url
-from wirecall.transport.netrpc import connect, connect_http
+from wirecall.transport.gob import connect, connect_http
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def go_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
         yield srv.addr, request.param
 
 
-async def _dial(addr: str, mode: str) -> wirecall.transport.netrpc.GobClientConnection:
+async def _dial(addr: str, mode: str) -> wirecall.transport.gob.GobClientConnection:
     url = parse_url(f"gob://{addr}")
     return await (connect_http(url) if mode == "http" else connect(url))
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 import wirecall
-from wirecall.openrpc import document
+from wirecall.observability.openrpc import document
 from wirecall.tutorial.calculator import Calculator
 
 

@@ -91,17 +91,17 @@ async def test_go_clients_on_one_port(port: int, mode: str) -> None:
 
 
 async def test_go_jsonrpc_over_tcp(port: int, caplog: pytest.LogCaptureFixture) -> None:
-    """Go's jsonrpc.Dial: served once wirecall.transport.gojsonrpc exists; until then the
+    """Go's jsonrpc.Dial: served once wirecall.transport.jsonrpc exists; until then the
     connection is closed with a log line naming the missing module."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b'{"method":"Calculator.Add","params":[{"A":10,"B":5}],"id":0}\n')
-    if importlib.util.find_spec("wirecall.transport.gojsonrpc") is not None:
+    if importlib.util.find_spec("wirecall.transport.jsonrpc") is not None:
         line = await asyncio.wait_for(reader.readline(), 10)
         assert json.loads(line) == {"id": 0, "result": 15, "error": None}
     else:
         with caplog.at_level(logging.ERROR, logger="wirecall.sniff"):
             assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert "wirecall.transport.gojsonrpc is not available" in caplog.text
+        assert "wirecall.transport.jsonrpc is not available" in caplog.text
     writer.close()
 
 

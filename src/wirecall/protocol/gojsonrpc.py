@@ -29,8 +29,9 @@ from typing import Any, get_args, get_origin
 
 import msgspec
 
-from ..codec.gob.types import is_struct_class, strip_type
+from ..codec.gob.types import is_struct_class, py_fields, strip_type, zero_factory
 from ..errors import FrameTooLarge, ProtocolError
+from .jsonrpc2 import json_kind
 
 __all__ = [
     "MISSING_PARAMS",
@@ -97,17 +98,9 @@ def parse_request(obj: Any) -> GoJsonCall:
 
 
 def _json_kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return "null"
+    """The kind of a JSON value in Go's ``encoding/json`` words."""
+    kind = json_kind(v)
+    return "bool" if kind == "boolean" else kind or "null"
 
 
 def response_object(id: Any, result: Any = None, error: str | None = None) -> dict[str, Any]:
@@ -205,13 +198,11 @@ def _go_field(x: Any) -> Any:
 def go_json_convert(value: Any, tp: Any) -> Any:
     """Convert a decoded JSON value into ``tp`` the way Go's ``json.Unmarshal`` would:
     struct fields match case-insensitively, ``null`` leaves a field at its zero value."""
-    from ..codec.gob.decoder import _zero_factory
-
     norm = _normalize(value, tp)
     if norm is None:
         base, optional, _ = strip_type(tp)
         if not optional and base is not Any:
-            return _zero_factory(tp)()
+            return zero_factory(tp)()
     return msgspec.convert(norm, tp, strict=False)
 
 
@@ -260,11 +251,9 @@ def _required_zeros(cls: Any) -> list[tuple[str, Any]]:
     the JSON does not mention at its zero value."""
     hit = _zero_cache.get(cls)
     if hit is None:
-        from ..codec.gob.decoder import _py_fields, _zero_factory
-
         hit = _zero_cache[cls] = [
-            (name, _zero_factory(ftype))
-            for name, (_attr, ftype, has_default) in _py_fields(cls).items()
+            (name, zero_factory(ftype))
+            for name, (_attr, ftype, has_default) in py_fields(cls).items()
             if not has_default
         ]
     return hit

@@ -46,12 +46,14 @@ __all__ = [
     "ErrorReply",
     "Reply",
     "code_for_status",
+    "decode_any",
     "decode_response",
     "encode",
     "encode_replies",
     "error_from_object",
     "error_reply",
     "go_error_message",
+    "json_kind",
     "parse",
     "parse_document",
     "request_object",
@@ -79,7 +81,8 @@ _STATUS_BY_CODE: Final = {
     INTERNAL_ERROR: Status.INTERNAL,
 }
 
-_decode_any = msgspec.json.Decoder().decode
+#: decode any JSON document (no schema)
+decode_any: Callable[[bytes | bytearray | memoryview], Any] = msgspec.json.Decoder().decode
 #: encode any JSON-able value (msgspec Structs, dataclasses, enums... as the JSON codec does)
 encode: Callable[[Any], bytes] = JSON_CODEC.encode
 
@@ -236,20 +239,28 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-def _json_type(value: Any) -> str:
+def json_kind(value: Any) -> str | None:
+    """The JSON kind of a decoded value: ``"null"``, ``"boolean"``, ``"number"``,
+    ``"string"``, ``"array"`` or ``"object"``; None for anything JSON does not decode to."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    for types, kind in _KINDS:
+        if isinstance(value, types):
+            return kind
+    return None
+
+
+_KINDS: Final = ((bool, "boolean"), ((int, float), "number"), (str, "string"),
+                 (list, "array"), (dict, "object"))
+
+
+def _json_type(value: Any) -> str:
+    kind = json_kind(value)
+    if kind is None:
+        return type(value).__name__
+    if kind == "null":
+        return kind
+    return ("an " if kind[0] in "ao" else "a ") + kind
 
 
 def parse(body: bytes | bytearray | memoryview) -> tuple[list[Call | ErrorReply], bool]:
@@ -260,7 +271,7 @@ def parse(body: bytes | bytearray | memoryview) -> tuple[list[Call | ErrorReply]
     reply (not an array); each bad element of a batch is its own -32600 reply.
     """
     try:
-        doc = _decode_any(body)
+        doc = decode_any(body)
     except msgspec.DecodeError as exc:
         stream = "trailing characters" in str(exc)
         return [ErrorReply(_parse_error(f"Parse error: {exc}"), None, stream)], False

@@ -9,6 +9,11 @@ order; ``Seq`` pairs them with requests.
 :class:`ServerConnection` turns bytes into :class:`IncomingCall` events and results into
 bytes; :class:`ClientConnection` does the opposite. Bodies stay undecoded
 (:class:`~wirecall.codec.gob.GobMessage`) until the caller knows which type to decode into.
+
+Go's ``rpc.DialHTTP`` opens the same stream with an HTTP/1.0 preamble: ``CONNECT /_goRPC_
+HTTP/1.0`` and a blank line (a bare ``\\n\\n``), answered by :data:`CONNECTED_LINE`.
+:func:`starts_connect` and :func:`split_http_head` read it (both sides, and the HTTP listener
+that hands such a connection over).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from ..codec.gob import Decoder, Encoder, GobMessage, GoType, GoUint64, go_type,
 from ..codec.gob.types import anonymous_struct
 
 __all__ = [
+    "CONNECTED_LINE",
+    "GO_RPC_PATH",
     "ClientConnection",
     "EmptyBody",
     "IncomingCall",
@@ -30,9 +37,38 @@ __all__ = [
     "ServerConnection",
     "body_type",
     "go_error_text",
+    "split_http_head",
+    "starts_connect",
 ]
 
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+
+#: where Go's ``rpc.HandleHTTP`` serves (``rpc.DefaultRPCPath``)
+GO_RPC_PATH = "/_goRPC_"
+#: What Go's rpc.Server.ServeHTTP writes after hijacking a CONNECT request.
+CONNECTED_LINE = b"HTTP/1.0 200 Connected to Go RPC\n\n"
+_CONNECT = b"CONNECT "
+
+
+def starts_connect(data: bytes | bytearray) -> bool | None:
+    """Do the first bytes of a connection start an HTTP ``CONNECT``? None: too few to say."""
+    n = min(len(data), len(_CONNECT))
+    if bytes(data[:n]) != _CONNECT[:n]:
+        return False
+    return None if n < len(_CONNECT) else True
+
+
+def split_http_head(data: bytes | bytearray) -> tuple[bytes, bytes] | None:
+    """``(first line, bytes after the head)`` of an HTTP/1.x head ended by a blank line (Go
+    writes a bare ``\\n\\n``, others ``\\r\\n\\r\\n``); None while the head is incomplete."""
+    end, end2 = data.find(b"\n\n"), data.find(b"\r\n\r\n")
+    if end < 0 and end2 < 0:
+        return None
+    if end2 >= 0 and (end < 0 or end2 < end):
+        head, rest = data[:end2], data[end2 + 4 :]
+    else:
+        head, rest = data[:end], data[end + 2 :]
+    return bytes(head.split(b"\n", 1)[0].rstrip(b"\r")), bytes(rest)
 
 
 class RequestHeader(msgspec.Struct):
@@ -137,6 +173,22 @@ class _Side:
             enc.rollback(mark)
             raise
 
+    def _receive_pairs(self, data: bytes, header_type: Any) -> list[tuple[Any, GobMessage]]:
+        """Feed bytes; return the complete (header, undecoded body) pairs."""
+        dec = self.decoder
+        dec.feed(data)
+        pairs: list[tuple[Any, GobMessage]] = []
+        while True:
+            msg = dec.next_value()
+            if msg is None:
+                return pairs
+            hdr = self._header
+            if hdr is None:
+                self._header = dec.decode(msg, header_type)
+            else:
+                self._header = None
+                pairs.append((hdr, msg))
+
     def decode_body(self, body: GobMessage, pytype: Any = Any) -> Any:
         """Decode an argument or reply into ``pytype`` (``GobError`` if it does not fit)."""
         return self.decoder.decode(body, pytype)
@@ -147,19 +199,8 @@ class ServerConnection(_Side):
 
     def receive(self, data: bytes) -> list[IncomingCall]:
         """Feed bytes; return the complete requests (raises ``GobError`` on bad input)."""
-        dec = self.decoder
-        dec.feed(data)
-        calls: list[IncomingCall] = []
-        while True:
-            msg = dec.next_value()
-            if msg is None:
-                return calls
-            hdr = self._header
-            if hdr is None:
-                self._header = dec.decode(msg, RequestHeader)
-            else:
-                self._header = None
-                calls.append(IncomingCall(hdr.Seq, hdr.ServiceMethod, msg))
+        return [IncomingCall(h.Seq, h.ServiceMethod, body)
+                for h, body in self._receive_pairs(data, RequestHeader)]
 
     def send_reply(self, seq: int, method: str, value: Any, gtype: GoType) -> None:
         """Queue a successful response. If the value cannot be encoded (``GobError``),
@@ -180,16 +221,6 @@ class ClientConnection(_Side):
         self._send_pair(RequestHeader(method, seq), _REQ_T, value, gtype)
 
     def receive(self, data: bytes) -> list[IncomingReply]:
-        dec = self.decoder
-        dec.feed(data)
-        replies: list[IncomingReply] = []
-        while True:
-            msg = dec.next_value()
-            if msg is None:
-                return replies
-            hdr = self._header
-            if hdr is None:
-                self._header = dec.decode(msg, ResponseHeader)
-            else:
-                self._header = None
-                replies.append(IncomingReply(hdr.Seq, hdr.ServiceMethod, hdr.Error, msg))
+        """Feed bytes; return the complete responses (raises ``GobError`` on bad input)."""
+        return [IncomingReply(h.Seq, h.ServiceMethod, h.Error, body)
+                for h, body in self._receive_pairs(data, ResponseHeader)]

@@ -18,14 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import Unimplemented
+
 __all__ = ["SCHEMES", "URL", "ClientConnection", "Listener", "load_transport", "parse_url"]
 
 #: scheme -> (module, pip extra that module needs or "")
 SCHEMES: dict[str, tuple[str, str]] = {
     "tcp": ("wirecall.transport.native", ""),
     "unix": ("wirecall.transport.native", ""),
-    "gob": ("wirecall.transport.netrpc", ""),
-    "jsonrpc": ("wirecall.transport.gojsonrpc", ""),
+    "gob": ("wirecall.transport.gob", ""),
+    "jsonrpc": ("wirecall.transport.jsonrpc", ""),
     "http": ("wirecall.transport.http", "http"),
     "ws": ("wirecall.transport.http", "http"),
     "any": ("wirecall.transport.sniff", ""),
@@ -166,8 +168,6 @@ class ClientConnection(abc.ABC):
         result_type: Any,
     ) -> Any:
         """Open a streaming call (see docs/streaming.md); transports without streams refuse."""
-        from ..errors import Unimplemented
-
         raise Unimplemented(message=f"{type(self).__name__} does not support streaming calls")
 
     async def ping(self, timeout: float | None = None) -> float:

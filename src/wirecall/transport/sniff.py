@@ -3,14 +3,14 @@
 =============================  ==========================================  =====================
 first bytes                    protocol                                    handed to
 =============================  ==========================================  =====================
-``WRPC``                       wirecall's native framed protocol            ``transport.tcp``
+``WRPC``                       wirecall's native framed protocol            ``transport.native``
 ``PRI * HTTP/2.0\\r\\n``         HTTP/2 with prior knowledge (gRPC)           ``transport.grpc``
 ``GET `` ``POST `` ... token   HTTP/1.1: JSON-RPC 2.0, Go JSON-RPC 1.0,     ``transport.http``
                                ``/healthz``, WebSocket, ``CONNECT
                                /_goRPC_`` (Go's HTTP+gob)
-a gob message defining         Go ``net/rpc`` with gob (``rpc.Dial``)      ``transport.netrpc``
+a gob message defining         Go ``net/rpc`` with gob (``rpc.Dial``)      ``transport.gob``
 type 65 (``<len> ff 81``)
-``{`` (after whitespace)       Go ``net/rpc/jsonrpc`` (``jsonrpc.Dial``)    ``transport.gojsonrpc``
+``{`` (after whitespace)       Go ``net/rpc/jsonrpc`` (``jsonrpc.Dial``)    ``transport.jsonrpc``
 =============================  ==========================================  =====================
 
 Each transport module exposes ``make_server_protocol(server, **opts)``; the sniffer imports it
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .base import URL, Listener
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..seam import Dispatcher
     from .http import HttpService
 
 __all__ = [
@@ -55,11 +55,11 @@ GOJSON: Final = "go-jsonrpc"
 
 #: which module serves each protocol
 MODULES: Final = {
-    NATIVE: "wirecall.transport.tcp",
+    NATIVE: "wirecall.transport.native",
     HTTP1: "wirecall.transport.http",
     HTTP2: "wirecall.transport.grpc",
-    GOB: "wirecall.transport.netrpc",
-    GOJSON: "wirecall.transport.gojsonrpc",
+    GOB: "wirecall.transport.gob",
+    GOJSON: "wirecall.transport.jsonrpc",
 }
 
 _PREFIXES: Final = (
@@ -174,7 +174,7 @@ class SniffProtocol(asyncio.Protocol):
 
 
 class SniffListener(Listener):
-    def __init__(self, server: Server, url: str, http_opts: dict[str, Any],
+    def __init__(self, server: Dispatcher, url: str, http_opts: dict[str, Any],
                  sniff_timeout: float) -> None:
         self.server = server
         self.url = url
@@ -246,13 +246,13 @@ def _closed(p: Any) -> bool:
     return t is None or bool(t.is_closing())
 
 
-def make_server_protocol(server: Server, **opts: Any) -> asyncio.Protocol:
+def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
     """A sniffing protocol for one connection (a listener made ad hoc for ``server``)."""
     timeout = float(opts.pop("sniff_timeout", 10.0))
     return SniffProtocol(SniffListener(server, "", opts, timeout))
 
 
-async def serve(server: Server, url: URL, **opts: Any) -> SniffListener:
+async def serve(server: Dispatcher, url: URL, **opts: Any) -> SniffListener:
     """Listen on ``any://host:port`` and serve every protocol wirecall speaks on it."""
     opts = dict(opts)
     timeout = float(opts.pop("sniff_timeout", url.query.get("sniff_timeout", 10.0)))
@@ -271,5 +271,5 @@ async def serve(server: Server, url: URL, **opts: Any) -> SniffListener:
 
 async def connect(url: URL, **opts: Any) -> Any:
     """A client for ``any://host:port`` speaks wirecall's native protocol (``tcp://``)."""
-    tcp = importlib.import_module("wirecall.transport.tcp")
-    return await tcp.connect(URL("tcp", url.host, url.port, url.path, url.query), **opts)
+    native = importlib.import_module("wirecall.transport.native")
+    return await native.connect(URL("tcp", url.host, url.port, url.path, url.query), **opts)

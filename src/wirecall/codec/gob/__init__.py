@@ -17,54 +17,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from . import types
 from .decoder import Decoder, GobMessage, WireType
 from .encoder import Encoder
-from .types import (
-    GoArray,
-    GoComplex64,
-    GoComplex128,
-    GoFloat32,
-    GoFloat64,
-    GoInt,
-    GoInt8,
-    GoInt16,
-    GoInt32,
-    GoInt64,
-    GoScalar,
-    GoType,
-    GoUint,
-    GoUint8,
-    GoUint16,
-    GoUint32,
-    GoUint64,
-    GoUintptr,
-    go_type,
-    go_type_of_value,
-)
+from .types import *  # noqa: F403 (the Python <-> Go type mapping, as types.__all__ lists it)
 from .wire import GobError, GobTooLarge
 
 __all__ = [
     "GOB_CODEC",
     "Decoder",
     "Encoder",
-    "GoArray",
-    "GoComplex64",
-    "GoComplex128",
-    "GoFloat32",
-    "GoFloat64",
-    "GoInt",
-    "GoInt8",
-    "GoInt16",
-    "GoInt32",
-    "GoInt64",
-    "GoScalar",
-    "GoType",
-    "GoUint",
-    "GoUint8",
-    "GoUint16",
-    "GoUint32",
-    "GoUint64",
-    "GoUintptr",
     "GobCodec",
     "GobError",
     "GobMessage",
@@ -72,9 +34,8 @@ __all__ = [
     "WireType",
     "decode",
     "encode",
-    "go_type",
-    "go_type_of_value",
 ]
+__all__ += types.__all__
 
 
 def encode(value: Any, pytype: Any = None) -> bytes:

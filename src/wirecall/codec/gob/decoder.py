@@ -14,8 +14,6 @@ Decoding into ``Any`` gives plain values: a struct becomes a dict of *all* its w
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any, get_args, get_origin
 
@@ -34,15 +32,18 @@ from .types import (
     UINT,
     GoArray,
     GoScalar,
+    ZeroFn,
+    const,
     is_struct_class,
+    py_fields,
     strip_type,
+    zero_factory,
 )
 from .wire import GobError, GobTooLarge, float_from_bits, read_int, read_uint
 
 __all__ = ["Decoder", "GobMessage", "WireType"]
 
 DecFn = Callable[[bytes, int], tuple[Any, int]]
-ZeroFn = Callable[[], Any]
 
 MAX_NAME = 1024
 
@@ -431,7 +432,7 @@ class Decoder:
         wt = self._wire(tid)
         if wt.kind != "struct":
             raise self._mismatch(tid, pytype)
-        targets = _py_fields(cls)
+        targets = py_fields(cls)
         plan: list[tuple[str | None, DecFn]] = []
         matched = 0
         for fname, ftid in wt.fields:
@@ -451,7 +452,7 @@ class Decoder:
                 f"(Go {wt.name or 'struct'} has {', '.join(n for n, _ in wt.fields)})"
             )
         required = [
-            (attr, _zero_factory(ftype))
+            (attr, zero_factory(ftype))
             for attr, ftype, has_default in targets.values()
             if not has_default
         ]
@@ -533,7 +534,7 @@ class Decoder:
         if z is not None:
             return z
         if tid in _BUILTIN_ZEROS:
-            z = _const(_BUILTIN_ZEROS[tid])
+            z = const(_BUILTIN_ZEROS[tid])
         else:
             wt = self._wire(tid)
             if wt.kind == "slice":
@@ -541,18 +542,18 @@ class Decoder:
             elif wt.kind == "map":
                 z = dict
             elif wt.kind == "array":
-                self._zeros[tid] = _const(None)  # recursion guard
+                self._zeros[tid] = const(None)  # recursion guard
                 ez = self._zero(wt.elem)
                 n = wt.length
                 z = lambda: [ez() for _ in range(n)]  # noqa: E731
             elif wt.kind == "struct":
-                self._zeros[tid] = _const(None)
+                self._zeros[tid] = const(None)
                 parts = [(n, self._zero(ft)) for n, ft in wt.fields]
                 z = lambda: {n: f() for n, f in parts}  # noqa: E731
             elif wt.kind == "text":
-                z = _const("")
+                z = const("")
             else:
-                z = _const(b"")
+                z = const(b"")
         self._zeros[tid] = z
         return z
 
@@ -576,31 +577,6 @@ class Decoder:
         return v, pos + size if end <= pos + size else end
 
 
-def _py_fields(cls: Any) -> dict[str, tuple[str, Any, bool]]:
-    """Go field name -> (attribute, annotation, has default) for a Struct / dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    out: dict[str, tuple[str, Any, bool]] = {}
-    if issubclass(cls, msgspec.Struct):
-        for f in msgspec.structs.fields(cls):
-            has_default = f.default is not msgspec.NODEFAULT or (
-                f.default_factory is not msgspec.NODEFAULT
-            )
-            out[f.encode_name] = (f.name, hints.get(f.name, f.type), has_default)
-    else:
-        for df in dataclasses.fields(cls):
-            if not df.init:
-                continue
-            has_default = df.default is not dataclasses.MISSING or (
-                df.default_factory is not dataclasses.MISSING
-            )
-            out[df.name] = (df.name, hints.get(df.name, df.type), has_default)
-    return out
-
-
-def _const(v: Any) -> ZeroFn:
-    return lambda: v
-
-
 _BUILTIN_ZEROS: dict[int, Any] = {
     BOOL: False,
     INT: 0,
@@ -611,36 +587,6 @@ _BUILTIN_ZEROS: dict[int, Any] = {
     COMPLEX: 0j,
     INTERFACE: None,
 }
-
-
-def _zero_factory(tp: Any) -> ZeroFn:
-    """The value a missing field of annotation ``tp`` gets (Go's zero value, or None)."""
-    base, optional, _meta = strip_type(tp)
-    if optional or base is Any or base is object:
-        return _const(None)
-    origin = get_origin(base) or base
-    if isinstance(origin, type):
-        if issubclass(origin, bool):
-            return _const(False)
-        zeros: tuple[tuple[Any, Any], ...] = (
-            (int, 0), (float, 0.0), (complex, 0j), (str, ""), (bytes, b"")
-        )
-        for t, z in zeros:
-            if issubclass(origin, t):
-                return _const(typing.cast(Any, origin)(z) if origin is not t else z)
-        if origin is bytearray:
-            return bytearray
-        if origin in (list, set, frozenset, tuple):
-            return origin
-        if origin is dict or issubclass(origin, Mapping):
-            return dict
-        if is_struct_class(origin):
-            fields = _py_fields(origin)
-            parts = [
-                (attr, _zero_factory(ftype)) for attr, ftype, has in fields.values() if not has
-            ]
-            return lambda: origin(**{a: z() for a, z in parts})
-    return _const(None)
 
 
 def _read_str(buf: bytes, pos: int, limit: int) -> tuple[str, int]:

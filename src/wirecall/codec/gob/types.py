@@ -34,7 +34,7 @@ import enum
 import threading
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
@@ -67,9 +67,14 @@ __all__ = [
     "GoUint32",
     "GoUint64",
     "GoUintptr",
+    "ZeroFn",
+    "const",
     "go_type",
     "go_type_of_value",
+    "is_struct_class",
+    "py_fields",
     "strip_type",
+    "zero_factory",
 ]
 
 # Builtin type ids (fixed by the gob specification).
@@ -310,17 +315,17 @@ def is_struct_class(tp: Any) -> bool:
     )
 
 
-def _struct_fields(cls: Any) -> list[GoField]:
-    out: list[GoField] = []
+def _declared_fields(cls: Any) -> list[tuple[str, str, Any, bool, Any]]:
+    """(Go name, attribute, annotation, has a default, the default) of each field of a
+    msgspec Struct or dataclass, in order (a dataclass's ``init=False`` fields excluded)."""
+    out: list[tuple[str, str, Any, bool, Any]] = []
     hints = typing.get_type_hints(cls, include_extras=True)
     if issubclass(cls, msgspec.Struct):
         for f in msgspec.structs.fields(cls):
             has_default = f.default is not msgspec.NODEFAULT or (
                 f.default_factory is not msgspec.NODEFAULT
             )
-            tp = hints.get(f.name, f.type)
-            gt, ptr = go_type_ex(tp)
-            out.append(GoField(f.encode_name, f.name, gt, ptr, tp, has_default, f.default))
+            out.append((f.encode_name, f.name, hints.get(f.name, f.type), has_default, f.default))
     else:
         for df in dataclasses.fields(cls):
             if not df.init:
@@ -328,10 +333,60 @@ def _struct_fields(cls: Any) -> list[GoField]:
             has_default = df.default is not dataclasses.MISSING or (
                 df.default_factory is not dataclasses.MISSING
             )
-            tp = hints.get(df.name, df.type)
-            gt, ptr = go_type_ex(tp)
-            out.append(GoField(df.name, df.name, gt, ptr, tp, has_default, df.default))
+            out.append((df.name, df.name, hints.get(df.name, df.type), has_default, df.default))
     return out
+
+
+def _struct_fields(cls: Any) -> list[GoField]:
+    out: list[GoField] = []
+    for name, attr, tp, has_default, default in _declared_fields(cls):
+        gt, ptr = go_type_ex(tp)
+        out.append(GoField(name, attr, gt, ptr, tp, has_default, default))
+    return out
+
+
+def py_fields(cls: Any) -> dict[str, tuple[str, Any, bool]]:
+    """Go field name -> (attribute, annotation, has default) for a Struct / dataclass."""
+    return {name: (attr, tp, has) for name, attr, tp, has, _d in _declared_fields(cls)}
+
+
+#: makes the value a field missing from a message gets
+ZeroFn = Callable[[], Any]
+
+
+def const(v: Any) -> ZeroFn:
+    """A :data:`ZeroFn` always returning ``v``."""
+    return lambda: v
+
+
+def zero_factory(tp: Any) -> ZeroFn:
+    """The value a missing field of annotation ``tp`` gets (Go's zero value, or None)."""
+    base, optional, _meta = strip_type(tp)
+    if optional or base is Any or base is object:
+        return const(None)
+    origin = get_origin(base) or base
+    if isinstance(origin, type):
+        if issubclass(origin, bool):
+            return const(False)
+        zeros: tuple[tuple[Any, Any], ...] = (
+            (int, 0), (float, 0.0), (complex, 0j), (str, ""), (bytes, b"")
+        )
+        for t, z in zeros:
+            if issubclass(origin, t):
+                return const(typing.cast(Any, origin)(z) if origin is not t else z)
+        if origin is bytearray:
+            return bytearray
+        if origin in (list, set, frozenset, tuple):
+            return origin
+        if origin is dict or issubclass(origin, Mapping):
+            return dict
+        if is_struct_class(origin):
+            fields = py_fields(origin)
+            parts = [
+                (attr, zero_factory(ftype)) for attr, ftype, has in fields.values() if not has
+            ]
+            return lambda: origin(**{a: z() for a, z in parts})
+    return const(None)
 
 
 def struct_type(cls: Any) -> GoType:

@@ -1,11 +1,11 @@
 """OpenRPC (https://spec.open-rpc.org) documents from the registry's type hints.
 
-``rpc.discover`` (registered by the HTTP transport, reachable on every transport) answers
-:func:`document`: one OpenRPC method per registered method (``rpc.*`` internals excluded),
-its parameters and result as JSON Schemas made by ``msgspec.json.schema_components`` from the
-handler's annotations (msgspec Structs, dataclasses, TypedDicts, enums, containers...), shared
-types under ``components.schemas``. An unannotated or un-schema-able type is ``{}`` (any).
-"""
+``rpc.discover`` (registered on the server by :func:`register_discover`, reachable on every
+transport) answers :func:`document`: one OpenRPC method per registered method (``rpc.*``
+internals excluded), its parameters and result as JSON Schemas made by
+``msgspec.json.schema_components`` from the handler's annotations (msgspec Structs,
+dataclasses, TypedDicts, enums, containers...), shared types under ``components.schemas``.
+An unannotated or un-schema-able type is ``{}`` (any)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 if TYPE_CHECKING:
-    from .server import Server
-    from .service import MethodSpec, ServiceRegistry
+    from ..server import Server
+    from ..service import MethodSpec, ServiceRegistry
 
 __all__ = ["OPENRPC_VERSION", "document", "register_discover"]
 
@@ -43,7 +43,7 @@ def document(
 ) -> dict[str, Any]:
     """The OpenRPC document describing every method in ``registry``."""
     if version is None:
-        from . import __version__
+        from .. import __version__
 
         version = __version__
     specs = [s for name, s in sorted(registry.methods.items()) if not name.startswith("rpc.")]
@@ -112,7 +112,7 @@ def register_discover(server: Server) -> None:
         result: dict[str, Any] = cache[1]
         return result
 
-    from .service import method
+    from ..service import method
 
     method(inline=True)(discover)  # cheap once cached: run on the loop, not in a thread
     server.register_function(discover, name="rpc.discover")

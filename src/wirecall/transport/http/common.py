@@ -1,0 +1,93 @@
+"""What the HTTP and WebSocket sides share: the ``Wirecall-*`` headers, wirecall's streaming
+convention on JSON-RPC 2.0 (``rpc.stream.*`` notifications and their credit window), value
+conversion, and the elements of a JSON-RPC batch."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ...errors import Internal, InvalidArgument
+
+__all__ = [
+    "GRANT_AT",
+    "META_PREFIX",
+    "STREAM_CANCEL",
+    "STREAM_END",
+    "STREAM_ITEM",
+    "STREAM_WINDOW",
+    "STREAM_WINDOW_INITIAL",
+    "TIMEOUT_HEADER",
+    "BatchCall",
+    "BatchItem",
+    "batch_calls",
+    "convert_item",
+    "convert_result",
+    "window_increment",
+]
+
+#: the call's timeout in seconds (an HTTP request header)
+TIMEOUT_HEADER = "Wirecall-Timeout"
+#: ``Wirecall-Meta-<key>: <value>`` carries one metadata pair (HTTP request, WebSocket upgrade)
+META_PREFIX = "Wirecall-Meta-"
+
+STREAM_ITEM = "rpc.stream.item"  # {"id": <call id>, "item": <one message>}, either way
+STREAM_END = "rpc.stream.end"  # {"id": <call id>}: the client sends no more items
+STREAM_CANCEL = "rpc.stream.cancel"  # {"id": <call id>}: the client gives the call up
+STREAM_WINDOW = "rpc.stream.window"  # {"id": <call id>, "n": k}: k more items may come
+STREAM_WINDOW_INITIAL = 16  # items each side may send before the first rpc.stream.window
+GRANT_AT = STREAM_WINDOW_INITIAL // 2  # grant credit back in batches of half a window
+
+
+def window_increment(p: Any) -> int:
+    """The credit an ``rpc.stream.window`` grants (0 for a malformed one)."""
+    n = p.get("n") if isinstance(p, dict) else None
+    return n if type(n) is int and 0 < n <= 1 << 20 else 0
+
+
+def convert_item(value: Any, tp: Any) -> Any:
+    """A stream item the client sent, as the handler's item type (INVALID_ARGUMENT if not)."""
+    if tp is Any or tp is None or tp is inspect.Parameter.empty:
+        return value
+    try:
+        return msgspec.convert(value, tp, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(message=f"invalid stream item: {exc}") from None
+
+
+def convert_result(result: Any, result_type: Any) -> Any:
+    """A result (or stream item) the server sent, as the caller's type (INTERNAL if not)."""
+    if result_type is Any or result_type is None:
+        return result
+    try:
+        return msgspec.convert(result, result_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise Internal(message=f"cannot decode the result as {result_type!r}: {exc}") from None
+
+
+class BatchCall(msgspec.Struct, frozen=True):
+    """One element of :meth:`HttpConnection.batch`: a call, or a notification (no answer)."""
+
+    method: str
+    params: Any = None
+    notify: bool = False
+    result_type: Any = Any
+
+
+BatchItem = BatchCall | tuple[str, Any] | tuple[str, Any, Any]
+
+
+def batch_calls(calls: Iterable[BatchItem]) -> list[BatchCall]:
+    """The elements of a batch as :class:`BatchCall` (``(method, params[, result_type])``)."""
+    out = []
+    for c in calls:
+        if isinstance(c, BatchCall):
+            out.append(c)
+        elif isinstance(c, tuple) and len(c) in (2, 3):
+            out.append(BatchCall(c[0], c[1], result_type=c[2] if len(c) == 3 else Any))
+        else:
+            raise TypeError(f"a batch element is a BatchCall or (method, params), got {c!r}")
+    return out

@@ -1,0 +1,188 @@
+"""A JSON-RPC body -> the server's dispatch -> the response body: what the HTTP server and the
+WebSocket server both do with the calls they read (:func:`handle_body`, :func:`handle_items`).
+
+A request in Go's JSON-RPC 1.0 dialect is served with Go's exact argument semantics by
+:mod:`wirecall.transport.jsonrpc` when that module is present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ...context import Context
+from ...errors import Internal, RpcError
+from ...protocol import jsonrpc2 as j2
+
+if TYPE_CHECKING:
+    from ...seam import Dispatcher
+
+__all__ = ["Respond", "as_rpc_error", "call_ctx", "handle_body", "handle_items"]
+
+log = logging.getLogger("wirecall.http")
+
+#: receives the answer to a body: its bytes, or None when there is nothing to send back
+Respond = Callable[[bytes | None], None]
+
+
+def _encode_reply(reply: j2.Reply) -> bytes:
+    data = j2.encode(reply)
+    return data if "jsonrpc" in reply else data + b"\n"
+
+
+def _result_bytes(call: j2.Call, result: Any) -> bytes:
+    try:
+        return _encode_reply(j2.result_reply(call, result))
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        err = Internal(message=f"cannot encode the result of {call.method}: {exc}")
+        return _encode_reply(j2.error_reply(call, err))
+
+
+_go_json: list[Any] = []
+
+
+def _go_json_module() -> Any:
+    """The Go JSON-RPC transport (Go's exact argument semantics), or None if absent."""
+    if not _go_json:
+        try:
+            _go_json.append(importlib.import_module("wirecall.transport.jsonrpc"))
+        except ImportError:
+            _go_json.append(None)
+    return _go_json[0]
+
+
+def _serve_go(server: Dispatcher, item: Any, body: bytes, peer: str, respond: Respond) -> bool:
+    """Serve a Go 1.0 request with the Go JSON-RPC transport's functions (True if it did)."""
+    go = _go_json_module()
+    if go is None:
+        return False
+    if type(item) is j2.ErrorReply and item.stream:
+        if body.lstrip()[:1] != b"{":
+            return False
+        # several JSON values in one body: Go's ServeConn answers each, one line apiece
+        task = asyncio.ensure_future(go.handle_http_body(server, body, peer))
+        task.add_done_callback(lambda t: respond(None if t.cancelled() or t.exception()
+                                                 else (t.result() or None)))
+        return True
+    if item.raw is None:
+        return False
+    try:
+        go.start_go_json_call(server, item.raw, peer, respond, transport="http")
+    except RpcError:  # what Go would drop the connection on: answer in our own words
+        return False
+    return True
+
+
+def handle_body(
+    server: Dispatcher,
+    body: bytes,
+    make_ctx: Callable[[], Context],
+    respond: Respond,
+    peer: str = "",
+) -> None:
+    """Run every call in a JSON-RPC body and ``respond(bytes)`` once (``None``: no body).
+
+    Single requests answer with one object, batches with an array of the replies in
+    completion order; notifications run but are not answered. A request without
+    ``"jsonrpc": "2.0"`` is answered as Go's ``net/rpc/jsonrpc`` server answers it (by
+    :mod:`wirecall.transport.jsonrpc` when present, else by :mod:`~wirecall.protocol.jsonrpc2`).
+    """
+    items, is_batch = j2.parse(body)
+    handle_items(server, items, is_batch, body, make_ctx, respond, peer)
+
+
+def call_ctx(make_ctx: Callable[[], Context], call: j2.Call) -> Context:
+    """The context of one call: the connection's, with the call's own metadata on top."""
+    ctx = make_ctx()
+    if call.metadata:  # wirecall's "metadata" member adds to (overrides) the connection's
+        ctx.metadata = {**ctx.metadata, **call.metadata}
+    return ctx
+
+
+def handle_items(
+    server: Dispatcher,
+    items: list[j2.Call | j2.ErrorReply],
+    is_batch: bool,
+    body: bytes,
+    make_ctx: Callable[[], Context],
+    respond: Respond,
+    peer: str = "",
+) -> None:
+    """:func:`handle_body` for a body already parsed (:func:`~wirecall.protocol.jsonrpc2.parse`)."""
+    if not is_batch:
+        item = items[0]
+        if (item.raw is not None or (type(item) is j2.ErrorReply and item.stream)) and _serve_go(
+            server, item, body, peer, respond
+        ):
+            return
+        if type(item) is j2.ErrorReply:
+            respond(_encode_reply(item.reply))
+            return
+        call: j2.Call = item  # type: ignore[assignment]
+        if call.notify:
+
+            def notified(_r: Any, exc: BaseException | None) -> None:
+                if exc is not None:
+                    log.debug("notification %s failed: %s", call.method, exc)
+                respond(None)
+
+            server.start_call(call.method, call.params, call_ctx(make_ctx, call), notified)
+            return
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                respond(_result_bytes(call, result))
+            else:
+                respond(_encode_reply(j2.error_reply(call, as_rpc_error(exc))))
+
+        server.start_call(call.method, call.params, call_ctx(make_ctx, call), done)
+        return
+
+    replies: list[j2.Reply] = []
+    left = [len(items)]
+
+    def one_done() -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            respond(j2.encode_replies(replies, True))
+
+    for item in items:
+        if type(item) is j2.ErrorReply:
+            replies.append(item.reply)
+            one_done()
+            continue
+        c: j2.Call = item  # type: ignore[assignment]
+        server.start_call(c.method, c.params, call_ctx(make_ctx, c),
+                          _batch_cb(c, replies, one_done))
+
+
+def _batch_cb(
+    call: j2.Call, replies: list[j2.Reply], one_done: Callable[[], None]
+) -> Callable[[Any, BaseException | None], None]:
+    def cb(result: Any, exc: BaseException | None) -> None:
+        if not call.notify:
+            if exc is None:
+                reply = j2.result_reply(call, result)
+                try:
+                    j2.encode(result)
+                except (TypeError, ValueError, msgspec.EncodeError) as e:
+                    err = Internal(message=f"cannot encode the result of {call.method}: {e}")
+                    reply = j2.error_reply(call, err)
+            else:
+                reply = j2.error_reply(call, as_rpc_error(exc))
+            replies.append(reply)
+        one_done()
+
+    return cb
+
+
+def as_rpc_error(exc: BaseException) -> RpcError:
+    """``exc`` as the error a JSON-RPC peer receives (an unexpected one is INTERNAL)."""
+    if isinstance(exc, RpcError):
+        return exc
+    return Internal(message=f"{type(exc).__name__}: {exc}")

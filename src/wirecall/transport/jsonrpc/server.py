@@ -1,0 +1,177 @@
+"""The server side of ``jsonrpc://``: Go's ``net/rpc/jsonrpc`` (``jsonrpc.ServeConn``) on one
+connection, and the same semantics for the HTTP listener's Go 1.0 requests.
+
+Errors travel as Go does: the handler's RpcError message as the ``error`` string, ``result``
+null; unknown methods get Go's own texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ...context import EMPTY_METADATA, Context
+from ...errors import ProtocolError, RpcError
+from ...protocol import gojsonrpc as gj
+from ..base import URL
+from ..gob.go_rpc import EncodedParts, GoServerProtocol, go_error_for_lookup
+from ..sockets import ConnectionListener, listen
+
+if TYPE_CHECKING:
+    from ...seam import Dispatcher
+
+__all__ = [
+    "GoJsonServerProtocol",
+    "handle_http_body",
+    "make_server_protocol",
+    "serve",
+    "start_go_json_call",
+]
+
+log = logging.getLogger("wirecall.gojsonrpc")
+
+Reply = Callable[[bytes], None]
+
+
+def start_go_json_call(
+    server: Dispatcher,
+    obj: Any,
+    peer: str,
+    reply: Reply,
+    transport: str = "jsonrpc",
+    calls: dict[Any, Context] | None = None,
+) -> Context | None:
+    """Serve one decoded Go JSON-RPC request object; ``reply`` gets the response line.
+
+    Raises :class:`ProtocolError` for input Go would drop the connection on. Returns the
+    call's context (None if the call was answered without running a handler). A call that
+    runs is in ``calls`` (keyed by its context) until it is answered.
+    """
+    call = gj.parse_request(obj)
+    rid = call.id
+    spec = server.find(call.method)
+    if spec is None:
+        reply(gj.encode_response(rid, error=go_error_for_lookup(call.method, server)))
+        return None
+    if call.error is not None:
+        reply(gj.encode_response(rid, error=call.error))
+        return None
+    arg = call.arg
+    try:
+        if spec.single:
+            params: Any = [gj.go_json_convert(arg, spec.params[0].type)]
+        elif not spec.params:
+            params = []
+        else:
+            params = arg if isinstance(arg, (dict, list)) else [arg]
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        reply(gj.encode_response(rid, error=f"json: {exc}"))
+        return None
+    ctx = Context(spec.name, EMPTY_METADATA, None, peer, transport)
+
+    def done(result: Any, exc: BaseException | None) -> None:
+        if calls is not None:
+            calls.pop(ctx, None)
+        if exc is None:
+            try:
+                data = gj.encode_response(rid, result)
+            except (TypeError, ValueError, msgspec.EncodeError) as err:
+                data = gj.encode_response(rid, error=str(err))
+        else:
+            rerr = exc if isinstance(exc, RpcError) else server.error_from(exc, ctx)
+            data = gj.encode_response(rid, error=rerr.message)
+        reply(data)
+
+    if calls is not None:
+        calls[ctx] = ctx
+    server.start_call(spec, params, ctx, done)
+    return ctx
+
+
+async def handle_http_body(server: Dispatcher, body: bytes, peer: str = "") -> bytes:
+    """The tutorial's ``/jsonrpc`` handler: ``jsonrpc.ServeConn`` over one request body.
+
+    Every request in the body is served (concurrently); the response body holds one JSON
+    line per request in completion order. A body Go cannot parse ends the output there,
+    as Go's ServeConn stops reading.
+    """
+    splitter = gj.JsonValueSplitter(server.max_message_size)
+    out: list[bytes] = []
+    pending = 0
+    loop = asyncio.get_running_loop()
+    all_done: asyncio.Future[None] = loop.create_future()
+
+    def reply(data: bytes) -> None:
+        nonlocal pending
+        out.append(data)
+        pending -= 1
+        if pending == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    try:
+        objs = splitter.feed(body + b"\n")
+    except ProtocolError:
+        objs = []
+    for obj in objs:
+        pending += 1
+        try:
+            start_go_json_call(server, obj, peer, reply, transport="http")
+        except ProtocolError:
+            pending -= 1
+            break
+    if pending > 0:
+        await all_done
+    return b"".join(out)
+
+
+class GoJsonServerProtocol(GoServerProtocol):
+    """One connection served like ``jsonrpc.ServeConn``."""
+
+    conn: EncodedParts
+    log = log
+    wire = "jsonrpc"
+
+    def __init__(
+        self, server: Dispatcher, listener: ConnectionListener | None = None, **_: Any
+    ) -> None:
+        super().__init__(server, listener)
+        self.splitter = gj.JsonValueSplitter(server.max_message_size)
+        self.conn = EncodedParts()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            objs = self.splitter.feed(data)
+        except ProtocolError as exc:
+            self.close_with(exc.message)
+            return
+        self._in_read = True
+        try:
+            for obj in objs:
+                try:
+                    start_go_json_call(self.server, obj, self.peer, self._reply,
+                                       calls=self.calls)
+                except ProtocolError as exc:
+                    self.close_with(exc.message)
+                    return
+        finally:
+            self._in_read = False
+        self._flush()
+
+    def _reply(self, data: bytes) -> None:
+        self.conn.parts.append(data)
+        self._answered()
+
+
+def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
+    """A Go JSON-RPC server protocol (for the one-port sniffing listener)."""
+    listener = opts.pop("listener", None)
+    return GoJsonServerProtocol(server, listener, **opts)
+
+
+async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
+    """Listen on ``jsonrpc://host:port`` (Go's ``jsonrpc.ServeConn`` per connection)."""
+    return await listen(url, lambda lst: GoJsonServerProtocol(server, lst, **opts))
