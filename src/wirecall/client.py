@@ -20,14 +20,15 @@ import typing
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .context import CURRENT
-from .errors import DeadlineExceeded, InvalidArgument
-from .interceptors import ClientCall, ClientInterceptor, chain
 from .cluster import Pool
+from .context import CURRENT
+from .errors import DeadlineExceeded, InvalidArgument, Unimplemented
+from .interceptors import ClientCall, ClientInterceptor, chain
 from .protocol.frames import MAX_TIMEOUT
+from .streaming.model import PendingStream
 from .transport.base import ClientConnection, load_transport, parse_url
 
-__all__ = ["Call", "Client", "check_timeout", "connect"]
+__all__ = ["Call", "Client", "check_timeout", "connect", "stub_methods"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -268,8 +269,6 @@ class Client:
         """Open a streaming call (see docs/streaming.md): ``params`` is the request of a server
         stream, an (async) iterable of requests, or None (then ``send``/``done_writing``).
         ``async for reply in client.stream(...)``; deadlines and metadata as for ``call``."""
-        from .streaming import PendingStream
-
         timeout, md = call_options(
             method, self.call_timeout if timeout is _UNSET else timeout, metadata, self.metadata
         )
@@ -298,8 +297,6 @@ class Client:
         a notification's place is ``None``. Other transports raise ``Unimplemented``.
         Client interceptors do not see batches.
         """
-        from .errors import Unimplemented
-
         if timeout is _UNSET:
             timeout = self.call_timeout
         md: Mapping[str, str] | None = metadata
@@ -337,7 +334,7 @@ class Client:
         return f"<Client {self.target}>"
 
 
-def _stub_methods(api: type[Any]) -> dict[str, tuple[inspect.Signature, Any]]:
+def stub_methods(api: type[Any]) -> dict[str, tuple[inspect.Signature, Any]]:
     out = {}
     for attr in dir(api):
         if attr.startswith("_"):
@@ -361,7 +358,7 @@ class _Stub:
     def __init__(self, client: Any, api: type[Any], name: str | None) -> None:
         self._client = client
         self._service = name or getattr(api, "__wirecall_service__", None) or api.__name__
-        self._methods = _stub_methods(api)
+        self._methods = stub_methods(api)
 
     def __getattr__(self, attr: str) -> Any:
         try:

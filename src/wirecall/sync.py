@@ -22,12 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import codec as codecs
-from .client import Client, _stub_methods, call_options, check_timeout
+from .client import Client, call_options, check_timeout, stub_methods
 from .context import CURRENT
-from .errors import (
-    RpcError,
-    Unavailable,
-)
+from .errors import RpcError, Unavailable, Unimplemented
 from .interceptors import ClientCall
 from .protocol import frames as fr
 from .streaming.model import EOF
@@ -313,7 +310,7 @@ class SyncClient:
     def stub(self, api: type[T], name: str | None = None) -> T:
         """A typed blocking proxy (see :meth:`wirecall.Client.stub`)."""
         service = name or getattr(api, "__wirecall_service__", None) or api.__name__
-        methods = _stub_methods(api)
+        methods = stub_methods(api)
         client = self
 
         class _SyncStub:
@@ -373,8 +370,6 @@ class SyncClient:
         """Blocking :meth:`wirecall.Client.batch`: one JSON-RPC batch (``http://``,
         ``ws://``); results in order, a failed element is its ``RpcError`` in place."""
         if self._native:
-            from .errors import Unimplemented
-
             raise Unimplemented(
                 message=f"JSON-RPC batches need an http:// or ws:// client; the "
                 f"{self.url.scheme}:// transport has none"
