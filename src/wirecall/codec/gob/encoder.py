@@ -304,122 +304,146 @@ def _is_falsy(v: Any) -> bool:
     return not v
 
 
+def _int_encoder(t: GoType) -> EncFn:
+    sc = t.scalar
+    lo, hi = (sc.lo, sc.hi) if sc is not None else (-(1 << 63), (1 << 63) - 1)
+    name = t.name
+
+    def enc_int(v: Any, out: bytearray, st: Encoder) -> None:
+        if not (lo <= v <= hi):
+            raise GobError(f"value {v!r} out of range for Go {name}")
+        if 0 <= v < 64:
+            out.append(v << 1)
+        else:
+            append_int(out, int(v))
+
+    return enc_int
+
+
+def _uint_encoder(t: GoType) -> EncFn:
+    sc = t.scalar
+    hi = sc.hi if sc is not None else (1 << 64) - 1
+    name = t.name
+
+    def enc_uint(v: Any, out: bytearray, st: Encoder) -> None:
+        if not (0 <= v <= hi):
+            raise GobError(f"value {v!r} out of range for Go {name}")
+        append_uint(out, int(v))
+
+    return enc_uint
+
+
+def _enc_f32(v: Any, out: bytearray, st: Encoder) -> None:
+    try:
+        append_uint(out, float_bits(to_float32(float(v))))
+    except OverflowError:
+        raise GobError(f"value {v!r} out of range for Go float32") from None
+
+
+def _enc_float(v: Any, out: bytearray, st: Encoder) -> None:
+    append_uint(out, float_bits(v))
+
+
+def _float_encoder(t: GoType) -> EncFn:
+    return _enc_f32 if t.name == "float32" else _enc_float
+
+
+def _complex_encoder(t: GoType) -> EncFn:
+    f32 = t.name == "complex64"
+
+    def enc_complex(v: Any, out: bytearray, st: Encoder) -> None:
+        c = complex(v)
+        re, im = c.real, c.imag
+        if f32:
+            re, im = to_float32(re), to_float32(im)
+        append_uint(out, float_bits(re))
+        append_uint(out, float_bits(im))
+
+    return enc_complex
+
+
+def _enc_bool(v: Any, out: bytearray, st: Encoder) -> None:
+    out.append(1 if v else 0)
+
+
+def _enc_str(v: Any, out: bytearray, st: Encoder) -> None:
+    if not isinstance(v, str):
+        raise GobError(f"expected str for Go string, got {type(v).__name__}")
+    if v.isascii():
+        append_uint(out, len(v))
+        out += v.encode()
+    else:
+        b = v.encode("utf-8", "surrogateescape")
+        append_uint(out, len(b))
+        out += b
+
+
+def _enc_bytes(v: Any, out: bytearray, st: Encoder) -> None:
+    if isinstance(v, str):
+        v = v.encode("utf-8", "surrogateescape")
+    append_uint(out, len(v))
+    out += v
+
+
+def _seq_encoder(t: GoType) -> EncFn:
+    assert t.elem is not None
+    elem = compile_encoder(t.elem)
+    length = t.length if t.kind == "array" else -1
+    tname = t.gostring
+
+    def enc_seq(v: Any, out: bytearray, st: Encoder) -> None:
+        n = len(v)
+        if length >= 0 and n != length:
+            raise GobError(f"{tname} needs exactly {length} elements, got {n}")
+        append_uint(out, n)
+        for x in v:
+            if x is None and elem is not _enc_interface:
+                raise GobError(f"encodeArray: nil element in {tname}")
+            elem(x, out, st)
+
+    return enc_seq
+
+
+def _map_encoder(t: GoType) -> EncFn:
+    assert t.key is not None and t.elem is not None
+    kenc = compile_encoder(t.key)
+    venc = compile_encoder(t.elem)
+
+    def enc_map(v: Any, out: bytearray, st: Encoder) -> None:
+        append_uint(out, len(v))
+        for k, x in v.items():
+            kenc(k, out, st)
+            venc(x, out, st)
+
+    return enc_map
+
+
+#: builtin wire id -> the encoder of a value of that type (interface: see _enc_interface)
+_BUILTIN_ENCODERS: dict[int, Callable[[GoType], EncFn]] = {
+    INT: _int_encoder,
+    UINT: _uint_encoder,
+    FLOAT: _float_encoder,
+    COMPLEX: _complex_encoder,
+    BOOL: lambda _t: _enc_bool,
+    STRING: lambda _t: _enc_str,
+    BYTES: lambda _t: _enc_bytes,
+    INTERFACE: lambda _t: _enc_interface,
+}
+#: composite kind -> the encoder of a value of that type
+_COMPOSITE_ENCODERS: dict[str, Callable[[GoType], EncFn]] = {
+    "slice": _seq_encoder,
+    "array": _seq_encoder,
+    "map": _map_encoder,
+}
+
+
 def _build(t: GoType) -> EncFn:
-    w = t.wire
-    if w == INT:
-        sc = t.scalar
-        lo, hi = (sc.lo, sc.hi) if sc is not None else (-(1 << 63), (1 << 63) - 1)
-        name = t.name
-
-        def enc_int(v: Any, out: bytearray, st: Encoder) -> None:
-            if not (lo <= v <= hi):
-                raise GobError(f"value {v!r} out of range for Go {name}")
-            if 0 <= v < 64:
-                out.append(v << 1)
-            else:
-                append_int(out, int(v))
-
-        return enc_int
-    if w == UINT:
-        sc = t.scalar
-        hi = sc.hi if sc is not None else (1 << 64) - 1
-        name = t.name
-
-        def enc_uint(v: Any, out: bytearray, st: Encoder) -> None:
-            if not (0 <= v <= hi):
-                raise GobError(f"value {v!r} out of range for Go {name}")
-            append_uint(out, int(v))
-
-        return enc_uint
-    if w == FLOAT:
-        if t.name == "float32":
-
-            def enc_f32(v: Any, out: bytearray, st: Encoder) -> None:
-                try:
-                    append_uint(out, float_bits(to_float32(float(v))))
-                except OverflowError:
-                    raise GobError(f"value {v!r} out of range for Go float32") from None
-
-            return enc_f32
-
-        def enc_float(v: Any, out: bytearray, st: Encoder) -> None:
-            append_uint(out, float_bits(v))
-
-        return enc_float
-    if w == COMPLEX:
-        f32 = t.name == "complex64"
-
-        def enc_complex(v: Any, out: bytearray, st: Encoder) -> None:
-            c = complex(v)
-            re, im = c.real, c.imag
-            if f32:
-                re, im = to_float32(re), to_float32(im)
-            append_uint(out, float_bits(re))
-            append_uint(out, float_bits(im))
-
-        return enc_complex
-    if w == BOOL:
-
-        def enc_bool(v: Any, out: bytearray, st: Encoder) -> None:
-            out.append(1 if v else 0)
-
-        return enc_bool
-    if w == STRING:
-
-        def enc_str(v: Any, out: bytearray, st: Encoder) -> None:
-            if not isinstance(v, str):
-                raise GobError(f"expected str for Go string, got {type(v).__name__}")
-            if v.isascii():
-                append_uint(out, len(v))
-                out += v.encode()
-            else:
-                b = v.encode("utf-8", "surrogateescape")
-                append_uint(out, len(b))
-                out += b
-
-        return enc_str
-    if w == BYTES:
-
-        def enc_bytes(v: Any, out: bytearray, st: Encoder) -> None:
-            if isinstance(v, str):
-                v = v.encode("utf-8", "surrogateescape")
-            append_uint(out, len(v))
-            out += v
-
-        return enc_bytes
-    if w == INTERFACE:
-        return _enc_interface
-    kind = t.kind
-    if kind in ("slice", "array"):
-        assert t.elem is not None
-        elem = compile_encoder(t.elem)
-        length = t.length if kind == "array" else -1
-        tname = t.gostring
-
-        def enc_seq(v: Any, out: bytearray, st: Encoder) -> None:
-            n = len(v)
-            if length >= 0 and n != length:
-                raise GobError(f"{tname} needs exactly {length} elements, got {n}")
-            append_uint(out, n)
-            for x in v:
-                if x is None and elem is not _enc_interface:
-                    raise GobError(f"encodeArray: nil element in {tname}")
-                elem(x, out, st)
-
-        return enc_seq
-    if kind == "map":
-        assert t.key is not None and t.elem is not None
-        kenc = compile_encoder(t.key)
-        venc = compile_encoder(t.elem)
-
-        def enc_map(v: Any, out: bytearray, st: Encoder) -> None:
-            append_uint(out, len(v))
-            for k, x in v.items():
-                kenc(k, out, st)
-                venc(x, out, st)
-
-        return enc_map
-    if kind == "struct":
+    builder = _BUILTIN_ENCODERS.get(t.wire)
+    if builder is None:
+        builder = _COMPOSITE_ENCODERS.get(t.kind)
+    if builder is not None:
+        return builder(t)
+    if t.kind == "struct":
         return _build_struct(t)
     raise GobError(f"cannot encode Go type {t!r}")
 

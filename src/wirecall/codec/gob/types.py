@@ -148,28 +148,17 @@ class GoArray:
     length: int
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class GoField:
     """One struct field: Go name, Python attribute, type, and whether it is a pointer."""
 
-    __slots__ = ("attr", "default", "has_default", "name", "pointer", "pytype", "type")
-
-    def __init__(
-        self,
-        name: str,
-        attr: str,
-        gtype: GoType,
-        pointer: bool,
-        pytype: Any,
-        has_default: bool,
-        default: Any,
-    ) -> None:
-        self.name = name
-        self.attr = attr
-        self.type = gtype
-        self.pointer = pointer
-        self.pytype = pytype
-        self.has_default = has_default
-        self.default = default
+    name: str
+    attr: str
+    type: GoType
+    pointer: bool
+    pytype: Any
+    has_default: bool
+    default: Any
 
 
 class GoType:

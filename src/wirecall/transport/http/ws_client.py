@@ -129,11 +129,8 @@ class WebSocketConnection(ClientConnection):
         # (owned by the connection, not the stream: a stream collected or closed at once
         # must not cancel the request half-sent, or the rpc.stream.cancel would be skipped)
         opened = self._spawn(self._ws.send_bytes(j2.encode(req)))
-        st._opened = st._tail = opened
         self._streams[id] = weakref.ref(st)
-        st._cancel_on_collect(lambda: self._cancel_stream(id, opened))
-        if timeout is not None:
-            st._timer = expire_later(st, timeout)
+        st.opened(opened, lambda: self._cancel_stream(id, opened), timeout)
         if streaming_in:
             st.send_all(params)
         return st
@@ -247,7 +244,7 @@ class WebSocketConnection(ClientConnection):
                 if not fut.done():
                     fut.set_exception(Unavailable(message="the WebSocket closed"))
             for st in self._live_streams():
-                st._finish(Unavailable(message="the WebSocket closed"))
+                st.end(Unavailable(message="the WebSocket closed"))
             self._streams.clear()
 
     def _dispatch(self, obj: Any, refused: list[bytes] | None = None) -> None:
@@ -277,21 +274,8 @@ class WebSocketConnection(ClientConnection):
                 p = obj.get("params")
                 sid = p.get("id") if isinstance(p, dict) else None
                 st = self._stream(sid)
-                if st is None or not isinstance(p, dict):
-                    return
-                if method == STREAM_WINDOW:
-                    st._grant(window_increment(p))
-                    return
-                st.received += 1
-                if st.received > st.granted:
-                    st._fail(ResourceExhausted(
-                        message=f"{st.method}: the server sent more stream items than the "
-                                f"window ({st.granted}) allows"))
-                    return
-                try:
-                    st._feed(convert_result(p.get("item"), st.result_type), 1)
-                except RpcError as exc:
-                    st._fail(exc)
+                if st is not None and isinstance(p, dict):
+                    st.received_control(method, p)
                 return
             if method == "rpc.goaway":
                 self.goaway_received = True
@@ -313,7 +297,7 @@ class WebSocketConnection(ClientConnection):
         if ref is not None:
             stream = ref()
             if stream is not None:
-                stream._finish(err)
+                stream.end(err)
             return
         fut = self._pending.get(id)
         if fut is not None and not fut.done():
@@ -356,7 +340,7 @@ class WebSocketConnection(ClientConnection):
             me = asyncio.current_task()
             tasks: list[asyncio.Future[Any]] = [self._reader, *self._serving, *self._tasks]
             for st in streams:
-                tasks.extend(st._tasks)
+                tasks.extend(st.tasks)
             tasks = [t for t in tasks if t is not me]
             for t in tasks:
                 t.cancel()
@@ -391,6 +375,40 @@ class _WsClientStream(ClientStream[Any]):
         self.granted = STREAM_WINDOW_INITIAL  # items the server may have sent so far
         self.consumed = 0  # items the application took since the last grant
         self._credit_waiter: asyncio.Future[None] | None = None
+
+    def opened(self, request: asyncio.Future[Any], cancel: Callable[[], None],
+               timeout: float | None) -> None:
+        """The opening request is being sent (``request``); ``cancel`` cancels the call on
+        the server when the stream is collected unfinished; ``timeout`` is its deadline."""
+        self._opened = self._tail = request
+        self._cancel_on_collect(cancel)
+        if timeout is not None:
+            self._timer = expire_later(self, timeout)
+
+    def received_control(self, method: str, p: dict[str, Any]) -> None:
+        """An ``rpc.stream.window`` or ``rpc.stream.item`` the server sent for this call."""
+        if method == STREAM_WINDOW:
+            self._grant(window_increment(p))
+            return
+        self.received += 1
+        if self.received > self.granted:
+            self._fail(ResourceExhausted(
+                message=f"{self.method}: the server sent more stream items than the "
+                        f"window ({self.granted}) allows"))
+            return
+        try:
+            self._feed(convert_result(p.get("item"), self.result_type), 1)
+        except RpcError as exc:
+            self._fail(exc)
+
+    def end(self, error: RpcError | None) -> None:
+        """The call's final answer arrived (or the connection went)."""
+        self._finish(error)
+
+    @property
+    def tasks(self) -> set[asyncio.Task[Any]]:
+        """The tasks the stream runs (its ``send_all``), awaited by the connection's aclose."""
+        return self._tasks
 
     def _grant(self, n: int) -> None:
         """The server's ``rpc.stream.window``: ``n`` more items may be sent."""
