@@ -262,7 +262,7 @@ def test_a_go_callback_may_make_blocking_calls_on_the_same_client() -> None:
     """go() callbacks run on the thread that read the reply (it holds the read lock): a
     blocking call() from there reads in place instead of deadlocking. (Blocking on another
     go() future inside a callback would still wait for that same thread: don't.)"""
-    from services import Probe
+    from support.services import Probe
 
     with ThreadServer(Calculator(), Probe()) as srv:
         c = wirecall.sync.connect(srv.url)
