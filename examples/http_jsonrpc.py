@@ -19,6 +19,7 @@ from typing import Any
 import requests
 
 import wirecall
+from wirecall.observability.openrpc import register_discover
 from wirecall.transport import http
 from wirecall.tutorial.calculator import Args, Calculator
 
@@ -49,6 +50,7 @@ async def main() -> None:
     server = wirecall.Server()
     server.register(Calculator())
     server.register(Clock())
+    register_discover(server)  # rpc.discover: the OpenRPC document (idempotent)
     [url] = await server.start("any://127.0.0.1:0")  # every protocol on one port
     port = url.rsplit(":", 1)[1]
     base = f"http://127.0.0.1:{port}"
