@@ -19,8 +19,7 @@ from .errors import (
 from .server import Server
 from .service import RegistrationError, method
 from .status import Status
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Call",

@@ -75,6 +75,10 @@ class Server:
         self._closing = False
         self._closed: asyncio.Event | None = None
         self.registry.register_function(self._describe, name="rpc.describe")
+        # rpc.discover (the OpenRPC document) answers on every wire, as rpc.describe does
+        from .observability.openrpc import register_discover
+
+        register_discover(self)
 
     # -- registration -----------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ..version import __version__
+
 if TYPE_CHECKING:
     from ..server import Server
     from ..service import MethodSpec, ServiceRegistry
@@ -43,8 +45,6 @@ def document(
 ) -> dict[str, Any]:
     """The OpenRPC document describing every method in ``registry``."""
     if version is None:
-        from .. import __version__
-
         version = __version__
     specs = [s for name, s in sorted(registry.methods.items()) if not name.startswith("rpc.")]
     types: list[Any] = []

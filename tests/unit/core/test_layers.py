@@ -350,7 +350,12 @@ MAX_MODULE_LINES = 800
 MAX_FUNCTION_LINES = 100
 #: measured hot loops allowed to be longer, "module:qualname" -> why (say it in
 #: docs/architecture.md too). Starts empty: add an entry only with a benchmark behind it.
-LONG_FUNCTIONS_ALLOWED: dict[str, str] = {}
+LONG_FUNCTIONS_ALLOWED: dict[str, str] = {
+    # the native parser's compact loop for plain REQUEST/RESPONSE frames: one pass over the
+    # buffer with the header fields in locals; split, it pays a Python call per frame (the
+    # sequential benchmark is cold-CPU bound: docs/architecture.md, "Measured hot loops")
+    "wirecall.protocol.frames:FrameConnection._frames": "measured hot parser loop",
+}
 
 
 def _functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.AST]]:
