@@ -2,10 +2,10 @@
 
 :mod:`wirecall.streaming.model` holds the primitives every wire shares (what a transport may
 import); :mod:`wirecall.streaming.handler` drives a streaming handler on the server side
-(reached through :meth:`wirecall.Server.start_stream`). Users import from here.
+(reached through :meth:`wirecall.Server.start_stream`, and not imported here, so that a
+transport importing the model loads nothing of the server side). Users import from here.
 """
 
-from .handler import bind_stream_args, start_stream, stream_param
 from .model import (
     EOF,
     ClientStream,
@@ -30,11 +30,8 @@ __all__ = [
     "ResponseMetadata",
     "Send",
     "bind_response_metadata",
-    "bind_stream_args",
     "expire_later",
     "reset_response_metadata",
     "send_initial_metadata",
     "set_trailing_metadata",
-    "start_stream",
-    "stream_param",
 ]
