@@ -4,14 +4,22 @@
 
     RpcError (status, message, details)          every failure a call can end with
     ├── Cancelled            CANCELLED           (also asyncio.CancelledError is re-raised as-is)
+    ├── Unknown              UNKNOWN
     ├── InvalidArgument      INVALID_ARGUMENT
     ├── DeadlineExceeded     DEADLINE_EXCEEDED   (also a TimeoutError)
     ├── NotFound             NOT_FOUND
+    ├── AlreadyExists        ALREADY_EXISTS
+    ├── PermissionDenied     PERMISSION_DENIED
     ├── ResourceExhausted    RESOURCE_EXHAUSTED
+    ├── FailedPrecondition   FAILED_PRECONDITION
+    ├── Aborted              ABORTED
+    ├── OutOfRange           OUT_OF_RANGE
     ├── Unimplemented        UNIMPLEMENTED
     ├── Internal             INTERNAL
     ├── Unavailable          UNAVAILABLE         (also a ConnectionError)
     │   └── ConnectError     dialling failed or timed out
+    ├── DataLoss             DATA_LOSS
+    ├── Unauthenticated      UNAUTHENTICATED
     └── ProtocolError        the peer broke the wire protocol (INTERNAL by default)
         └── FrameTooLarge    a message over the size limit (also a ResourceExhausted)
 
@@ -27,18 +35,26 @@ from typing import Any, ClassVar
 from .status import Status
 
 __all__ = [
+    "Aborted",
+    "AlreadyExists",
     "Cancelled",
     "ConnectError",
+    "DataLoss",
     "DeadlineExceeded",
+    "FailedPrecondition",
     "FrameTooLarge",
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
     "ProtocolError",
     "ResourceExhausted",
     "RpcError",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "Unknown",
 ]
 
 
@@ -93,6 +109,10 @@ class Cancelled(RpcError):
     default_status = Status.CANCELLED
 
 
+class Unknown(RpcError):
+    default_status = Status.UNKNOWN
+
+
 class InvalidArgument(RpcError):
     default_status = Status.INVALID_ARGUMENT
 
@@ -105,8 +125,28 @@ class NotFound(RpcError):
     default_status = Status.NOT_FOUND
 
 
+class AlreadyExists(RpcError):
+    default_status = Status.ALREADY_EXISTS
+
+
+class PermissionDenied(RpcError):
+    default_status = Status.PERMISSION_DENIED
+
+
 class ResourceExhausted(RpcError):
     default_status = Status.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(RpcError):
+    default_status = Status.FAILED_PRECONDITION
+
+
+class Aborted(RpcError):
+    default_status = Status.ABORTED
+
+
+class OutOfRange(RpcError):
+    default_status = Status.OUT_OF_RANGE
 
 
 class Unimplemented(RpcError):
@@ -123,6 +163,14 @@ class Unavailable(RpcError, ConnectionError):
 
 class ConnectError(Unavailable):
     """Dialling the server failed or timed out (net.DialTimeout's error)."""
+
+
+class DataLoss(RpcError):
+    default_status = Status.DATA_LOSS
+
+
+class Unauthenticated(RpcError):
+    default_status = Status.UNAUTHENTICATED
 
 
 class ProtocolError(RpcError):

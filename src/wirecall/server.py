@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import secrets
 import signal
 import time
 import traceback
@@ -23,7 +24,7 @@ from typing import Any
 
 from .context import CURRENT, Context
 from .errors import Cancelled, DeadlineExceeded, Internal, RpcError, Unavailable, Unimplemented
-from .interceptors import ServerCall, ServerInterceptor, chain
+from .interceptors import CallObserver, ServerCall, ServerInterceptor, chain
 from .seam import Dispatcher, FastEntry, MethodInfo, OnDone, Send
 from .service import MethodSpec, ServiceRegistry
 from .streaming.handler import start_stream
@@ -37,8 +38,9 @@ log = logging.getLogger("wirecall.server")
 class Server:
     """Register services, listen on addresses, dispatch calls, shut down gracefully.
 
-    ``debug=True`` puts the traceback of unexpected handler exceptions in the error details
-    (off by default: an INTERNAL error carries only the exception's type and message).
+    An unexpected handler exception reaches the caller as ``INTERNAL: internal error (ref
+    R)``; the server logs the exception (``wirecall.server``, ERROR) with the same ``ref=R``.
+    ``debug=True`` sends the exception's type and message, and its traceback in the details.
     ``max_workers`` sizes the thread pool for plain ``def`` handlers.
     """
 
@@ -57,6 +59,7 @@ class Server:
     ) -> None:
         self.registry = ServiceRegistry()
         self._interceptors: list[ServerInterceptor] = list(interceptors)
+        self._observers: list[CallObserver] = []
         self.debug = debug
         self.max_message_size = max_message_size
         self.keepalive = keepalive
@@ -94,6 +97,35 @@ class Server:
     def add_interceptor(self, interceptor: ServerInterceptor) -> None:
         self._interceptors.append(interceptor)
         self._clear_lanes()  # calls with an interceptor never take the fast lane
+
+    def add_observer(self, observer: CallObserver) -> None:
+        """Watch every call (metrics, tracing, access log): see ``interceptors.CallObserver``.
+        Calls stay on their path (inline, task, thread); the native fast lane is given up."""
+        self._observers.append(observer)
+        self._clear_lanes()
+
+    def remove_observer(self, observer: CallObserver) -> None:
+        self._observers.remove(observer)
+        self._clear_lanes()
+
+    @property
+    def observers(self) -> tuple[CallObserver, ...]:
+        return tuple(self._observers)
+
+    def _start_observed(
+        self, method: str | MethodInfo, params: Any, ctx: Context, on_done: OnDone, stream: Any
+    ) -> Any:
+        """(Run inside a copy of the context:) let each observer wrap ``on_done``, then start
+        the call or the stream (``stream``: ``(inbound, send)`` or None for a unary call)."""
+        name = method if isinstance(method, str) else method.name
+        for obs in self._observers:
+            if stream is None:
+                on_done = obs.call_started(name, ctx, on_done)
+            else:
+                on_done = obs.stream_started(name, ctx, on_done)
+        if stream is None:
+            return self.start_call(method, params, ctx, on_done, observed=True)
+        return start_stream(self, method, params, ctx, stream[0], stream[1], on_done)
 
     @property
     def interceptors(self) -> tuple[ServerInterceptor, ...]:
@@ -142,12 +174,13 @@ class Server:
         if isinstance(exc, TimeoutError) and ctx is not None and ctx.expired:
             return DeadlineExceeded(message=f"deadline exceeded while serving {ctx.method}")
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        details = None
-        if self.debug:
-            details = "".join(traceback.format_exception(exc))
-        else:
-            log.warning("handler raised %s", text, exc_info=exc)
-        return Internal(message=text, details=details)
+        if self.debug:  # the developer's own server: the detail travels
+            return Internal(message=text, details="".join(traceback.format_exception(exc)))
+        # the caller gets an opaque reference; the text stays in the server's log beside it
+        ref = secrets.token_hex(6)
+        method = ctx.method if ctx is not None else "?"
+        log.error("internal error ref=%s in %s: %s", ref, method, text, exc_info=exc)
+        return Internal(message=f"internal error (ref {ref})", details={"ref": ref})
 
     def fast_lane(self, codec_module: Any) -> Mapping[str, FastEntry | None]:
         """The fast lane for one msgspec codec module: see ``Dispatcher.fast_lane``."""
@@ -165,6 +198,7 @@ class Server:
             or not spec.fast
             or codec_module is None
             or self._interceptors
+            or self._observers
             or self._closing
         ):
             return None
@@ -181,6 +215,7 @@ class Server:
         params: Any,
         ctx: Context,
         on_done: OnDone,
+        observed: bool = False,
     ) -> None:
         """Run a call and report ``on_done(result, None)`` or ``on_done(None, RpcError)``.
 
@@ -189,6 +224,10 @@ class Server:
         ``params`` is the wire form: a list (positional), a dict (named) or None.
         (One function on purpose: the general path of every wire runs it per call.)
         """
+        if self._observers and not observed:
+            contextvars.copy_context().run(
+                self._start_observed, method, params, ctx, on_done, None)
+            return
         try:
             spec = method if isinstance(method, MethodSpec) else self.lookup(
                 method if isinstance(method, str) else method.name)
@@ -321,6 +360,10 @@ class Server:
         ``send`` the awaitable outbound sink; ``on_done(None, error_or_None)`` at the end.
         Returns the handler's task (None when the call was refused before it started).
         """
+        if self._observers:
+            task: asyncio.Task[Any] | None = contextvars.copy_context().run(
+                self._start_observed, method, params, ctx, on_done, (inbound, send))
+            return task
         return start_stream(self, method, params, ctx, inbound, send, on_done)
 
     async def dispatch(self, method: str, params: Any, ctx: Context | None = None) -> Any:

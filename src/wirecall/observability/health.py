@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..context import Context
 from ..errors import NotFound
 from ..gen import alias_full_names, service_base, standard_messages
+from ..service import method
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -50,8 +51,10 @@ class HealthService(_HealthBase):  # type: ignore[misc,valid-type]
         self._status: dict[str, int] = {"": SERVING}
         self._changed = asyncio.Event()
 
+    @method(hidden=True)  # local API only: nobody on the network may change health
     def set(self, service: str, status: int) -> None:
-        """Set a service's status (``SERVING``/``NOT_SERVING``); Watch streams see it."""
+        """Set a service's status (``SERVING``/``NOT_SERVING``); Watch streams see it.
+        A local call, never an RPC method (only Check and Watch are served)."""
         self._status[service] = status
         self._changed.set()
         self._changed = asyncio.Event()

@@ -10,6 +10,13 @@ from wirecall import errors as E
 from wirecall.status import Status
 
 
+def test_every_status_has_its_subclass() -> None:
+    for status in Status:
+        if status is not Status.OK:
+            err = E.RpcError(status, "m")
+            assert type(err) is not E.RpcError and type(err).default_status == status
+
+
 @pytest.mark.parametrize(
     ("status", "cls"),
     [
@@ -21,7 +28,14 @@ from wirecall.status import Status
         (Status.UNIMPLEMENTED, E.Unimplemented),
         (Status.INTERNAL, E.Internal),
         (Status.UNAVAILABLE, E.Unavailable),
-        (Status.ABORTED, E.RpcError),
+        (Status.ABORTED, E.Aborted),
+        (Status.UNAUTHENTICATED, E.Unauthenticated),
+        (Status.UNKNOWN, E.Unknown),
+        (Status.PERMISSION_DENIED, E.PermissionDenied),
+        (Status.ALREADY_EXISTS, E.AlreadyExists),
+        (Status.FAILED_PRECONDITION, E.FailedPrecondition),
+        (Status.OUT_OF_RANGE, E.OutOfRange),
+        (Status.DATA_LOSS, E.DataLoss),
     ],
 )
 def test_status_picks_the_most_specific_class(status: Status, cls: type) -> None:

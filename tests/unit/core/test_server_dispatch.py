@@ -6,6 +6,7 @@ fast-lane decision, drain on close."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from typing import Any
@@ -221,8 +222,9 @@ async def test_handler_exceptions_map_to_internal_and_rpc_errors_pass_through() 
     server, _ = _server()
     with pytest.raises(Internal) as ei:
         await server.dispatch("Paths.Boom", [])
-    assert ei.value.message == "ValueError: bad value"
-    assert ei.value.details is None  # no traceback unless debug
+    # opaque by default: a reference, never the exception's text (issue #10)
+    assert re.fullmatch(r"internal error \(ref [0-9a-f]{12}\)", ei.value.message), ei.value
+    assert "bad value" not in repr(ei.value.details)
     with pytest.raises(NotFound, match="no key"):
         await server.dispatch("Paths.NotThere", ["key"])
 
