@@ -55,6 +55,7 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "Unknown",
+    "wrong_mode",
 ]
 
 
@@ -193,6 +194,21 @@ class FrameTooLarge(ProtocolError, ResourceExhausted):
     """A frame or message is over the configured limit; refused before it is buffered."""
 
     default_status = Status.RESOURCE_EXHAUSTED
+
+
+_MODE_NAMES = {
+    "unary": "unary: call it with client.call()",
+    "server_stream": "a server stream: call it with client.stream()",
+    "client_stream": "a client stream: call it with client.stream()",
+    "bidi_stream": "a bidi stream: call it with client.stream()",
+}
+
+
+def wrong_mode(method: str, mode: str) -> Unimplemented:
+    """The error every wire answers when a method is called in a mode it does not have (a
+    stream called as a unary call, or the other way round): UNIMPLEMENTED, as an unknown
+    method is, since that form of the method does not exist; the message names its mode."""
+    return Unimplemented(message=f"method {method} is {_MODE_NAMES.get(mode, mode)}")
 
 
 # ProtocolError must not shadow Internal for INTERNAL, nor FrameTooLarge ResourceExhausted.

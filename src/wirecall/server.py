@@ -23,7 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .context import CURRENT, Context
-from .errors import Cancelled, DeadlineExceeded, Internal, RpcError, Unavailable, Unimplemented
+from .errors import (
+    Cancelled,
+    DeadlineExceeded,
+    Internal,
+    RpcError,
+    Unavailable,
+    Unimplemented,
+    wrong_mode,
+)
 from .interceptors import CallObserver, ServerCall, ServerInterceptor, chain
 from .seam import Dispatcher, FastEntry, MethodInfo, OnDone, Send
 from .service import MethodSpec, ServiceRegistry
@@ -232,6 +240,8 @@ class Server:
             spec = method if isinstance(method, MethodSpec) else self.lookup(
                 method if isinstance(method, str) else method.name)
             ctx.method = spec.name
+            if spec.mode != "unary":
+                raise wrong_mode(spec.name, spec.mode)
             if self._closing:
                 raise Unavailable(message="server is shutting down")
             if ctx.deadline is not None and ctx.expired:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, S
 from typing import Any, Protocol
 
 from ..context import Context
-from ..errors import DeadlineExceeded, InvalidArgument, RpcError, Unavailable
+from ..errors import DeadlineExceeded, InvalidArgument, RpcError, Unavailable, wrong_mode
 from ..interceptors import ServerCall, ServerInterceptor, chain
 from ..seam import CLIENT_STREAM, SERVER_STREAM, UNARY, MethodInfo, OnDone, Send
 from ..service import MethodSpec, stream_item
@@ -129,6 +129,8 @@ def start_stream(
         spec = method if isinstance(method, MethodSpec) else server.lookup(
             method if isinstance(method, str) else method.name)
         ctx.method = spec.name
+        if spec.mode == "unary":
+            raise wrong_mode(spec.name, spec.mode)
         if server.closing:
             raise Unavailable(message="server is shutting down")
         if ctx.deadline is not None and ctx.expired:

@@ -25,6 +25,7 @@ from ...errors import (
     ResourceExhausted,
     RpcError,
     Unavailable,
+    Unimplemented,
 )
 from ...protocol import grpc as gp
 from ...status import Status
@@ -439,8 +440,11 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 elif isinstance(c, UnaryCall):
                     self.conn.consumed(ev.stream_id, ev.flow)
                     if c.payload is not None:
-                        self._finish_unary(ev.stream_id, c, Internal(
-                            message="server sent more than one reply to a unary call"))
+                        # gRPC carries no call mode: a second reply means a stream method
+                        name = c.method.strip("/").replace("/", ".")
+                        self._finish_unary(ev.stream_id, c, Unimplemented(
+                            message=f"method {name} is a stream (the server sent more than "
+                                    "one reply): call it with client.stream()"))
                         self.conn.reset(ev.stream_id)
                     else:
                         c.payload = ev.payload

@@ -18,6 +18,7 @@ __all__ = [
     "STREAM_CANCEL",
     "STREAM_END",
     "STREAM_ITEM",
+    "STREAM_OPEN",
     "STREAM_WINDOW",
     "STREAM_WINDOW_INITIAL",
     "TIMEOUT_HEADER",
@@ -38,6 +39,9 @@ STREAM_ITEM = "rpc.stream.item"  # {"id": <call id>, "item": <one message>}, eit
 STREAM_END = "rpc.stream.end"  # {"id": <call id>}: the client sends no more items
 STREAM_CANCEL = "rpc.stream.cancel"  # {"id": <call id>}: the client gives the call up
 STREAM_WINDOW = "rpc.stream.window"  # {"id": <call id>, "n": k}: k more items may come
+#: {"id": <call id>, "method": M, "mode": "server_stream"|...}: the server started a stream
+#: (sent before any item; a call answered without it was unary)
+STREAM_OPEN = "rpc.stream.open"
 STREAM_WINDOW_INITIAL = 16  # items each side may send before the first rpc.stream.window
 GRANT_AT = STREAM_WINDOW_INITIAL // 2  # grant credit back in batches of half a window
 

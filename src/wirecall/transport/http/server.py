@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ...context import Context
 from ...protocol import netrpc as nr
 from ..base import URL, Listener
+from ..sockets import ConnectionSet
 from .common import META_PREFIX, TIMEOUT_HEADER
 from .dispatch import handle_body
 from .responses import response, text
@@ -110,7 +111,7 @@ class HttpService:
         self.linger_timeout = linger_timeout
         self.max_pipeline = max_pipeline
         self.ws_heartbeat = ws_heartbeat
-        self.connections: set[HttpProtocol] = set()
+        self.connections: ConnectionSet = ConnectionSet()  # HttpProtocol
         self.accepted = 0  # connections accepted so far (keep-alive reuse shows here)
         self.sessions: set[WebSocketSession] = set()
         self.draining = False
@@ -682,7 +683,10 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     drain_delay = float(opts.pop("drain_delay", url.query.get("drain_delay", 0.0)))
     backlog = int(opts.pop("backlog", 1024))
     reuse_port = bool(opts.pop("reuse_port", False))
-    if url.path and url.path != "/" and "paths" not in opts:
+    if url.scheme == "ws":  # ws://host:port/ws: the path is the WebSocket's (issue #10)
+        if url.path and url.path != "/" and "ws_path" not in opts:
+            opts["ws_path"] = url.path
+    elif url.path and url.path != "/" and "paths" not in opts:
         opts["paths"] = (url.path, "/rpc")
     svc = HttpService(server, **opts)
     loop = asyncio.get_running_loop()
@@ -692,5 +696,8 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     )
     sock = aserver.sockets[0].getsockname()
     host = url.host or sock[0]
-    real = URL(url.scheme if url.scheme != "ws" else "http", host, sock[1], url.path)
+    if url.scheme == "ws":  # the address a ws:// client dials
+        real = URL("ws", host, sock[1], svc.ws_path.decode() if svc.ws_path else "/ws")
+    else:
+        real = URL(url.scheme, host, sock[1], url.path)
     return HttpListener(svc, str(real), aserver, drain_delay)

@@ -35,6 +35,7 @@ from .common import (
     STREAM_CANCEL,
     STREAM_END,
     STREAM_ITEM,
+    STREAM_OPEN,
     STREAM_WINDOW,
     STREAM_WINDOW_INITIAL,
     convert_item,
@@ -304,6 +305,9 @@ class WebSocketSession:
             else:
                 self._respond(j2.encode(j2.error_reply(call, as_rpc_error(exc))))
 
+        # the mode first: a client that called the method as unary fails clearly (issue #10)
+        self._respond(j2.encode(j2.request_object(
+            STREAM_OPEN, {"id": id, "method": spec.name, "mode": spec.mode})))
         token = _current_ws.set(self)
         try:
             self.server.start_stream(spec, call.params, ctx, st.inbound, send, on_done)

@@ -24,6 +24,7 @@ from ...errors import (
     RpcError,
     Unavailable,
     Unimplemented,
+    wrong_mode,
 )
 from ...protocol import jsonrpc2 as j2
 from ...streaming.model import ClientStream, expire_later
@@ -34,6 +35,7 @@ from .common import (
     STREAM_CANCEL,
     STREAM_END,
     STREAM_ITEM,
+    STREAM_OPEN,
     STREAM_WINDOW,
     STREAM_WINDOW_INITIAL,
     BatchItem,
@@ -277,6 +279,9 @@ class WebSocketConnection(ClientConnection):
                 if st is not None and isinstance(p, dict):
                     st.received_control(method, p)
                 return
+            if method == STREAM_OPEN:
+                self._stream_opened(obj.get("params"))
+                return
             if method == "rpc.goaway":
                 self.goaway_received = True
             for fn in self._listeners.get(method, ()):
@@ -297,6 +302,8 @@ class WebSocketConnection(ClientConnection):
         if ref is not None:
             stream = ref()
             if stream is not None:
+                if err is None and not stream.mode_seen:  # answered as a unary call
+                    err = wrong_mode(stream.method, "unary")
                 stream.end(err)
             return
         fut = self._pending.get(id)
@@ -305,6 +312,24 @@ class WebSocketConnection(ClientConnection):
                 fut.set_result(result)
             else:
                 fut.set_exception(err)
+
+    def _stream_opened(self, p: Any) -> None:
+        """``rpc.stream.open``: the server runs call ``id`` as a stream; a unary call of
+        ours fails naming the mode (and the stream is cancelled on the server)."""
+        if not isinstance(p, dict) or type(p.get("id")) is not int:
+            return
+        id = p["id"]
+        ref = self._streams.get(id)
+        stream = ref() if ref is not None else None
+        if stream is not None:
+            stream.mode_seen = True
+            return
+        fut = self._pending.get(id)
+        if fut is not None and not fut.done():
+            fut.set_exception(wrong_mode(str(p.get("method")), str(p.get("mode"))))
+            if not self._ws.closed:
+                self._spawn(self._ws.send_bytes(j2.encode(
+                    j2.request_object(STREAM_CANCEL, {"id": id}))))
 
     async def _serve(self, method: str, params: Any, id: Any) -> None:
         fn = self._handlers.get(method)
@@ -374,6 +399,7 @@ class _WsClientStream(ClientStream[Any]):
         self.received = 0  # items the server sent
         self.granted = STREAM_WINDOW_INITIAL  # items the server may have sent so far
         self.consumed = 0  # items the application took since the last grant
+        self.mode_seen = False  # the server's rpc.stream.open arrived
         self._credit_waiter: asyncio.Future[None] | None = None
 
     def opened(self, request: asyncio.Future[Any], cancel: Callable[[], None],

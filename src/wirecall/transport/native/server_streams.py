@@ -23,7 +23,7 @@ import msgspec
 
 from ... import codec as codecs
 from ...context import Context
-from ...errors import RpcError, Unavailable
+from ...errors import RpcError, Unavailable, wrong_mode
 from ...protocol import frames as fr
 from ...seam import BIDI_STREAM, CLIENT_STREAM, UNARY, Dispatcher
 from ...status import Status
@@ -40,6 +40,8 @@ class StreamingConnection(Protocol):
     server: Dispatcher
     codec: codecs.Codec
     peer: str
+    #: the transport name handlers see (``tcp``, ``quic``)
+    scheme: str
     #: this server sent GOAWAY: new calls are refused
     going_away_sent: bool
     #: the calls (unary and streaming) in flight, by id: CANCEL and connection loss cancel them
@@ -89,7 +91,7 @@ class ServerStreams:
         server = proto.server
         timeout = ev.timeout
         ctx = Context(ev.method, ev.metadata or {},
-                      None if timeout is None else time.monotonic() + timeout, proto.peer, "tcp")
+                      None if timeout is None else time.monotonic() + timeout, proto.peer, proto.scheme)
         try:
             if proto.going_away_sent or server.closing:
                 raise Unavailable(message="server is shutting down")
@@ -97,8 +99,7 @@ class ServerStreams:
             info = spec.proto
             mode = info[2] if info is not None else spec.mode
             if mode == UNARY:
-                raise RpcError(Status.FAILED_PRECONDITION,
-                               f"{spec.name} is a unary method, not a streaming one")
+                raise wrong_mode(spec.name, mode)
             body = ev.body
             if ev.compressed:
                 body = fr.decompress(body, conn.max_frame_size)

@@ -1,0 +1,131 @@
+"""Every wire behaves the same (issue #10): a stream called as a unary call (and the other
+way round) is one clear UNIMPLEMENTED naming the method's mode; an unexpected handler
+exception is an opaque INTERNAL with a reference the server logs; administrative methods
+(``Health.set``) are not on the network; unknown options are errors naming them."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from support.services import Calc
+
+import wirecall
+from wirecall import Internal, Status, Unimplemented
+
+# wire -> (listen address, streams supported by the client)
+WIRES = {
+    "tcp": ("tcp://127.0.0.1:0", True),
+    "unix": ("unix://{tmp}/s.sock", True),
+    "http": ("http://127.0.0.1:0", False),
+    "ws": ("ws://127.0.0.1:0", True),
+    "grpc": ("grpc://127.0.0.1:0", True),
+    "any": ("any://127.0.0.1:0", True),
+}
+
+
+class Secret:
+    async def Leak(self) -> None:
+        raise ValueError("secret internal detail")
+
+
+@pytest.fixture
+async def on_wire(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    servers: list[wirecall.Server] = []
+    clients: list[wirecall.Client] = []
+    tmp = tempfile.TemporaryDirectory()
+
+    async def start(wire: str, *services: Any, **kw: Any) -> wirecall.Client:
+        server = wirecall.Server(**kw)
+        for s in services:
+            server.register(s)
+        servers.append(server)
+        [url] = await server.start(WIRES[wire][0].format(tmp=tmp.name))
+        client = await wirecall.connect(url)
+        clients.append(client)
+        start.server = server  # type: ignore[attr-defined]
+        return client
+
+    yield start
+    for c in clients:
+        await c.close()
+    for s in servers:
+        await s.close(drain_timeout=1)
+    tmp.cleanup()
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_a_stream_called_as_unary_names_its_mode(on_wire: Any, wire: str) -> None:
+    c = await on_wire(wire, Calc())
+    with pytest.raises(Unimplemented) as ei:
+        await c.call("Calc.Count", 3, timeout=5)
+    assert "Calc.Count is a" in ei.value.message and "client.stream()" in ei.value.message
+    if wire != "grpc":  # gRPC carries no mode on the wire: the client infers "a stream"
+        assert "server stream" in ei.value.message
+    # the connection still serves, and the server logged no handler crash
+    assert await c.call("Calc.Add", 2, 3, timeout=5) == 5
+
+
+@pytest.mark.parametrize("wire", [w for w, (_, streams) in WIRES.items() if streams])
+async def test_a_client_stream_called_as_unary_names_its_mode(on_wire: Any, wire: str) -> None:
+    c = await on_wire(wire, Calc())
+    with pytest.raises(wirecall.RpcError) as ei:
+        await c.call("Calc.Double", timeout=5)
+    if wire == "grpc":  # no mode on the wire; the server sees a one-message stream
+        return
+    assert ei.value.status == Status.UNIMPLEMENTED
+    assert "Calc.Double is a bidi stream: call it with client.stream()" in ei.value.message
+
+
+@pytest.mark.parametrize("wire", ["tcp", "unix", "ws", "any"])
+async def test_a_unary_method_opened_as_a_stream_names_its_mode(on_wire: Any, wire: str) -> None:
+    c = await on_wire(wire, Calc())
+    with pytest.raises(Unimplemented, match=r"method Calc\.Add is unary: call it with "
+                                            r"client\.call\(\)"):
+        async for _ in c.stream("Calc.Add", [1, 2], timeout=5):
+            pass
+    assert await c.call("Calc.Add", 2, 3, timeout=5) == 5
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_unexpected_exceptions_are_opaque_with_a_logged_reference(
+    on_wire: Any, wire: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = await on_wire(wire, Secret())
+    with caplog.at_level(logging.ERROR, logger="wirecall.server"):
+        with pytest.raises(Internal) as ei:
+            await c.call("Secret.Leak", timeout=5)
+    assert "secret" not in ei.value.message and "ValueError" not in ei.value.message
+    m = re.fullmatch(r"internal error \(ref ([0-9a-f]{12})\)", ei.value.message)
+    assert m, ei.value.message
+    logged = [r for r in caplog.records if f"ref={m.group(1)}" in r.getMessage()]
+    assert logged and "secret internal detail" in logged[0].getMessage()
+
+
+@pytest.mark.parametrize("wire", ["tcp", "http", "ws"])
+async def test_debug_keeps_the_detail(on_wire: Any, wire: str) -> None:
+    c = await on_wire(wire, Secret(), debug=True)
+    with pytest.raises(Internal, match="ValueError: secret internal detail"):
+        await c.call("Secret.Leak", timeout=5)
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_health_cannot_be_changed_from_the_network(on_wire: Any, wire: str) -> None:
+    from wirecall.observability.health import NOT_SERVING, enable_health
+
+    c = await on_wire(wire, Calc())
+    health = enable_health(on_wire.server)
+    with pytest.raises(Unimplemented):
+        await c.call("grpc.health.v1.Health.set", "", int(NOT_SERVING), timeout=5)
+    with pytest.raises(Unimplemented):
+        await c.call("Health.set", "", int(NOT_SERVING), timeout=5)
+    desc = await c.call("rpc.describe", timeout=5)
+    names = {m["name"] for methods in desc.values() for m in methods}
+    assert "Health.Check" in names and not any(n.endswith(".set") for n in names)
+    health.set("", NOT_SERVING)  # the local API still works
+    assert health._get("") == NOT_SERVING  # noqa: SLF001
+
