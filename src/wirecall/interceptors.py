@@ -8,12 +8,20 @@ sees the result or the error on the way back. The first interceptor in the list 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .context import Context
 from .service import MethodSpec
 
-__all__ = ["ClientCall", "ClientInterceptor", "ServerCall", "ServerInterceptor", "chain"]
+__all__ = [
+    "CallObserver",
+    "ClientCall",
+    "ClientInterceptor",
+    "OnDone",
+    "ServerCall",
+    "ServerInterceptor",
+    "chain",
+]
 
 
 class ServerCall:
@@ -53,6 +61,29 @@ class ClientCall:
         self.metadata = metadata
         self.timeout = timeout
         self.result_type = result_type
+
+
+#: how a call reports its end: ``on_done(result, None)`` or ``on_done(None, RpcError)``
+OnDone = Callable[[Any, BaseException | None], None]
+
+
+class CallObserver(Protocol):
+    """Watches every call a server runs, without taking it off its path (``inline`` handlers
+    stay on the calling stack, no task is added; only the native fast lane is given up).
+
+    ``Server.add_observer(obs)``: for each unary call ``call_started`` and for each stream
+    ``stream_started`` gets the method name, the :class:`Context` (``ctx.transport`` names the
+    wire, ``ctx.peer`` the peer) and the call's ``on_done``, and returns the ``on_done`` to use
+    instead (which must call the one it got, exactly once). It runs inside a copy of the
+    caller's ``contextvars`` context that the handler (its task, its worker thread) inherits,
+    so an observer may set context variables (a tracing span) for the handler's onward calls.
+    Observers are the cheap seam for metrics, tracing and access logs; interceptors remain the
+    seam for code that changes calls.
+    """
+
+    def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone: ...
+
+    def stream_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone: ...
 
 
 ServerInterceptor = Callable[[ServerCall, Callable[[ServerCall], Awaitable[Any]]], Awaitable[Any]]

@@ -23,12 +23,14 @@ __all__ = [
     "WRITE_BATCH",
     "CoalescedWriter",
     "ConnectionListener",
+    "ConnectionSet",
     "PendingCalls",
     "ServedConnection",
     "dial",
     "listen",
     "peer_name",
     "set_nodelay",
+    "tcp_bytes",
 ]
 
 
@@ -49,6 +51,58 @@ def peer_name(transport: asyncio.BaseTransport) -> str:
     return f"unix:{peer}" if peer else "unix"
 
 
+def tcp_bytes(transport: Any) -> tuple[int, int]:
+    """``(received, sent)`` bytes of a TCP connection as the kernel counts them (Linux
+    ``TCP_INFO``: ``tcpi_bytes_received``, ``tcpi_bytes_acked``); ``(0, 0)`` elsewhere, for
+    Unix sockets, or once the socket is closed. Read on demand: no cost on the data path."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    info = getattr(socket, "TCP_INFO", None)
+    if sock is None or info is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return 0, 0
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, info, 160)
+    except OSError:
+        return 0, 0
+    if len(raw) < 136:
+        return 0, 0
+    sent = int.from_bytes(raw[120:128], "little")
+    received = int.from_bytes(raw[128:136], "little")
+    return received, sent
+
+
+class ConnectionSet(set[Any]):
+    """The connections a listener serves, with counts for metrics: ``accepted`` so far and
+    the bytes of the connections that have left (read from the kernel as each leaves;
+    :meth:`byte_totals` adds those still open). Nothing is counted per read or write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted = 0
+        self.left_received = 0
+        self.left_sent = 0
+
+    def add(self, conn: Any) -> None:
+        if conn not in self:
+            self.accepted += 1
+            super().add(conn)
+
+    def discard(self, conn: Any) -> None:
+        if conn in self:
+            super().discard(conn)
+            received, sent = tcp_bytes(getattr(conn, "transport", None))
+            self.left_received += received
+            self.left_sent += sent
+
+    def byte_totals(self) -> tuple[int, int]:
+        """``(received, sent)`` by every connection this listener accepted (TCP, Linux)."""
+        received, sent = self.left_received, self.left_sent
+        for conn in list(self):
+            r, s = tcp_bytes(getattr(conn, "transport", None))
+            received += r
+            sent += s
+        return received, sent
+
+
 class ServedConnection(Protocol):
     """A server-side connection as its listener sees it."""
 
@@ -64,7 +118,7 @@ class ConnectionListener(Listener):
 
     def __init__(self, url: str = "") -> None:
         self.url = url
-        self.connections: set[Any] = set()
+        self.connections: ConnectionSet = ConnectionSet()
         self._aserver: asyncio.AbstractServer | None = None
         self._unix_path: str | None = None
 

@@ -1,0 +1,149 @@
+"""OpenTelemetry tracing (extra ``tracing``: opentelemetry-api and -sdk).
+
+::
+
+    ServerTracing(server)                                  # a SERVER span per call and stream
+    client = Client(url, interceptors=[ClientTracing()])   # a CLIENT span per call
+
+The client span's W3C ``traceparent`` (and ``tracestate``) travel in the call's metadata, so
+the server span is its child. While a handler runs, its server span is the current OpenTelemetry
+span (in the handler's task, its worker thread, or on the calling stack for inline handlers),
+and the server puts the server span's ``traceparent`` into the call's metadata: onward calls
+made by the handler, which inherit that metadata, join the same trace whether or not their
+client traces too.
+
+Wires without metadata cannot carry a trace: Go net/rpc (``gob://``, and Go's
+``rpc.DialHTTP``) and Go JSON-RPC 1.0 (``jsonrpc://``) start a new trace at the server span.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..context import Context
+from ..errors import RpcError
+from ..interceptors import ClientCall, OnDone
+from .stats import split_method, wire_of
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["ClientTracing", "ServerTracing", "require_otel", "traceparent_of"]
+
+_SCOPE = "wirecall"
+
+
+def require_otel() -> Any:
+    """The ``opentelemetry.trace`` module, or an ImportError naming the extra to install."""
+    try:
+        importlib.import_module("opentelemetry.sdk.trace")
+        return importlib.import_module("opentelemetry.trace")
+    except ImportError:
+        raise ImportError(
+            "tracing needs OpenTelemetry: pip install 'wirecall[tracing]'") from None
+
+
+class _Otel:
+    """The OpenTelemetry pieces both sides use, imported once."""
+
+    def __init__(self, tracer_provider: Any) -> None:
+        self.trace = require_otel()
+        self.context = importlib.import_module("opentelemetry.context")
+        tc = importlib.import_module("opentelemetry.trace.propagation.tracecontext")
+        self.propagator = tc.TraceContextTextMapPropagator()
+        provider = tracer_provider or self.trace.get_tracer_provider()
+        self.tracer = provider.get_tracer(_SCOPE)
+        self.status_error = self.trace.Status(self.trace.StatusCode.ERROR)
+
+    def end(self, span: Any, err: BaseException | None) -> None:
+        if err is not None:
+            code = err.status.name if isinstance(err, RpcError) else type(err).__name__
+            span.set_attribute("rpc.wirecall.status", code)
+            span.set_status(self.trace.Status(self.trace.StatusCode.ERROR, code))
+        else:
+            span.set_attribute("rpc.wirecall.status", "OK")
+        span.end()
+
+
+def _attributes(method: str, wire: str) -> dict[str, Any]:
+    svc, meth = split_method(method)
+    attrs: dict[str, Any] = {"rpc.system": "wirecall", "rpc.service": svc, "rpc.method": meth}
+    if wire:
+        attrs["rpc.wirecall.wire"] = wire
+    return attrs
+
+
+class ServerTracing:
+    """A server observer: a SERVER span per call and per stream, parented by the caller's
+    ``traceparent`` when its wire carries metadata. ``tracer_provider``: default the global
+    one (``opentelemetry.trace.set_tracer_provider``)."""
+
+    def __init__(self, server: Server | None = None, *, tracer_provider: Any = None) -> None:
+        self._otel = _Otel(tracer_provider)
+        if server is not None:
+            server.add_observer(self)
+
+    def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
+        return self._start(method, ctx, on_done)
+
+    def stream_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
+        return self._start(method, ctx, on_done)
+
+    def _start(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
+        otel = self._otel
+        md = ctx.metadata
+        parent = otel.propagator.extract(md) if "traceparent" in md else None
+        wire = wire_of(ctx)
+        attrs = _attributes(method, wire)
+        if ctx.peer:
+            attrs["net.peer.name"] = ctx.peer
+        span = otel.tracer.start_span(
+            method, context=parent, kind=otel.trace.SpanKind.SERVER, attributes=attrs)
+        current = otel.trace.set_span_in_context(span)
+        # we run in a copy of the caller's contextvars: the handler inherits this, and the
+        # copy is dropped when the call has started (nothing to detach)
+        otel.context.attach(current)
+        carrier: dict[str, str] = dict(md)
+        otel.propagator.inject(carrier, context=current)
+        ctx.metadata = carrier
+
+        def done(result: Any, err: BaseException | None) -> None:
+            try:
+                otel.end(span, err)
+            finally:
+                on_done(result, err)
+
+        return done
+
+
+class ClientTracing:
+    """A client interceptor: a CLIENT span per call, its ``traceparent`` put in the call's
+    metadata. The parent is the current OpenTelemetry span (a handler's server span when the
+    call is made while serving one)."""
+
+    def __init__(self, *, tracer_provider: Any = None) -> None:
+        self._otel = _Otel(tracer_provider)
+
+    async def __call__(
+        self, call: ClientCall, proceed: Callable[[ClientCall], Awaitable[Any]]
+    ) -> Any:
+        otel = self._otel
+        span = otel.tracer.start_span(
+            call.method, kind=otel.trace.SpanKind.CLIENT, attributes=_attributes(call.method, ""))
+        carrier: dict[str, str] = {}
+        otel.propagator.inject(carrier, context=otel.trace.set_span_in_context(span))
+        call.metadata.update(carrier)
+        try:
+            result = await proceed(call)
+        except BaseException as exc:
+            otel.end(span, exc)
+            raise
+        otel.end(span, None)
+        return result
+
+
+def traceparent_of(metadata: Mapping[str, str]) -> str | None:
+    """The W3C ``traceparent`` in a call's metadata, if any."""
+    return metadata.get("traceparent")
