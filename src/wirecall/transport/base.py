@@ -33,6 +33,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "any": ("wirecall.transport.sniff", ""),
     "grpc": ("wirecall.transport.grpc", "grpc"),
     "grpcs": ("wirecall.transport.grpc", "grpc"),
+    "quic": ("wirecall.transport.quic", "quic"),
 }
 
 

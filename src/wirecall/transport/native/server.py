@@ -52,6 +52,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
     """One accepted connection speaking the native protocol."""
 
     conn: fr.FrameConnection
+    #: the transport name handlers see in ``Context.transport`` (``quic`` reuses this class)
+    scheme = "tcp"
 
     def __init__(
         self, server: Dispatcher, listener: ConnectionListener | None = None, **opts: Any
@@ -296,7 +298,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                 lane is not None
                 and not self.going_away_sent
                 and self._run_fast(
-                    cid, lane, body, Context(method, EMPTY_METADATA, None, self.peer, "tcp")
+                    cid, lane, body, Context(method, EMPTY_METADATA, None, self.peer, self.scheme)
                 )
             ):
                 conn = self.conn
@@ -323,7 +325,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             ev.metadata or EMPTY_METADATA,
             None if timeout is None else time.monotonic() + timeout,
             self.peer,
-            "tcp",
+            self.scheme,
         )
         server = self.server
         body = ev.body
