@@ -23,8 +23,8 @@ SCHEMES = ["tcp", "grpc", "ws"]
 
 
 def _client_url(scheme: str, listening: str) -> str:
-    """The address a client dials: an HTTP listener answers WebSocket calls on /ws."""
-    return "ws://" + listening.split("://", 1)[1] + "/ws" if scheme == "ws" else listening
+    """The address a client dials: a ws:// listener reports ws://host:port/ws."""
+    return listening
 
 
 class Endless:

@@ -426,6 +426,8 @@ async def test_a_client_exceeding_its_window_gets_resource_exhausted(
         for i in range(http.STREAM_WINDOW_INITIAL + 1):
             await ws.send_str(json.dumps({"jsonrpc": "2.0", "method": "rpc.stream.item",
                                           "params": {"id": 7, "item": str(i)}}))
+        opened = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
+        assert opened["method"] == "rpc.stream.open" and opened["params"]["id"] == 7
         r = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
         assert r["id"] == 7 and r["error"]["data"]["status"] == "RESOURCE_EXHAUSTED"
         assert "window" in r["error"]["message"]
@@ -458,6 +460,8 @@ async def test_raw_client_drives_the_window(
     conn, _, _ = flow_conn
     async with aiohttp.ClientSession() as s, s.ws_connect(conn.url) as ws:
         await ws.send_str('{"jsonrpc":"2.0","method":"Flow.Flood","params":[40],"id":"f"}')
+        opened = json.loads(await asyncio.wait_for(ws.receive_str(), 5))
+        assert opened["params"] == {"id": "f", "method": "Flow.Flood", "mode": "server_stream"}
         items = []
         for _ in range(http.STREAM_WINDOW_INITIAL):
             items.append(json.loads(await asyncio.wait_for(ws.receive_str(), 5)))
