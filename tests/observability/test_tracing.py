@@ -1,0 +1,141 @@
+"""Tracing with OpenTelemetry's SDK and its in-memory exporter: a span per call on client and
+server, the W3C traceparent carried in metadata on every wire that has metadata, onward calls
+joined into one trace; the Go wires (no metadata) start a new trace at the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from support.observability import METADATA_WIRES, Args, Shop, listen_urls
+from wirecall import Client, RpcError, Server
+from wirecall.observability.tracing import ClientTracing, ServerTracing
+
+
+@pytest.fixture
+def provider() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tp, exporter
+    tp.shutdown()
+
+
+@pytest.fixture
+async def served(tmp_path: Path, provider: tuple[TracerProvider, InMemorySpanExporter]
+                 ) -> AsyncIterator[tuple[Server, Shop, dict[str, str]]]:
+    server = Server()
+    shop = Shop()
+    server.register(shop, "Shop")
+    ServerTracing(server, tracer_provider=provider[0])
+    wires = ("tcp", "unix", "http", "ws", "grpc", "gob", "jsonrpc")
+    urls = await server.start(*listen_urls(tmp_path, wires))
+    yield server, shop, dict(zip(wires, urls, strict=True))
+    await server.close(drain_timeout=1)
+
+
+def by_name(spans: Any, name: str, kind: SpanKind) -> list[Any]:
+    return [s for s in spans if s.name == name and s.kind == kind]
+
+
+@pytest.mark.parametrize("wire", METADATA_WIRES)
+async def test_onward_calls_join_one_trace(
+        wire: str, served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    _, shop, urls = served
+    tp, exporter = provider
+    url = urls[wire]
+    async with Client(url, interceptors=[ClientTracing(tracer_provider=tp)]) as onward, \
+            Client(url, interceptors=[ClientTracing(tracer_provider=tp)]) as c:
+        shop.onward = onward
+        assert await c.call("Shop.Relay", Args(2, 3), result_type=int) == 5
+    spans = exporter.get_finished_spans()
+    [c_relay] = by_name(spans, "Shop.Relay", SpanKind.CLIENT)
+    [s_relay] = by_name(spans, "Shop.Relay", SpanKind.SERVER)
+    [c_add] = by_name(spans, "Shop.Add", SpanKind.CLIENT)
+    [s_add] = by_name(spans, "Shop.Add", SpanKind.SERVER)
+    trace_id = c_relay.context.trace_id
+    assert {s.context.trace_id for s in (s_relay, c_add, s_add)} == {trace_id}
+    assert c_relay.parent is None
+    assert s_relay.parent.span_id == c_relay.context.span_id
+    assert c_add.parent.span_id == s_relay.context.span_id
+    assert s_add.parent.span_id == c_add.context.span_id
+    assert s_add.attributes["rpc.wirecall.wire"] == wire
+    assert s_add.attributes["rpc.service"] == "Shop"
+    assert s_add.attributes["rpc.method"] == "Add"
+    assert s_add.attributes["rpc.wirecall.status"] == "OK"
+
+
+@pytest.mark.parametrize("wire", ["tcp", "grpc"])
+async def test_onward_call_without_client_tracing_still_joins(
+        wire: str, served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """The server span's traceparent is in the handler's metadata, which onward calls
+    inherit: the next server's span is its child even if the onward client does not trace."""
+    _, shop, urls = served
+    tp, exporter = provider
+    async with Client(urls[wire]) as onward, \
+            Client(urls[wire], interceptors=[ClientTracing(tracer_provider=tp)]) as c:
+        shop.onward = onward
+        assert await c.call("Shop.Relay", Args(1, 1), result_type=int) == 2
+    spans = exporter.get_finished_spans()
+    [s_relay] = by_name(spans, "Shop.Relay", SpanKind.SERVER)
+    [s_add] = by_name(spans, "Shop.Add", SpanKind.SERVER)
+    assert not by_name(spans, "Shop.Add", SpanKind.CLIENT)
+    assert s_add.context.trace_id == s_relay.context.trace_id
+    assert s_add.parent.span_id == s_relay.context.span_id
+
+
+@pytest.mark.parametrize("wire", ["gob", "jsonrpc"])
+async def test_go_wires_start_a_new_trace(
+        wire: str, served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    _, _, urls = served
+    tp, exporter = provider
+    async with Client(urls[wire], interceptors=[ClientTracing(tracer_provider=tp)]) as c:
+        assert await c.call("Shop.Add", Args(1, 2), result_type=int) == 3
+    spans = exporter.get_finished_spans()
+    [client] = by_name(spans, "Shop.Add", SpanKind.CLIENT)
+    [server] = by_name(spans, "Shop.Add", SpanKind.SERVER)
+    assert server.parent is None  # no metadata on this wire: nothing carried the parent
+    assert server.context.trace_id != client.context.trace_id
+    assert server.attributes["rpc.wirecall.wire"] == wire
+
+
+@pytest.mark.parametrize("wire", ["tcp", "http", "ws", "grpc"])
+async def test_errors_mark_both_spans(
+        wire: str, served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    _, _, urls = served
+    tp, exporter = provider
+    async with Client(urls[wire], interceptors=[ClientTracing(tracer_provider=tp)]) as c:
+        with pytest.raises(RpcError, match="no item 4"):
+            await c.call("Shop.Fail", Args(4, 0), result_type=int)
+    spans = exporter.get_finished_spans()
+    [client] = by_name(spans, "Shop.Fail", SpanKind.CLIENT)
+    [server] = by_name(spans, "Shop.Fail", SpanKind.SERVER)
+    for span in (client, server):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["rpc.wirecall.status"] == "NOT_FOUND"
+    assert server.parent.span_id == client.context.span_id
+
+
+@pytest.mark.parametrize("wire", ["tcp", "ws", "grpc"])
+async def test_a_stream_is_one_server_span(
+        wire: str, served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    _, _, urls = served
+    _, exporter = provider
+    async with Client(urls[wire]) as c:
+        got = [x async for x in c.stream("Shop.Count", Args(3, 0), result_type=int)]
+    assert got == [0, 1, 2]
+    [span] = by_name(exporter.get_finished_spans(), "Shop.Count", SpanKind.SERVER)
+    assert span.attributes["rpc.wirecall.wire"] == wire
+    assert span.attributes["rpc.wirecall.status"] == "OK"
