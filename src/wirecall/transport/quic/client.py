@@ -46,6 +46,8 @@ class QuicClientConnection(TcpClientConnection):
         #: filled when the handshake completes: (session resumed, 0-RTT accepted)
         self.resumed = False
         self.early_data_accepted = False
+        #: the TLS handshake has completed (false for a while after a 0-RTT connect)
+        self.handshake_done = False
 
     @property
     def pending(self) -> int:
@@ -126,6 +128,7 @@ class QuicClientProtocol(QuicConnectionProtocol):
         elif t is qe.StreamReset or t is qe.StopSendingReceived:
             self.wire.reset(event.stream_id)  # type: ignore[attr-defined]
         elif t is qe.HandshakeCompleted:
+            owner.handshake_done = True
             owner.resumed = event.session_resumed  # type: ignore[attr-defined]
             owner.early_data_accepted = event.early_data_accepted  # type: ignore[attr-defined]
         elif t is qe.ConnectionTerminated:

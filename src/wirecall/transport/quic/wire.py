@@ -103,7 +103,10 @@ class StreamWire:
         routes = self.routes
         for cid, ftype, flags, frame in split_frames(data):
             if cid == 0:
-                quic.send_stream_data(CONTROL_STREAM, bytes(frame))
+                try:
+                    quic.send_stream_data(CONTROL_STREAM, bytes(frame))
+                except ValueError:  # a server whose client never opened its control stream
+                    pass
                 continue
             sid = routes.by_call.get(cid)
             fin = False
