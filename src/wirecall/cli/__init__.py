@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from wirecall.errors import RpcError
 
-from . import bench, call, demo, gen, listing, serve
+from . import bench, call, demo, gen, idgen, listing, serve
 from .common import Command, run
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -42,6 +42,7 @@ COMMANDS: tuple[Command, ...] = (
     bench,
     gen,
     demo,
+    idgen,
 )
 
 
