@@ -127,7 +127,7 @@ class EtcdRegistry(Registry):
         self.url = url or f"etcd://{host}:{port}"
         self._channel = grpc.aio.insecure_channel(
             f"{host}:{port}",
-            options=[("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 3000),
+            options=[("grpc.use_local_subchannel_pool", 1), ("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 3000),
                      ("grpc.keepalive_permit_without_calls", 1),
                      ("grpc.initial_reconnect_backoff_ms", 200),
                      ("grpc.max_reconnect_backoff_ms", 1000)],
@@ -139,7 +139,9 @@ class EtcdRegistry(Registry):
 
     async def _unary(self, what: str, method: Callable[..., Any], request: Any) -> Any:
         try:
-            return await method(request, timeout=OP_TIMEOUT)
+            # wait_for_ready: a registry restarting for a moment delays the call (up to
+            # OP_TIMEOUT) instead of failing it at once.
+            return await method(request, timeout=OP_TIMEOUT, wait_for_ready=True)
         except (grpc.aio.AioRpcError, TimeoutError) as exc:
             raise _error(exc, what) from None
 
