@@ -41,6 +41,7 @@ from .common import (
     convert_item,
     window_increment,
 )
+from ..sockets import peer_name
 from .dispatch import as_rpc_error, call_ctx, handle_items
 
 if TYPE_CHECKING:
@@ -392,7 +393,9 @@ async def serve_websocket(
         return web.Response(status=404, text="not found\n")
     ws = web.WebSocketResponse(max_msg_size=max_message_size, heartbeat=heartbeat, autoping=True)
     await ws.prepare(request)
-    peer = request.remote or ""
+    # host:port, as every other wire names its peer (request.remote is the host only)
+    peer = peer_name(request.transport) if request.transport is not None else (
+        request.remote or "")
     session = WebSocketSession(server, ws, peer, dict(request.headers))
     sessions.add(session)
     try:
