@@ -79,54 +79,60 @@ async def test_untrusted_certificate_is_a_connect_error_and_options_are_checked(
 
 
 async def test_four_streaming_modes() -> None:
-    async with quic_server((Calc(), "Calc")) as qs:
-        async with await wirecall.connect(qs.url, cafile=qs.certfile) as client:
-            assert [i async for i in client.stream("Calc.Count", [50], result_type=int)] == list(
-                range(50))  # past the 16-message window: WINDOW_UPDATE on the call's stream
+    async with (
+        quic_server((Calc(), "Calc")) as qs,
+        await wirecall.connect(qs.url, cafile=qs.certfile) as client,
+    ):
+        assert [i async for i in client.stream("Calc.Count", [50], result_type=int)] == list(
+            range(50))  # past the 16-message window: WINDOW_UPDATE on the call's stream
 
-            async def pts() -> AsyncIterator[Point]:
-                for i in range(40):
-                    yield Point(i, 1)
+        async def pts() -> AsyncIterator[Point]:
+            for i in range(40):
+                yield Point(i, 1)
 
-            s = client.stream("Calc.Sum", pts(), result_type=Point, timeout=5)
-            assert await s.result() == Point(780, 40)
-            bidi = client.stream("Calc.Double", result_type=int, timeout=5)
-            for i in range(30):
-                await bidi.send(i)
-                assert await bidi.recv() == 2 * i
-            await bidi.done_writing()
-            assert await bidi.recv() is EOF
-            bad = client.stream("Calc.Double", result_type=int, timeout=5)
-            await bad.send(-1)
-            with pytest.raises(NotFound, match="negative -1"):
-                await bad.recv()
-            assert await client.call("Calc.Add", 1, 2) == 3
+        s = client.stream("Calc.Sum", pts(), result_type=Point, timeout=5)
+        assert await s.result() == Point(780, 40)
+        bidi = client.stream("Calc.Double", result_type=int, timeout=5)
+        for i in range(30):
+            await bidi.send(i)
+            assert await bidi.recv() == 2 * i
+        await bidi.done_writing()
+        assert await bidi.recv() is EOF
+        bad = client.stream("Calc.Double", result_type=int, timeout=5)
+        await bad.send(-1)
+        with pytest.raises(NotFound, match="negative -1"):
+            await bad.recv()
+        assert await client.call("Calc.Add", 1, 2) == 3
 
 
 async def test_deadline_and_cancel_reset_the_stream_and_cancel_the_handler() -> None:
     probe = Probe()
-    async with quic_server(probe) as qs:
-        async with await wirecall.connect(qs.url, cafile=qs.certfile) as c:
-            with pytest.raises(DeadlineExceeded):
-                await c.call("Probe.Slow", 5, timeout=0.2)
-            task = asyncio.ensure_future(c.call("Probe.Hang"))
-            await asyncio.wait_for(probe.started.wait(), 5)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            # the client reset the stream: the server cancels the handler
-            await asyncio.wait_for(probe.cancelled.wait(), 5)
-            assert await c.call("Probe.Add", 1, 2) == 3
+    async with (
+        quic_server(probe) as qs,
+        await wirecall.connect(qs.url, cafile=qs.certfile) as c,
+    ):
+        with pytest.raises(DeadlineExceeded):
+            await c.call("Probe.Slow", 5, timeout=0.2)
+        task = asyncio.ensure_future(c.call("Probe.Hang"))
+        await asyncio.wait_for(probe.started.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the client reset the stream: the server cancels the handler
+        await asyncio.wait_for(probe.cancelled.wait(), 5)
+        assert await c.call("Probe.Add", 1, 2) == 3
 
 
 async def test_a_server_stream_dropped_by_the_client_cancels_its_handler() -> None:
     calc = Calc()
-    async with quic_server((calc, "Calc")) as qs:
-        async with await wirecall.connect(qs.url, cafile=qs.certfile) as client:
-            async for x in client.stream("Calc.Sleepy", [], result_type=int):
-                assert x == 1
-                break
-            await asyncio.wait_for(calc.cancelled.wait(), 5)
+    async with (
+        quic_server((calc, "Calc")) as qs,
+        await wirecall.connect(qs.url, cafile=qs.certfile) as client,
+    ):
+        async for x in client.stream("Calc.Sleepy", [], result_type=int):
+            assert x == 1
+            break
+        await asyncio.wait_for(calc.cancelled.wait(), 5)
 
 
 async def test_keepalive_ping_and_graceful_close_finishes_calls_in_flight() -> None:

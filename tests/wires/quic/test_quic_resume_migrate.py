@@ -80,7 +80,7 @@ async def test_connection_migration_to_a_new_client_address() -> None:
         try:
             before = await conn.call("Svc.Peer", [], 5, None, Any)
             old_port = int(before.rsplit(":", 1)[1])
-            host, new_port = await conn.migrate("127.0.0.1")
+            _host, new_port = await conn.migrate("127.0.0.1")
             assert new_port != old_port
             # the old socket is closed: replies can only reach the client at its new address
             assert await conn.call("Svc.Add", [20, 22], 5, None, Any) == 42

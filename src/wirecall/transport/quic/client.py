@@ -13,6 +13,7 @@ when it leaves Wi-Fi); the server validates the new path and the calls go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -145,7 +146,7 @@ class QuicClientProtocol(QuicConnectionProtocol):
         old = self._transport
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Forward(self), local_addr=(host, 0))
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport
         if old is not None:
             old.close()
         self._quic.change_connection_id()  # a new id on the new path (unlinkable)
@@ -158,10 +159,8 @@ class QuicClientProtocol(QuicConnectionProtocol):
         """Release the UDP socket once CONNECTION_CLOSE went out (it is sent at once; the
         peer learns of the close from it, there is nothing more to wait for)."""
         if not self._closed.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wait_closed(), timeout)
-            except TimeoutError:
-                pass
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

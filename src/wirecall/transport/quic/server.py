@@ -49,6 +49,7 @@ class QuicSession(ServerProtocol):
         self.routes = wire.routes
         #: call-stream events that arrived before the control stream's preface (0-RTT, loss)
         self._early: list[fr.Event] = []
+        self._closer: asyncio.Future[None] | None = None
 
     def on_stream_data(self, sid: int, data: bytes, end: bool) -> None:
         if sid == CONTROL_STREAM:
@@ -94,7 +95,7 @@ class QuicSession(ServerProtocol):
     def close_connection(self) -> None:
         if self.transport is not None:
             self._flush()
-            asyncio.ensure_future(self._close_when_acked())
+            self._closer = asyncio.ensure_future(self._close_when_acked())
 
     async def _close_when_acked(self) -> None:
         await wait_acked(self.wire.quic, CLOSE_GRACE)

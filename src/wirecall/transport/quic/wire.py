@@ -12,6 +12,7 @@ the stream events and in :class:`StreamWire`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,10 +104,9 @@ class StreamWire:
         routes = self.routes
         for cid, ftype, flags, frame in split_frames(data):
             if cid == 0:
-                try:
+                # (ValueError: a server whose client never opened its control stream)
+                with contextlib.suppress(ValueError):
                     quic.send_stream_data(CONTROL_STREAM, bytes(frame))
-                except ValueError:  # a server whose client never opened its control stream
-                    pass
                 continue
             sid = routes.by_call.get(cid)
             fin = False
@@ -144,10 +144,8 @@ class StreamWire:
         cid = self.routes.drop_stream(sid)
         if not self.closing:
             for op in (self.quic.reset_stream, self.quic.stop_stream):
-                try:
+                with contextlib.suppress(ValueError, AssertionError):  # (already ended)
                     op(sid, CANCELLED)
-                except (ValueError, AssertionError):
-                    pass  # that direction had already ended
             self.proto.transmit()
         if cid is not None:
             self.on_reset(cid)
