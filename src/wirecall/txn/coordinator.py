@@ -1,0 +1,391 @@
+"""The coordinator's driver (asyncio): persists what :mod:`.plan` decides and performs it.
+
+Each global transaction is driven by the coordinator that holds its lease (``owner``,
+``lease_until``): every write it makes renews the lease and is fenced by it, so a coordinator
+that lost the transaction to another (its lease expired) writes nothing more. A poller claims
+due transactions (retries, timeouts, check-backs, and those of a dead coordinator once their
+lease runs out). Branches are wirecall methods called through :func:`wirecall.connect` with
+the named parameters ``gid``, ``branch_id``, ``op`` and ``payload``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+import wirecall
+from wirecall.errors import InvalidArgument, NotFound, RpcError
+from wirecall.status import Status
+
+from . import plan
+from .crash import crash_point
+from .model import (
+    TERMINAL,
+    Branch,
+    BranchOp,
+    GlobalTx,
+    Mode,
+    Options,
+    Outcome,
+    TxStatus,
+    classify,
+)
+from .store import Store, sql
+
+__all__ = ["COUNTERS", "Coordinator"]
+
+log = logging.getLogger("wirecall.txn")
+
+COUNTERS = ("started", "succeeded", "failed", "compensated", "stuck")
+#: a msg's first check-back, when its options set no timeout
+MSG_CHECK_AFTER = 10.0
+#: TCC/XA global timeout when the options set none (DTM's TimeoutToFail is 35 s)
+DEFAULT_TIMEOUT = 35.0
+
+
+def _detail(err: BaseException | None) -> str:
+    if err is None:
+        return ""
+    if isinstance(err, RpcError):
+        return f"{err.status.name}: {err.message}"
+    return f"{type(err).__name__}: {err}"
+
+
+class Coordinator:
+    """Drives global transactions kept in ``store``."""
+
+    def __init__(self, store: Store, *, name: str | None = None, lease: float = 15.0,
+                 poll_interval: float = 1.0, claim_batch: int = 64) -> None:
+        self.store = store
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.claim_batch = claim_batch
+        self.counters: Counter[str] = Counter({k: 0 for k in COUNTERS})
+        self._clients: dict[str, wirecall.Client] = {}
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        released = await self.store.run(sql.release_owned(self.name))
+        if released:
+            log.info("txn: %d transaction(s) of a previous life of %s released", released,
+                     self.name)
+        self._poller = asyncio.create_task(self._poll(), name="wirecall-txn-poll")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for t in list(self._active.values()):
+            t.cancel()
+        await asyncio.gather(*self._active.values(), return_exceptions=True)
+        for c in self._clients.values():
+            with contextlib.suppress(Exception):
+                await c.close()
+        await self.store.close()
+
+    async def _poll(self) -> None:
+        while not self._closing:
+            try:
+                await self.poll_once()
+            except Exception:  # the store is down: log, try again next round
+                log.exception("txn: polling the store failed")
+            await asyncio.sleep(self.poll_interval * random.uniform(0.8, 1.2))
+
+    async def poll_once(self) -> int:
+        """Claim due transactions and drive them; returns how many were claimed."""
+        now = time.time()
+        gids: list[str] = await self.store.run(
+            sql.claim_due(self.name, now, now + self.lease, self.claim_batch))
+        for gid in gids:
+            self.kick(gid)
+        return len(gids)
+
+    def active(self) -> list[str]:
+        """The gids this coordinator is driving right now."""
+        return list(self._active)
+
+    def kick(self, gid: str) -> None:
+        if gid not in self._active and not self._closing:
+            self._active[gid] = asyncio.create_task(self._drive(gid))
+
+    # -- the API (the RPC service calls these) ---------------------------------------------
+
+    async def create(self, mode: Mode, gid: str, branches: list[Branch], options: Options,
+                     status: TxStatus) -> bool:
+        now = time.time()
+        owned = status == TxStatus.SUBMITTED
+        if mode == Mode.MSG:
+            timeout_at: float | None = now + (options.timeout or MSG_CHECK_AFTER)
+        elif mode == Mode.SAGA:
+            timeout_at = now + options.timeout if options.timeout else None
+        else:
+            timeout_at = now + (options.timeout or DEFAULT_TIMEOUT)
+        g = GlobalTx(gid=gid, mode=mode, status=status, options=options, created_at=now,
+                     updated_at=now, timeout_at=timeout_at,
+                     next_due=now if owned else (timeout_at or now),
+                     owner=self.name if owned else "",
+                     lease_until=now + self.lease if owned else 0.0)
+        created = bool(await self.store.run(sql.create(g, branches)))
+        if created:
+            self.counters["started"] += 1
+            crash_point("submit.after_create")
+            if owned:
+                self.kick(gid)
+        return created
+
+    async def load(self, gid: str) -> tuple[GlobalTx, list[Branch]]:
+        got = await self.store.run(sql.load(gid))
+        if got is None:
+            raise NotFound(message=f"no global transaction {gid!r}")
+        return got  # type: ignore[no-any-return]
+
+    async def register(self, gid: str, branches: list[Branch]) -> None:
+        res = await self.store.run(sql.register(gid, branches, TxStatus.PREPARED))
+        if res == "missing":
+            raise NotFound(message=f"no global transaction {gid!r}")
+        if res not in ("ok", "exists"):
+            raise RpcError(Status.FAILED_PRECONDITION,
+                           f"transaction {gid} is {res}: branches can be registered only "
+                           "while it is prepared")
+
+    async def submit(self, gid: str) -> str:
+        """prepared -> submitted (msg, TCC, XA); idempotent."""
+        now = time.time()
+        ok = await self.store.run(sql.update_global(
+            gid, expect_status=[TxStatus.PREPARED], fence=self.name, claim=True, now=now,
+            status=TxStatus.SUBMITTED, owner=self.name, lease_until=now + self.lease,
+            next_due=now, interval_s=0.0, updated_at=now))
+        if ok:
+            crash_point("status.after_change")
+            self.kick(gid)
+            return TxStatus.SUBMITTED
+        g, _ = await self.load(gid)
+        if g.status in (TxStatus.SUBMITTED, TxStatus.SUCCEEDED):
+            return g.status
+        raise RpcError(Status.FAILED_PRECONDITION, f"transaction {gid} is {g.status}: "
+                       "it cannot be submitted")
+
+    async def abort(self, gid: str, reason: str = "aborted by request") -> str:
+        """prepared -> aborting (TCC, XA), prepared -> failed (msg), submitted saga -> aborting."""
+        g, _ = await self.load(gid)
+        if g.status in (TxStatus.ABORTING, TxStatus.FAILED):
+            return g.status
+        if g.status == TxStatus.SUCCEEDED or (
+                g.status == TxStatus.SUBMITTED and g.mode != Mode.SAGA):
+            raise RpcError(Status.FAILED_PRECONDITION,
+                           f"transaction {gid} ({g.mode}) is {g.status}: too late to abort")
+        now = time.time()
+        new = TxStatus.FAILED if g.mode == Mode.MSG else TxStatus.ABORTING
+        ok = await self.store.run(sql.update_global(
+            gid, expect_status=[g.status], status=new, reason=reason, next_due=now,
+            interval_s=0.0, updated_at=now))
+        if not ok:  # raced with another change: report what it is now
+            g, _ = await self.load(gid)
+            return g.status
+        if new == TxStatus.FAILED:
+            self.counters["failed"] += 1
+            self._notify(gid)
+        else:
+            await self._try_claim_and_kick(gid)
+        return new
+
+    async def retry(self, gid: str) -> str:
+        """Make a non-terminal transaction due now, backoff reset (operators' ``txn retry``)."""
+        g, _ = await self.load(gid)
+        if g.terminal:
+            raise RpcError(Status.FAILED_PRECONDITION, f"transaction {gid} is {g.status}")
+        now = time.time()
+        await self.store.run(sql.update_global(gid, expect_status=[g.status], next_due=now,
+                                               interval_s=0.0, updated_at=now))
+        if g.status != TxStatus.PREPARED or g.mode == Mode.MSG:
+            await self._try_claim_and_kick(gid)
+        return g.status
+
+    async def _try_claim_and_kick(self, gid: str) -> None:
+        now = time.time()
+        if await self.store.run(sql.update_global(
+                gid, expect_status=list(plan_statuses()), fence=self.name, claim=True, now=now,
+                owner=self.name, lease_until=now + self.lease)):
+            self.kick(gid)
+
+    async def wait(self, gid: str, timeout: float) -> GlobalTx:
+        """Wait until ``gid`` is terminal or ``timeout`` passes; returns its state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            g, _ = await self.load(gid)
+            left = deadline - time.monotonic()
+            if g.terminal or left <= 0:
+                return g
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(gid, []).append(fut)
+            with contextlib.suppress(asyncio.TimeoutError):
+                # woken by the driver here, or re-read now and then (another coordinator)
+                await asyncio.wait_for(fut, min(left, 1.0))
+
+    def _notify(self, gid: str) -> None:
+        for fut in self._waiters.pop(gid, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- the driver ------------------------------------------------------------------------
+
+    async def _drive(self, gid: str) -> None:
+        try:
+            while not self._closing:
+                if not await self._drive_once(gid):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the store failed: the lease runs out, the poller retries later
+            log.exception("txn %s: driving failed", gid)
+        finally:
+            self._active.pop(gid, None)
+            self._notify(gid)
+
+    async def _drive_once(self, gid: str) -> bool:
+        """One step; True to take the next step at once."""
+        got = await self.store.run(sql.load(gid))
+        if got is None:
+            return False
+        g, branches = got
+        now = time.time()
+        if g.terminal or g.owner != self.name or g.lease_until < now:
+            return False
+        step = plan.next_step(g, branches, now)
+        if step.status is not None:
+            return await self._set_status(g, branches, step.status, step.reason)
+        if step.query:
+            return await self._check_back(g)
+        if step.calls:
+            outcomes = await asyncio.gather(*(self._call(g, b) for b in step.calls))
+            if None in outcomes:
+                return False  # lost the lease
+            if Outcome.FAILURE in outcomes and g.mode == Mode.SAGA:
+                return True
+            if all(o == Outcome.SUCCESS for o in outcomes):
+                return True
+            ongoing = all(o in (Outcome.SUCCESS, Outcome.ONGOING) for o in outcomes)
+            interval = g.options.retry_interval if ongoing else plan.backoff(g)
+            return await self._schedule(g, now + interval, interval)
+        return await self._schedule(g, step.wait_until or now + plan.IDLE_RECHECK, g.interval)
+
+    async def _schedule(self, g: GlobalTx, due: float, interval: float) -> bool:
+        # a saga going forward, or anything prepared, must wake at its global timeout
+        if g.timeout_at is not None and (
+                g.status == TxStatus.PREPARED
+                or (g.status == TxStatus.SUBMITTED and g.mode == Mode.SAGA)):
+            due = min(due, max(g.timeout_at, time.time()))
+        await self.store.run(sql.update_global(
+            g.gid, fence=self.name, next_due=due, interval_s=interval, owner="",
+            lease_until=0.0))
+        return False
+
+    async def _set_status(self, g: GlobalTx, branches: list[Branch], status: str,
+                          reason: str) -> bool:
+        now = time.time()
+        terminal = status in TERMINAL
+        ok = await self.store.run(sql.update_global(
+            g.gid, expect_status=[g.status], fence=self.name, status=status, reason=reason,
+            updated_at=now, next_due=now, interval_s=0.0,
+            owner="" if terminal else self.name, lease_until=0.0 if terminal else now + self.lease))
+        if not ok:
+            return False
+        crash_point("status.after_change")
+        if status == TxStatus.SUCCEEDED:
+            self.counters["succeeded"] += 1
+        elif status == TxStatus.FAILED:
+            self.counters["failed"] += 1
+            if any(b.op in (BranchOp.COMPENSATE, BranchOp.CANCEL, BranchOp.ROLLBACK)
+                   for b in branches):
+                self.counters["compensated"] += 1
+        if status == TxStatus.ABORTING:
+            log.info("txn %s: aborting (%s)", g.gid, reason)
+        return not terminal
+
+    async def client(self, url: str) -> wirecall.Client:
+        c = self._clients.get(url)
+        if c is None:
+            c = wirecall.Client(url)
+            self._clients[url] = c
+        return c
+
+    async def _invoke(self, url: str, method: str, params: dict[str, Any],
+                      timeout: float) -> BaseException | None:
+        try:
+            c = await self.client(url)
+            await c.invoke(method, params, timeout=timeout)
+            return None
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # every failure is an outcome (retry, abort, ongoing)
+            return exc
+
+    async def _call(self, g: GlobalTx, b: Branch) -> Outcome | None:
+        crash_point("branch.before_call")
+        err = await self._invoke(b.url, b.method, {"gid": b.gid, "branch_id": b.branch_id,
+                                                   "op": b.op, "payload": b.payload},
+                                 g.options.branch_timeout)
+        outcome = classify(err)
+        crash_point("branch.after_call")
+        detail = _detail(err)
+        _status, alert = plan.apply_outcome(g, b, outcome, detail)
+        if alert:
+            self.counters["stuck"] += 1
+            log.error("txn %s: branch %s %s failed %d times, still retrying: %s", g.gid,
+                      b.branch_id, b.op, b.attempts, detail)
+        ok = await self.store.run(sql.record(b, self.name, outcome, detail,
+                                             time.time() + self.lease))
+        crash_point("branch.after_record")
+        return outcome if ok else None
+
+    async def _check_back(self, g: GlobalTx) -> bool:
+        """A prepared msg past its timeout: ask the submitter's query-prepared method."""
+        qp = g.options.query_prepared
+        now = time.time()
+        if not qp:  # nobody to ask: the submitter never sent a way to check back
+            return await self._set_status(g, [], TxStatus.FAILED,
+                                          "prepared msg timed out and has no query_prepared")
+        err = await self._invoke(qp["url"], qp["method"], {
+            "gid": g.gid, "branch_id": "00", "op": "query", "payload": None},
+            g.options.branch_timeout)
+        crash_point("query.after_call")
+        outcome = classify(err)
+        await self.store.run(sql.add_history(g.gid, "00", "query", outcome, _detail(err)))
+        if outcome == Outcome.SUCCESS:
+            return await self._set_status(g, [], TxStatus.SUBMITTED,
+                                          "check-back: local transaction committed")
+        if outcome == Outcome.FAILURE:
+            return await self._set_status(g, [], TxStatus.FAILED,
+                                          "check-back: local transaction rolled back")
+        interval = g.options.retry_interval if outcome == Outcome.ONGOING else plan.backoff(g)
+        await self.store.run(sql.update_global(
+            g.gid, fence=self.name, next_due=now + interval, interval_s=interval, owner="",
+            lease_until=0.0))
+        return False
+
+    def check_mode(self, mode: str) -> Mode:
+        try:
+            return Mode(mode)
+        except ValueError:
+            raise InvalidArgument(message=f"mode must be one of {[m.value for m in Mode]}, "
+                                  f"got {mode!r}") from None
+
+
+def plan_statuses() -> tuple[str, ...]:
+    return (TxStatus.SUBMITTED, TxStatus.ABORTING, TxStatus.PREPARED)

@@ -1,0 +1,296 @@
+"""The coordinator's tables and queries, shared by the SQLite and PostgreSQL stores.
+
+Every operation is a plain function of a DB-API cursor run inside one local transaction by
+the store (:mod:`.sqlite`: a group-commit writer thread; :mod:`.postgres`: a connection per
+worker thread). Queries are written with ``?`` placeholders (PostgreSQL's ``%s`` is
+substituted by the store); every value, above all a gid or branch id, is a parameter, never
+formatted into the SQL text. Column names in updates come from a fixed allow-list.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..model import NON_TERMINAL, Branch, GlobalTx, HistoryEntry, Options
+
+__all__ = [
+    "GLOBAL_COLUMNS",
+    "Cursor",
+    "Dialect",
+    "Op",
+    "add_history",
+    "claim_due",
+    "count_by_status",
+    "create",
+    "history",
+    "list_globals",
+    "load",
+    "record",
+    "register",
+    "release_owned",
+    "schema",
+    "update_global",
+]
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Dialect:
+    """``?`` or ``%s``; ``FOR UPDATE SKIP LOCKED`` where the database has it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.postgres = name == "postgres"
+        self._cache: dict[str, str] = {}
+
+    def q(self, sql: str) -> str:
+        if not self.postgres:
+            return sql
+        out = self._cache.get(sql)
+        if out is None:
+            out = self._cache[sql] = sql.replace("?", "%s")
+        return out
+
+
+Op = Callable[[Cursor, Dialect], Any]
+
+GLOBAL_COLUMNS = ("gid", "mode", "status", "options", "created_at", "updated_at", "timeout_at",
+                  "next_due", "interval_s", "owner", "lease_until", "reason", "rounds")
+BRANCH_COLUMNS = ("gid", "branch_id", "op", "url", "method", "payload", "status", "attempts",
+                  "last_error", "updated_at")
+_UPDATABLE = frozenset({"status", "updated_at", "timeout_at", "next_due", "interval_s", "owner",
+                        "lease_until", "reason", "rounds"})
+
+
+def schema(d: Dialect) -> list[str]:
+    real = "DOUBLE PRECISION" if d.postgres else "REAL"
+    serial = "BIGSERIAL PRIMARY KEY" if d.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    return [
+        f"""CREATE TABLE IF NOT EXISTS txn_global (
+            gid TEXT PRIMARY KEY, mode TEXT NOT NULL, status TEXT NOT NULL,
+            options TEXT NOT NULL, created_at {real} NOT NULL, updated_at {real} NOT NULL,
+            timeout_at {real}, next_due {real} NOT NULL, interval_s {real} NOT NULL DEFAULT 0,
+            owner TEXT NOT NULL DEFAULT '', lease_until {real} NOT NULL DEFAULT 0,
+            reason TEXT NOT NULL DEFAULT '', rounds INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX IF NOT EXISTS txn_global_due ON txn_global (next_due)",
+        f"""CREATE TABLE IF NOT EXISTS txn_branch (
+            gid TEXT NOT NULL, branch_id TEXT NOT NULL, op TEXT NOT NULL, seq INTEGER NOT NULL,
+            url TEXT NOT NULL, method TEXT NOT NULL, payload TEXT NOT NULL,
+            status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL,
+            PRIMARY KEY (gid, branch_id, op))""",
+        f"""CREATE TABLE IF NOT EXISTS txn_history (
+            id {serial}, gid TEXT NOT NULL, branch_id TEXT NOT NULL, op TEXT NOT NULL,
+            at {real} NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS txn_history_gid ON txn_history (gid)",
+    ]
+
+
+def _global_from(row: Sequence[Any]) -> GlobalTx:
+    return GlobalTx(gid=row[0], mode=row[1], status=row[2], options=Options.from_json(row[3]),
+                    created_at=row[4], updated_at=row[5], timeout_at=row[6], next_due=row[7],
+                    interval=row[8], owner=row[9], lease_until=row[10], reason=row[11],
+                    rounds=row[12])
+
+
+def _branch_from(row: Sequence[Any]) -> Branch:
+    return Branch(gid=row[0], branch_id=row[1], op=row[2], url=row[3], method=row[4],
+                  payload=json.loads(row[5]), status=row[6], attempts=row[7],
+                  last_error=row[8], updated_at=row[9])
+
+
+def _insert_branches(cur: Cursor, d: Dialect, branches: list[Branch], start: int) -> None:
+    now = time.time()
+    for i, b in enumerate(branches):
+        cur.execute(d.q("INSERT INTO txn_branch (gid, branch_id, op, seq, url, method, payload, "
+                        "status, attempts, last_error, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?)"),
+                    (b.gid, b.branch_id, b.op, start + i, b.url, b.method,
+                     json.dumps(b.payload), b.status, now))
+
+
+def create(g: GlobalTx, branches: list[Branch]) -> Op:
+    """Insert the global transaction and its branches; False if the gid exists."""
+
+    def op(cur: Cursor, d: Dialect) -> bool:
+        cur.execute(d.q("SELECT 1 FROM txn_global WHERE gid = ?"), (g.gid,))
+        if cur.fetchone() is not None:
+            return False
+        cur.execute(d.q(f"INSERT INTO txn_global ({', '.join(GLOBAL_COLUMNS)}) "
+                        f"VALUES ({', '.join('?' * len(GLOBAL_COLUMNS))})"),
+                    (g.gid, g.mode, g.status, g.options.to_json(), g.created_at, g.updated_at,
+                     g.timeout_at, g.next_due, g.interval, g.owner, g.lease_until, g.reason,
+                     g.rounds))
+        _insert_branches(cur, d, branches, 0)
+        return True
+
+    return op
+
+
+def load(gid: str) -> Op:
+    def op(cur: Cursor, d: Dialect) -> tuple[GlobalTx, list[Branch]] | None:
+        cur.execute(d.q(f"SELECT {', '.join(GLOBAL_COLUMNS)} FROM txn_global WHERE gid = ?"),
+                    (gid,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute(d.q(f"SELECT {', '.join(BRANCH_COLUMNS)} FROM txn_branch WHERE gid = ? "
+                        "ORDER BY seq"), (gid,))
+        return _global_from(row), [_branch_from(r) for r in cur.fetchall()]
+
+    return op
+
+
+def register(gid: str, branches: list[Branch], expect_status: str) -> Op:
+    """Add branch operations while the global transaction is in ``expect_status``. Returns
+    "ok", "missing", "exists" (same branch already registered) or the current status."""
+
+    def op(cur: Cursor, d: Dialect) -> str:
+        cur.execute(d.q("SELECT status FROM txn_global WHERE gid = ?"
+                        + (" FOR UPDATE" if d.postgres else "")), (gid,))
+        row = cur.fetchone()
+        if row is None:
+            return "missing"
+        if row[0] != expect_status:
+            return str(row[0])
+        cur.execute(d.q("SELECT COUNT(*) FROM txn_branch WHERE gid = ? AND branch_id = ?"),
+                    (gid, branches[0].branch_id))
+        if cur.fetchone()[0]:
+            return "exists"
+        cur.execute(d.q("SELECT COALESCE(MAX(seq), -1) FROM txn_branch WHERE gid = ?"), (gid,))
+        _insert_branches(cur, d, branches, int(cur.fetchone()[0]) + 1)
+        return "ok"
+
+    return op
+
+
+def update_global(gid: str, *, expect_status: Sequence[str] | None = None,
+                  fence: str | None = None, claim: bool = False, now: float | None = None,
+                  **values: Any) -> Op:
+    """Set ``values`` on the global row if it is in ``expect_status`` and (fencing) still owned
+    by ``fence`` -- or, with ``claim``, owned by ``fence``, by nobody or by an expired lease."""
+    bad = set(values) - _UPDATABLE
+    if bad:
+        raise ValueError(f"not updatable: {sorted(bad)}")
+
+    def op(cur: Cursor, d: Dialect) -> bool:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        where = ["gid = ?"]
+        params: list[Any] = [*values.values(), gid]
+        if expect_status:
+            where.append(f"status IN ({', '.join('?' * len(expect_status))})")
+            params.extend(expect_status)
+        if fence is not None and claim:
+            where.append("(owner = ? OR owner = '' OR lease_until < ?)")
+            params.extend([fence, now if now is not None else time.time()])
+        elif fence is not None:
+            where.append("owner = ?")
+            params.append(fence)
+        cur.execute(d.q(f"UPDATE txn_global SET {sets} WHERE {' AND '.join(where)}"), params)
+        return bool(cur.rowcount == 1)
+
+    return op
+
+
+def record(b: Branch, owner: str, outcome: str, detail: str, lease_until: float,
+           global_values: dict[str, Any] | None = None) -> Op:
+    """A branch operation's answer: its row, a history entry, the owner's lease renewed
+    (fenced: nothing is written if another coordinator took the transaction over)."""
+    gv = dict(global_values or {})
+    bad = set(gv) - _UPDATABLE
+    if bad:
+        raise ValueError(f"not updatable: {sorted(bad)}")
+
+    def op(cur: Cursor, d: Dialect) -> bool:
+        now = time.time()
+        sets = ", ".join(["lease_until = ?", "updated_at = ?", *(f"{k} = ?" for k in gv)])
+        cur.execute(d.q(f"UPDATE txn_global SET {sets} WHERE gid = ? AND owner = ?"),
+                    (lease_until, now, *gv.values(), b.gid, owner))
+        if cur.rowcount != 1:
+            return False
+        cur.execute(d.q("UPDATE txn_branch SET status = ?, attempts = ?, last_error = ?, "
+                        "updated_at = ? WHERE gid = ? AND branch_id = ? AND op = ?"),
+                    (b.status, b.attempts, b.last_error, now, b.gid, b.branch_id, b.op))
+        cur.execute(d.q("INSERT INTO txn_history (gid, branch_id, op, at, outcome, detail) "
+                        "VALUES (?, ?, ?, ?, ?, ?)"),
+                    (b.gid, b.branch_id, b.op, now, outcome, detail[:500]))
+        return True
+
+    return op
+
+
+def add_history(gid: str, branch_id: str, op_name: str, outcome: str, detail: str) -> Op:
+    def op(cur: Cursor, d: Dialect) -> None:
+        cur.execute(d.q("INSERT INTO txn_history (gid, branch_id, op, at, outcome, detail) "
+                        "VALUES (?, ?, ?, ?, ?, ?)"),
+                    (gid, branch_id, op_name, time.time(), outcome, detail[:500]))
+
+    return op
+
+
+def claim_due(owner: str, now: float, lease_until: float, limit: int) -> Op:
+    """Take up to ``limit`` due transactions whose lease is free or expired."""
+
+    def op(cur: Cursor, d: Dialect) -> list[str]:
+        statuses = [str(s) for s in NON_TERMINAL]
+        inner = ("SELECT gid FROM txn_global WHERE status IN (?, ?, ?) AND next_due <= ? "
+                 "AND (owner = '' OR lease_until < ?) ORDER BY next_due LIMIT ?")
+        if d.postgres:
+            inner += " FOR UPDATE SKIP LOCKED"
+        cur.execute(d.q(f"UPDATE txn_global SET owner = ?, lease_until = ? "
+                        f"WHERE gid IN ({inner}) RETURNING gid"),
+                    (owner, lease_until, *statuses, now, now, limit))
+        return [r[0] for r in cur.fetchall()]
+
+    return op
+
+
+def release_owned(owner: str) -> Op:
+    """A restarted coordinator (same name) gives up the leases of its previous life."""
+
+    def op(cur: Cursor, d: Dialect) -> int:
+        cur.execute(d.q("UPDATE txn_global SET owner = '', lease_until = 0 WHERE owner = ?"),
+                    (owner,))
+        return int(cur.rowcount)
+
+    return op
+
+
+def list_globals(status: str | None, limit: int) -> Op:
+    def op(cur: Cursor, d: Dialect) -> list[GlobalTx]:
+        cols = ", ".join(GLOBAL_COLUMNS)
+        if status:
+            cur.execute(d.q(f"SELECT {cols} FROM txn_global WHERE status = ? "
+                            "ORDER BY created_at DESC LIMIT ?"), (status, limit))
+        else:
+            cur.execute(d.q(f"SELECT {cols} FROM txn_global ORDER BY created_at DESC LIMIT ?"),
+                        (limit,))
+        return [_global_from(r) for r in cur.fetchall()]
+
+    return op
+
+
+def count_by_status() -> Op:
+    def op(cur: Cursor, d: Dialect) -> dict[str, int]:
+        cur.execute("SELECT status, COUNT(*) FROM txn_global GROUP BY status")
+        return {r[0]: int(r[1]) for r in cur.fetchall()}
+
+    return op
+
+
+def history(gid: str) -> Op:
+    def op(cur: Cursor, d: Dialect) -> list[HistoryEntry]:
+        cur.execute(d.q("SELECT gid, branch_id, op, at, outcome, detail FROM txn_history "
+                        "WHERE gid = ? ORDER BY id"), (gid,))
+        return [HistoryEntry(*r) for r in cur.fetchall()]
+
+    return op

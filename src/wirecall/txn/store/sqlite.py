@@ -1,0 +1,144 @@
+"""The embedded store: one SQLite file (stdlib ``sqlite3``), WAL, ``synchronous=FULL``.
+
+One writer thread owns the connection and commits in groups: every operation queued while the
+previous commit was on disk runs in the next transaction (each under its own SAVEPOINT, so a
+failing one rolls back alone), and all of them are answered after that one fsync. Durable like
+one commit per operation, at the cost of one fsync per group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from . import sql
+from .base import Store
+from .sql import Dialect, Op
+
+__all__ = ["SqliteStore", "path_from_url"]
+
+_STOP = object()
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///rel/path.db`` is relative, ``sqlite:////abs/path.db`` absolute;
+    ``sqlite://:memory:`` is in memory (tests only: nothing survives)."""
+    parts = urlsplit(url)
+    if parts.netloc == ":memory:":
+        return ":memory:"
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    if not path:
+        raise ValueError(f"sqlite store URL needs a file path: {url!r}")
+    return path
+
+
+class SqliteStore(Store):
+    def __init__(self, url: str, *, max_group: int = 256) -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        self.max_group = max_group
+        self.dialect = Dialect("sqlite")
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.commits = 0  # transactions committed (groups)
+        self.ops = 0
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._main, args=(loop, ready),
+                                        name="wirecall-txn-sqlite", daemon=True)
+        self._thread.start()
+        await ready
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # durable at commit, not only at checkpoint
+        conn.execute("PRAGMA busy_timeout=10000")
+        for stmt in sql.schema(self.dialect):
+            conn.execute(stmt)
+        return conn
+
+    def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except Exception as exc:
+            loop.call_soon_threadsafe(_settle, ready, False, exc)
+            return
+        loop.call_soon_threadsafe(_settle, ready, True, None)
+        try:
+            while True:
+                first = self._q.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                while len(group) < self.max_group:
+                    try:
+                        item = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._q.put(_STOP)
+                        break
+                    group.append(item)
+                self._run_group(conn, group)
+        finally:
+            conn.close()
+
+    def _run_group(self, conn: sqlite3.Connection, group: list[Any]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, _fut, _loop in group:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op(conn.cursor(), self.dialect)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.ops += len(group)
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(False, exc)] * len(group)
+        for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
+            loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+    async def run(self, op: Op) -> Any:
+        if self._thread is None:
+            raise RuntimeError("store not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._q.put((op, fut, loop))
+        return await fut
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        self._q.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
