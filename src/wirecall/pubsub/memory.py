@@ -3,52 +3,43 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
+from fnmatch import fnmatchcase
+from typing import Any
+
+from .buffer import SubscriberBuffer, check_policy
+from .options import reject_unknown
 
 __all__ = ["MemoryBroker"]
 
 
 class _MemorySubscription:
-    def __init__(self, broker: MemoryBroker, topic: str, limit: int) -> None:
+    def __init__(self, broker: MemoryBroker, topic: str, pattern: bool) -> None:
         self.broker = broker
         self.topic = topic
-        self.limit = limit
-        self.dropped = 0
-        self._items: deque[str] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
+        self.pattern = pattern
+        self.buffer: SubscriberBuffer[str] = SubscriberBuffer(broker.limit, broker.overflow)
+
+    @property
+    def dropped(self) -> int:
+        return self.buffer.dropped
 
     def _deliver(self, message: str) -> None:
-        if len(self._items) >= self.limit:  # a slow subscriber loses its oldest messages
-            self._items.popleft()
-            self.dropped += 1
-        self._items.append(message)
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        if not self.buffer.put(message) and self.buffer.closed:
+            self.broker._remove(self)
+
+    async def live(self) -> None:
+        return None
 
     def __aiter__(self) -> _MemorySubscription:
         return self
 
     async def __anext__(self) -> str:
-        while not self._items:
-            if self._closed:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.popleft()
+        return await self.buffer.get()
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.broker._remove(self)
-            w = self._waiter
-            if w is not None and not w.done():
-                w.set_result(None)
+        if not self.buffer.closed:
+            self.buffer.close()
+        self.broker._remove(self)
 
     async def __aenter__(self) -> _MemorySubscription:
         return self
@@ -58,31 +49,57 @@ class _MemorySubscription:
 
 
 class MemoryBroker:
-    """Topics in a dict; each subscriber has a bounded queue (``limit`` messages; when full,
-    the oldest is dropped and counted in ``Subscription.dropped``, as Redis drops slow
-    subscribers' messages rather than stalling publishers)."""
+    """Topics in a dict; each subscriber has a bounded buffer (``limit`` messages; when full,
+    ``overflow="drop_oldest"`` drops the oldest and counts it in ``Subscription.dropped``,
+    ``overflow="close"`` ends that subscription with RESOURCE_EXHAUSTED; see
+    :mod:`wirecall.pubsub.buffer`). Pattern subscriptions match with glob rules, as
+    Redis's PSUBSCRIBE."""
 
-    def __init__(self, limit: int = 10_000) -> None:
+    def __init__(self, limit: int = 10_000, overflow: str = "drop_oldest") -> None:
+        check_policy(overflow, limit)
         self.limit = limit
+        self.overflow = overflow
         self._subs: dict[str, list[_MemorySubscription]] = {}
+        self._patterns: list[_MemorySubscription] = []
 
     async def publish(self, topic: str, message: str) -> int:
-        subs = self._subs.get(topic, ())
+        subs = list(self._subs.get(topic, ()))
         for s in subs:
             s._deliver(message)
-        return len(subs)
+        n = len(subs)
+        for p in list(self._patterns):
+            if fnmatchcase(topic, p.topic):
+                p._deliver(message)
+                n += 1
+        return n
 
-    def subscribe(self, topic: str) -> _MemorySubscription:
-        sub = _MemorySubscription(self, topic, self.limit)
-        self._subs.setdefault(topic, []).append(sub)
+    def subscribe(self, topic: str, *, pattern: bool = False,
+                  **options: Any) -> _MemorySubscription:
+        reject_unknown("memory://", options, ())
+        sub = _MemorySubscription(self, topic, pattern)
+        if pattern:
+            self._patterns.append(sub)
+        else:
+            self._subs.setdefault(topic, []).append(sub)
         return sub
 
     def subscribers(self, topic: str) -> int:
         return len(self._subs.get(topic, ()))
 
     def _remove(self, sub: _MemorySubscription) -> None:
+        if sub.pattern:
+            if sub in self._patterns:
+                self._patterns.remove(sub)
+            return
         lst = self._subs.get(sub.topic)
         if lst and sub in lst:
             lst.remove(sub)
             if not lst:
                 del self._subs[sub.topic]
+
+    async def aclose(self) -> None:
+        for lst in list(self._subs.values()):
+            for s in list(lst):
+                await s.aclose()
+        for p in list(self._patterns):
+            await p.aclose()

@@ -9,24 +9,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from wirecall.context import Context
+from wirecall.errors import InvalidArgument
 from wirecall.gen import load_proto
+from wirecall.streaming import flush_initial_metadata, send_initial_metadata
 
 from .broker import Broker
 from .memory import MemoryBroker
+from .urls import open_broker
 
 __all__ = [
+    "CONFIRM_KEY",
     "PROTO",
+    "SUBSCRIBED_HEADER",
+    "SUBSCRIBE_METADATA",
     "PubSub",
     "PubSubStub",
     "PublishRequest",
     "PublishResponse",
     "SubscribeRequest",
     "SubscribeResponse",
+    "subscribe_options",
 ]
 
 PROTO = Path(__file__).parent / "pubsub.proto"
@@ -39,17 +47,74 @@ SubscribeResponse: Any = pubsub_pb2.SubscribeResponse
 PubSubStub: Any = _wc.PubSubStub
 
 
-class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
-    """``pubsub.PubSub`` over a broker."""
+#: request metadata a subscriber may send, and the broker option each one sets
+SUBSCRIBE_METADATA = {
+    "wirecall-pattern": "pattern",  # "1": the topic is a glob pattern (redis://, memory://)
+    "wirecall-group": "group",  # Streams: the consumer group
+    "wirecall-consumer": "consumer",  # Streams: this consumer's durable name
+    "wirecall-from": "start",  # Streams: replay from an id, "0", "$" or "@<unix ms>"
+}
+#: request metadata "1": the first message of the stream is an empty SubscribeResponse
+#: sent once the subscription is live (for wires without headers: tcp://, ws://)
+CONFIRM_KEY = "wirecall-pubsub-confirm"
+#: response header sent (and flushed, before any message) once the subscription is live
+SUBSCRIBED_HEADER = "wirecall-subscribed"
 
-    def __init__(self, broker: Broker | None = None) -> None:
+
+def subscribe_options(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Broker options from a Subscribe call's metadata (unknown ``wirecall-pubsub-*`` or
+    malformed values are INVALID_ARGUMENT naming the key)."""
+    opts: dict[str, Any] = {}
+    for key, value in metadata.items():
+        k = key.lower()
+        if k in SUBSCRIBE_METADATA:
+            name = SUBSCRIBE_METADATA[k]
+            if name == "pattern":
+                if value not in ("0", "1"):
+                    raise InvalidArgument(message=f"{k}: must be 0 or 1, not {value!r}")
+                opts[name] = value == "1"
+            else:
+                if not value:
+                    raise InvalidArgument(message=f"{k}: must not be empty")
+                opts[name] = value
+        elif k.startswith("wirecall-pubsub-") and k != CONFIRM_KEY:
+            raise InvalidArgument(message=f"{k}: unknown pubsub metadata")
+    confirm = metadata.get(CONFIRM_KEY)
+    if confirm not in (None, "0", "1"):
+        raise InvalidArgument(message=f"{CONFIRM_KEY}: must be 0 or 1, not {confirm!r}")
+    return opts
+
+
+class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
+    """``pubsub.PubSub`` over a broker (a :class:`Broker` or a broker URL).
+
+    ``Subscribe`` confirms the subscription once the broker says it is live: on gRPC with
+    the response header ``wirecall-subscribed: <topic>`` sent at once (a HEADERS frame, no
+    message: the tutorial's Go subscriber sees only messages); on any wire, if the request
+    carries the metadata ``wirecall-pubsub-confirm: 1``, with an empty first message.
+    Cancelling the call unsubscribes at once."""
+
+    def __init__(self, broker: Broker | str | None = None) -> None:
+        if isinstance(broker, str):
+            broker = open_broker(broker)
         self.broker: Broker = broker if broker is not None else MemoryBroker()
 
     async def Publish(self, request: Any, context: Context) -> Any:
+        if not request.topic:
+            raise InvalidArgument(message="topic: must not be empty")
         await self.broker.publish(request.topic, request.message)
         return PublishResponse(success=True)
 
     async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[Any]:
-        async with self.broker.subscribe(request.topic) as sub:
+        if not request.topic:
+            raise InvalidArgument(message="topic: must not be empty")
+        opts = subscribe_options(context.metadata)
+        async with self.broker.subscribe(request.topic, **opts) as sub:
+            await sub.live()
+            with contextlib.suppress(RuntimeError):  # no headers on this wire
+                send_initial_metadata({SUBSCRIBED_HEADER: request.topic})
+            flush_initial_metadata()
+            if context.metadata.get(CONFIRM_KEY) == "1":
+                yield SubscribeResponse()
             async for message in sub:
                 yield SubscribeResponse(message=message)

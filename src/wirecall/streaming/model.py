@@ -50,6 +50,7 @@ __all__ = [
     "Send",
     "bind_response_metadata",
     "expire_later",
+    "flush_initial_metadata",
     "reset_response_metadata",
     "send_initial_metadata",
     "set_trailing_metadata",
@@ -79,12 +80,14 @@ class ResponseMetadata:
     """Metadata a handler sends back: ``initial`` (with the first message / headers) and
     ``trailing`` (with the status). Transports that have no headers ignore it."""
 
-    __slots__ = ("initial", "sent", "trailing")
+    __slots__ = ("flush", "initial", "sent", "trailing")
 
     def __init__(self) -> None:
         self.initial: dict[str, Any] = {}
         self.trailing: dict[str, Any] = {}
         self.sent = False
+        #: set by a transport that can send the headers before the first message
+        self.flush: Callable[[], None] | None = None
 
 
 _response_md: contextvars.ContextVar[ResponseMetadata | None] = contextvars.ContextVar(
@@ -109,6 +112,17 @@ def send_initial_metadata(metadata: Mapping[str, Any]) -> None:
     if md.sent:
         raise RuntimeError("initial metadata was already sent")
     md.initial.update(metadata)
+
+
+def flush_initial_metadata() -> bool:
+    """From a handler: send the response headers now, before any message (gRPC: a HEADERS
+    frame), e.g. to tell a subscriber its subscription is live. False on a wire without
+    headers (nothing sent) or once they were sent."""
+    md = _response_md.get()
+    if md is None or md.flush is None or md.sent:
+        return False
+    md.flush()
+    return True
 
 
 def set_trailing_metadata(metadata: Mapping[str, Any]) -> None:

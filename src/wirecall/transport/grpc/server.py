@@ -312,6 +312,12 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         async def send(item: Any) -> None:
             await self._send(call, item)
 
+        def flush_headers() -> None:  # (flush_initial_metadata from the handler)
+            if not call.dead and sid in self.conn.streams:
+                self._headers(call)
+                self._schedule_flush()
+
+        call.md.flush = flush_headers
         token = bind_response_metadata(call.md)
         try:
             call.task = self.server.start_stream(

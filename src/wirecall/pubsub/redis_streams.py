@@ -1,0 +1,297 @@
+"""The Redis Streams broker (``redis+streams://host:port/db``): at-least-once.
+
+* ``publish`` is ``XADD topic [MAXLEN ~ n] [MINID ~ now-age] * m <message>``: the message is
+  stored before ``Publish`` answers (retention: ``maxlen`` entries and/or ``max_age_ms``);
+* a subscription is a **consumer** in a **consumer group** (``group``, default ``"wirecall"``;
+  a new group starts at ``start``, default ``$``: what is published from then on). Consumers
+  of one group share its messages, each to one of them; every group gets every message;
+* a message is **acknowledged** (``XACK``) when the subscriber has taken it: when it asks for
+  the next one (the service: once the transport accepted the message and the handler
+  resumed). Acks are batched per event-loop turn;
+* unacknowledged messages of a consumer that died are **claimed** (``XAUTOCLAIM``) by a live
+  consumer of the group once idle for ``claim_ms`` (default 30 s);
+* a consumer that comes back under its name (``consumer=``) first gets its own pending
+  entries again (``XREADGROUP ... 0``), then new ones: it resumes after the last acked id;
+  after a Redis connection failure the subscription reconnects with backoff and does the same;
+* ``start=`` on a subscription without a group is a **replay**: ``XREAD`` from an id
+  (``0`` for all retained, an id ``ms-seq``: entries after it, ``@<unix ms>``: from that time)
+  then live, read-only (no group, no acks), resumed after the last id read on reconnect;
+* a subscriber's buffer (``limit``) is filled only while it has room: a slow subscriber
+  lags behind in Redis (within the retention) instead of losing messages or slowing others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+import time
+from typing import Any
+
+from ..errors import InvalidArgument
+from .buffer import SubscriberBuffer, check_policy
+from .options import positive_int, reject_unknown
+from .redis_common import LOG, import_redis, redis_errors, unavailable
+
+__all__ = ["RedisStreamsBroker", "replay_cursor"]
+
+_names = itertools.count(1)
+_MAX_SEQ = 18446744073709551615
+
+
+def replay_cursor(start: str) -> str:
+    """The XREAD cursor (exclusive) for a replay start: ``0``, ``$``, ``ms-seq`` or ``@ms``."""
+    if start in ("0", "$"):
+        return start
+    if start.startswith("@"):
+        ms = positive_int("start (@unix ms)", start[1:], zero=True)
+        return f"{ms - 1}-{_MAX_SEQ}" if ms else "0"
+    ms_s, _, seq_s = start.partition("-")
+    positive_int("start (stream id ms)", ms_s, zero=True)
+    if seq_s:
+        positive_int("start (stream id seq)", seq_s, zero=True)
+    return start
+
+
+class _StreamSubscription:
+    def __init__(self, broker: RedisStreamsBroker, topic: str, group: str | None,
+                 consumer: str | None, start: str | None) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.group = group
+        self.consumer = consumer or (
+            f"{socket.gethostname()}-{os.getpid()}-{next(_names)}" if group else "")
+        self.named = consumer is not None
+        self.start = start
+        self.buffer: SubscriberBuffer[tuple[bytes, str]] = SubscriberBuffer(broker.limit)
+        self._live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._last: bytes | None = None
+        self._outstanding: set[bytes] = set()  # delivered to the buffer, not acked yet
+        self._acks: list[bytes] = []
+        self._acking: asyncio.Task[None] | None = None
+        self._closed = False
+        self.redeliveries = 0  # entries claimed from dead consumers
+        self._task = asyncio.get_running_loop().create_task(
+            self._run_group() if group else self._run_replay())
+
+    dropped = 0  # never: a slow subscriber lags in Redis instead
+
+    async def live(self) -> None:
+        await asyncio.shield(self._live)
+
+    def __aiter__(self) -> _StreamSubscription:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._last is not None:  # the previous message was taken: acknowledge it
+            self._ack(self._last)
+            self._last = None
+        entry_id, message = await self.buffer.get()
+        if self.group:
+            self._last = entry_id
+        if self.buffer.room >= self.broker.batch:
+            self._room.set()
+        return message
+
+    # -- acks -------------------------------------------------------------------------
+
+    def _ack(self, entry_id: bytes) -> None:
+        self._outstanding.discard(entry_id)
+        self._acks.append(entry_id)
+        if self._acking is None or self._acking.done():
+            self._acking = asyncio.get_running_loop().create_task(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # the acks of this loop turn go in one XACK
+        while self._acks:
+            ids, self._acks = self._acks, []
+            try:
+                await self.broker.redis.xack(self.topic, self.group, *ids)
+            except redis_errors() as exc:  # unacked: redelivered later (at-least-once)
+                LOG.info("XACK %s %s: %r", self.topic, self.group, exc)
+                return
+
+    # -- readers ----------------------------------------------------------------------
+
+    def _deliver(self, entries: list[Any]) -> None:
+        for entry_id, fields in entries:
+            if fields is None or entry_id in self._outstanding:
+                continue  # trimmed meanwhile, or already in our buffer
+            data = fields.get(b"m", b"")
+            self.buffer.put((entry_id, data.decode("utf-8", "replace")))
+            if self.group:
+                self._outstanding.add(entry_id)
+        if self.buffer.room < self.broker.batch:
+            self._room.clear()
+
+    async def _ensure_group(self, start: str) -> None:
+        try:
+            await self.broker.redis.xgroup_create(self.topic, self.group, id=start,
+                                                  mkstream=True)
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _run_group(self) -> None:
+        b = self.broker
+        r = b.redis
+        backoff, start = 0.05, b.start
+        while not self._closed:
+            try:
+                await self._ensure_group(start)
+                if not self._live.done():
+                    self._live.set_result(None)
+                cursor, next_claim = "0", 0.0  # own pending entries first, then new ones
+                backoff = 0.05
+                while True:
+                    await self._room.wait()
+                    now = time.monotonic()
+                    if cursor == ">" and now >= next_claim:
+                        next_claim = now + b.claim_ms / 2000
+                        _next, claimed, *_ = await r.xautoclaim(
+                            self.topic, self.group, self.consumer, b.claim_ms, "0-0",
+                            count=b.batch)
+                        fresh = [e for e in claimed if e[0] not in self._outstanding]
+                        self.redeliveries += len(fresh)
+                        self._deliver(fresh)
+                    resp = await r.xreadgroup(self.group, self.consumer, {self.topic: cursor},
+                                              count=b.batch,
+                                              block=b.block_ms if cursor == ">" else None)
+                    entries = resp[0][1] if resp else []
+                    if cursor != ">":
+                        cursor = entries[-1][0] if entries else ">"
+                    self._deliver(entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if "NOGROUP" in str(exc):  # Redis lost the group (restart without AOF):
+                    start = "0"  # everything in the stream now is new to us
+                    continue
+                if not isinstance(exc, redis_errors()):
+                    self.buffer.fail(unavailable("subscribe", exc, topic=self.topic))
+                    return
+                LOG.warning("redis streams %s: %r; reconnecting", self.topic, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, b.retry_max)
+
+    async def _run_replay(self) -> None:
+        b = self.broker
+        backoff = 0.05
+        cursor = replay_cursor(self.start or "$")
+        while not self._closed:
+            try:
+                if cursor == "$":  # pin "now" once, so a reconnect resumes from it
+                    last = await b.redis.xrevrange(self.topic, count=1)
+                    cursor = last[0][0].decode() if last else "0"
+                if not self._live.done():
+                    self._live.set_result(None)
+                backoff = 0.05
+                while True:
+                    await self._room.wait()
+                    resp = await b.redis.xread({self.topic: cursor}, count=b.batch,
+                                               block=b.block_ms)
+                    if resp:
+                        entries = resp[0][1]
+                        cursor = entries[-1][0].decode()
+                        self._deliver(entries)
+            except asyncio.CancelledError:
+                raise
+            except redis_errors() as exc:
+                LOG.warning("redis streams replay %s: %r; reconnecting", self.topic, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, b.retry_max)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.buffer.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if not self._live.done():
+            self._live.cancel()
+        if self._acking is not None:
+            with contextlib.suppress(Exception):
+                await self._acking
+        self.broker._subs.discard(self)
+        if self.group and not self.named and not self._outstanding and self._last is None:
+            with contextlib.suppress(Exception):  # nothing pending: the consumer can go
+                await self.broker.redis.xgroup_delconsumer(self.topic, self.group,
+                                                           self.consumer)
+
+    async def __aenter__(self) -> _StreamSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class RedisStreamsBroker:
+    """Redis Streams, consumer groups, at-least-once (see the module docstring)."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, group: str = "wirecall",
+                 start: str = "$", maxlen: int | None = None, max_age_ms: int | None = None,
+                 claim_ms: int = 30_000, batch: int = 100, block_ms: int = 1_000,
+                 limit: int = 1_000, retry_max: float = 1.0,
+                 **redis_options: Any) -> None:
+        check_policy("drop_oldest", limit)
+        reject_unknown("redis+streams://", redis_options, ("socket_connect_timeout",))
+        if start != "$" and start != "0":
+            replay_cursor(start)
+        aioredis = import_redis()
+        self.url = url
+        self.group = group
+        self.start = start
+        self.maxlen = maxlen
+        self.max_age_ms = max_age_ms
+        self.claim_ms = claim_ms
+        self.batch = min(batch, limit)
+        self.block_ms = block_ms
+        self.limit = limit
+        self.retry_max = retry_max
+        self.redis: Any = aioredis.Redis.from_url(
+            url, **{"socket_connect_timeout": 2.0, "protocol": 2, **redis_options})
+        self._errors = redis_errors()
+        self._subs: set[_StreamSubscription] = set()
+
+    async def publish(self, topic: str, message: str) -> int:
+        minid = None
+        if self.max_age_ms is not None:
+            minid = f"{int(time.time() * 1000) - self.max_age_ms}-0"
+        for attempt in (1, 2):  # a pooled connection Redis dropped fails once: retry fresh
+            try:
+                await self.redis.xadd(topic, {"m": message}, maxlen=self.maxlen, minid=minid,
+                                      approximate=True)
+                return 1
+            except self._errors as exc:
+                if attempt == 2:
+                    raise unavailable("publish", exc, topic=topic) from None
+        return 1
+
+    def subscribe(self, topic: str, *, pattern: bool = False, group: str | None = None,
+                  consumer: str | None = None, start: str | None = None,
+                  **options: Any) -> _StreamSubscription:
+        reject_unknown("redis+streams:// subscription", options, ())
+        if pattern:
+            raise InvalidArgument(message="pattern: Redis Streams have no pattern "
+                                  "subscriptions (use redis:// for patterns)")
+        if start is not None:
+            if group is not None or consumer is not None:
+                raise InvalidArgument(message="start: a replay reads without a group; "
+                                      "do not give group or consumer with it")
+            replay_cursor(start)
+            sub = _StreamSubscription(self, topic, None, None, start)
+        else:
+            sub = _StreamSubscription(self, topic, group or self.group, consumer, None)
+        self._subs.add(sub)
+        return sub
+
+    async def aclose(self) -> None:
+        for sub in list(self._subs):
+            await sub.aclose()
+        await self.redis.aclose()
