@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from interop.grpc_go import harness
+from support.redis import RedisServer
 from wirecall import Server
 from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
 from wirecall.transport import grpc as tg
@@ -76,7 +77,9 @@ async def test_go_pubsub_clients_against_wirecall(wc_server: tuple[Server, str])
 
 async def test_wirecall_clients_against_go_servers() -> None:
     greeter = await asyncio.to_thread(harness.start, "greeter_server")
-    pubsub = await asyncio.to_thread(harness.start, "pubsub_server")
+    redis = RedisServer().start()  # the tutorial's Go server keeps its topics in Redis
+    pubsub = await asyncio.to_thread(harness.start, "pubsub_server", "127.0.0.1:0",
+                                     redis.address)
     try:
         conn = await tg.connect(parse_url(f"grpc://{greeter.addr}"))
         try:
@@ -110,3 +113,4 @@ async def test_wirecall_clients_against_go_servers() -> None:
     finally:
         greeter.stop()
         pubsub.stop()
+        redis.close()

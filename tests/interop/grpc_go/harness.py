@@ -43,7 +43,8 @@ def _need(tool: str, package: str) -> str:
 def _check_libs() -> None:
     for rel, pkg in (("google.golang.org/grpc", "golang-google-grpc-dev"),
                      ("google.golang.org/protobuf", "golang-google-protobuf-dev"),
-                     ("github.com/golang/protobuf", "golang-github-golang-protobuf-1-5-dev")):
+                     ("github.com/golang/protobuf", "golang-github-golang-protobuf-1-5-dev"),
+                     ("github.com/gomodule/redigo", "golang-github-gomodule-redigo-dev")):
         if not (Path("/usr/share/gocode/src") / rel).is_dir():
             raise RuntimeError(f"Go package {rel} is missing: apt-get install -y {pkg}")
 

@@ -1,4 +1,8 @@
-// The tutorial's PubSub server (3.3.2) with an in-memory broker in place of Redis.
+// The tutorial's PubSub server (3.3.2) on Redis: the same commands (PUBLISH, and SUBSCRIBE on a
+// connection of its own per Subscribe call, closed when the stream's context ends). The
+// tutorial uses go-redis, which Debian does not package; this port uses redigo
+// (golang-github-gomodule-redigo-dev). Usage: pubsub_server [LISTEN_ADDR [REDIS_ADDR]]
+// (defaults 127.0.0.1:0 and 127.0.0.1:6379); prints {"listen": "host:port"} first.
 package main
 
 import (
@@ -7,71 +11,91 @@ import (
 	"log"
 	"net"
 	"os"
-	"sync"
+	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "pubsub/proto/pubsub"
 )
 
 type pubSubServer struct {
 	pb.UnimplementedPubSubServer
-	mu   sync.Mutex
-	subs map[string][]chan string
+	redisAddr string
+	pool      *redis.Pool
+}
+
+func NewPubSubServer(addr string) *pubSubServer {
+	pool := &redis.Pool{
+		MaxIdle:     64,
+		IdleTimeout: 240 * time.Second,
+		Dial:        func() (redis.Conn, error) { return redis.Dial("tcp", addr) },
+	}
+	c := pool.Get()
+	defer c.Close()
+	if _, err := c.Do("PING"); err != nil {
+		log.Fatalf("failed to connect to Redis: %v", err)
+	}
+	return &pubSubServer{redisAddr: addr, pool: pool}
 }
 
 func (s *pubSubServer) Publish(ctx context.Context, req *pb.PublishRequest) (*pb.PublishResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ch := range s.subs[req.Topic] {
-		select {
-		case ch <- req.Message:
-		default:
-		}
+	c := s.pool.Get()
+	defer c.Close()
+	if _, err := c.Do("PUBLISH", req.Topic, req.Message); err != nil {
+		return nil, status.Errorf(codes.Internal, "failed to publish message: %v", err)
 	}
 	return &pb.PublishResponse{Success: true}, nil
 }
 
 func (s *pubSubServer) Subscribe(req *pb.SubscribeRequest, stream pb.PubSub_SubscribeServer) error {
-	ch := make(chan string, 64)
-	s.mu.Lock()
-	s.subs[req.Topic] = append(s.subs[req.Topic], ch)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		list := s.subs[req.Topic]
-		for i, c := range list {
-			if c == ch {
-				s.subs[req.Topic] = append(list[:i], list[i+1:]...)
-				break
-			}
-		}
-		s.mu.Unlock()
+	c, err := redis.Dial("tcp", s.redisAddr)
+	if err != nil {
+		return status.Errorf(codes.Internal, "failed to subscribe: %v", err)
+	}
+	psc := redis.PubSubConn{Conn: c}
+	defer psc.Close()
+	if err := psc.Subscribe(req.Topic); err != nil {
+		return status.Errorf(codes.Internal, "failed to subscribe: %v", err)
+	}
+	go func() { // go-redis closes the subscription with the stream's context; so do we
+		<-stream.Context().Done()
+		psc.Close()
 	}()
 	for {
-		select {
-		case msg := <-ch:
-			if err := stream.Send(&pb.SubscribeResponse{Message: msg}); err != nil {
-				return err
+		switch v := psc.Receive().(type) {
+		case redis.Message:
+			if err := stream.Send(&pb.SubscribeResponse{Message: string(v.Data)}); err != nil {
+				return status.Errorf(codes.Internal, "failed to send message: %v", err)
 			}
-		case <-stream.Context().Done():
-			return stream.Context().Err()
+		case redis.Subscription:
+		case error:
+			if stream.Context().Err() != nil {
+				return nil
+			}
+			return status.Errorf(codes.Internal, "subscription failed: %v", v)
 		}
 	}
 }
 
 func main() {
-	addr := "127.0.0.1:0"
+	addr, redisAddr := "127.0.0.1:0", "127.0.0.1:6379"
 	if len(os.Args) > 1 {
 		addr = os.Args[1]
+	}
+	if len(os.Args) > 2 {
+		redisAddr = os.Args[2]
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Fatalf("failed to listen: %v", err)
 	}
+	srv := NewPubSubServer(redisAddr)
 	fmt.Printf("{\"listen\": %q}\n", lis.Addr().String())
 	server := grpc.NewServer()
-	pb.RegisterPubSubServer(server, &pubSubServer{subs: map[string][]chan string{}})
+	pb.RegisterPubSubServer(server, srv)
 	if err := server.Serve(lis); err != nil {
 		log.Fatalf("failed to serve: %v", err)
 	}
