@@ -220,6 +220,16 @@ class WorkerLease:
     async def close(self) -> None:
         """Stop issuing, then give the id back (its state key stays for the next holder)."""
         self._closed = True
-        if self.generator is not None:
-            self.generator.set_fence(lambda: 0.0)
+        gen, worker = self.generator, self.worker_id
+        if gen is not None and worker is not None:
+            gen.set_fence(0.0)
+            # nothing is issued any more: the next holder may start right after the last
+            # time actually issued in (written while we still hold the lease)
+            last = gen.last_ms
+            with contextlib.suppress(Exception):
+                if self.state is not None:
+                    self.state.settle(self._local_key(worker), last)
+                value = json.dumps({"until_ms": last, "holder": self.holder}).encode()
+                if time.monotonic() < float(self.lease.expires_at) - self.margin:
+                    await self.registry.put(self._key("state", worker), value)
         await self._revoke()

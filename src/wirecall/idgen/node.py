@@ -91,6 +91,7 @@ class IdNode:
         self.allocator: SegmentAllocator | None = None
         self.service: SnowflakeIdGen | SegmentIdGen | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._settle: Callable[[], None] | None = None
 
     def _state(self) -> LocalState:
         d = self.config.data_dir or default_data_dir()
@@ -167,6 +168,7 @@ class IdNode:
                     log.warning("idgen: persisting the horizon failed: %s", exc)
 
         self._tasks.append(asyncio.ensure_future(keep()))
+        self._settle = lambda: state.settle(key, gen.last_ms)
         self.on_event(f"worker {cfg.worker_id} static (floor {floor}, "
                       f"clock offset {cfg.clock_offset_ms} ms)")
         return gen
@@ -181,6 +183,8 @@ class IdNode:
         if isinstance(self.service, SnowflakeIdGen):
             self.service.generator.set_fence(0.0)
         await self.server.close()
+        if self._settle is not None:
+            self._settle()
         if self.lease is not None:
             await self.lease.close()
         if self.registry is not None:

@@ -49,10 +49,20 @@ class LocalState:
             if until_ms <= self._data.get(key, 0):
                 return
             self._data[key] = until_ms
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "w") as f:
-                json.dump({"workers": self._data}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            self._write()
+
+    def settle(self, key: str, last_ms: int) -> None:
+        """After a clean stop (nothing is issued any more): record the last time actually
+        issued in, which may lower the reserved horizon, so a restart need not wait."""
+        with self._lock:
+            self._data[key] = last_ms
+            self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"workers": self._data}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
