@@ -24,6 +24,7 @@ from .errors import (
     Unimplemented,
     Unknown,
 )
+from .limits import Limits
 from .server import Server
 from .service import RegistrationError, method
 from .status import Status
@@ -43,6 +44,7 @@ __all__ = [
     "FrameTooLarge",
     "Internal",
     "InvalidArgument",
+    "Limits",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",

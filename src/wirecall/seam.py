@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .context import Context
+    from .limits import Limits
     from .errors import RpcError
 
 __all__ = [
@@ -100,6 +101,8 @@ class Dispatcher(Protocol):
     keepalive: float | None
     #: seconds after which an idle connection is closed (None: never)
     idle_timeout: float | None
+    #: the other per-connection budgets (docs/limits.md)
+    limits: Limits
 
     @property
     def closing(self) -> bool:

@@ -32,6 +32,7 @@ from .errors import (
     Unimplemented,
     wrong_mode,
 )
+from .limits import DEFAULT_LIMITS, Limits
 from .interceptors import CallObserver, ServerCall, ServerInterceptor, chain
 from .seam import Dispatcher, FastEntry, MethodInfo, OnDone, Send
 from .service import MethodSpec, ServiceRegistry
@@ -64,6 +65,7 @@ class Server:
         drain_timeout: float = 10.0,
         max_concurrent_calls: int = 1024,
         options: dict[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.registry = ServiceRegistry()
         self._interceptors: list[ServerInterceptor] = list(interceptors)
@@ -76,6 +78,10 @@ class Server:
         #: calls (and streams) one connection may have in flight; more are refused with
         #: RESOURCE_EXHAUSTED (inline handlers finish at once and do not count)
         self.max_concurrent_calls = max_concurrent_calls
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wirecall.Limits, got {type(limits).__name__}")
+        #: the per-connection budgets every wire enforces (docs/limits.md)
+        self.limits: Limits = limits or DEFAULT_LIMITS
         self.options: dict[str, Any] = dict(options or {})
         self.listeners: list[Listener] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -478,7 +484,10 @@ class _FastLane(dict[str, "FastEntry | None"]):
         self._module = module
 
     def __missing__(self, method: str) -> FastEntry | None:
-        entry = self[method] = self._server.fast_entry(method, self._module)
+        entry = self._server.fast_entry(method, self._module)
+        # only registered names are remembered: a peer's unknown names must not pile up
+        if entry is not None or method in self._server.registry.methods:
+            self[method] = entry
         return entry
 
 

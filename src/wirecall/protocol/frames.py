@@ -23,6 +23,20 @@ from typing import Final
 
 from ..errors import FrameTooLarge, ProtocolError
 from ..status import Status
+from .frame_events import (
+    CancelReceived,
+    ErrorReceived,
+    Event,
+    FrameRefused,
+    GoAwayReceived,
+    MessageReceived,
+    PingReceived,
+    PongReceived,
+    PrefaceReceived,
+    RequestReceived,
+    ResponseReceived,
+    WindowUpdated,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -86,145 +100,6 @@ _U64 = struct.Struct("!Q")
 _ERR = struct.Struct("!HI")
 _GOAWAY = struct.Struct("!IH")
 _EMPTY: Final = b""
-
-
-class Event:
-    __slots__: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class PrefaceReceived(Event):
-    __slots__ = ("codec_id", "flags", "max_frame_size", "version")
-
-    def __init__(self, version: int, codec_id: int, flags: int, max_frame_size: int) -> None:
-        self.version = version
-        self.codec_id = codec_id
-        self.flags = flags
-        self.max_frame_size = max_frame_size
-
-
-class RequestReceived(Event):
-    """A call (``stream`` true: a streaming call opened; messages follow)."""
-
-    __slots__ = ("body", "call_id", "compressed", "end_stream", "metadata", "method", "stream",
-                 "timeout")
-
-    def __init__(
-        self,
-        call_id: int,
-        method: str,
-        body: bytes | memoryview,
-        timeout: float | None,
-        metadata: dict[str, str] | None,
-        compressed: bool,
-        stream: bool,
-        end_stream: bool,
-    ) -> None:
-        self.call_id = call_id
-        self.method = method
-        self.body = body
-        self.timeout = timeout
-        self.metadata = metadata
-        self.compressed = compressed
-        self.stream = stream
-        self.end_stream = end_stream
-
-
-class ResponseReceived(Event):
-    __slots__ = ("body", "call_id", "compressed", "metadata")
-
-    def __init__(
-        self,
-        call_id: int,
-        body: bytes | memoryview,
-        metadata: dict[str, str] | None,
-        compressed: bool,
-    ) -> None:
-        self.call_id = call_id
-        self.body = body
-        self.metadata = metadata
-        self.compressed = compressed
-
-
-class ErrorReceived(Event):
-    __slots__ = ("call_id", "details", "message", "status")
-
-    def __init__(self, call_id: int, status: int, message: str, details: bytes) -> None:
-        self.call_id = call_id
-        self.status = status
-        self.message = message
-        self.details = details
-
-
-class CancelReceived(Event):
-    __slots__ = ("call_id",)
-
-    def __init__(self, call_id: int) -> None:
-        self.call_id = call_id
-
-
-class PingReceived(Event):
-    __slots__ = ("opaque",)
-
-    def __init__(self, opaque: bytes) -> None:
-        self.opaque = opaque
-
-
-class PongReceived(Event):
-    __slots__ = ("opaque",)
-
-    def __init__(self, opaque: bytes) -> None:
-        self.opaque = opaque
-
-
-class GoAwayReceived(Event):
-    __slots__ = ("last_call_id", "message", "status")
-
-    def __init__(self, last_call_id: int, status: int, message: str) -> None:
-        self.last_call_id = last_call_id
-        self.status = status
-        self.message = message
-
-
-class MessageReceived(Event):
-    __slots__ = ("body", "call_id", "compressed", "end_stream")
-
-    def __init__(
-        self, call_id: int, body: bytes | memoryview, compressed: bool, end_stream: bool
-    ) -> None:
-        self.call_id = call_id
-        self.body = body
-        self.compressed = compressed
-        self.end_stream = end_stream
-
-
-class WindowUpdated(Event):
-    __slots__ = ("call_id", "increment")
-
-    def __init__(self, call_id: int, increment: int) -> None:
-        self.call_id = call_id
-        self.increment = increment
-
-
-class FrameRefused(Event):
-    """A frame over the size limit was skipped without being buffered."""
-
-    __slots__ = ("call_id", "frame_type", "size")
-
-    def __init__(self, call_id: int, frame_type: int, size: int) -> None:
-        self.call_id = call_id
-        self.frame_type = frame_type
-        self.size = size
 
 
 def encode_metadata(md: Mapping[str, str]) -> bytes:
@@ -300,6 +175,8 @@ class FrameConnection:
         max_frame_size: int = DEFAULT_MAX_FRAME,
         accept_compression: bool = True,
         codecs: frozenset[int] | None = None,
+        max_method_names: int = 1024,
+        max_method_name_bytes: int = 64 * 1024,
     ) -> None:
         self.client = client
         #: server: codec ids it accepts (None: any); the preface is answered on receipt
@@ -321,6 +198,15 @@ class FrameConnection:
         #: payload bytes queued since the last :meth:`data_to_send` (headers not counted)
         self.queued_bytes = 0
         self._methods: dict[bytes, str] = {}
+        #: remembered method names: at most this many, of at most this many bytes in all
+        self.max_method_names = max_method_names
+        self.max_method_name_bytes = max_method_name_bytes
+        self._method_bytes = 0
+        #: PING (not ACK) and SETTINGS frames received: the transport meters them per second
+        self.control_frames = 0
+        #: times a read ended inside a frame: an unfinished frame that outlives a timer set
+        #: when this was ``n`` (and is still unfinished) is the same frame
+        self.partials = 0
         #: optional hot-path callbacks (see :meth:`set_fast_callbacks`)
         self._on_request: Callable[[int, str, bytes | memoryview], None] | None = None
         self._on_response: Callable[[int, bytes | memoryview], None] | None = None
@@ -486,6 +372,24 @@ class FrameConnection:
     def has_data_to_send(self) -> bool:
         return bool(self.queued_parts)
 
+    @property
+    def unfinished(self) -> bool:
+        """A frame (or the preface) has started arriving and is not complete yet."""
+        return bool(self._buf) or self._skip > 0
+
+    def release(self) -> None:
+        """The connection is gone: drop the buffers and the callbacks (which refer to the
+        transport's protocol object: no reference cycle outlives the connection)."""
+        self.closed = True
+        self._plain = False
+        self._on_request = self._on_response = None
+        self._buf = bytearray()
+        self._skip = 0
+        self.queued_parts.clear()
+        self.queued_bytes = 0
+        self._methods = {}
+        self._method_bytes = 0
+
     # -- incoming ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
@@ -506,7 +410,7 @@ class FrameConnection:
         while n - off >= 12:
             length, ftype, flags, reserved, cid = unpack(data, off)
             end = off + 12 + length
-            if flags or reserved or end > n or length > maxf:
+            if flags or reserved or end > n or length > maxf or not cid:
                 break
             if ftype == REQUEST and on_request is not None and length >= 2:
                 start = off + 12
@@ -559,6 +463,7 @@ class FrameConnection:
                 if data[: min(n, 4)] != MAGIC[: min(n, 4)]:
                     self._fail(f"bad preface: expected {MAGIC!r}, got {bytes(data[:4])!r}")
                 self._buf += data
+                self.partials += 1
                 return events
             magic, version, codec_id, flags, maxf = PREFACE.unpack_from(data, 0)
             if magic != MAGIC:
@@ -614,6 +519,7 @@ class FrameConnection:
                     off += hsize + length
                     continue
                 self._skip = length - avail
+                self.partials += 1
                 return events
             end = off + hsize + length
             if end > n:
@@ -622,6 +528,8 @@ class FrameConnection:
             start = off + hsize
             off = end
             if ftype == REQUEST:
+                if not cid:
+                    self._fail("REQUEST with call id 0 (call ids are non-zero)")
                 if flags & (F_TIMEOUT | F_METADATA) or length < 2:
                     events.append(self._request(mv, start, end, flags, cid))
                     continue
@@ -692,6 +600,7 @@ class FrameConnection:
                 if flags & F_ACK:
                     events.append(PongReceived(opaque))
                 else:
+                    self.control_frames += 1
                     self._frame(PING, F_ACK, 0, opaque)
                     events.append(PingReceived(opaque))
             elif ftype == GOAWAY:
@@ -705,9 +614,11 @@ class FrameConnection:
                     self._fail("WINDOW_UPDATE payload must be 4 bytes")
                 (inc,) = _U32.unpack_from(mv, start)
                 events.append(WindowUpdated(cid, inc))
-            # SETTINGS (reserved): ignored, so a later version may send it to this one.
+            else:  # SETTINGS (reserved): ignored, so a later version may send it to this one
+                self.control_frames += 1
         if off < n:
             self._buf += mv[off:]
+            self.partials += 1
         return events
 
     def _metadata(self, mv: memoryview, off: int, end: int) -> tuple[dict[str, str], int]:
@@ -722,8 +633,11 @@ class FrameConnection:
             name = mb.decode()
         except UnicodeDecodeError:
             self._fail("REQUEST method name is not UTF-8")
-        if len(self._methods) < 4096:
+        size = len(mb)
+        if (len(self._methods) < self.max_method_names
+                and self._method_bytes + size <= self.max_method_name_bytes):
             self._methods[mb] = name
+            self._method_bytes += size
         return name
 
     def _request(self, mv: memoryview, start: int, end: int, flags: int, cid: int) -> Event:

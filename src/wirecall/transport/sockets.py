@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import ssl
@@ -263,6 +264,10 @@ class CoalescedWriter:
     transport: Any
     _loop: asyncio.AbstractEventLoop
     _flush_scheduled: bool = False
+    #: the transport's buffer is over its high-water mark (set by ``pause_writing``): each
+    #: flush then checks the unsent bytes against ``_max_unsent``
+    _paused_out: bool = False
+    _max_unsent: int = 32 * 1024 * 1024
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -272,5 +277,16 @@ class CoalescedWriter:
     def _flush(self) -> None:
         self._flush_scheduled = False
         data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None:
+            transport.write(data)
+            if self._paused_out and transport.get_write_buffer_size() > self._max_unsent:
+                self._over_unsent(transport)
+
+    def _over_unsent(self, transport: Any) -> None:
+        """The peer left more than ``limits.max_unsent_bytes`` of replies unread: abort (the
+        bytes are dropped at once; a peer that does not read would not read an error)."""
+        logging.getLogger("wirecall.transport").warning(
+            "aborting a connection whose peer left %d bytes unread (limits.max_unsent_bytes "
+            "%d)", transport.get_write_buffer_size(), self._max_unsent)
+        transport.abort()

@@ -142,6 +142,7 @@ ROOMS = ("wirecall.cluster", "wirecall.pubsub", "wirecall.observability", "wirec
 TRANSPORT_MAY_IMPORT = (
     "wirecall.transport", "wirecall.seam", "wirecall.streaming.model", "wirecall.context",
     "wirecall.errors", "wirecall.status", "wirecall.codec", "wirecall.protocol",
+    "wirecall.limits",
 )
 
 

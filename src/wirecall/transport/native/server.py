@@ -26,6 +26,7 @@ from ... import codec as codecs
 from ...context import CURRENT, EMPTY_METADATA, Context
 from ...errors import FrameTooLarge, Internal, ProtocolError, RpcError
 from ...protocol import frames as fr
+from ...protocol.flood import FloodGuard
 from ...seam import Dispatcher, FastEntry
 from ...status import Status
 from ..base import URL
@@ -60,10 +61,13 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
     ) -> None:
         self.server = server
         self.listener = listener
+        self.limits = lim = server.limits
         self.conn = fr.FrameConnection(
             client=False,
             max_frame_size=server.max_message_size,
             codecs=frozenset(_codec_ids()),
+            max_method_names=lim.max_method_names,
+            max_method_name_bytes=lim.max_method_name_bytes,
         )
         self.codec: codecs.Codec = codecs.MSGPACK_CODEC
         self._decode = self.codec.decode
@@ -84,6 +88,10 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._ping_outstanding = False
         self._idle_mark = (0, time.monotonic())  # (last call id seen, since when)
         self._writable = True  # false while the transport's write buffer is over its mark
+        self._write_waiters: list[asyncio.Future[None]] = []  # stream senders (see wait_writable)
+        self._frame_timer: asyncio.TimerHandle | None = None  # an unfinished frame's time limit
+        self._control = FloodGuard(lim.max_control_frames_per_second)
+        self._max_unsent = lim.max_unsent_bytes
         self._backlog: collections.deque[fr.Event] = collections.deque()
         self._max_calls: int = server.max_concurrent_calls
         #: the server's fast lane for this codec: method -> (handler, params decoder) or None
@@ -105,12 +113,20 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.listener is not None:
             self.listener.connections.discard(self)
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        for timer in (self._keepalive, self._frame_timer):
+            if timer is not None:
+                timer.cancel()
+        self._keepalive = self._frame_timer = None
         calls, self.calls = self.calls, {}
         for ctx in calls.values():
             ctx.cancel()
         self.transport = None
+        # no reference cycle may outlive the connection (it is freed without the cyclic GC):
+        # the parser's callbacks and the stream table refer back to this object
+        self.conn.release()
+        self.streams.detach()
+        self._backlog.clear()
+        self._wake_writers()
 
     def _arm_keepalive(self) -> None:
         ka = self.server.keepalive
@@ -143,8 +159,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._arm_keepalive()
 
     def close_with(self, status: int, message: str) -> None:
-        if self.transport is None:
+        if self.transport is None or self._lane is _CLOSED_LANE:
             return
+        self._lane = _CLOSED_LANE  # the rest of this read's plain requests are dropped
         self.conn.fail(message, status)
         self._flush()
         self.transport.close()
@@ -154,19 +171,30 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
         self._in_read = True  # plain requests are handled while the parser runs
+        conn = self.conn
         try:
-            events = self.conn.receive_data(data)
+            events = conn.receive_data(data)
         except ProtocolError as exc:
             self._in_read = False
             log.warning("closing connection from %s: %s", self.peer, exc.message)
             self.close_with(exc.status, exc.message)
             return
+        if self._frame_timer is None and conn.unfinished:
+            self._arm_frame_timer()
         if not events:  # the hot path: every frame was a plain request, already handled
             self._in_read = False
-            out = self.conn.data_to_send()
+            out = conn.data_to_send()
             if out and self.transport is not None:
                 self.transport.write(out)
             return
+        if conn.control_frames and self._control.hit(self._last_activity, conn.control_frames):
+            conn.control_frames = 0
+            self._in_read = False
+            self.close_with(Status.RESOURCE_EXHAUSTED, (
+                f"more than {self._control.limit} control frames (PING, SETTINGS) per second "
+                "(limits.max_control_frames_per_second)"))
+            return
+        conn.control_frames = 0
         if self._backlog:  # stalled on a slow reader: keep the order
             self._backlog.extend(events)
             self._in_read = False
@@ -183,11 +211,14 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writable = False
+        self._paused_out = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writable = True
+        self._paused_out = False
+        self._wake_writers()
         if self._backlog:
             events = list(self._backlog)
             self._backlog.clear()
@@ -199,6 +230,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._in_read = True
         try:
             for i, ev in enumerate(events):
+                if self.conn.closed:  # a protocol error closed it: the rest is dropped
+                    self._backlog.clear()
+                    break
                 if not self._writable:
                     self._backlog.extend(events[i:])
                     break
@@ -211,6 +245,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         t = type(ev)
         conn = self.conn
         if t is fr.RequestReceived:
+            if conn.closed:
+                return
             if len(self.calls) >= self._max_calls:
                 conn.send_error(
                     ev.call_id,  # type: ignore[attr-defined]
@@ -292,6 +328,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         """
         if cid > self.last_call_id:
             self.last_call_id = cid
+        if self.calls and cid in self.calls:
+            self._reused(cid)
+            return
         if self._writable and not self._backlog:
             lane = self._lane[method]
             if (
@@ -314,6 +353,11 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def _on_request(self, ev: fr.RequestReceived) -> None:
         cid = ev.call_id
+        if self.conn.closed:
+            return
+        if cid in self.calls:
+            self._reused(cid)
+            return
         if cid > self.last_call_id:
             self.last_call_id = cid
         if ev.stream:
@@ -355,6 +399,49 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def _on_stream_request(self, ev: fr.RequestReceived) -> None:
         self.streams.on_request(ev)
+
+    def _reused(self, cid: int) -> None:
+        """A REQUEST reusing the id of a call in flight: a protocol error (docs/protocol.md)."""
+        log.warning("closing connection from %s: call id %d reused while in flight", self.peer, cid)
+        self.close_with(Status.INTERNAL, f"call id {cid} reused while that call is in flight")
+
+    # -- budgets (docs/limits.md) ----------------------------------------------------------
+
+    def _arm_frame_timer(self) -> None:
+        self._frame_timer = self._loop.call_later(
+            self.limits.frame_timeout, self._on_frame_timer, self.conn.partials)
+
+    def _on_frame_timer(self, mark: int) -> None:
+        self._frame_timer = None
+        conn = self.conn
+        if self.transport is None or not conn.unfinished:
+            return
+        if conn.partials != mark:  # another frame since: its own clock starts now
+            self._arm_frame_timer()
+            return
+        limit = self.limits.frame_timeout
+        log.warning("closing connection from %s: frame unfinished after %gs", self.peer, limit)
+        self.close_with(Status.RESOURCE_EXHAUSTED,
+                        f"frame not completed within {limit:g}s (limits.frame_timeout)")
+
+    @property
+    def writable(self) -> bool:
+        """The transport takes more output (its buffer is under the high-water mark)."""
+        return self._writable
+
+    def wait_writable(self) -> asyncio.Future[None] | None:
+        """None when writable, else a future done once the peer has read enough."""
+        if self._writable or self.transport is None:
+            return None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._write_waiters.append(fut)
+        return fut
+
+    def _wake_writers(self) -> None:
+        waiters, self._write_waiters = self._write_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _done(self, cid: int, ctx: Context, result: Any, exc: BaseException | None) -> None:
         if self.calls.get(cid) is not ctx:
@@ -416,6 +503,16 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.going_away_sent = True
         self.conn.send_goaway(self.last_call_id, Status.UNAVAILABLE, "server is shutting down")
         self._flush()
+
+
+class _ClosedLane(dict[str, "FastEntry | None"]):
+    """The lane of a connection closed on an error: no method runs on it any more."""
+
+    def __missing__(self, method: str) -> FastEntry | None:
+        return None
+
+
+_CLOSED_LANE = _ClosedLane()
 
 
 def _codec_ids() -> list[int]:

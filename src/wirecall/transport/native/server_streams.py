@@ -51,6 +51,19 @@ class StreamingConnection(Protocol):
     def flush_soon(self) -> None:
         """Write what is queued at the end of the current read (or loop iteration)."""
 
+    def wait_writable(self) -> asyncio.Future[None] | None:
+        """None when the transport takes more output, else a future done once it does."""
+
+
+class _Gone:
+    """The owner of a detached stream table (its connection is gone)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"the connection is gone (asked for {name!r})")
+
+
+_GONE: Any = _Gone()
+
 
 class _ServerStream:
     __slots__ = ("cid", "consumed", "credit", "ctx", "dead", "granted", "inbound", "item_type",
@@ -83,6 +96,12 @@ class ServerStreams:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def detach(self) -> None:
+        """The connection is gone: forget it (no reference cycle outlives it). Handlers still
+        running hold what they need; no frame arrives any more."""
+        self._streams.clear()
+        self._owner = _GONE
+
     def on_request(self, ev: fr.RequestReceived) -> None:
         """A REQUEST with flag STREAM: start the handler through ``Dispatcher.start_stream``."""
         proto = self._owner
@@ -91,7 +110,8 @@ class ServerStreams:
         server = proto.server
         timeout = ev.timeout
         ctx = Context(ev.method, ev.metadata or {},
-                      None if timeout is None else time.monotonic() + timeout, proto.peer, proto.scheme)
+                      None if timeout is None else time.monotonic() + timeout, proto.peer,
+                      proto.scheme)
         try:
             if proto.going_away_sent or server.closing:
                 raise Unavailable(message="server is shutting down")
@@ -154,6 +174,12 @@ class ServerStreams:
                     st.waiter = None
                 if st.dead:
                     raise asyncio.CancelledError
+            full = proto.wait_writable()
+            while full is not None:  # the peer does not read: wait, do not queue
+                await full
+                if st.dead or proto.transport is None:
+                    raise asyncio.CancelledError
+                full = proto.wait_writable()
             st.credit -= 1
             proto.conn.send_message(cid, codec.encode(item))
             proto.flush_soon()
@@ -196,7 +222,9 @@ class ServerStreams:
         if st is None:
             return  # a late frame for a call that already ended: ignored
         if type(ev) is fr.WindowUpdated:
-            st.credit += ev.increment
+            # credit beyond what a stream may buffer is clamped (a 2^32-1 grant is no licence
+            # to produce without bound; the sender also waits while the socket is full)
+            st.credit = min(st.credit + ev.increment, self._owner.server.limits.max_stream_credit)
             w = st.waiter
             if w is not None and not w.done():
                 w.set_result(None)
