@@ -20,7 +20,23 @@ def add_parser(sub: Subparsers) -> None:
                    help="serve grpc.health.v1.Health (grpc_health_probe, load balancers)")
     s.add_argument("--reflection", action="store_true",
                    help="serve gRPC server reflection (grpcurl, grpc_cli)")
+    add_observability_flags(s)
     s.set_defaults(handler=serve)
+
+
+def add_observability_flags(s: argparse.ArgumentParser) -> None:
+    """``--admin``, ``--metrics``, ``--tracing``, ``--access-log`` (docs/observability.md)."""
+    g = s.add_argument_group("observability (docs/observability.md)")
+    g.add_argument("--admin", metavar="URL",
+                   help="admin listener (e.g. http://127.0.0.1:9090): the live dashboard, "
+                        "/api/snapshot, /api/events and, with --metrics, /metrics")
+    g.add_argument("--metrics", action="store_true",
+                   help="Prometheus metrics at /metrics on --admin (wirecall[metrics])")
+    g.add_argument("--tracing", action="store_true",
+                   help="an OpenTelemetry span per call (wirecall[tracing]); OTLP/HTTP if its "
+                        "exporter is installed, else spans as JSON on stderr")
+    g.add_argument("--access-log", nargs="?", const="text", choices=("text", "json"),
+                   help="one line per call on stderr (default format: text)")
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -34,9 +50,25 @@ async def serve(args: argparse.Namespace) -> int:
         from wirecall.observability.reflection import enable_reflection
 
         enable_reflection(server)
+    obs = None
+    if args.admin or args.metrics or args.tracing or args.access_log:
+        from wirecall.observability.install import Observability
+
+        obs = Observability(server, admin=args.admin, metrics=args.metrics,
+                            tracing=args.tracing, access_log=args.access_log)
     urls = await server.start(*(args.listen or ["tcp://127.0.0.1:1234"]))
     for u in urls:
         print(f"listening on {u}", flush=True)
-    await server.serve_forever(handle_signals=True)
+    if obs is not None:
+        admin_url = await obs.start()
+        if admin_url:
+            print(f"admin on {admin_url}", flush=True)
+        if obs.tracing_to:
+            print(f"tracing to {obs.tracing_to}", flush=True)
+    try:
+        await server.serve_forever(handle_signals=True)
+    finally:
+        if obs is not None:
+            await obs.close()
     print("stopped", flush=True)
     return 0

@@ -37,11 +37,11 @@ __all__ = ["Metrics", "listener_counts", "require_prometheus"]
 
 
 def require_prometheus() -> Any:
-    """The ``prometheus_client`` module, or an ImportError naming the extra to install."""
+    """The ``prometheus_client`` module, or a RuntimeError naming the extra to install."""
     try:
         return importlib.import_module("prometheus_client")
     except ImportError:
-        raise ImportError(
+        raise RuntimeError(
             "metrics need prometheus-client: pip install 'wirecall[metrics]'") from None
 
 

@@ -36,12 +36,12 @@ _SCOPE = "wirecall"
 
 
 def require_otel() -> Any:
-    """The ``opentelemetry.trace`` module, or an ImportError naming the extra to install."""
+    """The ``opentelemetry.trace`` module, or a RuntimeError naming the extra to install."""
     try:
         importlib.import_module("opentelemetry.sdk.trace")
         return importlib.import_module("opentelemetry.trace")
     except ImportError:
-        raise ImportError(
+        raise RuntimeError(
             "tracing needs OpenTelemetry: pip install 'wirecall[tracing]'") from None
 
 
