@@ -28,9 +28,10 @@ import sys
 from collections.abc import Sequence
 
 from wirecall.errors import RpcError
+from wirecall.version import __version__
 
-from . import bench, call, demo, gen, idgen, listing, serve
-from .common import Command, run
+from . import bench, call, demo, describe, gen, idgen, listing, serve, txn
+from .common import Command, CommandError, HelpFormatter, error_line, exit_code, run
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -39,16 +40,30 @@ COMMANDS: tuple[Command, ...] = (
     serve,
     call,
     listing,
+    describe,
     bench,
     gen,
     demo,
     idgen,
+    txn,
 )
 
 
+EXAMPLES = """examples:
+  wirecall serve wirecall.tutorial.calculator:Calculator --listen tcp://127.0.0.1:1234
+  wirecall call tcp://127.0.0.1:1234 Calculator.Add '{"A": 1, "B": 2}'
+  wirecall describe tcp://127.0.0.1:1234 Calculator.Add
+  wirecall bench tcp://127.0.0.1:1234 Calculator.Add '{"A": 1, "B": 2}' -c 16 -d 5
+
+'wirecall COMMAND --help' shows each command's options, defaults and examples (docs/cli.md)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wirecall", description="wirecall RPC command line")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="wirecall", description="wirecall RPC command line: serve "
+                                "a Python object, call, describe and load-test any server",
+                                epilog=EXAMPLES, formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"wirecall {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
     return p
@@ -57,16 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = args.handler
-    if not inspect.iscoroutinefunction(handler):
-        rc: int = handler(args)
-        return rc
     try:
+        if not inspect.iscoroutinefunction(handler):
+            rc: int = handler(args)
+            return rc
         rc = run(handler(args))
     except KeyboardInterrupt:
         return 130
+    except CommandError as exc:  # a bad target, params or file: one line
+        print(f"wirecall: {exc}", file=sys.stderr)
+        return 2
     except RpcError as exc:  # dial failures and the like: the status and message, no traceback
-        print(f"wirecall: {exc.status.name}: {exc.message}", file=sys.stderr)
-        return 1
+        print(f"wirecall: {error_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     except OSError as exc:  # a port already in use, a socket path we cannot create...
         print(f"wirecall: {exc.strerror or exc}", file=sys.stderr)
         return 1

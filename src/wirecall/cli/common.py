@@ -18,20 +18,49 @@ import msgspec
 
 from wirecall.errors import RpcError
 from wirecall.server import Server
+from wirecall.status import Status
 
 __all__ = [
+    "EXIT_STATUS_BASE",
     "Command",
+    "CommandError",
     "Handler",
+    "HelpFormatter",
     "Subparsers",
+    "add_command",
     "build_server",
     "client_options",
+    "error_line",
+    "exit_code",
     "json_out",
     "load_target",
     "metadata",
     "params",
+    "positive",
     "print_rpc_error",
+    "read_data",
     "run",
 ]
+
+#: a call that ended with status S exits with ``EXIT_STATUS_BASE + S`` (grpcurl's convention:
+#: NOT_FOUND -> 69, UNAVAILABLE -> 78); 1 is a local failure, 2 a usage error
+EXIT_STATUS_BASE = 64
+
+
+class CommandError(Exception):
+    """A one-line failure of a command (printed as ``wirecall: <message>``, exit 2)."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every argument's help shows its default; the examples keep their lines."""
+
+
+def add_command(sub: Subparsers, name: str, help: str, examples: Sequence[str],
+                description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command whose help shows the defaults and ``examples`` (one per line)."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    return sub.add_parser(name, help=help, description=description or help, epilog=epilog,
+                          formatter_class=HelpFormatter)
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: what a command's parser stores as ``handler``: returns the exit code, or a coroutine that
@@ -56,50 +85,82 @@ def run(coro: Any) -> Any:
 
 
 def load_target(spec: str) -> Any:
-    """Import ``module:attr`` (or ``path/to/file.py:attr``)."""
+    """Import ``module:attr`` (or ``path/to/file.py:attr``); a failure is one line."""
     mod_name, sep, attr = spec.partition(":")
-    if not sep or not attr:
-        raise SystemExit(f"wirecall: expected MODULE:ATTR, got {spec!r}")
-    if mod_name.endswith(".py") or os.sep in mod_name:
-        path = os.path.abspath(mod_name)
-        s = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-        if s is None or s.loader is None:
-            raise SystemExit(f"wirecall: cannot load {path}")
-        module = importlib.util.module_from_spec(s)
-        s.loader.exec_module(module)
-    else:
-        sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(mod_name)
+    if not sep or not attr or not mod_name:
+        raise CommandError(f"expected MODULE:ATTR (e.g. wirecall.tutorial.calculator:Calculator)"
+                           f", got {spec!r}")
+    try:
+        if mod_name.endswith(".py") or os.sep in mod_name:
+            path = os.path.abspath(mod_name)
+            if not os.path.exists(path):
+                raise CommandError(f"no such file: {path}")
+            s = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+            if s is None or s.loader is None:
+                raise CommandError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(s)
+            s.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and mod_name.startswith(exc.name):
+            raise CommandError(f"no module named {mod_name!r} (from {spec!r})") from None
+        raise CommandError(f"importing {mod_name!r} failed: {exc}") from None
+    except SyntaxError as exc:
+        raise CommandError(f"importing {mod_name!r} failed: {exc}") from None
     obj: Any = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise SystemExit(f"wirecall: {mod_name} has no attribute {attr!r}") from None
+            raise CommandError(f"{mod_name} has no attribute {attr!r}") from None
     return obj
 
 
 def build_server(target: Any, debug: bool = False) -> Server:
-    """A :class:`Server` as is, else a new one serving ``target`` (a class is instantiated)."""
+    """What ``serve MODULE:ATTR`` serves: a :class:`Server` as is; a class is instantiated;
+    a plain function is a factory (called with no arguments; it returns a Server, an object
+    to register, or a list of objects); any other object is registered as a service."""
+    if inspect.isfunction(target):
+        try:
+            target = target()
+        except TypeError as exc:
+            raise CommandError(f"the factory {target.__qualname__}() failed: {exc}") from None
+        if inspect.isawaitable(target):
+            raise CommandError("the factory is async: make it a plain function")
     if isinstance(target, Server):
         return target
     server = Server(debug=debug)
-    if inspect.isclass(target):
-        target = target()
-    if callable(target) and not inspect.isfunction(target) and not hasattr(target, "__dict__"):
-        target = target()
-    server.register(target)
+    for obj in target if isinstance(target, (list, tuple)) else [target]:
+        server.register(obj() if inspect.isclass(obj) else obj)
     return server
 
 
+def read_data(text: str | None) -> str | None:
+    """``@file`` is the file's text, ``@-`` standard input, anything else the text itself."""
+    if text is None or not text.startswith("@"):
+        return text
+    if text == "@-":
+        return sys.stdin.read()
+    try:
+        with open(text[1:], encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read {text[1:]}: {exc.strerror or exc}") from None
+
+
 def params(text: str | None) -> list[Any] | dict[str, Any]:
-    """JSON params: an array or an object as is, a single value as a one-item array."""
-    if text is None or text == "":
+    """JSON params (``@file``, ``@-`` read first): an array or an object as is, a single
+    value as a one-item array."""
+    text = read_data(text)
+    if text is None or text.strip() == "":
         return []
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"wirecall: the params are not valid JSON: {exc}") from None
+        raise CommandError(f"the params are not valid JSON: {exc}") from None
     if isinstance(value, (list, dict)):
         return value
     return [value]
@@ -111,7 +172,7 @@ def metadata(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         k, sep, v = item.partition("=")
         if not sep:
-            raise SystemExit(f"wirecall: --metadata wants key=value, got {item!r}")
+            raise CommandError(f"--metadata wants key=value, got {item!r}")
         md[k] = v
     return md
 
@@ -120,13 +181,46 @@ def json_out(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+def error_line(exc: RpcError) -> str:
+    """``STATUS: message``, the status said once (a message quoting another error's
+    ``STATUS: `` prefix loses it)."""
+    msg = exc.message
+    for st in Status:
+        msg = msg.replace(f": {st.name}: ", ": ")
+        if msg.startswith(f"{st.name}: "):
+            msg = msg[len(st.name) + 2:]
+    return f"{exc.status.name}: {msg}"
+
+
+def exit_code(exc: RpcError) -> int:
+    """The exit code of a call that failed with ``exc``: ``EXIT_STATUS_BASE + status``."""
+    return EXIT_STATUS_BASE + int(exc.status)
+
+
 def print_rpc_error(exc: RpcError) -> int:
-    """``error: STATUS: message`` on stderr; returns the exit code 1."""
-    print(f"error: {exc.status.name}: {exc.message}", file=sys.stderr)
-    return 1
+    """``wirecall: STATUS: message`` on stderr; returns the exit code of the status."""
+    print(f"wirecall: {error_line(exc)}", file=sys.stderr)
+    return exit_code(exc)
+
+
+def positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """An argparse type: a number above zero (``-c 0``, ``-d -1`` are refused)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def client_options(sp: argparse.ArgumentParser) -> None:
-    """``--timeout`` and ``--connect-timeout``, for commands that dial a server."""
-    sp.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
-    sp.add_argument("--connect-timeout", type=float, default=5.0, help="dial timeout")
+    """``--timeout`` and ``--connect-timeout``, for commands that dial a server (TLS and
+    other dial options join them here, so every command that dials gets them)."""
+    sp.add_argument("--timeout", type=positive(float), default=None,
+                    help="call timeout in seconds (none: wait as long as it takes)")
+    sp.add_argument("--connect-timeout", type=positive(float), default=5.0,
+                    help="dial timeout in seconds")
