@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Subparsers, build_server, load_target
+from .common import CommandError, Subparsers, add_command, build_server, load_target
 
 __all__ = ["add_parser", "serve"]
 
 
 def add_parser(sub: Subparsers) -> None:
-    s = sub.add_parser("serve", help="serve an object, a class or a Server")
-    s.add_argument("target", help="MODULE:ATTR (e.g. wirecall.tutorial.calculator:Calculator)")
+    s = add_command(sub, "serve", "serve an object, a class, a factory or a Server", (
+        "wirecall serve wirecall.tutorial.calculator:Calculator",
+        "wirecall serve wirecall.tutorial.calculator:Calculator --listen tcp://127.0.0.1:1234 "
+        "--listen ws://127.0.0.1:8080/ws --listen grpc://127.0.0.1:50051",
+        "wirecall serve myapp.py:make_server --listen any://0.0.0.0:9000   # calls the factory",
+        "wirecall serve wirecall.tutorial.greeter:Greeter --listen grpc://127.0.0.1:50051 "
+        "--health --reflection",
+    ))
+    s.add_argument("target", help="MODULE:ATTR or path/file.py:ATTR: a Server (served as is), "
+                   "a class (instantiated), a plain function (a factory, called with no "
+                   "arguments: returns a Server, an object or a list of objects) or an object")
     s.add_argument("--listen", action="append", metavar="URL",
                    help="address to listen on (repeatable; port 0 picks a free port); "
                         "default tcp://127.0.0.1:1234")
-    s.add_argument("--debug", action="store_true", help="send tracebacks of handler errors")
+    s.add_argument("--debug", action="store_true",
+                   help="send handler exceptions' text and traceback to callers (default: an "
+                        "opaque INTERNAL reference, logged here)")
     s.add_argument("--health", action="store_true",
                    help="serve grpc.health.v1.Health (grpc_health_probe, load balancers)")
     s.add_argument("--reflection", action="store_true",
@@ -42,14 +53,19 @@ def add_observability_flags(s: argparse.ArgumentParser) -> None:
 async def serve(args: argparse.Namespace) -> int:
     server = build_server(load_target(args.target), args.debug)
     # standard gRPC services, opt-in (docs/grpc.md); imported only when asked for (grpc extra)
-    if args.health:
-        from wirecall.observability.health import enable_health
+    try:
+        if args.health:
+            from wirecall.observability.health import enable_health
 
-        enable_health(server)
-    if args.reflection:
-        from wirecall.observability.reflection import enable_reflection
+            enable_health(server)
+        if args.reflection:
+            from wirecall.observability.reflection import enable_reflection
 
-        enable_reflection(server)
+            enable_reflection(server)
+    except ImportError as exc:
+        flag = "--health" if args.health else "--reflection"
+        raise CommandError(f"{flag} needs the grpc extra ({exc.name} is missing): "
+                           "pip install 'wirecall[grpc]'") from None
     obs = None
     if args.admin or args.metrics or args.tracing or args.access_log:
         from wirecall.observability.install import Observability
