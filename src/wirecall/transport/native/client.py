@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from ... import codec as codecs
+from ...codec.negotiate import CODEC_KEY, CallCodecs
 from ...errors import (
     DeadlineExceeded,
     FrameTooLarge,
@@ -56,8 +57,12 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         keepalive: float | None = None,
         idle_timeout: float | None = None,
         address: str = "",
+        service_codecs: Mapping[str, Any] | None = None,
     ) -> None:
         self.codec = codec
+        #: per-call and per-service codecs (``wirecall-codec`` metadata: codec/negotiate.py)
+        self.call_codecs = CallCodecs(codec, service_codecs)
+        self._coded = self.call_codecs.active
         self._encode = codec.encode
         self._decode_any = getattr(codec, "decode_any", codec.decode)
         self._idle_timeout = idle_timeout
@@ -126,6 +131,10 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         """Queue a call and return its id and the future its reply will complete."""
         if self._closed or self._goaway:
             raise self._close_reason or Unavailable(message=f"connection to {self.address} closed")
+        if self._coded or (metadata and CODEC_KEY in metadata):
+            coded = self._start_coded(method, params, timeout, metadata, result_type)
+            if coded is not None:
+                return coded
         cid = self._next_id
         self._next_id = cid + 1 if cid < 0xFFFFFFFF else 1
         try:
@@ -159,6 +168,46 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             fut.add_done_callback(lambda _f: handle.cancel())
         return cid, fut
 
+    def _start_coded(self, method: str, params: Any, timeout: float | None,
+                     metadata: Mapping[str, str] | None, result_type: Any,
+                     ) -> tuple[int, asyncio.Future[Any]] | None:
+        """A call with its own codec (codec/negotiate.py); None: the connection's codec."""
+        codec = self.call_codecs.for_call(method, metadata)
+        if codec is None:
+            return None
+        session = self.call_codecs.session(codec)
+        try:
+            body, md = session.encode(params)
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:
+            raise InvalidArgument(
+                message=f"cannot encode arguments of {method} with {codec.name}: {exc}") from None
+        cid = self.new_id()
+        self.conn.send_request(cid, method, body, timeout, {**(metadata or {}), **md})
+        fut = self._loop.create_future()
+        self._pending[cid] = (fut, result_type)
+        self.call_codecs.calls[cid] = session
+        self._schedule_flush()
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, self._expire, cid, method, timeout)
+            fut.add_done_callback(lambda _f: handle.cancel())
+        return cid, fut
+
+    def _coded_reply(self, cid: int, ev: fr.ResponseReceived, body: bytes | memoryview) -> None:
+        session = self.call_codecs.calls.pop(cid)
+        entry = self._pending.pop(cid, None)
+        if entry is None or entry[0].done():
+            return
+        fut, rtype = entry
+        md = ev.metadata or {}
+        if CODEC_KEY not in md:
+            fut.set_exception(InvalidArgument(
+                message="the server answered without a codec: it does not support per-call codecs"))
+            return
+        try:
+            fut.set_result(session.decode(body, rtype, md))
+        except (ValueError, TypeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            fut.set_exception(InvalidArgument(message=f"cannot decode the reply: {exc}"))
+
     async def call(
         self,
         method: str,
@@ -180,11 +229,13 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
 
     def _abandon(self, cid: int) -> None:
         """The caller gave up (task cancelled): tell the server to cancel the handler."""
+        self.call_codecs.calls.pop(cid, None)
         if self._pending.pop(cid, None) is not None and self.transport is not None:
             self.conn.send_cancel(cid)
             self._schedule_flush()
 
     def _expire(self, cid: int, method: str, timeout: float) -> None:
+        self.call_codecs.calls.pop(cid, None)
         entry = self._pending.pop(cid, None)
         if entry is None:
             return
@@ -345,13 +396,16 @@ class TcpClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                         if not fut.done():
                             fut.set_exception(exc)
                         continue
-                if cid in pending:
+                if cid in self.call_codecs.calls:
+                    self._coded_reply(cid, ev, body)  # type: ignore[arg-type]
+                elif cid in pending:
                     self._on_plain_response(cid, body)
                 else:
                     st = self.streams.get(cid)
                     if st is not None:
                         st._on_response(ev)
             elif t is fr.ErrorReceived:
+                self.call_codecs.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 entry = pending.pop(ev.call_id, None)  # type: ignore[attr-defined]
                 if entry is not None and not entry[0].done():
                     entry[0].set_exception(self._error(ev))  # type: ignore[arg-type]
@@ -411,6 +465,7 @@ async def connect(
     compress_threshold: int | None = None,
     keepalive: float | None = 30.0,
     idle_timeout: float | None = None,
+    service_codecs: Mapping[str, Any] | None = None,
     **_: Any,
 ) -> TcpClientConnection:
     """Dial ``url`` (``tcp://`` or ``unix://``) within ``timeout`` seconds (DialTimeout).
@@ -427,6 +482,7 @@ async def connect(
         keepalive=keepalive,
         idle_timeout=idle_timeout,
         address=str(url),
+        service_codecs=service_codecs,
     )
     factory: Callable[[], TcpClientConnection] = lambda: proto  # noqa: E731
 

@@ -24,7 +24,8 @@ import msgspec
 
 from ... import codec as codecs
 from ...context import CURRENT, EMPTY_METADATA, Context
-from ...errors import FrameTooLarge, Internal, ProtocolError, RpcError
+from ...codec.negotiate import CODEC_KEY, CallCodecs
+from ...errors import FrameTooLarge, Internal, InvalidArgument, ProtocolError, RpcError
 from ...protocol import frames as fr
 from ...protocol.flood import FloodGuard
 from ...seam import Dispatcher, FastEntry
@@ -98,6 +99,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._lane: Mapping[str, FastEntry | None] = server.fast_lane(self._module)
         #: the streaming calls being served on this connection
         self.streams = ServerStreams(self)
+        #: calls with their own codec (``wirecall-codec`` metadata: codec/negotiate.py)
+        self.call_codecs = CallCodecs(self.codec)
         self.conn.set_fast_callbacks(on_request=self._on_plain_request)
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -258,6 +261,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             if conn.queued_bytes >= self.FLUSH_AT or len(conn.queued_parts) >= SERVER_WRITE_PARTS:
                 self._flush()  # may call pause_writing()
         elif t is fr.CancelReceived:
+            self.call_codecs.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
             ctx = self.calls.pop(ev.call_id, None)  # type: ignore[attr-defined]
             if ctx is not None:
                 ctx.cancel()
@@ -373,6 +377,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         )
         server = self.server
         body = ev.body
+        if ev.metadata and CODEC_KEY in ev.metadata and not self.going_away_sent:
+            self._on_coded_request(ev, ctx)
+            return
         if not ev.compressed and not self.going_away_sent and (timeout is None or timeout > 0):
             lane = self._lane[ev.method]
             if lane is not None and self._run_fast(cid, lane, body, ctx):
@@ -396,6 +403,42 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         # the server runs it (inline: before start_call returns, the reply queued in this read)
         self.calls[cid] = ctx
         server.start_call(ev.method, params, ctx, partial(self._done, cid, ctx))
+
+    def _on_coded_request(self, ev: fr.RequestReceived, ctx: Context) -> None:
+        """A call naming its own codec: one argument, decoded into the method's parameter
+        type by that codec's per-connection session; the reply encoded the same way."""
+        cc = self.call_codecs
+        md = ev.metadata or {}
+        try:
+            codec = cc.server_codec(md)
+            spec = self.server.lookup(ev.method)
+            if not spec.single:
+                raise InvalidArgument(message=f"{spec.name} takes {len(spec.params)} "
+                                      f"parameters; a {codec.name} call passes exactly one")
+            session = cc.session(codec)
+            body = ev.body
+            if ev.compressed:
+                body = fr.decompress(body, self.conn.max_frame_size)
+            params = session.decode(body, [spec.params[0].type], md)
+        except RpcError as exc:
+            self.conn.send_error(ev.call_id, exc.status, exc.message)
+            return
+        except (ValueError, TypeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.conn.send_error(ev.call_id, Status.INVALID_ARGUMENT,
+                                 f"cannot decode params of {ev.method}: {exc}")
+            return
+        cc.calls[ev.call_id] = (session, spec.result_type)
+        self.calls[ev.call_id] = ctx
+        self.server.start_call(spec, params, ctx, partial(self._done, ev.call_id, ctx))
+
+    def _reply_coded(self, cid: int, ctx: Context, result: Any, coded: Any) -> None:
+        session, rtype = coded
+        try:
+            body, md = session.encode(result, rtype)
+            self.conn.send_response(cid, body, md)
+        except Exception as exc:
+            self._reply_error(cid, ctx, Internal(
+                message=f"cannot encode the result of {ctx.method}: {exc}"))
 
     def _on_stream_request(self, ev: fr.RequestReceived) -> None:
         self.streams.on_request(ev)
@@ -457,6 +500,11 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._schedule_flush()
 
     def _reply(self, cid: int, ctx: Context, result: Any) -> None:
+        if self.call_codecs.calls:
+            coded = self.call_codecs.calls.pop(cid, None)
+            if coded is not None:
+                self._reply_coded(cid, ctx, result, coded)
+                return
         conn = self.conn
         try:
             body = self._encode(result)
@@ -480,6 +528,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             ))
 
     def _reply_error(self, cid: int, ctx: Context, exc: BaseException) -> None:
+        if self.call_codecs.calls:
+            self.call_codecs.calls.pop(cid, None)
         err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
         self.conn.send_error(
             cid, err.status, err.message, encode_error_details(self.codec, err.details)

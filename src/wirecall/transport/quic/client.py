@@ -188,6 +188,7 @@ async def connect(
     keepalive: float | None = 30.0,
     idle_timeout: float | None = None,
     early_data: bool = False,
+    service_codecs: dict[str, Any] | None = None,
     **tls: Any,
 ) -> QuicClientConnection:
     """Dial ``quic://host:port``. TLS: ``cafile=`` (the server's certificate or its CA),
@@ -198,7 +199,8 @@ async def connect(
     c = codecs.get(codec)
     owner = QuicClientConnection(
         c, max_message_size=max_message_size, compress_threshold=compress_threshold,
-        keepalive=keepalive, idle_timeout=idle_timeout, address=str(url))
+        keepalive=keepalive, idle_timeout=idle_timeout, address=str(url),
+        service_codecs=service_codecs)
     server_name = cfg.server_name or url.host
     cfg.server_name = server_name
     key = (url.host, url.port, server_name)
