@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Subparsers
+from .common import Subparsers, add_command
 
 __all__ = ["add_parser", "demo"]
 
 
 def add_parser(sub: Subparsers) -> None:
-    d = sub.add_parser("demo", help="serve the tutorial's Calculator and call it every way")
+    d = add_command(sub, "demo", "serve the tutorial's Calculator and call it every way", (
+        "wirecall demo",
+    ))
     d.set_defaults(handler=demo)
 
 

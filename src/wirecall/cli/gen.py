@@ -7,24 +7,26 @@ import argparse
 import importlib
 import sys
 
-from .common import Subparsers
+from .common import Subparsers, add_command
 
 __all__ = ["add_parser", "gen"]
 
 
 def add_parser(sub: Subparsers) -> None:
-    g = sub.add_parser("gen", help="generate messages, service base and stub from a .proto")
-    g.add_argument("proto")
-    g.add_argument("--out", default=".")
+    g = add_command(sub, "gen", "generate messages, service base and stub from a .proto", (
+        "wirecall gen helloworld.proto --out src/myapp",
+    ))
+    g.add_argument("proto", help="the .proto file")
+    g.add_argument("--out", default=".", help="the directory to write the modules to")
     g.set_defaults(handler=gen)
 
 
 def gen(args: argparse.Namespace) -> int:
-    try:
+    try:  # protoc comes from grpcio-tools (the grpc extra), imported when generating
         generator = importlib.import_module("wirecall.gen")
+        rc: int = generator.main([args.proto, "--out", args.out])
     except ImportError as exc:
-        print(f"wirecall gen needs the grpc extra: pip install 'wirecall[grpc]' ({exc})",
-              file=sys.stderr)
+        print(f"wirecall: gen needs the grpc extra ({exc.name} is missing): "
+              "pip install 'wirecall[grpc]'", file=sys.stderr)
         return 1
-    rc: int = generator.main([args.proto, "--out", args.out])
     return rc

@@ -9,15 +9,19 @@ from typing import Any
 from wirecall.client import connect
 from wirecall.errors import RpcError
 
-from .common import Subparsers, client_options, json_out, print_rpc_error
+from .common import Subparsers, add_command, client_options, json_out, print_rpc_error
 
 __all__ = ["add_parser", "list_methods", "render"]
 
 
 def add_parser(sub: Subparsers) -> None:
-    ls = sub.add_parser("list", help="list services, methods and signatures")
-    ls.add_argument("url")
-    ls.add_argument("--json", action="store_true")
+    ls = add_command(sub, "list", "list services, methods and signatures", (
+        "wirecall list tcp://127.0.0.1:1234",
+        "wirecall list http://127.0.0.1:8080 --json",
+        "wirecall describe tcp://127.0.0.1:1234 Calculator.Add   # with the fields of the types",
+    ))
+    ls.add_argument("url", help="the server's address")
+    ls.add_argument("--json", action="store_true", help="print rpc.describe's answer as JSON")
     client_options(ls)
     ls.set_defaults(handler=list_methods)
 
