@@ -284,7 +284,7 @@ def _json_fields(cls: Any) -> dict[str, tuple[str, Any]]:
 # -- splitting a byte stream into JSON values ------------------------------------------------
 
 _TOKEN = re.compile(rb'["{}\[\]]')
-_STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.S)
+_STRING_STOP = re.compile(rb'["\\]')
 _SPACE = re.compile(rb"[ \t\r\n]*")
 
 
@@ -294,6 +294,9 @@ class JsonValueSplitter:
     Values must be objects or arrays (Go's decoder reads requests into a struct); anything
     else is a :class:`ProtocolError`. A value growing past ``max_size`` bytes is refused
     with :class:`FrameTooLarge` before it is buffered further.
+
+    Incremental: the scan state (depth, inside a string, after a backslash) survives between
+    reads, so each byte is scanned once however the value is cut into packets.
     """
 
     def __init__(self, max_size: int = 4 * 1024 * 1024) -> None:
@@ -302,13 +305,20 @@ class JsonValueSplitter:
         self._start = -1  # start of the value being scanned, -1: between values
         self._i = 0  # scan position
         self._depth = 0
+        self._in_str = False  # the scan position is inside a string
+        self._esc = False  # ... right after a backslash (the next byte is escaped)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished value held (0 between values)."""
+        return len(self._buf) if self._start >= 0 else 0
 
     def feed(self, data: bytes) -> list[Any]:
         buf = self._buf
+        fresh = self._start < 0 and not buf
         buf += data
-        out: list[Any] = []
-        if self._start < 0 and buf.endswith(b"\n") and len(buf) <= self.max_size:
-            # Fast path: Go's encoder writes one value per line.
+        if fresh and buf.endswith(b"\n") and len(buf) <= self.max_size:
+            # Fast path: Go's encoder writes one value per line (tried on new bytes only).
             try:
                 vals = [_json_decode(line) for line in bytes(buf).splitlines() if line.strip()]
             except msgspec.DecodeError:
@@ -320,48 +330,8 @@ class JsonValueSplitter:
                 buf.clear()
                 self._i = 0
                 return vals
-        i = self._i
-        n = len(buf)
-        while True:
-            if self._start < 0:
-                i = _SPACE.match(buf, i).end()  # type: ignore[union-attr]
-                if i >= n:
-                    break
-                c = buf[i]
-                if c not in (0x7B, 0x5B):  # { [
-                    raise ProtocolError(
-                        f"expected a JSON object, got {bytes(buf[i : i + 20])!r}"
-                    )
-                self._start = i
-                self._depth = 0
-            m = _TOKEN.search(buf, i)
-            if m is None:
-                i = n
-                break
-            ch = buf[m.start()]
-            i = m.end()
-            if ch == 0x22:  # "
-                m2 = _STRING_REST.match(buf, i)
-                if m2 is None:
-                    i = m.start()  # rescan this string when more bytes arrive
-                    break
-                i = m2.end()
-            elif ch in (0x7B, 0x5B):
-                self._depth += 1
-            else:
-                self._depth -= 1
-                if self._depth == 0:
-                    if i - self._start > self.max_size:
-                        raise FrameTooLarge(
-                            f"JSON value of {i - self._start} bytes is over the limit "
-                            f"of {self.max_size}"
-                        )
-                    raw = bytes(buf[self._start : i])
-                    try:
-                        out.append(_json_decode(raw))
-                    except msgspec.DecodeError as exc:
-                        raise ProtocolError(f"invalid JSON: {exc}") from None
-                    self._start = -1
+        out: list[Any] = []
+        i = self._scan(buf, self._i, out)
         # drop consumed bytes
         cut = self._start if self._start >= 0 else i
         if cut:
@@ -375,3 +345,59 @@ class JsonValueSplitter:
                 f"JSON value of more than {self.max_size} bytes (the limit) refused"
             )
         return out
+
+    def _scan(self, buf: bytearray, i: int, out: list[Any]) -> int:
+        """Scan from ``i``; complete values go to ``out``; returns where the scan stopped."""
+        n = len(buf)
+        while True:
+            if self._in_str:
+                if self._esc:
+                    if i >= n:
+                        return i
+                    i += 1
+                    self._esc = False
+                m = _STRING_STOP.search(buf, i)
+                if m is None:
+                    return n
+                i = m.end()
+                if buf[m.start()] == 0x5C:  # a backslash: the next byte is escaped
+                    self._esc = True
+                    continue
+                self._in_str = False
+                continue
+            if self._start < 0:
+                i = _SPACE.match(buf, i).end()  # type: ignore[union-attr]
+                if i >= n:
+                    return i
+                c = buf[i]
+                if c not in (0x7B, 0x5B):  # { [
+                    raise ProtocolError(
+                        f"expected a JSON object, got {bytes(buf[i : i + 20])!r}"
+                    )
+                self._start = i
+                self._depth = 0
+            m = _TOKEN.search(buf, i)
+            if m is None:
+                return n
+            ch = buf[m.start()]
+            i = m.end()
+            if ch == 0x22:  # "
+                self._in_str = True
+            elif ch in (0x7B, 0x5B):
+                self._depth += 1
+            else:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._complete(buf, i, out)
+
+    def _complete(self, buf: bytearray, end: int, out: list[Any]) -> None:
+        if end - self._start > self.max_size:
+            raise FrameTooLarge(
+                f"JSON value of {end - self._start} bytes is over the limit of {self.max_size}"
+            )
+        raw = bytes(buf[self._start : end])
+        try:
+            out.append(_json_decode(raw))
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"invalid JSON: {exc}") from None
+        self._start = -1

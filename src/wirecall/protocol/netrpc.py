@@ -146,11 +146,25 @@ def go_error_text(message: str) -> str:
 
 
 class _Side:
-    def __init__(self, max_message_size: int) -> None:
-        self.decoder = Decoder(max_message_size)
+    def __init__(
+        self, max_message_size: int, *, max_types: int = 1024,
+        max_type_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.decoder = Decoder(max_message_size, max_types=max_types,
+                               max_type_bytes=max_type_bytes)
         self.encoder = Encoder()
         self._header: Any = None
         self._out = bytearray()
+
+    @property
+    def queued(self) -> int:
+        """Bytes queued to send."""
+        return len(self._out)
+
+    @property
+    def unfinished(self) -> bool:
+        """A message (or the request's second half) has started arriving, not complete."""
+        return self.decoder.buffered > 0 or self._header is not None
 
     def data_to_send(self) -> bytes:
         out = self._out

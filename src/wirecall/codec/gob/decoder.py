@@ -83,8 +83,19 @@ class GobMessage:
 class Decoder:
     """Decodes one gob stream. ``max_message_size`` bounds every message (and the buffer)."""
 
-    def __init__(self, max_message_size: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        max_message_size: int = 64 * 1024 * 1024,
+        *,
+        max_types: int = 1024,
+        max_type_bytes: int = 1024 * 1024,
+    ) -> None:
         self.max_message_size = max_message_size
+        #: type definitions this stream may send: at most ``max_types``, of at most
+        #: ``max_type_bytes`` wire bytes in all (a definition is kept for the stream's life)
+        self.max_types = max_types
+        self.max_type_bytes = max_type_bytes
+        self.type_bytes = 0
         self.types: dict[int, WireType] = {}
         self._buf = bytearray()
         self._pos = 0
@@ -144,6 +155,11 @@ class Decoder:
             try:
                 tid, q = read_int(msg, 0)
                 if tid < 0:
+                    self.type_bytes += len(msg)
+                    if self.type_bytes > self.max_type_bytes:
+                        raise GobTooLarge(
+                            f"type definitions over {self.max_type_bytes} bytes on one stream "
+                            "(limits.max_type_definition_bytes)")
                     q = self._read_typedef(-tid, msg, q)
                     if q != len(msg):
                         raise GobError(f"extra data after definition of type {-tid}")
@@ -189,8 +205,10 @@ class Decoder:
             raise GobError(f"type definition for reserved id {tid}")
         if tid in self.types:
             raise GobError(f"duplicate type received: id {tid}")
-        if len(self.types) >= 10000:
-            raise GobError("too many type definitions on one stream")
+        if len(self.types) >= self.max_types:
+            raise GobTooLarge(
+                f"more than {self.max_types} type definitions on one stream "
+                "(limits.max_type_definitions)")
         wt = WireType(tid)
         field = -1
         while True:

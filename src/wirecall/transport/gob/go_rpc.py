@@ -10,10 +10,11 @@ rule, the server connection base (:class:`GoServerProtocol`) and the client conn
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...context import Context
 from ...errors import InvalidArgument, RpcError, Unavailable, Unimplemented
@@ -68,11 +69,25 @@ class EncodedParts:
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
+        #: bytes queued to send
+        self.queued = 0
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.queued += len(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self.parts)
         self.parts.clear()
+        self.queued = 0
         return out
+
+
+class _Queued(Protocol):
+    @property
+    def queued(self) -> int: ...
+
+    def data_to_send(self) -> bytes: ...
 
 
 class GoServerProtocol(CoalescedWriter, asyncio.Protocol):
@@ -83,19 +98,29 @@ class GoServerProtocol(CoalescedWriter, asyncio.Protocol):
     (with ``data_to_send``) and ``log``, and implement ``data_received``."""
 
     log: logging.Logger
+    conn: _Queued
     #: how the log names this wire ("net/rpc connection from ... closed")
     wire = ""
+    #: once a read's answers pass this many bytes they are written (and may pause reading)
+    FLUSH_AT = 256 * 1024
 
     def __init__(self, server: Dispatcher, listener: ConnectionListener | None = None) -> None:
         self.server = server
         self.listener = listener
+        self.limits = server.limits
         self.transport: asyncio.Transport | None = None
         self.peer = ""
-        #: the calls in flight, keyed by the wire's call id (or by their Context)
+        #: the calls in flight, keyed by their Context (a peer's ids may repeat)
         self.calls: dict[Any, Context] = {}
         self._in_read = False
         self._flush_scheduled = False
         self._loop = asyncio.get_event_loop()
+        self._max_unsent = self.limits.max_unsent_bytes
+        self._writable = True
+        #: requests read but not started while the peer does not read its answers
+        self._backlog: collections.deque[Any] = collections.deque()
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._values_in = 0  # reads that completed a value (the unfinished-value clock)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
@@ -111,6 +136,76 @@ class GoServerProtocol(CoalescedWriter, asyncio.Protocol):
         for ctx in calls.values():
             ctx.cancel()
         self.transport = None
+        self._backlog.clear()
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+
+    # -- serving what a read completed: one call at a time, stopping for a peer that does
+    #    not read (its answers stay under the transport's high-water mark plus one reply)
+
+    def _start(self, item: Any) -> None:
+        """Start one request read from the wire (each wire's own)."""
+        raise NotImplementedError
+
+    def _unfinished(self) -> bool:
+        """A value has started arriving and is not complete yet (each wire's own)."""
+        raise NotImplementedError
+
+    def _serve(self, items: list[Any]) -> None:
+        if items:
+            self._values_in += 1
+        if self._backlog:
+            self._backlog.extend(items)
+            items = []
+        self._in_read = True
+        try:
+            for i, item in enumerate(items):
+                if not self._writable or self.transport is None:
+                    self._backlog.extend(items[i:])
+                    break
+                self._start(item)
+                if self.conn.queued >= self.FLUSH_AT:
+                    self._flush()  # may call pause_writing()
+        finally:
+            self._in_read = False
+        self._flush()
+        if self._frame_timer is None and self.transport is not None and self._unfinished():
+            self._frame_timer = self._loop.call_later(
+                self.limits.frame_timeout, self._on_frame_timer, self._values_in)
+
+    def _over_limit(self) -> str | None:
+        """The Go error for a call over the per-connection limit, or None."""
+        limit = self.server.max_concurrent_calls
+        if len(self.calls) >= limit:
+            return f"rpc: too many calls in flight on this connection (limit {limit})"
+        return None
+
+    def pause_writing(self) -> None:
+        self._writable = False
+        self._paused_out = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._paused_out = False
+        backlog = list(self._backlog)
+        self._backlog.clear()
+        self._serve(backlog)
+        if self._writable and not self._backlog and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _on_frame_timer(self, mark: int) -> None:
+        self._frame_timer = None
+        if self.transport is None or not self._unfinished():
+            return
+        if self._values_in != mark:  # values completed since: the clock restarts
+            self._frame_timer = self._loop.call_later(
+                self.limits.frame_timeout, self._on_frame_timer, self._values_in)
+            return
+        self.close_with(f"value not completed within {self.limits.frame_timeout:g}s "
+                        "(limits.frame_timeout)")
 
     def close_with(self, reason: str) -> None:
         """Close the connection on input Go would drop it on (what was answered goes out)."""

@@ -100,7 +100,10 @@ class GobServerProtocol(GoServerProtocol):
         **_: Any,
     ) -> None:
         super().__init__(server, listener)
-        self.conn = nr.ServerConnection(server.max_message_size)
+        lim = self.limits
+        self.conn = nr.ServerConnection(
+            server.max_message_size, max_types=lim.max_type_definitions,
+            max_type_bytes=lim.max_type_definition_bytes)
         self._rpc_path = rpc_path
         # None: past the optional HTTP CONNECT preamble; else the bytes read so far.
         self._preamble: bytearray | None = bytearray() if http_connect else None
@@ -111,6 +114,8 @@ class GobServerProtocol(GoServerProtocol):
         if self._preamble is not None:
             rest = self._read_preamble(data)
             if rest is None:
+                if self._preamble is not None:
+                    self._serve([])  # (arms the unfinished-value clock)
                 return
             data = rest
         try:
@@ -118,15 +123,13 @@ class GobServerProtocol(GoServerProtocol):
         except ProtocolError as exc:
             self.close_with(exc.message)
             return
-        if not calls:
-            return
-        self._in_read = True
-        try:
-            for call in calls:
-                self._on_call(call)
-        finally:
-            self._in_read = False
-        self._flush()
+        self._serve(calls)
+
+    def _unfinished(self) -> bool:
+        return bool(self._preamble) or self.conn.unfinished
+
+    def _start(self, item: Any) -> None:
+        self._on_call(item)
 
     def _read_preamble(self, data: bytes) -> bytes | None:
         """Pass a gob stream through; answer an HTTP CONNECT preamble like Go's ServeHTTP."""
@@ -167,8 +170,12 @@ class GobServerProtocol(GoServerProtocol):
         except GobError as exc:
             self.conn.send_error(seq, method, exc.message)
             return
+        over = self._over_limit()
+        if over is not None:
+            self.conn.send_error(seq, method, over)
+            return
         ctx = Context(method, EMPTY_METADATA, None, self.peer, "gob")
-        self.calls[seq] = ctx
+        self.calls[ctx] = ctx
 
         def done(result: Any, exc: BaseException | None) -> None:
             self._done(seq, method, plan, ctx, result, exc)
@@ -184,8 +191,7 @@ class GobServerProtocol(GoServerProtocol):
         result: Any,
         exc: BaseException | None,
     ) -> None:
-        if self.calls.get(seq) is ctx:
-            del self.calls[seq]
+        self.calls.pop(ctx, None)
         if self.transport is None:
             return
         conn = self.conn

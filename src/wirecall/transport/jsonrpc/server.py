@@ -148,21 +148,24 @@ class GoJsonServerProtocol(GoServerProtocol):
         except ProtocolError as exc:
             self.close_with(exc.message)
             return
-        self._in_read = True
+        self._serve(objs)
+
+    def _unfinished(self) -> bool:
+        return self.splitter.buffered > 0
+
+    def _start(self, item: Any) -> None:
+        over = self._over_limit()
+        if over is not None:
+            rid = item.get("id") if isinstance(item, dict) else None
+            self._reply(gj.encode_response(rid, error=over))
+            return
         try:
-            for obj in objs:
-                try:
-                    start_go_json_call(self.server, obj, self.peer, self._reply,
-                                       calls=self.calls)
-                except ProtocolError as exc:
-                    self.close_with(exc.message)
-                    return
-        finally:
-            self._in_read = False
-        self._flush()
+            start_go_json_call(self.server, item, self.peer, self._reply, calls=self.calls)
+        except ProtocolError as exc:
+            self.close_with(exc.message)
 
     def _reply(self, data: bytes) -> None:
-        self.conn.parts.append(data)
+        self.conn.add(data)
         self._answered()
 
 
