@@ -65,7 +65,7 @@ def register(codec: Codec) -> None:
 
 def codec_by_name(name: str) -> Codec | None:
     if name not in _by_name and name in LAZY:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, ImportError):  # (get() reports why)
             _load(name)
     return _by_name.get(name)
 
