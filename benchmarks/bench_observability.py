@@ -1,0 +1,184 @@
+"""Observability's cost (issue #15): 64 calls in flight on tcp:// and grpc:// against a
+server with nothing installed, then with metrics alone, tracing alone, the access log alone,
+and all three; plus a do-nothing observer (what leaving the native fast lane costs by itself).
+
+Workload: the tutorial's ``Calculator.Add`` (an inline handler). Each variant's server runs in
+its own process (uvloop); each measurement runs ``peers.py``'s wirecall client in a fresh
+process for ``--seconds`` (64 workers on one connection); rounds are interleaved (every case
+once per round, in rotating order); medians. Tracing exports through a BatchSpanProcessor to
+an exporter that drops the spans (``--exporter null``; ``console`` writes them as JSON to
+/dev/null: what serialising costs); the access log writes JSON lines to a file.
+
+    .venv/bin/python benchmarks/bench_observability.py [--rounds 5] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+VARIANTS = ("off", "noop observer", "metrics", "tracing", "access log", "all")
+WIRES = ("tcp", "grpc")
+
+
+# -- the server (one process per variant) ----------------------------------------------------
+
+
+class NullExporter:
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class NoopObserver:
+    def call_started(self, method: str, ctx: Any, on_done: Any) -> Any:
+        return on_done
+
+    def stream_started(self, method: str, ctx: Any, on_done: Any) -> Any:
+        return on_done
+
+
+async def serve(variant: str, exporter: str, log_path: str) -> None:
+    from wirecall import Server
+    from wirecall.observability.install import Observability
+    from wirecall.tutorial.calculator import Calculator
+
+    server = Server()
+    server.register(Calculator())
+    obs = None
+    provider: Any = False
+    if variant in ("tracing", "all"):
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+        provider = TracerProvider()
+        exp: Any = NullExporter() if exporter == "null" else ConsoleSpanExporter(
+            out=open(os.devnull, "w"))  # noqa: SIM115  (lives as long as the server)
+        provider.add_span_processor(BatchSpanProcessor(exp))
+    if variant == "noop observer":
+        server.add_observer(NoopObserver())
+    elif variant != "off":
+        metrics = variant in ("metrics", "all")
+        access = "json" if variant in ("access log", "all") else None
+        obs = Observability(
+            server, admin="http://127.0.0.1:0" if metrics else None, metrics=metrics,
+            tracing=provider, access_log=access,
+            access_log_stream=open(log_path, "a") if access else None)  # noqa: SIM115
+        await obs.start()
+    for url in await server.start("tcp://127.0.0.1:0", "grpc://127.0.0.1:0"):
+        print(f"listening on {url}", flush=True)
+    await server.serve_forever(handle_signals=True)
+    if obs is not None:
+        await obs.close()
+
+
+def start_server(variant: str, exporter: str, log_path: str
+                 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    p = subprocess.Popen([PY, __file__, "server", variant, exporter, log_path],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=HERE)
+    assert p.stdout is not None
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(urls) < 2:
+        line = p.stdout.readline()
+        if line.startswith("listening on"):
+            url = line.split()[-1]
+            urls[url.split(":", 1)[0]] = url
+        elif p.poll() is not None:
+            break
+    if len(urls) < 2:
+        p.kill()
+        raise RuntimeError(f"server {variant!r} did not start")
+    return p, urls
+
+
+def measure(url: str, seconds: float) -> float:
+    r = subprocess.run([PY, "peers.py", "client", "wirecall", url, "inflight64", str(seconds)],
+                       capture_output=True, text=True, timeout=120, cwd=HERE)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    import json
+
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    return float(res["calls"]) / float(res["seconds"])
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "server":
+        sys.path.insert(0, str(HERE))
+        from peers import _uvloop_run
+
+        _uvloop_run(serve(sys.argv[2], sys.argv[3], sys.argv[4]))
+        return 0
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--exporter", choices=("null", "console"), default="null")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))
+    procs: list[subprocess.Popen[str]] = []
+    urls: dict[str, dict[str, str]] = {}
+    try:
+        for v in VARIANTS:
+            p, urls[v] = start_server(v, args.exporter, str(tmp / "access.log"))
+            procs.append(p)
+        keys = [(v, w) for w in WIRES for v in VARIANTS]
+        results: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+        for rnd in range(args.rounds):
+            order = keys[rnd % len(keys):] + keys[: rnd % len(keys)]
+            for v, w in order:
+                results[(v, w)].append(measure(urls[v][w], args.seconds))
+            print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
+          f"{os.cpu_count()} cores (shared), Python {platform.python_version()}, uvloop, "
+          f"{args.rounds} interleaved rounds x {args.seconds:g}s, medians; tracing exporter: "
+          f"{args.exporter}.\n")
+    print("| server variant | tcp:// calls/s | vs off | grpc:// calls/s | vs off |")
+    print("|---|---|---|---|---|")
+    for v in VARIANTS:
+        cells = []
+        for w in WIRES:
+            cells += [f"{med[(v, w)]:,.0f}", f"{med[(v, w)] / med[('off', w)]:.2f}x"]
+        print(f"| {v} | " + " | ".join(cells) + " |")
+    print("\n| target | tcp:// | grpc:// | wanted | met |")
+    print("|---|---|---|---|---|")
+    for v, want in (("metrics", 0.9), ("all", 0.75)):
+        r = [med[(v, w)] / med[("off", w)] for w in WIRES]
+        ok = "yes" if min(r) >= want else "**no**"
+        print(f"| {v} vs off | {r[0]:.2f}x | {r[1]:.2f}x | >= {want}x | {ok} |")
+    spread = {k: (min(v), max(v)) for k, v in results.items()}
+    print("\nper-round min..max calls/s: " + "; ".join(
+        f"{v}/{w} {lo:,.0f}..{hi:,.0f}" for (v, w), (lo, hi) in spread.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    asyncio.set_event_loop_policy(None)
+    sys.exit(main())
