@@ -16,18 +16,62 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ...context import Context
-from ...errors import Internal, RpcError
+from ...errors import Internal, ResourceExhausted, RpcError
 from ...protocol import jsonrpc2 as j2
 
 if TYPE_CHECKING:
     from ...seam import Dispatcher
 
-__all__ = ["Respond", "as_rpc_error", "call_ctx", "handle_body", "handle_items"]
+__all__ = ["CallSlots", "Respond", "as_rpc_error", "call_ctx", "handle_body", "handle_items"]
 
 log = logging.getLogger("wirecall.http")
 
 #: receives the answer to a body: its bytes, or None when there is nothing to send back
 Respond = Callable[[bytes | None], None]
+OnDone = Callable[[Any, BaseException | None], None]
+
+#: calls of one batch started per loop turn (the others' calls run in between)
+BATCH_TURN = 512
+
+
+class CallSlots:
+    """The calls in flight on one connection against the server's per-connection limit
+    (``Server(max_concurrent_calls=...)``): counted by what runs, a batch's calls included."""
+
+    __slots__ = ("limit", "running")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def wrap(self, on_done: OnDone) -> OnDone | None:
+        """``on_done`` counted as one call in flight, or None when the limit is reached."""
+        if self.running >= self.limit:
+            return None
+        self.running += 1
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            self.running -= 1
+            on_done(result, exc)
+
+        return done
+
+    def refusal(self) -> RpcError:
+        return ResourceExhausted(
+            message=f"too many calls in flight on this connection (limit {self.limit})")
+
+
+def _start(
+    server: Dispatcher, call: j2.Call, ctx: Context, on_done: OnDone, slots: CallSlots | None
+) -> None:
+    """``server.start_call``, or the refusal when the connection is at its call limit."""
+    if slots is not None:
+        counted = slots.wrap(on_done)
+        if counted is None:
+            on_done(None, slots.refusal())
+            return
+        on_done = counted
+    server.start_call(call.method, call.params, ctx, on_done)
 
 
 def _encode_reply(reply: j2.Reply) -> bytes:
@@ -84,6 +128,7 @@ def handle_body(
     make_ctx: Callable[[], Context],
     respond: Respond,
     peer: str = "",
+    slots: CallSlots | None = None,
 ) -> None:
     """Run every call in a JSON-RPC body and ``respond(bytes)`` once (``None``: no body).
 
@@ -93,7 +138,7 @@ def handle_body(
     :mod:`wirecall.transport.jsonrpc` when present, else by :mod:`~wirecall.protocol.jsonrpc2`).
     """
     items, is_batch = j2.parse(body)
-    handle_items(server, items, is_batch, body, make_ctx, respond, peer)
+    handle_items(server, items, is_batch, body, make_ctx, respond, peer, slots)
 
 
 def call_ctx(make_ctx: Callable[[], Context], call: j2.Call) -> Context:
@@ -112,8 +157,13 @@ def handle_items(
     make_ctx: Callable[[], Context],
     respond: Respond,
     peer: str = "",
+    slots: CallSlots | None = None,
 ) -> None:
-    """:func:`handle_body` for a body already parsed (:func:`~wirecall.protocol.jsonrpc2.parse`)."""
+    """:func:`handle_body` for a body already parsed (:func:`~wirecall.protocol.jsonrpc2.parse`).
+
+    ``slots``: the connection's calls in flight; a call over its limit is answered
+    ``RESOURCE_EXHAUSTED`` (in a batch: that element). A batch starts :data:`BATCH_TURN`
+    calls per loop turn, so a large one does not stall the other connections."""
     if not is_batch:
         item = items[0]
         if (item.raw is not None or (type(item) is j2.ErrorReply and item.stream)) and _serve_go(
@@ -131,7 +181,7 @@ def handle_items(
                     log.debug("notification %s failed: %s", call.method, exc)
                 respond(None)
 
-            server.start_call(call.method, call.params, call_ctx(make_ctx, call), notified)
+            _start(server, call, call_ctx(make_ctx, call), notified, slots)
             return
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -140,7 +190,7 @@ def handle_items(
             else:
                 respond(_encode_reply(j2.error_reply(call, as_rpc_error(exc))))
 
-        server.start_call(call.method, call.params, call_ctx(make_ctx, call), done)
+        _start(server, call, call_ctx(make_ctx, call), done, slots)
         return
 
     replies: list[j2.Reply] = []
@@ -151,14 +201,19 @@ def handle_items(
         if left[0] == 0:
             respond(j2.encode_replies(replies, True))
 
-    for item in items:
-        if type(item) is j2.ErrorReply:
-            replies.append(item.reply)
-            one_done()
-            continue
-        c: j2.Call = item  # type: ignore[assignment]
-        server.start_call(c.method, c.params, call_ctx(make_ctx, c),
-                          _batch_cb(c, replies, one_done))
+    def run(first: int) -> None:
+        end = min(first + BATCH_TURN, len(items))
+        for item in items[first:end]:
+            if type(item) is j2.ErrorReply:
+                replies.append(item.reply)
+                one_done()
+                continue
+            c: j2.Call = item  # type: ignore[assignment]
+            _start(server, c, call_ctx(make_ctx, c), _batch_cb(c, replies, one_done), slots)
+        if end < len(items):
+            asyncio.get_running_loop().call_soon(run, end)
+
+    run(0)
 
 
 def _batch_cb(

@@ -37,7 +37,7 @@ from ...protocol import netrpc as nr
 from ..base import URL, Listener
 from ..sockets import ConnectionSet
 from .common import META_PREFIX, TIMEOUT_HEADER
-from .dispatch import handle_body
+from .dispatch import CallSlots, handle_body
 from .responses import response, text
 from .websocket import WebSocketSession, serve_websocket
 
@@ -184,6 +184,8 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._header_bytes = 0
+        #: JSON-RPC calls in flight on this connection (batches included) against the limit
+        self._slots = CallSlots(self.server.max_concurrent_calls)
         self._reset_request()
 
     def _reset_request(self) -> None:
@@ -513,7 +515,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._complete(slot, response(503 if refused else 200, data, close=close))
 
-        handle_body(server, body, make_ctx, respond, peer)
+        handle_body(server, body, make_ctx, respond, peer, self._slots)
 
     # -- responses, in request order ----------------------------------------------------
 
