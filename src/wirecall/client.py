@@ -15,6 +15,7 @@ Calling convention (the same on every wire)::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import typing
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -31,6 +32,8 @@ from .transport.base import ClientConnection, load_transport, parse_url
 __all__ = ["Call", "Client", "check_timeout", "connect", "stub_methods"]
 
 T = TypeVar("T")
+#: cluster target schemes -> the module whose ``connect(target, ...)`` serves them
+CLUSTER_TARGETS = {s: "wirecall.cluster.client" for s in ("static", "dns", "etcd", "zk")}
 _UNSET: Any = object()
 _NO_MD: dict[str, str] = {}
 
@@ -394,7 +397,19 @@ async def connect(
     ``tcp://host:port`` (native), ``unix:///path``, ``gob://``, ``jsonrpc://``, ``http://``,
     ``grpc://`` ... ``options`` go to the transport (``codec="json"``,
     ``max_message_size=...``, ``compress_threshold=...``, ``keepalive=...``).
+
+    A cluster target (``static://h1:p1,h2:p2``, ``dns://name:port``, ``etcd://host:port/svc``,
+    ``zk://host:port/svc``) returns a ``wirecall.cluster.client.ClusterClient``: the same
+    calling API over many endpoints (docs/cluster.md); ``options`` may then also carry its
+    own (``balancer=``, ``policies=``, ``zone=``...).
     """
+    scheme, sep, _ = target.partition("://")
+    if sep and scheme in CLUSTER_TARGETS:
+        # found by name, like a transport: the cluster client is built on this module
+        cluster = importlib.import_module(CLUSTER_TARGETS[scheme])
+        return typing.cast(Client, await cluster.connect(
+            target, timeout=timeout, pool_size=pool_size, call_timeout=call_timeout,
+            interceptors=interceptors, metadata=metadata, **options))
     client = Client(
         target,
         pool_size=pool_size,

@@ -23,12 +23,14 @@ from typing import Any, TypeVar
 
 from . import codec as codecs
 from .client import Client, call_options, check_timeout, stub_methods
+from .cluster.client import ClusterClient
+from .cluster.resolver import is_cluster_target
 from .context import CURRENT
 from .errors import RpcError, Unavailable, Unimplemented
 from .interceptors import ClientCall
 from .protocol import frames as fr
 from .streaming.model import EOF
-from .transport.base import parse_url
+from .transport.base import URL, parse_url
 from .transport.native.blocking import BlockingConnection, ReplySlot
 
 __all__ = ["SyncClient", "SyncStream", "connect"]
@@ -135,7 +137,8 @@ class SyncClient:
         **options: Any,
     ) -> None:
         self.target = target
-        self.url = parse_url(target)
+        cluster = is_cluster_target(target)  # static:// dns:// etcd:// zk://: on the loop thread
+        self.url = URL(target.partition("://")[0]) if cluster else parse_url(target)
         self._keepalive = keepalive
         self._idle_timeout = idle_timeout
         self.call_timeout = call_timeout
@@ -160,11 +163,13 @@ class SyncClient:
                 options.setdefault("keepalive", keepalive)
             if idle_timeout is not None:
                 options.setdefault("idle_timeout", idle_timeout)
-            self._aclient = Client(
+            # a ClusterClient has Client's calling API (duck-typed, see docs/cluster.md)
+            aclient: Any = (ClusterClient if cluster else Client)(
                 target, pool_size=pool_size, connect_timeout=timeout, codec=codec, **options
             )
+            self._aclient = aclient
             try:
-                self._bridge.run(self._aclient.connect())
+                self._bridge.run(aclient.connect())
             except BaseException:
                 self.close()
                 raise

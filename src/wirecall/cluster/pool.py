@@ -87,7 +87,7 @@ class Pool:
                 live = self.connections
                 if live:
                     return min(live, key=lambda x: x.pending)
-                raise Unavailable(
+                raise ConnectError(  # never sent: a cluster client re-routes it
                     message=f"{self.name}: reconnecting in {self._retry_at - now:.2f}s; "
                     f"last error: {self._last_error.message if self._last_error else '-'}"
                 )

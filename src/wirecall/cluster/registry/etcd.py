@@ -127,7 +127,8 @@ class EtcdRegistry(Registry):
         self.url = url or f"etcd://{host}:{port}"
         self._channel = grpc.aio.insecure_channel(
             f"{host}:{port}",
-            options=[("grpc.use_local_subchannel_pool", 1), ("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 3000),
+            options=[("grpc.use_local_subchannel_pool", 1),
+                     ("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 3000),
                      ("grpc.keepalive_permit_without_calls", 1),
                      ("grpc.initial_reconnect_backoff_ms", 200),
                      ("grpc.max_reconnect_backoff_ms", 1000)],
