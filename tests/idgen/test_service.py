@@ -31,7 +31,7 @@ async def served() -> tuple[Server, list[str], Snowflake]:
 
 async def test_next_batch_decode_on_every_wire(served: tuple[Server, list[str], Snowflake],
                                                tmp_path: Path) -> None:
-    server, urls, gen = served
+    _server, urls, _gen = served
     seen: list[int] = []
     for url in urls[: len(WIRES)]:
         async with Client(url) as c:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,10 +53,13 @@ class NodeProcess:
     def start(self, timeout: float = 30.0) -> NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+        # stderr to a file: a pipe nobody reads would block the node once it fills
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115  (kept open for the node)
+            prefix="wirecall-idgen-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wirecall.cli", "idgen", "serve",
              "--listen", "tcp://127.0.0.1:0", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -69,8 +73,8 @@ class NodeProcess:
                     self.worker = int(line.split()[1])
             elif self.proc.poll() is not None:
                 break
-        err = self.proc.stderr.read() if self.proc.stderr else ""
         self.kill()
+        err = self.stderr()
         raise RuntimeError(f"idgen node did not start: {self.events} {err[-3000:]}")
 
     def kill(self) -> None:
@@ -89,9 +93,7 @@ class NodeProcess:
             self.kill()
 
     def stderr(self) -> str:
-        if self.proc is None or self.proc.stderr is None or self.proc.poll() is None:
-            return ""
-        return self.proc.stderr.read()
+        return Path(self.log.name).read_text(errors="replace")
 
 
 def data_dir(tmp: Path, name: str) -> str:
