@@ -36,3 +36,20 @@ async def quic_server(*services: Any, **options: Any) -> AsyncIterator[QuicServe
             yield QuicServer(server, url, crt, key)
         finally:
             await server.close(drain_timeout=2)
+
+
+@contextlib.asynccontextmanager
+async def serving(scheme: str, svc: Any, name: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Serve ``svc`` as ``name`` on ``tcp://`` or ``quic://`` (127.0.0.1, a free port);
+    yield the URL and the client options it needs (the certificate to trust for quic)."""
+    if scheme == "quic":
+        async with quic_server((svc, name)) as qs:
+            yield qs.url, {"cafile": qs.certfile}
+        return
+    server = Server()
+    server.register(svc, name=name)
+    [url] = await server.start(f"{scheme}://127.0.0.1:0")
+    try:
+        yield url, {}
+    finally:
+        await server.close(drain_timeout=1)

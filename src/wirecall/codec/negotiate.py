@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from .base import Codec, get
 
-__all__ = ["CODEC_KEY", "CallCodecs", "needs_session"]
+__all__ = ["CODEC_KEY", "CallCodecs", "PlainSession", "needs_session"]
 
 #: the metadata key naming a call's codec (request and reply)
 CODEC_KEY = "wirecall-codec"
@@ -32,7 +32,7 @@ def needs_session(codec: Codec) -> bool:
     return hasattr(codec, "session")
 
 
-class _Plain:
+class PlainSession:
     """The session of a stateless codec: the codec itself, metadata naming it."""
 
     __slots__ = ("codec", "md")
@@ -87,7 +87,7 @@ class CallCodecs:
         s = self.sessions.get(codec.name)
         if s is None:
             maker = getattr(codec, "session", None)
-            s = self.sessions[codec.name] = maker() if maker is not None else _Plain(codec)
+            s = self.sessions[codec.name] = maker() if maker is not None else PlainSession(codec)
         return s
 
     def server_codec(self, metadata: Mapping[str, str]) -> Codec:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 import pytest
@@ -80,7 +80,7 @@ def test_round_trip_of_a_nested_record_and_primitives() -> None:
 def test_a_given_schema_replaces_the_derived_one() -> None:
     @dataclasses.dataclass
     class Given:
-        __avro_schema__ = {"type": "record", "name": "G",
+        __avro_schema__: ClassVar[dict[str, object]] = {"type": "record", "name": "G",
                            "fields": [{"name": "v", "type": "int"}]}
         v: int
 
@@ -134,7 +134,7 @@ def test_session_sends_the_schema_until_acknowledged_and_learns_it_once() -> Non
     body, md = a.encode(Pt(1, 2))
     assert md["wirecall-codec"] == "avro" and json.loads(md["avro-schema"])["name"] == "Pt"
     assert b.decode(body, Pt, md) == Pt(1, 2)
-    body2, md2 = a.encode(Pt(3, 4))
+    _body2, md2 = a.encode(Pt(3, 4))
     assert "avro-schema" in md2  # not acknowledged yet (the call could have been reordered)
     reply, rmd = b.encode("ok")
     assert rmd["avro-ack"] == md["avro-fp"]  # b acknowledges what it learnt
