@@ -91,6 +91,8 @@ class Server:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._closed: asyncio.Event | None = None
+        #: awaited first by close(), while the server still serves: deregistration
+        self._before_drain: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.registry.register_function(self._describe, name="rpc.describe")
         # rpc.discover (the OpenRPC document) answers on every wire, as rpc.describe does
         from .observability.openrpc import register_discover
@@ -416,6 +418,22 @@ class Server:
             log.info("listening on %s", listener.url)
         return out
 
+    def before_drain(self, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Await ``step()`` first in :meth:`close`, before the server stops accepting."""
+        self._before_drain.append(step)
+
+    async def register_in(self, registry_url: str, service: str, **options: Any) -> Any:
+        """Register this server's listeners under ``service`` in etcd or ZooKeeper
+        (``etcd://host:port``, ``zk://host:port``); :meth:`close` then deregisters first,
+        waits for clients to see it, and only then drains. Options: ``ttl``, ``weight``,
+        ``zone``, ``version``, ``metadata``, ``id``, ``addrs``, ``advertise_host``,
+        ``propagation_wait`` (docs/cluster.md). Returns the ``Registration``."""
+        from .cluster.registration import register
+
+        reg = await register(self, registry_url, service, **options)
+        self.before_drain(reg.stop)
+        return reg
+
     @property
     def urls(self) -> list[str]:
         return [lst.url for lst in self.listeners]
@@ -444,6 +462,12 @@ class Server:
         if self._closed is None:
             self._closed = asyncio.Event()
         timeout = self.drain_timeout if drain_timeout is None else drain_timeout
+        steps, self._before_drain = self._before_drain, []
+        for step in steps:  # e.g. leave the registry and let clients see it, still serving
+            try:
+                await step()
+            except Exception:
+                log.exception("shutdown step %r failed", step)
         for lst in self.listeners:
             await lst.stop_accepting()
         for lst in self.listeners:
