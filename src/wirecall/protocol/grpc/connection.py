@@ -33,6 +33,7 @@ import h2.settings
 import hyperframe.frame
 
 from ...status import Status
+from ..flood import FloodGuard
 from .events import (
     CallStarted,
     ConnectionClosed,
@@ -66,6 +67,12 @@ from .messages import (
 )
 
 __all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection"]
+
+#: h2 events of frames that cost their sender nothing (metered by ``control_limit``)
+_CONTROL = frozenset({
+    h2.events.RemoteSettingsChanged, h2.events.PingReceived, h2.events.PriorityUpdated,
+    h2.events.UnknownFrameReceived,
+})
 
 
 @dataclass(slots=True)
@@ -113,7 +120,8 @@ class GrpcConnection:
     :meth:`data_to_send`. ``max_message_size`` bounds inbound messages (after decompression);
     ``max_concurrent_streams`` is advertised and enforced; more than ``reset_limit`` streams
     reset by the peer within ``reset_window`` seconds (the rapid-reset attack) ends the
-    connection with GOAWAY ENHANCE_YOUR_CALM.
+    connection with GOAWAY ENHANCE_YOUR_CALM, and so do more than ``control_limit``
+    SETTINGS, PING, PRIORITY or unknown frames in a second (:class:`~..flood.FloodGuard`).
     ``validate_headers``: run h2's inbound header validation (default: server side only).
 
     ``compression`` (server side): ``"gzip"`` compresses response messages for clients whose
@@ -133,6 +141,7 @@ class GrpcConnection:
         connection_window: int = 16 << 20,
         reset_limit: int = 200,
         reset_window: float = 1.0,
+        control_limit: int = 1000,
         validate_headers: bool | None = None,
         compression: str | None = None,
         compress_threshold: int = 1024,
@@ -161,6 +170,9 @@ class GrpcConnection:
         self.reset_limit = reset_limit
         self.reset_window = reset_window
         self._resets: deque[float] = deque()
+        #: server side: SETTINGS, PING, PRIORITY and unknown frames per second (a client
+        #: reads its server's frames, however many, and stops reading when it cannot write)
+        self.control_guard = None if client_side else FloodGuard(control_limit)
         self._conn_window = connection_window
         self._partial_ack = stream_window // 4
         self._settings = {
@@ -241,11 +253,25 @@ class GrpcConnection:
             code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return [ConnectionClosed(int(code), 0, f"HTTP/2 protocol error: {exc}", local=True)]
         out: list[Any] = []
+        guard = self.control_guard
         for ev in h2_events:
-            handler = self._dispatch.get(type(ev))
+            t = type(ev)
+            if t in _CONTROL and guard is not None and guard.hit(now) and not self.closed:
+                self._calm(out)
+                return out  # the rest of the flood is not acted on
+            handler = self._dispatch.get(t)
             if handler is not None:
                 handler(self, ev, out, now)
         return out
+
+    def _calm(self, out: list[Any]) -> None:
+        """Too many control frames: GOAWAY ENHANCE_YOUR_CALM and a local close."""
+        calm = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        limit = self.control_guard.limit if self.control_guard is not None else 0
+        reason = (f"more than {limit} control frames (SETTINGS, PING, "
+                  "PRIORITY, unknown) per second")
+        self.goaway(calm, reason)
+        out.append(ConnectionClosed(calm, 0, reason, local=True))
 
     def _on_request(self, ev: Any, out: list[Any], now: float) -> None:
         sid = ev.stream_id

@@ -99,6 +99,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             max_message_size=int(opts.get("max_message_size", server.max_message_size)),
             max_concurrent_streams=int(opts.get("max_concurrent_streams", 1000)),
             reset_limit=int(opts.get("reset_limit", 200)),
+            control_limit=server.limits.max_control_frames_per_second,
             # compress_threshold=None (the native transport's "off") turns compression off
             compression=None if "compress_threshold" in opts and opts["compress_threshold"]
             is None else opts.get("compression"),
