@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from wirecall.errors import RpcError
 from wirecall.version import __version__
 
-from . import bench, call, demo, describe, gen, idgen, listing, serve, txn
+from . import bench, call, cluster, demo, describe, gen, idgen, listing, serve, txn
 from .common import Command, CommandError, HelpFormatter, error_line, exit_code, run
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -46,6 +46,7 @@ COMMANDS: tuple[Command, ...] = (
     demo,
     idgen,
     txn,
+    cluster,
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .cluster import add_register_flags, register_from_args
 from .common import CommandError, Subparsers, add_command, build_server, load_target
 
 __all__ = ["add_parser", "serve"]
@@ -32,6 +33,7 @@ def add_parser(sub: Subparsers) -> None:
     s.add_argument("--reflection", action="store_true",
                    help="serve gRPC server reflection (grpcurl, grpc_cli)")
     add_observability_flags(s)
+    add_register_flags(s)
     s.set_defaults(handler=serve)
 
 
@@ -75,6 +77,9 @@ async def serve(args: argparse.Namespace) -> int:
     urls = await server.start(*(args.listen or ["tcp://127.0.0.1:1234"]))
     for u in urls:
         print(f"listening on {u}", flush=True)
+    registered = await register_from_args(server, args)
+    if registered:
+        print(f"registered in {registered}", flush=True)
     if obs is not None:
         admin_url = await obs.start()
         if admin_url:
