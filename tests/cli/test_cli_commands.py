@@ -15,10 +15,11 @@ from wirecall.cli import bench, common, listing
 def test_every_command_module_adds_its_command_with_a_handler() -> None:
     parser = cli.build_parser()
     for argv in (["serve", "m:A"], ["call", "tcp://h:1", "S.m"], ["list", "tcp://h:1"],
-                 ["bench", "tcp://h:1", "S.m"], ["gen", "x.proto"], ["demo"]):
+                 ["bench", "tcp://h:1", "S.m"], ["gen", "x.proto"], ["demo"],
+                 ["describe", "tcp://h:1", "S.m"]):
         args = parser.parse_args(argv)
         assert callable(args.handler), argv
-    assert len(cli.COMMANDS) == 6
+    assert len(cli.COMMANDS) >= 7  # (feature rooms add their own groups)
     assert cli.main.__module__ == "wirecall.cli"
 
 
@@ -55,10 +56,10 @@ def test_params_metadata_and_percentile() -> None:
     assert common.params(None) == [] and common.params("") == []
     assert common.params("[1, 2]") == [1, 2] and common.params('{"a": 1}') == {"a": 1}
     assert common.params("5") == [5]
-    with pytest.raises(SystemExit, match="not valid JSON"):
+    with pytest.raises(common.CommandError, match="not valid JSON"):
         common.params("[1")
     assert common.metadata(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
-    with pytest.raises(SystemExit, match="key=value"):
+    with pytest.raises(common.CommandError, match="key=value"):
         common.metadata(["nope"])
     values = [float(i) for i in range(101)]
     assert bench.percentile(values, 0.5) == 50.0 and bench.percentile(values, 0.99) == 99.0

@@ -206,8 +206,9 @@ async def _drive(run: _Run, client: Any, method: str, call_params: Any,
                 delay = run.measure_from + (run.started - 1) / pace - perf()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                    if perf() >= run.stop_at or run.stop.is_set():
+                        break  # its turn came after the end
             await one(True)
-        run.stop.set()
 
     try:
         if args.warmup > 0:
