@@ -129,3 +129,24 @@ async def test_health_cannot_be_changed_from_the_network(on_wire: Any, wire: str
     health.set("", NOT_SERVING)  # the local API still works
     assert health._get("") == NOT_SERVING  # noqa: SLF001
 
+
+
+async def test_grpc_names_an_unknown_method_of_a_known_service(on_wire: Any) -> None:
+    from wirecall.tutorial.greeter import Greeter
+
+    c = await on_wire("grpc", Greeter())
+    with pytest.raises(Unimplemented) as ei:
+        await c.call("helloworld.Greeter.Nope", timeout=5)
+    assert "unknown method 'Nope'" in ei.value.message and "service" in ei.value.message
+    assert "unknown service" not in ei.value.message
+    with pytest.raises(Unimplemented, match="unknown service"):
+        await c.call("helloworld.Nobody.Nope", timeout=5)
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_every_wire_names_an_unknown_method_or_service(on_wire: Any, wire: str) -> None:
+    c = await on_wire(wire, Calc())
+    with pytest.raises(Unimplemented, match="unknown method"):
+        await c.call("Calc.Nope", timeout=5)
+    with pytest.raises(Unimplemented, match="unknown service"):
+        await c.call("Nobody.Nope", timeout=5)

@@ -219,6 +219,9 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         if spec is None and "." in svc:
             spec = find(f"{svc.rpartition('.')[2]}.{meth}")
         if spec is None:
+            short = svc.rpartition(".")[2]
+            if self.server.has_service(svc) or self.server.has_service(short):
+                raise Unimplemented(message=f"unknown method {meth!r} of service {svc!r}")
             return self.server.lookup(f"{svc}.{meth}")  # raises Unimplemented naming the miss
         return spec
 
