@@ -11,9 +11,14 @@ See docs/transactions.md. Submodules: :mod:`.model` and :mod:`.plan` (sans-IO),
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .coordinator import Coordinator
 from .model import Mode, Options, Outcome, TxStatus
 from .service import Txn
+
+if TYPE_CHECKING:
+    from wirecall.server import Server
 
 __all__ = ["Coordinator", "Mode", "Options", "Outcome", "TxStatus", "Txn", "serve"]
 
@@ -22,7 +27,7 @@ DEFAULT_LISTEN = "tcp://127.0.0.1:36789"
 
 async def serve(store_url: str | None = None, listen: tuple[str, ...] = (DEFAULT_LISTEN,), *,
                 name: str | None = None, lease: float = 15.0, poll_interval: float = 1.0
-                ) -> tuple[object, Coordinator, list[str]]:
+                ) -> tuple[Server, Coordinator, list[str]]:
     """Start a coordinator and a server for it; returns ``(server, coordinator, urls)``."""
     from wirecall.server import Server
 
