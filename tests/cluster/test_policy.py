@@ -1,0 +1,116 @@
+"""Method policies, retry backoff, the retry budget's bound, pushback, server-side limits
+(in process), targets' parsing and their errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import wirecall
+from wirecall.cluster.limits import MethodLimit, method_limits
+from wirecall.cluster.policy import (
+    HedgePolicy,
+    MethodPolicy,
+    RetryBudget,
+    RetryPolicy,
+    matching,
+    policy,
+    policy_of,
+    pushback_ms,
+)
+from wirecall.cluster.resolver import is_cluster_target, parse_target
+
+
+def test_retry_policy_backoff_is_full_jitter_and_capped() -> None:
+    p = RetryPolicy(initial_backoff=0.1, max_backoff=0.3, multiplier=2)
+    for attempt, cap in ((1, 0.1), (2, 0.2), (3, 0.3), (5, 0.3)):
+        samples = [p.backoff(attempt) for _ in range(200)]
+        assert all(0 <= s <= cap for s in samples)
+        assert max(samples) > cap * 0.7
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=9)
+
+
+def test_budget_bounds_retries_in_a_total_outage() -> None:
+    b = RetryBudget(max_tokens=100, token_ratio=0.1)
+    retries = 0
+    for _ in range(10_000):  # every first attempt fails
+        b.on_failure()
+        if b.can_retry():
+            retries += 1
+            b.on_failure()
+    assert retries <= 50  # at most max_tokens/2 extra attempts over any number of calls
+
+
+def test_policies_need_idempotency_and_match_by_name() -> None:
+    with pytest.raises(ValueError, match="idempotent"):
+        MethodPolicy(retry=RetryPolicy())
+    with pytest.raises(ValueError, match="not both"):
+        MethodPolicy(idempotent=True, retry=RetryPolicy(), hedge=HedgePolicy())
+
+    @policy(idempotent=True)
+    async def Get() -> None: ...
+
+    pol = policy_of(Get)
+    assert pol is not None and pol.retry == RetryPolicy()
+    table = {"A.Get": MethodPolicy(idempotent=True), "A.*": MethodPolicy(balancer="random"),
+             "*": MethodPolicy()}
+    assert matching(table, "A.Get") is table["A.Get"]
+    assert matching(table, "A.Put") is table["A.*"]
+    assert matching(table, "B.Put") is table["*"]
+
+
+def test_pushback_is_read_from_details() -> None:
+    err = wirecall.RpcError(wirecall.Status.RESOURCE_EXHAUSTED, "x",
+                            {"wirecall-pushback-ms": 40})
+    assert pushback_ms(err) == 40
+    assert pushback_ms(wirecall.RpcError(wirecall.Status.UNAVAILABLE, "x")) is None
+
+
+def test_targets_parse_and_reject_unknown_options() -> None:
+    t = parse_target("etcd://127.0.0.1:2379/calc?wire=grpc&zone=a")
+    assert (t.scheme, t.body, t.service, t.wire, t.zone) == ("etcd", "127.0.0.1:2379", "calc",
+                                                             "grpc", "a")
+    assert parse_target("static://a:1,b:2").body == "a:1,b:2"
+    assert is_cluster_target("zk://h:1/s") and not is_cluster_target("tcp://h:1")
+    for bad, why in (("etcd://h:1", "name the service"), ("static://a:1?colour=red", "colour"),
+                     ("static://a:1?interval=3", "interval"), ("static://", "no address")):
+        with pytest.raises(ValueError, match=why):
+            parse_target(bad)
+
+
+class Slow:
+    @wirecall.method
+    async def Wait(self, ms: float) -> str:
+        await asyncio.sleep(ms / 1000)
+        return "ok"
+
+
+async def test_server_limits_answer_resource_exhausted_with_pushback() -> None:
+    conc = MethodLimit(max_concurrent=2, pushback_ms=30)
+    rate = MethodLimit(rate=5, burst=2)
+    server = wirecall.Server(interceptors=[method_limits({"Slow.Wait": conc, "Rate.*": rate})])
+    server.register(Slow(), name="Slow")
+    server.register(Slow(), name="Rate")
+    (url,) = await server.start("tcp://127.0.0.1:0")
+    client = await wirecall.connect(url)
+    try:
+        results = await asyncio.gather(*(client.call("Slow.Wait", 100) for _ in range(5)),
+                                       return_exceptions=True)
+        refused = [r for r in results if isinstance(r, wirecall.ResourceExhausted)]
+        assert results.count("ok") == 2 and len(refused) == 3
+        assert "concurrency limit (2)" in refused[0].message
+        assert pushback_ms(refused[0]) == 30
+        assert conc.refused == 3
+        out = [await client.call("Rate.Wait", 0) for _ in range(2)]
+        with pytest.raises(wirecall.ResourceExhausted, match="rate limit") as info:
+            await client.call("Rate.Wait", 0)
+        assert out == ["ok", "ok"]
+        ms = pushback_ms(info.value)
+        assert ms is not None and 1 <= ms <= 200
+    finally:
+        await client.close()
+        await server.close()
+    with pytest.raises(ValueError, match="max_concurrent or rate"):
+        MethodLimit()
