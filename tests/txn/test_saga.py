@@ -7,6 +7,7 @@ saga with a dependency graph (order forward and backward), bad input, the RPC re
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -118,7 +119,7 @@ async def test_errors_are_retried_with_backoff(txn: TxnClient, bankc: wirecall.C
     q = await txn.query(g)
     hist = [h for h in q["history"] if h["branch_id"] == "02"]
     assert [h["outcome"] for h in hist] == ["retry", "retry", "retry", "success"]
-    gaps = [b["at"] - a["at"] for a, b in zip(hist, hist[1:], strict=False)]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(hist)]
     assert gaps[1] > gaps[0] * 1.5  # the interval doubles (0.05, 0.1, 0.2)
     assert "UNAVAILABLE" in hist[0]["detail"]
 

@@ -49,9 +49,7 @@ def _prepared(cur: Any, name: str) -> bool:
 def xa_local(conn: Any, gid: str, branch_id: str, business: Callable[[Any], Any]) -> bool:
     """Run ``business(cur)`` and ``PREPARE TRANSACTION``; False (nothing done) if this
     branch's action already ran or was already rolled back."""
-    from psycopg import sql
-
-    from psycopg import errors
+    from psycopg import errors, sql
 
     name = xa_name(gid, branch_id)
     with conn.cursor() as cur:
