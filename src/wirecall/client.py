@@ -27,7 +27,7 @@ from .errors import DeadlineExceeded, InvalidArgument, Unimplemented
 from .interceptors import ClientCall, ClientInterceptor, chain
 from .protocol.frames import MAX_TIMEOUT
 from .streaming.model import PendingStream
-from .transport.base import ClientConnection, load_transport, parse_url
+from .transport.base import ClientConnection, check_options, load_transport, parse_url
 
 __all__ = ["Call", "Client", "check_timeout", "connect", "stub_methods"]
 
@@ -149,6 +149,7 @@ class Client:
         self.metadata = dict(metadata or {})
         self.interceptors: list[ClientInterceptor] = list(interceptors)
         self._transport = load_transport(self.url.scheme)
+        check_options(self.url.scheme, "client", transport_options)  # a typo is an error
         self._options = dict(transport_options)
         self._connect_timeout = connect_timeout
         self.pool = Pool(self._dial, pool_size, name=str(self.url))

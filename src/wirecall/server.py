@@ -32,12 +32,12 @@ from .errors import (
     Unimplemented,
     wrong_mode,
 )
-from .limits import DEFAULT_LIMITS, Limits
 from .interceptors import CallObserver, ServerCall, ServerInterceptor, chain
+from .limits import DEFAULT_LIMITS, Limits
 from .seam import Dispatcher, FastEntry, MethodInfo, OnDone, Send
 from .service import MethodSpec, ServiceRegistry
 from .streaming.handler import start_stream
-from .transport.base import Listener, load_transport, parse_url
+from .transport.base import Listener, check_options, load_transport, parse_url
 
 __all__ = ["Server"]
 
@@ -412,6 +412,7 @@ class Server:
         for text in urls:
             url = parse_url(text)
             mod = load_transport(url.scheme)
+            check_options(url.scheme, "server", options)  # unknown or inapplicable: an error
             listener: Listener = await mod.serve(self, url, **options)
             self.listeners.append(listener)
             out.append(listener.url)

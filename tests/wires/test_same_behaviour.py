@@ -9,12 +9,13 @@ import logging
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from support.services import Calc
 
 import wirecall
+from support.services import Calc
 from wirecall import Internal, Status, Unimplemented
 
 # wire -> (listen address, streams supported by the client)
@@ -96,9 +97,9 @@ async def test_unexpected_exceptions_are_opaque_with_a_logged_reference(
     on_wire: Any, wire: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     c = await on_wire(wire, Secret())
-    with caplog.at_level(logging.ERROR, logger="wirecall.server"):
-        with pytest.raises(Internal) as ei:
-            await c.call("Secret.Leak", timeout=5)
+    with caplog.at_level(logging.ERROR, logger="wirecall.server"), \
+            pytest.raises(Internal) as ei:
+        await c.call("Secret.Leak", timeout=5)
     assert "secret" not in ei.value.message and "ValueError" not in ei.value.message
     m = re.fullmatch(r"internal error \(ref ([0-9a-f]{12})\)", ei.value.message)
     assert m, ei.value.message
@@ -127,7 +128,7 @@ async def test_health_cannot_be_changed_from_the_network(on_wire: Any, wire: str
     names = {m["name"] for methods in desc.values() for m in methods}
     assert "Health.Check" in names and not any(n.endswith(".set") for n in names)
     health.set("", NOT_SERVING)  # the local API still works
-    assert health._get("") == NOT_SERVING  # noqa: SLF001
+    assert health._get("") == NOT_SERVING
 
 
 
@@ -150,3 +151,52 @@ async def test_every_wire_names_an_unknown_method_or_service(on_wire: Any, wire:
         await c.call("Calc.Nope", timeout=5)
     with pytest.raises(Unimplemented, match="unknown service"):
         await c.call("Nobody.Nope", timeout=5)
+
+
+# -- options: every unknown or inapplicable one is an error naming it ----------------------
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_unknown_server_options_are_errors_naming_them(wire: str, tmp_path: Path) -> None:
+    server = wirecall.Server()
+    url = WIRES[wire][0].format(tmp=tmp_path)
+    with pytest.raises(ValueError, match=r"does not accept option 'bogus_option'; accepted: "):
+        await server.start(url, bogus_option=1)
+    assert server.listeners == []
+    await server.close()
+
+
+@pytest.mark.parametrize("wire", ["tcp", "http", "ws", "grpc", "any"])
+async def test_tls_options_on_a_plaintext_wire_are_refused(wire: str, tmp_path: Path) -> None:
+    server = wirecall.Server()
+    with pytest.raises(ValueError, match=r"'certfile', 'keyfile' \(TLS is not available"):
+        await server.start(WIRES[wire][0], certfile="c.pem", keyfile="k.pem")
+    assert server.listeners == []  # nothing served in plaintext
+    await server.close()
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_unknown_client_options_are_errors_naming_them(on_wire: Any, wire: str) -> None:
+    c = await on_wire(wire, Calc())
+    url = on_wire.server.urls[0]
+    with pytest.raises(ValueError, match=r"does not accept option 'timout'; accepted: .*timeout"):
+        await wirecall.connect(url, timout=3)
+    assert await c.call("Calc.Add", 1, 1, timeout=5) == 2
+
+
+@pytest.mark.parametrize("wire", ["tcp", "http", "ws", "grpc", "any", "gob", "jsonrpc"])
+async def test_reuse_port_on_every_tcp_wire(wire: str) -> None:
+    first, second = wirecall.Server(), wirecall.Server()
+    for s in (first, second):
+        s.register(Calc())
+    addr = "ws://127.0.0.1:0/ws" if wire == "ws" else f"{wire}://127.0.0.1:0"
+    [url] = await first.start(addr, reuse_port=True)
+    port = url.split("://", 1)[1].split("/")[0].rsplit(":", 1)[1]
+    again = addr.replace(":0", f":{port}")
+    [url2] = await second.start(again, reuse_port=True)  # the same port, a second listener
+    assert f":{port}" in url2
+    third = wirecall.Server()
+    with pytest.raises(OSError):  # without reuse_port the port is taken
+        await third.start(again)
+    for s in (first, second, third):
+        await s.close()

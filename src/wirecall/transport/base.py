@@ -20,7 +20,17 @@ from typing import Any
 
 from ..errors import Unimplemented
 
-__all__ = ["SCHEMES", "URL", "ClientConnection", "Listener", "load_transport", "parse_url"]
+__all__ = [
+    "CLIENT_OPTIONS",
+    "SCHEMES",
+    "SERVER_OPTIONS",
+    "URL",
+    "ClientConnection",
+    "Listener",
+    "check_options",
+    "load_transport",
+    "parse_url",
+]
 
 #: scheme -> (module, pip extra that module needs or "")
 SCHEMES: dict[str, tuple[str, str]] = {
@@ -35,6 +45,72 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "grpcs": ("wirecall.transport.grpc", "grpc"),
     "quic": ("wirecall.transport.quic", "quic"),
 }
+
+
+_SOCKET = frozenset({"backlog", "reuse_port"})
+_HTTP_SERVER = frozenset({
+    "paths", "ws_path", "health_path", "ready_path", "go_rpc_path", "max_body",
+    "max_header_size", "header_timeout", "body_timeout", "keepalive_timeout", "linger_timeout",
+    "max_pipeline", "ws_heartbeat", "drain_delay"}) | _SOCKET
+_GRPC_SERVER = frozenset({"max_message_size", "max_concurrent_streams", "reset_limit",
+                          "compression", "compress_threshold"}) | _SOCKET
+_NATIVE_SERVER = frozenset({"compress_threshold"}) | _SOCKET
+_TLS_SERVER = frozenset({"ssl", "certfile", "keyfile"})
+
+#: the options ``Server.start(url, **options)`` accepts per scheme; anything else is an error
+#: naming it (a transport missing here checks its own options)
+SERVER_OPTIONS: dict[str, frozenset[str]] = {
+    "tcp": _NATIVE_SERVER,
+    "unix": frozenset({"compress_threshold"}),
+    "gob": _SOCKET,
+    "jsonrpc": _SOCKET,
+    "http": _HTTP_SERVER,
+    "ws": _HTTP_SERVER,
+    "grpc": _GRPC_SERVER,
+    "grpcs": _GRPC_SERVER | _TLS_SERVER,
+    # one port for every protocol: each protocol's options reach its part
+    "any": _NATIVE_SERVER | _HTTP_SERVER | _GRPC_SERVER | {"sniff_timeout"},
+}
+
+_NATIVE_CLIENT = frozenset({"timeout", "codec", "max_message_size", "compress_threshold",
+                            "keepalive", "idle_timeout", "service_codecs"})
+_GRPC_CLIENT = frozenset({"timeout", "codec", "max_message_size", "compression",
+                          "compress_threshold"})
+_HTTP_CLIENT = frozenset({"timeout", "pool_size", "headers", "keepalive_timeout"})
+
+#: the options ``connect(url, **options)`` passes to each scheme's transport
+CLIENT_OPTIONS: dict[str, frozenset[str]] = {
+    "tcp": _NATIVE_CLIENT,
+    "unix": _NATIVE_CLIENT,
+    "any": _NATIVE_CLIENT,
+    "gob": frozenset({"timeout", "max_message_size", "http_path"}),
+    "jsonrpc": frozenset({"timeout", "max_message_size"}),
+    "grpc": _GRPC_CLIENT,
+    "grpcs": _GRPC_CLIENT | {"ssl", "cafile", "server_hostname"},
+    "http": _HTTP_CLIENT | {"max_message_size", "http_path"},
+    "ws": frozenset({"timeout", "headers", "metadata", "max_message_size", "heartbeat",
+                     "max_incoming_calls", "max_concurrent_calls"}),
+}
+
+
+def check_options(scheme: str, side: str, options: Mapping[str, Any]) -> None:
+    """Refuse an option the ``scheme``'s transport does not understand (``side``: "server"
+    or "client"), naming it and what is accepted: a typo (``timout=3``) or an inapplicable
+    option (``certfile=`` on tcp://, which would otherwise serve plaintext) is an error."""
+    table = SERVER_OPTIONS if side == "server" else CLIENT_OPTIONS
+    accepted = table.get(scheme)
+    if accepted is None:
+        return
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        names = ", ".join(repr(u) for u in unknown)
+        hint = ""
+        if {"certfile", "keyfile", "ssl", "cafile"} & set(unknown):
+            hint = " (TLS is not available on this scheme: use grpcs://)"
+        raise ValueError(
+            f"{scheme}:// {side} does not accept option{'s' if len(unknown) > 1 else ''} "
+            f"{names}{hint}; accepted: {', '.join(sorted(accepted)) or 'none'}"
+        )
 
 
 @dataclass(frozen=True)

@@ -257,11 +257,12 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> SniffListener:
     opts = dict(opts)
     timeout = float(opts.pop("sniff_timeout", url.query.get("sniff_timeout", 10.0)))
     backlog = int(opts.pop("backlog", 1024))
+    reuse_port = bool(opts.pop("reuse_port", False))
     listener = SniffListener(server, "", opts, timeout)
     loop = asyncio.get_running_loop()
     aserver = await loop.create_server(
         lambda: SniffProtocol(listener), url.host or None, url.port, backlog=backlog,
-        reuse_address=True,
+        reuse_address=True, reuse_port=reuse_port or None,
     )
     listener._aserver = aserver
     sock = aserver.sockets[0].getsockname()

@@ -31,6 +31,7 @@ __all__ = [
     "listen",
     "peer_name",
     "set_nodelay",
+    "socket_options",
     "tcp_bytes",
 ]
 
@@ -146,9 +147,13 @@ async def listen(
     *,
     ssl_context: ssl.SSLContext | None = None,
     listener: ConnectionListener | None = None,
+    backlog: int = 1024,
+    reuse_port: bool = False,
 ) -> ConnectionListener:
     """Bind ``url`` (``unix://`` or host:port; port 0 picks one) and serve connections made by
-    ``protocol(listener)``. The listener's ``url`` gets the real address."""
+    ``protocol(listener)``. The listener's ``url`` gets the real address. ``reuse_port``:
+    several processes may listen on the same TCP port (SO_REUSEPORT; the kernel spreads
+    connections among them)."""
     lst = listener if listener is not None else ConnectionListener()
     loop = asyncio.get_running_loop()
     if url.scheme == "unix":
@@ -159,13 +164,23 @@ async def listen(
         lst.url = f"unix://{url.path}"
         return lst
     lst._aserver = await loop.create_server(
-        lambda: protocol(lst), url.host, url.port, reuse_address=True, backlog=1024,
-        ssl=ssl_context,
+        lambda: protocol(lst), url.host, url.port, reuse_address=True, backlog=backlog,
+        ssl=ssl_context, reuse_port=reuse_port or None,
     )
     host, port = lst._aserver.sockets[0].getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     lst.url = f"{url.scheme}://{shown}:{port}"
     return lst
+
+
+def socket_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """Take ``backlog`` and ``reuse_port`` out of a transport's options, for :func:`listen`."""
+    out: dict[str, Any] = {}
+    if "backlog" in opts:
+        out["backlog"] = int(opts.pop("backlog"))
+    if "reuse_port" in opts:
+        out["reuse_port"] = bool(opts.pop("reuse_port"))
+    return out
 
 
 class PendingCalls:

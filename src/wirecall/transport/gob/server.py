@@ -20,7 +20,7 @@ from ...context import EMPTY_METADATA, Context
 from ...errors import ProtocolError, RpcError
 from ...protocol import netrpc as nr
 from ..base import URL
-from ..sockets import ConnectionListener, listen
+from ..sockets import ConnectionListener, listen, socket_options
 from .go_rpc import GoServerProtocol, go_error_for_lookup
 
 if TYPE_CHECKING:
@@ -215,5 +215,6 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``gob://host:port`` (net/rpc gob; also answers ``CONNECT /_goRPC_``)."""
-    listener = await listen(url, lambda lst: GobServerProtocol(server, lst, **opts))
+    sock = socket_options(opts)
+    listener = await listen(url, lambda lst: GobServerProtocol(server, lst, **opts), **sock)
     return listener

@@ -40,6 +40,7 @@ from ..sockets import (
     listen,
     peer_name,
     set_nodelay,
+    socket_options,
 )
 from .common import HIGH_WATER, alpn_h2
 
@@ -483,6 +484,7 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener
     tls = server_ssl_context(opts) if url.scheme == "grpcs" else None
     for k in ("ssl", "certfile", "keyfile"):
         opts.pop(k, None)
+    sock = socket_options(opts)
     return await listen(
-        url, lambda lst: GrpcServerProtocol(server, lst, **opts), ssl_context=tls
+        url, lambda lst: GrpcServerProtocol(server, lst, **opts), ssl_context=tls, **sock
     )

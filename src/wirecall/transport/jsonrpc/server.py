@@ -19,7 +19,7 @@ from ...errors import ProtocolError, RpcError
 from ...protocol import gojsonrpc as gj
 from ..base import URL
 from ..gob.go_rpc import EncodedParts, GoServerProtocol, go_error_for_lookup
-from ..sockets import ConnectionListener, listen
+from ..sockets import ConnectionListener, listen, socket_options
 
 if TYPE_CHECKING:
     from ...seam import Dispatcher
@@ -177,4 +177,5 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``jsonrpc://host:port`` (Go's ``jsonrpc.ServeConn`` per connection)."""
-    return await listen(url, lambda lst: GoJsonServerProtocol(server, lst, **opts))
+    sock = socket_options(opts)
+    return await listen(url, lambda lst: GoJsonServerProtocol(server, lst, **opts), **sock)

@@ -23,8 +23,8 @@ from typing import Any
 import msgspec
 
 from ... import codec as codecs
-from ...context import CURRENT, EMPTY_METADATA, Context
 from ...codec.negotiate import CODEC_KEY, CallCodecs
+from ...context import CURRENT, EMPTY_METADATA, Context
 from ...errors import FrameTooLarge, Internal, InvalidArgument, ProtocolError, RpcError
 from ...protocol import frames as fr
 from ...protocol.flood import FloodGuard
@@ -38,6 +38,7 @@ from ..sockets import (
     listen,
     peer_name,
     set_nodelay,
+    socket_options,
 )
 from .messages import encode_error_details, typed_params
 from .server_streams import ServerStreams
@@ -581,4 +582,5 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``tcp://host:port`` or ``unix:///path`` for the native protocol."""
-    return await listen(url, lambda lst: ServerProtocol(server, lst, **opts))
+    sock = socket_options(opts)
+    return await listen(url, lambda lst: ServerProtocol(server, lst, **opts), **sock)
