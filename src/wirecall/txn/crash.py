@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ENV", "POINTS", "crash_point"]
+__all__ = ["ENV", "POINTS", "arm", "crash_point"]
 
 ENV = "WIRECALL_TXN_CRASH"
 POINTS = ("submit.after_create", "branch.before_call", "branch.after_call",
@@ -30,6 +30,12 @@ def _parse(spec: str) -> dict[str, int]:
 
 
 _armed = _parse(os.environ.get(ENV, ""))
+
+
+def arm(spec: str) -> None:
+    """Re-arm from a spec like the environment variable's (a forked test process)."""
+    _armed.clear()
+    _armed.update(_parse(spec))
 
 
 def crash_point(name: str) -> None:
