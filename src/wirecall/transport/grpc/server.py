@@ -12,6 +12,7 @@ services; ``application/grpc+msgpack`` and ``+json`` select those codecs explici
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl as ssl_mod
 import time
@@ -116,6 +117,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._held: deque[Any] = deque()  # events parsed while paused, handled on resume
         self._draining = False
         self._closing = False
+        self._lingering = False
         self._batched = 0  # unary replies queued since the last write
 
     def _flush(self) -> None:
@@ -161,6 +163,8 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._wake_writers()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # closing after an error GOAWAY: what the peer sends is dropped
+            return
         events = self.conn.receive(data, self._loop.time())
         if self._held:  # still working through what was parsed before a pause
             self._held.extend(events)
@@ -202,7 +206,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             elif t is gp.ConnectionClosed and ev.local:
                 log.info("closing gRPC connection from %s: %s", self.peer, ev.reason)
                 self._flush()
-                self._abort_all()
+                self._abort_all(linger=True)
                 events.clear()
                 return
             if conn.unsent > HIGH_WATER:  # replies piling up: write now, maybe pausing
@@ -430,11 +434,40 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
     def close_connection(self) -> None:
         self._abort_all()
 
-    def _abort_all(self) -> None:
+    def _abort_all(self, linger: bool = False) -> None:
         for call in list(self.calls.values()):
             self._kill(call, Unavailable(message="connection closed"))
         self.calls.clear()
-        self._close_transport()
+        if linger:
+            self._linger_close()
+        else:
+            self._close_transport()
+
+    #: seconds an erroring connection is read and discarded after its GOAWAY (so the peer
+    #: reads the GOAWAY instead of a reset that would drop it)
+    LINGER = 1.0
+
+    def _linger_close(self) -> None:
+        """Close after an error GOAWAY: half-close, discard what the peer still sends, close
+        after :attr:`LINGER` seconds (abort if the peer left our output unread)."""
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        self._closing = True
+        self._lingering = True
+        self._flush()
+        if transport.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                transport.write_eof()
+        transport.resume_reading()
+
+        def close() -> None:
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
+
+        self._loop.call_later(self.LINGER, close)
 
     # -- output ----------------------------------------------------------------------
 

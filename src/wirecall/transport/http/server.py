@@ -166,7 +166,7 @@ class HttpProtocol(asyncio.Protocol):
 
         self.svc = service
         self.server = service.server
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: Any = httptools.HttpRequestParser(self)
         self._upgrade_exc = httptools.HttpParserUpgrade
         self._parse_error = httptools.HttpParserError
         self._loop = asyncio.get_running_loop()
@@ -214,6 +214,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        # the parser holds this object's bound callbacks: drop it, so the connection (and
+        # the request it was reading) is freed without the cyclic GC
+        self._parser = None
+        self._body = []
 
     def pause_writing(self) -> None:
         self._writing_paused = True
