@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import io
 import json
 import types
@@ -193,10 +194,22 @@ def _symbols(value: Any, tp: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _has_enum(tp: Any) -> bool:
+    """True when an enum hides somewhere in ``tp`` (only then are symbols rewritten)."""
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return True
+    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or issubclass(tp, msgspec.Struct)):
+        return any(_has_enum(t) for t in typing.get_type_hints(tp).values())
+    return any(_has_enum(a) for a in typing.get_args(tp) if not isinstance(a, str))
+
+
 def _from_avro(value: Any, tp: Any) -> Any:
     if tp is Any:
         return value
-    return msgspec.convert(_symbols(value, tp), tp, strict=False)
+    if _has_enum(tp):
+        value = _symbols(value, tp)
+    return msgspec.convert(value, tp, strict=False)
 
 
 def _type_of(obj: Any) -> Any:
@@ -257,9 +270,10 @@ class AvroCodec:
         w = writer or reader
         if w is None:
             raise ValueError("the avro codec needs the writer's schema or a type to decode")
+        # the same schema both sides (the common case): no resolution to do
+        resolve = reader.parsed if reader is not None and reader.fp != w.fp else None
         try:
-            value = fastavro.schemaless_reader(
-                io.BytesIO(bytes(data)), w.parsed, reader.parsed if reader is not None else None)
+            value = fastavro.schemaless_reader(io.BytesIO(data), w.parsed, resolve)
         except Exception as exc:  # fastavro: SchemaResolutionError, EOFError, ValueError...
             raise ValueError(f"cannot decode Avro data: {exc}") from None
         return _from_avro(value, tp)

@@ -170,6 +170,11 @@ class StreamWire:
     def is_closing(self) -> bool:
         return self.closing
 
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued and not yet sent (aioquic's stream buffers hold what QUIC flow
+        control has not let out yet; this side never pauses on them: 0)."""
+        return 0
+
     def pause_reading(self) -> None:
         """QUIC flow control holds a slow peer back (the stream windows are not reopened
         while this side does not read): nothing more to do here."""
