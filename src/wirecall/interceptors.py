@@ -79,6 +79,13 @@ class CallObserver(Protocol):
     so an observer may set context variables (a tracing span) for the handler's onward calls.
     Observers are the cheap seam for metrics, tracing and access logs; interceptors remain the
     seam for code that changes calls.
+
+    Optional: ``fast_handler(method, handler) -> handler | None``. Without it, calls that
+    could take the native fast lane take the general path instead while the observer is
+    installed. With it, the server asks it once per method for a wrapper of the inline
+    ``handler`` (called with the decoded arguments; ``current_context()`` is the call's
+    Context; it must return the handler's result or raise its exception), or None to send
+    the method through the general path.
     """
 
     def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone: ...

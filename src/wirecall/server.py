@@ -116,7 +116,8 @@ class Server:
 
     def add_observer(self, observer: CallObserver) -> None:
         """Watch every call (metrics, tracing, access log): see ``interceptors.CallObserver``.
-        Calls stay on their path (inline, task, thread); the native fast lane is given up."""
+        Calls stay on their path (inline, task, thread); the native fast lane stays open
+        only if every observer can wrap a fast-lane handler (``fast_handler``)."""
         self._observers.append(observer)
         self._clear_lanes()
 
@@ -214,12 +215,20 @@ class Server:
             or not spec.fast
             or codec_module is None
             or self._interceptors
-            or self._observers
             or self._closing
         ):
             return None
         dec = spec.array_decoder(codec_module)
-        return None if dec is None else (spec.func, dec)
+        if dec is None:
+            return None
+        func: Callable[..., Any] | None = spec.func
+        # observers keep the lane only if each wraps the handler itself (CallObserver)
+        for obs in reversed(self._observers):
+            wrap = getattr(obs, "fast_handler", None)
+            func = wrap(spec.name, func) if wrap is not None else None
+            if func is None:
+                return None
+        return None if func is None else (func, dec)
 
     def _clear_lanes(self) -> None:
         for lane in self.registry.lanes.values():

@@ -125,17 +125,63 @@ async def test_connections_and_bytes(served: tuple[Server, Metrics, list[str]]) 
     assert value(smp, "wirecall_server_sent_bytes_total", wire="tcp") > 0
 
 
-async def test_metrics_leave_calls_on_their_path() -> None:
-    """Observers give up the native fast lane but keep inline handlers inline (no task)."""
+class Quiet:
+    """An observer without ``fast_handler``."""
+
+    def call_started(self, method: str, ctx: Context, on_done: Any) -> Any:
+        return on_done
+
+    def stream_started(self, method: str, ctx: Context, on_done: Any) -> Any:
+        return on_done
+
+
+async def test_fast_lane_kept_by_metrics_and_given_up_for_others() -> None:
     server = Server()
     server.register(Shop(), "Shop")
     lane = server.fast_lane(msgspec.msgpack)
     assert lane["Shop.Add"] is not None
-    Metrics(server)
-    assert lane["Shop.Add"] is None
+    metrics = Metrics(server)
+    entry = lane["Shop.Add"]
+    assert entry is not None and entry[0] is not server.find("Shop.Add").func  # wrapped
+    quiet = Quiet()
+    server.add_observer(quiet)
+    assert lane["Shop.Add"] is None  # one observer cannot wrap: the general path
     seen: list[Any] = []
     server.start_call("Shop.Add", [{"A": 2, "B": 3}], Context(transport="tcp"),
                       lambda r, e: seen.append((r, e)))
     assert seen == [(5, None)]  # finished before start_call returned: still inline
-    with pytest.raises(NotFound):
-        await server.dispatch("Shop.Fail", [{"A": 1, "B": 1}], Context(transport="tcp"))
+    server.remove_observer(quiet)
+    assert lane["Shop.Add"] is not None
+    smp = samples(metrics)
+    assert value(smp, "wirecall_server_calls_total", service="Shop", method="Add",
+                 wire="tcp", status="OK") == 1
+
+
+async def test_fast_lane_calls_counted_on_a_real_connection(tmp_path: Path) -> None:
+    server = Server()
+    server.register(Shop(), "Shop")
+    metrics = Metrics(server)
+    tcp, unix = await server.start("tcp://127.0.0.1:0", f"unix://{tmp_path}/s.sock")
+    taken: list[str] = []
+    lane = server.fast_lane(msgspec.msgpack)
+    try:
+        for url in (tcp, unix):
+            async with Client(url) as c:
+                assert await c.call("Shop.Add", Args(1, 2), result_type=int) == 3
+                taken.append("fast" if lane.get("Shop.Add") is not None else "general")
+                with pytest.raises(NotFound, match="refused 4"):
+                    await c.call("Shop.Refuse", Args(4, 0))
+                with pytest.raises(RpcError) as err:
+                    await c.call("Shop.Refuse", Args(-1, 0))
+                assert err.value.status.name == "INTERNAL"
+    finally:
+        await server.close(drain_timeout=1)
+    assert taken == ["fast", "fast"]  # the lane served these calls
+    smp = samples(metrics)
+    for wire in ("tcp", "unix"):
+        lab = {"service": "Shop", "wire": wire}
+        assert value(smp, "wirecall_server_calls_total", method="Add", status="OK", **lab) == 1
+        assert value(smp, "wirecall_server_calls_total", method="Refuse", status="NOT_FOUND",
+                     **lab) == 1
+        assert value(smp, "wirecall_server_calls_total", method="Refuse", status="INTERNAL",
+                     **lab) == 1

@@ -139,3 +139,23 @@ async def test_a_stream_is_one_server_span(
     [span] = by_name(exporter.get_finished_spans(), "Shop.Count", SpanKind.SERVER)
     assert span.attributes["rpc.wirecall.wire"] == wire
     assert span.attributes["rpc.wirecall.status"] == "OK"
+
+
+async def test_fast_lane_calls_get_a_root_span(
+        served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """A plain call (no metadata) takes the native fast lane, traced too: a root span."""
+    server, _, urls = served
+    _, exporter = provider
+    import msgspec
+
+    async with Client(urls["tcp"]) as c:
+        assert await c.call("Shop.Add", Args(1, 2), result_type=int) == 3
+        with pytest.raises(RpcError, match="refused 5"):
+            await c.call("Shop.Refuse", Args(5, 0))
+    assert server.fast_lane(msgspec.msgpack).get("Shop.Add") is not None
+    [span] = by_name(exporter.get_finished_spans(), "Shop.Add", SpanKind.SERVER)
+    assert span.parent is None and span.attributes["rpc.wirecall.wire"] == "tcp"
+    [bad] = by_name(exporter.get_finished_spans(), "Shop.Refuse", SpanKind.SERVER)
+    assert bad.status.status_code is StatusCode.ERROR
+    assert bad.attributes["rpc.wirecall.status"] == "NOT_FOUND"

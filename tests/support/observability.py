@@ -43,6 +43,13 @@ class Shop:
     def Add(self, args: Args) -> int:
         return args.A + args.B
 
+    @method(inline=True)
+    def Refuse(self, args: Args) -> int:
+        """Inline and failing: the fast lane's error path."""
+        if args.A < 0:
+            raise ValueError("negative")  # INTERNAL for the caller
+        raise NotFound(message=f"refused {args.A}")
+
     def Fail(self, args: Args) -> int:
         raise NotFound(message=f"no item {args.A}")
 
