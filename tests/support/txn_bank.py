@@ -54,6 +54,9 @@ class Bank:
         self._local = threading.local()
         self._faults: dict[str, list[tuple[str, float]]] = {}
         self._lock = threading.Lock()
+        # one writer at a time in this process: SQLite's busy handler would otherwise sleep
+        # (up to 100 ms a round) between writers of the same file
+        self._write = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -87,6 +90,11 @@ class Bank:
     def _run(self, method: str, gid: str, branch_id: str, op: str,
              business: Any) -> str:
         self._fault(method)
+        with self._write:
+            return self._run_locked(method, gid, branch_id, op, business)
+
+    def _run_locked(self, method: str, gid: str, branch_id: str, op: str,
+                    business: Any) -> str:
         conn = self._db()
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
@@ -161,6 +169,10 @@ class Bank:
     def MsgTransOut(self, gid: str, account: str, amount: int) -> str:
         """The submitter's local transaction, served here for tests that drive it by RPC."""
         self._fault("MsgTransOut")
+        with self._write:
+            return self._msg_local(gid, account, amount)
+
+    def _msg_local(self, gid: str, account: str, amount: int) -> str:
         conn = self._db()
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
@@ -174,6 +186,10 @@ class Bank:
 
     def QueryPrepared(self, gid: str, branch_id: str, op: str, payload: Any) -> str:
         self._fault("QueryPrepared")
+        with self._write:
+            return self._query_prepared(gid)
+
+    def _query_prepared(self, gid: str) -> str:
         conn = self._db()
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
