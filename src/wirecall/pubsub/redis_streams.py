@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import socket
 import time
@@ -74,6 +75,7 @@ class _StreamSubscription:
         self._acks: list[bytes] = []
         self._acking: asyncio.Task[None] | None = None
         self._closed = False
+        self._conn: Any = None
         self.redeliveries = 0  # entries claimed from dead consumers
         self._task = asyncio.get_running_loop().create_task(
             self._run_group() if group else self._run_replay())
@@ -117,11 +119,31 @@ class _StreamSubscription:
 
     # -- readers ----------------------------------------------------------------------
 
+    async def _command(self, *args: Any) -> Any:
+        """One command on this subscription's own connection (blocking reads hold it; a
+        raw connection, so that cancelling a blocked read closes it at once)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self.broker.blocking_pool.make_connection()
+        try:
+            if not conn.is_connected:
+                await conn.connect()
+            await conn.send_command(*args, check_health=False)
+            return await conn.read_response(timeout=math.inf)
+        except BaseException:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise
+
     def _deliver(self, entries: list[Any]) -> None:
         for entry_id, fields in entries:
-            if fields is None or entry_id in self._outstanding:
+            if not fields or entry_id in self._outstanding:
                 continue  # trimmed meanwhile, or already in our buffer
-            data = fields.get(b"m", b"")
+            data = b""
+            for i in range(0, len(fields) - 1, 2):
+                if fields[i] == b"m":
+                    data = fields[i + 1]
             self.buffer.put((entry_id, data.decode("utf-8", "replace")))
             if self.group:
                 self._outstanding.add(entry_id)
@@ -138,7 +160,6 @@ class _StreamSubscription:
 
     async def _run_group(self) -> None:
         b = self.broker
-        r = b.redis
         backoff, start = 0.05, b.start
         while not self._closed:
             try:
@@ -152,15 +173,16 @@ class _StreamSubscription:
                     now = time.monotonic()
                     if cursor == ">" and now >= next_claim:
                         next_claim = now + b.claim_ms / 2000
-                        _next, claimed, *_ = await r.xautoclaim(
-                            self.topic, self.group, self.consumer, b.claim_ms, "0-0",
-                            count=b.batch)
+                        _next, claimed, *_ = await self._command(
+                            "XAUTOCLAIM", self.topic, self.group, self.consumer, b.claim_ms,
+                            "0-0", "COUNT", b.batch)
                         fresh = [e for e in claimed if e[0] not in self._outstanding]
                         self.redeliveries += len(fresh)
                         self._deliver(fresh)
-                    resp = await r.xreadgroup(self.group, self.consumer, {self.topic: cursor},
-                                              count=b.batch,
-                                              block=b.block_ms if cursor == ">" else None)
+                    block = ("BLOCK", b.block_ms) if cursor == ">" else ()
+                    resp = await self._command(
+                        "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", b.batch,
+                        *block, "STREAMS", self.topic, cursor)
                     entries = resp[0][1] if resp else []
                     if cursor != ">":
                         cursor = entries[-1][0] if entries else ">"
@@ -192,8 +214,8 @@ class _StreamSubscription:
                 backoff = 0.05
                 while True:
                     await self._room.wait()
-                    resp = await b.redis.xread({self.topic: cursor}, count=b.batch,
-                                               block=b.block_ms)
+                    resp = await self._command("XREAD", "COUNT", b.batch, "BLOCK",
+                                               b.block_ms, "STREAMS", self.topic, cursor)
                     if resp:
                         entries = resp[0][1]
                         cursor = entries[-1][0].decode()
@@ -211,8 +233,11 @@ class _StreamSubscription:
         self._closed = True
         self.buffer.close()
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        conn, self._conn = self._conn, None
+        if conn is not None:  # (closing the socket also ends a blocked read for sure)
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+        await asyncio.wait([self._task], timeout=2)
         if not self._live.done():
             self._live.cancel()
         if self._acking is not None:
@@ -254,8 +279,10 @@ class RedisStreamsBroker:
         self.block_ms = block_ms
         self.limit = limit
         self.retry_max = retry_max
-        self.redis: Any = aioredis.Redis.from_url(
-            url, **{"socket_connect_timeout": 2.0, "protocol": 2, **redis_options})
+        opts = {"socket_connect_timeout": 2.0, "protocol": 2, **redis_options}
+        self.redis: Any = aioredis.Redis.from_url(url, **opts)
+        #: where each subscription's own connection comes from (its blocking reads)
+        self.blocking_pool: Any = aioredis.ConnectionPool.from_url(url, **opts)
         self._errors = redis_errors()
         self._subs: set[_StreamSubscription] = set()
 
@@ -295,3 +322,4 @@ class RedisStreamsBroker:
         for sub in list(self._subs):
             await sub.aclose()
         await self.redis.aclose()
+        await self.blocking_pool.disconnect()
