@@ -111,6 +111,7 @@ class ClusterClient:
         self._balancers: dict[str, Balancer] = {}
         self._latency: dict[str, LatencyTracker] = {}
         self._ready = asyncio.Event()
+        self._dialled = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -132,7 +133,9 @@ class ClusterClient:
             self._watch_task = asyncio.ensure_future(self._watch())
             self._sweep_task = asyncio.ensure_future(self._sweep())
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+                await self._dialled.wait()  # one endpoint dialled (or failed to)
         except TimeoutError:
             raise ConnectError(message=f"{self.target}: no endpoint found within {timeout}s"
                                ) from None
@@ -190,6 +193,21 @@ class ClusterClient:
         )
         self._by_id[entry.id] = ep
         self.events.emit("endpoint_added", url, entry.zone)
+        # dial now, so the first call's latency sample is not the connection set-up (P2C
+        # would avoid the endpoint until that peak decays)
+        task = asyncio.ensure_future(self._warm(ep, self._dialled))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _warm(ep: EndpointState, on_ready: asyncio.Event | None = None) -> None:
+        try:
+            await ep.client.connect()
+        except (RpcError, OSError) as exc:
+            log.info("dialling %s failed: %s", ep.url, exc)
+        ep.ready = True  # failed or not: from now on the breaker and outlier logic decide
+        if on_ready is not None:
+            on_ready.set()
 
     def _remove(self, ep: EndpointState) -> None:
         ep.removed = True
@@ -239,6 +257,8 @@ class ClusterClient:
     def _candidates(self, exclude: Sequence[EndpointState]) -> list[EndpointState]:
         now = time.monotonic()
         eps = [ep for ep in self.live if ep.usable(now) and ep not in exclude]
+        if not all(ep.ready for ep in eps):
+            eps = [ep for ep in eps if ep.ready] or eps  # still dialling: only if no other
         if self.zone and eps:
             local = [ep for ep in eps if ep.zone == self.zone]
             if local:
@@ -286,6 +306,7 @@ class ClusterClient:
             raise BreakerOpen(message=f"{ep.url}: circuit breaker open")
         ep.pending += 1
         t0 = time.monotonic()
+        ep.started_sum += t0
         try:
             if positional:
                 result = await ep.client.call(method, *params, timeout=timeout, metadata=md,
@@ -295,15 +316,15 @@ class ClusterClient:
                                                 result_type=result_type)
         except RpcError as exc:
             ep.pending -= 1
+            ep.started_sum -= t0
             self._record(ep, gen, exc, time.monotonic() - t0)
             raise
-        except asyncio.CancelledError:
-            ep.pending -= 1  # a hedge that lost, or the caller gave up: no verdict
-            raise
-        except BaseException:
+        except BaseException:  # a hedge that lost, or the caller gave up: no verdict
             ep.pending -= 1
+            ep.started_sum -= t0
             raise
         ep.pending -= 1
+        ep.started_sum -= t0
         self._record(ep, gen, None, time.monotonic() - t0)
         return result
 

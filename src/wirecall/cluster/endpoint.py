@@ -17,7 +17,10 @@ from typing import Any
 from .breaker import BreakerState, CircuitBreaker
 from .entry import Entry
 
-__all__ = ["EndpointState", "EndpointStats"]
+__all__ = ["MIN_LATENCY", "EndpointState", "EndpointStats"]
+
+#: the latency floor of the P2C cost (an endpoint with no data is not free)
+MIN_LATENCY = 1e-4
 
 
 @dataclass
@@ -43,8 +46,9 @@ class EndpointState:
     consecutive_failures: int = 0
     ejected_until: float = 0.0
     removed: bool = False
+    ready: bool = False  # dialled once (new endpoints get calls only when none is ready)
     stats: EndpointStats = field(default_factory=EndpointStats)
-    ring_load: int = 0  # bookkeeping for consistent hashing with bounded loads
+    started_sum: float = 0.0  # sum of the start times of the calls in flight
 
     @property
     def id(self) -> str:
@@ -75,9 +79,13 @@ class EndpointState:
         return "ok"
 
     def cost(self, now: float) -> float:
-        """PeakEWMA cost: decayed latency x (pending + 1)."""
+        """PeakEWMA cost: latency x (pending + 1), where latency is the decayed EWMA, or the
+        mean age of the calls in flight when that is larger (calls stuck on an endpoint count
+        before they complete, like Kratos' "predict"), and at least ``MIN_LATENCY``."""
         lat = self.ewma * math.exp(-max(0.0, now - self.ewma_at) / self.tau)
-        return lat * (self.pending + 1)
+        if self.pending:
+            lat = max(lat, now - self.started_sum / self.pending)
+        return max(lat, MIN_LATENCY) * (self.pending + 1)
 
     def observe(self, rtt: float, now: float) -> None:
         if rtt > self.ewma:
