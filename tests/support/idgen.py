@@ -83,14 +83,17 @@ class NodeProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> list[str]:
+        """SIGTERM (a clean stop); returns what the node printed after listening."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return []
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(15)
+            out, _ = self.proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             self.kill()
+            return []
+        return out.splitlines()
 
     def stderr(self) -> str:
         return Path(self.log.name).read_text(errors="replace")

@@ -35,6 +35,8 @@ def add_parser(sub: Subparsers) -> None:
                       help="segment mode: sqlite:///path.db or postgresql://...")
     s.add_argument("--tag", action="append", type=_tag_spec, default=[],
                    metavar="NAME[:START[:STEP]]", help="segment tag to create if absent")
+    s.add_argument("--max-step", type=int, default=1_000_000,
+                   help="segment mode: the adaptive step grows up to this")
     s.add_argument("--layout", default="twitter",
                    help="twitter | sonyflake | baidu | time=41,worker=10,seq=12,unit=1ms,"
                         "epoch=MS")
@@ -80,7 +82,8 @@ def _config(args: argparse.Namespace) -> Any:
         registry=args.registry, store=args.store, tags=args.tag,
         layout=Layout.parse(args.layout), prefix=args.prefix, ttl=args.ttl, margin=args.margin,
         max_workers=args.max_workers, acquire_timeout=args.acquire_timeout,
-        clock_offset_ms=offset, max_backward_ms=args.max_backward_ms, data_dir=args.data_dir)
+        clock_offset_ms=offset, max_backward_ms=args.max_backward_ms, data_dir=args.data_dir,
+        segment_options={"max_step": args.max_step})
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -191,6 +191,9 @@ class IdNode:
             with contextlib.suppress(Exception):
                 await self.registry.close()
         if self.allocator is not None:
-            await self.allocator.close()
+            a = self.allocator
+            self.on_event(f"segment stats: fetches={a.fetches} stalls={a.stalls} "
+                          f"batch_waits={a.batch_waits}")
+            await a.close()
         if self.store is not None:
             await self.store.close()

@@ -92,6 +92,8 @@ class _Buffer:
     loading: asyncio.Task[Segment] | None = None
     #: fetch after this ID of the current segment is handed out
     trigger: int = 0
+    #: when the last fetch started (the adaptive step measures between fetches)
+    fetched_at: float = 0.0
     error: BaseException | None = field(default=None)
 
 
@@ -118,8 +120,11 @@ class SegmentAllocator:
         self._clock = clock
         self._buffers: dict[str, _Buffer] = {}
         self._first: dict[str, asyncio.Task[_Buffer]] = {}
-        #: calls that found both buffers empty and waited for a fetch (after the first load)
+        #: ``next`` calls that found both buffers empty and waited for a fetch (after the
+        #: first load): what the double buffer is there to prevent
         self.stalls = 0
+        #: ``batch`` calls that needed more than was buffered and waited for a fetch
+        self.batch_waits = 0
         #: segments fetched from the store
         self.fetches = 0
 
@@ -143,7 +148,7 @@ class SegmentAllocator:
             if v >= b.trigger and b.next is None and b.loading is None:
                 self._prefetch(b)
             return v
-        await self._advance(b)
+        await self._advance(b, count=True)
         return await self.next(tag)
 
     async def batch(self, tag: str, n: int) -> list[int]:
@@ -158,7 +163,9 @@ class SegmentAllocator:
                 if seg.cursor > b.trigger and b.next is None and b.loading is None:
                     self._prefetch(b)
             if len(out) < n:
-                await self._advance(b)
+                if b.next is None:
+                    self.batch_waits += 1
+                await self._advance(b, count=False)
         return out
 
     async def close(self) -> None:
@@ -187,7 +194,7 @@ class SegmentAllocator:
             raise
         except Exception as exc:
             raise SegmentUnavailable(f"segment store: {type(exc).__name__}: {exc}") from exc
-        b = _Buffer(tag, base, base, seg)
+        b = _Buffer(tag, base, base, seg, fetched_at=self._clock())
         b.trigger = seg.start + int(self.prefetch_at * (seg.end - seg.start + 1))
         self._buffers[tag] = b
         return b
@@ -198,20 +205,19 @@ class SegmentAllocator:
         return Segment(new_max - step + 1, new_max, new_max - step + 1, self._clock(), step)
 
     def _prefetch(self, b: _Buffer) -> None:
-        lasted = self._clock() - b.current.fetched_at
-        # Leaf's rule, on how long the current segment is lasting so far (it is prefetched
-        # early, so the projection of a full segment is lasted / share consumed)
-        used = max(b.current.cursor - b.current.start, 1)
-        projected = lasted * (b.current.end - b.current.start + 1) / used
-        if projected < self.grow_below:
-            b.step = min(b.step * 2, self.max_step)
-        elif projected > self.shrink_above:
+        # Leaf's rule: the time since the previous fetch is how long a segment lasts
+        now = self._clock()
+        lasted, b.fetched_at = now - b.fetched_at, now
+        if lasted < self.grow_below:
+            b.step = max(min(b.step * 2, self.max_step), b.base_step)
+        elif lasted > self.shrink_above:
             b.step = max(b.step // 2, b.base_step)
         task = b.loading = asyncio.ensure_future(self._fetch(b.tag, b.step))
         task.add_done_callback(functools.partial(self._loaded, b))
 
     def _loaded(self, b: _Buffer, t: asyncio.Task[Segment]) -> None:
-        b.loading = None
+        if b.loading is t:
+            b.loading = None
         if t.cancelled():
             return
         exc = t.exception()
@@ -222,26 +228,29 @@ class SegmentAllocator:
         b.error = None
         b.next = t.result()
 
-    async def _advance(self, b: _Buffer) -> None:
-        """The current segment is used up: switch to the next one (fetching it if needed)."""
-        if b.next is None:
-            self.stalls += 1
+    async def _advance(self, b: _Buffer, *, count: bool) -> None:
+        """The current segment is used up: switch to the next one, fetching it if needed
+        (``_loaded`` is the only place a fetched segment enters the buffer: never twice)."""
+        waited = False
+        while b.current.remaining == 0:
+            if b.next is not None:
+                seg, b.next = b.next, None
+                b.current = seg
+                b.trigger = seg.start + int(self.prefetch_at * (seg.end - seg.start + 1))
+                return
+            if not waited:
+                self.stalls += count
+                waited = True
             if b.loading is None:
                 self._prefetch(b)
-            assert b.loading is not None
+            task = b.loading
+            assert task is not None
             try:
-                await asyncio.shield(b.loading)
+                await asyncio.shield(task)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 raise SegmentUnavailable(
                     f"segment store: {type(exc).__name__}: {exc}") from exc
-            if b.next is None:  # another waiter already switched to it
-                if b.current.remaining > 0:
-                    return
-                raise SegmentUnavailable("segment store: fetch failed")
-        if b.current.remaining > 0:
-            return
-        seg, b.next = b.next, None
-        b.current = seg
-        b.trigger = seg.start + int(self.prefetch_at * (seg.end - seg.start + 1))
+            if b.next is None and b.current.remaining == 0:
+                await asyncio.sleep(0)  # let the fetch's done callback run

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from wirecall.errors import InvalidArgument, Unavailable
+from wirecall.errors import InvalidArgument, NotFound, Unavailable
 from wirecall.server import Server
 from wirecall.service import method
 
-from .segment import SegmentAllocator, SegmentUnavailable
+from .segment import SegmentAllocator, SegmentUnavailable, UnknownTag
 from .snowflake import Decoded, IssueRefused, Snowflake
 
 __all__ = ["MAX_BATCH", "MAX_TAG_LENGTH", "SegmentIdGen", "SnowflakeIdGen", "register"]
@@ -46,6 +46,11 @@ def check_n(n: Any, limit: int) -> int:
     if not 1 <= n <= limit:
         raise InvalidArgument(message=f"n must be between 1 and {limit}, got {n}")
     return n
+
+
+def unknown_tag(tag: str) -> str:
+    return (f"tag {tag!r} has no segment row (create it on the node: "
+            f"wirecall idgen serve --tag {tag or 'NAME'}:START:STEP)")
 
 
 class SnowflakeIdGen:
@@ -114,6 +119,8 @@ class SegmentIdGen:
             return await self.allocator.next(tag)
         except SegmentUnavailable as exc:
             raise Unavailable(message=str(exc)) from None
+        except UnknownTag:
+            raise NotFound(message=unknown_tag(tag)) from None
 
     async def Batch(self, tag: str = "", n: int = 1) -> list[int]:
         check_tag(tag)
@@ -122,6 +129,8 @@ class SegmentIdGen:
             return await self.allocator.batch(tag, n)
         except SegmentUnavailable as exc:
             raise Unavailable(message=str(exc)) from None
+        except UnknownTag:
+            raise NotFound(message=unknown_tag(tag)) from None
 
     @method(inline=True)
     def Decode(self, id: int) -> Decoded:
