@@ -130,7 +130,7 @@ async def test_segment_node_unknown_tag_is_not_found_and_decode_refused(
                 await c.call("IdGen.Decode", 5)
     finally:
         await node.close()
-    with pytest.raises(ValueError, match="sqlite:///path.db or postgresql"):
+    with pytest.raises(ValueError, match=r"sqlite:///path\.db or postgresql"):
         open_store("mysql://x")
 
 
@@ -208,8 +208,8 @@ async def test_node_refuses_unavailable_when_postgres_is_down(postgres_cluster: 
             store = node.store
             assert isinstance(store, PostgresStore)
             store.dsn = dsn.rsplit(":", 1)[0] + ":1/x"  # the database "moves away"
-            if store._conn is not None:  # noqa: SLF001  (drop the live connection)
-                await store._conn.close()  # noqa: SLF001
+            if store._conn is not None:
+                await store._conn.close()
             got = []
             with pytest.raises(Unavailable, match="segment store"):
                 for _ in range(50):
