@@ -191,7 +191,11 @@ def _submit(coord: str, bank: str, db: str, seed: int, spec: str) -> None:
         await m.submit()
 
     async def main() -> None:
-        async with await TxnClient.connect(coord, timeout=2) as txn:
+        try:
+            txn = await TxnClient.connect(coord, timeout=2)
+        except (RpcError, OSError):  # the coordinator is down (being restarted): nothing begun
+            return
+        async with txn:
             results = await asyncio.gather(saga(txn), tcc(txn), msg(txn), return_exceptions=True)
             for r in results:  # business failures and a dying peer are expected; others not
                 if isinstance(r, BaseException) and not isinstance(r, RpcError | OSError):
