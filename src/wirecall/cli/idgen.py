@@ -35,6 +35,10 @@ def add_parser(sub: Subparsers) -> None:
                       help="segment mode: sqlite:///path.db or postgresql://...")
     s.add_argument("--tag", action="append", type=_tag_spec, default=[],
                    metavar="NAME[:START[:STEP]]", help="segment tag to create if absent")
+    s.add_argument("--register", metavar="URL",
+                   help="register the listeners in etcd://... or zk://... (clients: "
+                        "IdClient.open('etcd://host:port/SERVICE'))")
+    s.add_argument("--service", default="idgen", help="the name to register under")
     s.add_argument("--max-step", type=int, default=1_000_000,
                    help="segment mode: the adaptive step grows up to this")
     s.add_argument("--layout", default="twitter",
@@ -83,6 +87,7 @@ def _config(args: argparse.Namespace) -> Any:
         layout=Layout.parse(args.layout), prefix=args.prefix, ttl=args.ttl, margin=args.margin,
         max_workers=args.max_workers, acquire_timeout=args.acquire_timeout,
         clock_offset_ms=offset, max_backward_ms=args.max_backward_ms, data_dir=args.data_dir,
+        register=args.register, service=args.service,
         segment_options={"max_step": args.max_step})
 
 

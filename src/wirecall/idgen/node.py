@@ -63,6 +63,10 @@ class NodeConfig:
     clock_offset_ms: int = 0
     max_backward_ms: int = 5
     data_dir: Path | None = None
+    #: register the listeners in etcd/ZooKeeper under ``service`` (clients find the nodes
+    #: with ``IdClient.open("etcd://host:port/<service>")``)
+    register: str | None = None
+    service: str = "idgen"
     segment_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -106,7 +110,11 @@ class IdNode:
             cls = SnowflakeIdGen if cfg.layout.unit_ms <= 10 else ThreadedSnowflakeIdGen
             self.service = cls(gen)
         register(self.server, self.service)
-        return await self.server.start(*cfg.listen)
+        urls = await self.server.start(*cfg.listen)
+        if cfg.register:
+            await self.server.register_in(cfg.register, cfg.service)
+            self.on_event(f"registered as {cfg.service!r} in {cfg.register}")
+        return urls
 
     async def _segment_service(self) -> SegmentIdGen:
         assert self.config.store is not None
