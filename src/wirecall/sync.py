@@ -30,7 +30,7 @@ from .errors import RpcError, Unavailable, Unimplemented
 from .interceptors import ClientCall
 from .protocol import frames as fr
 from .streaming.model import EOF
-from .transport.base import URL, parse_url
+from .transport.base import CLIENT_OPTIONS, URL, parse_url
 from .transport.native.blocking import BlockingConnection, ReplySlot
 
 __all__ = ["SyncClient", "SyncStream", "connect"]
@@ -159,13 +159,18 @@ class SyncClient:
             self._conns[0] = self._dial()
         else:
             self._bridge = _LoopThread()
-            if keepalive is not None:
-                options.setdefault("keepalive", keepalive)
-            if idle_timeout is not None:
-                options.setdefault("idle_timeout", idle_timeout)
+            # the facade's own defaults go only to transports that take them; a value the
+            # caller chose goes anyway (an inapplicable one is then an error naming it)
+            accepted = CLIENT_OPTIONS.get(self.url.scheme)
+            for key, value, default in (("keepalive", keepalive, 30.0),
+                                        ("idle_timeout", idle_timeout, None),
+                                        ("codec", codec, "msgpack")):
+                if value is not None and (cluster or accepted is None or key in accepted
+                                          or value != default):
+                    options.setdefault(key, value)
             # a ClusterClient has Client's calling API (duck-typed, see docs/cluster.md)
             aclient: Any = (ClusterClient if cluster else Client)(
-                target, pool_size=pool_size, connect_timeout=timeout, codec=codec, **options
+                target, pool_size=pool_size, connect_timeout=timeout, **options
             )
             self._aclient = aclient
             try:
