@@ -54,7 +54,7 @@ SUBSCRIBE_METADATA = {
     "wirecall-consumer": "consumer",  # Streams: this consumer's durable name
     "wirecall-from": "start",  # Streams: replay from an id, "0", "$" or "@<unix ms>"
 }
-#: request metadata "1": the first message of the stream is an empty SubscribeResponse
+#: request metadata "1": the first message of the stream is one carrying the topic name,
 #: sent once the subscription is live (for wires without headers: tcp://, ws://)
 CONFIRM_KEY = "wirecall-pubsub-confirm"
 #: response header sent (and flushed, before any message) once the subscription is live
@@ -91,7 +91,8 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
     ``Subscribe`` confirms the subscription once the broker says it is live: on gRPC with
     the response header ``wirecall-subscribed: <topic>`` sent at once (a HEADERS frame, no
     message: the tutorial's Go subscriber sees only messages); on any wire, if the request
-    carries the metadata ``wirecall-pubsub-confirm: 1``, with an empty first message.
+    carries the metadata ``wirecall-pubsub-confirm: 1``, with a first message whose text is
+    the topic (positional: the first message of such a stream is always the confirmation).
     Cancelling the call unsubscribes at once."""
 
     def __init__(self, broker: Broker | str | None = None) -> None:
@@ -100,21 +101,53 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
         self.broker: Broker = broker if broker is not None else MemoryBroker()
 
     async def Publish(self, request: Any, context: Context) -> Any:
-        if not request.topic:
-            raise InvalidArgument(message="topic: must not be empty")
-        await self.broker.publish(request.topic, request.message)
-        return PublishResponse(success=True)
+        topic, message = _fields(request, "PublishRequest", ("topic", "message"))
+        await self.broker.publish(topic, message)
+        return {"success": True} if isinstance(request, dict) else PublishResponse(success=True)
 
     async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[Any]:
-        if not request.topic:
-            raise InvalidArgument(message="topic: must not be empty")
+        (topic,) = _fields(request, "SubscribeRequest", ("topic",))
+        # a request that came as a JSON object (ws://, http://) is answered with JSON objects
+        reply = _json_reply if isinstance(request, dict) else _proto_reply
         opts = subscribe_options(context.metadata)
-        async with self.broker.subscribe(request.topic, **opts) as sub:
+        try:
+            subscription = self.broker.subscribe(topic, **opts)
+        except InvalidArgument as exc:  # name the metadata the option came from
+            keys = ", ".join(k for k, v in SUBSCRIBE_METADATA.items() if v in opts)
+            raise InvalidArgument(message=f"{exc.message} (from metadata {keys})") from None
+        async with subscription as sub:
             await sub.live()
             with contextlib.suppress(RuntimeError):  # no headers on this wire
-                send_initial_metadata({SUBSCRIBED_HEADER: request.topic})
+                send_initial_metadata({SUBSCRIBED_HEADER: topic})
             flush_initial_metadata()
             if context.metadata.get(CONFIRM_KEY) == "1":
-                yield SubscribeResponse()
+                yield reply(topic)
             async for message in sub:
-                yield SubscribeResponse(message=message)
+                yield reply(message)
+
+
+def _proto_reply(message: str) -> Any:
+    return SubscribeResponse(message=message)
+
+
+def _json_reply(message: str) -> Any:
+    return {"message": message}
+
+
+def _fields(request: Any, kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The string fields of a request (a protobuf message, or a JSON object on JSON wires);
+    a missing topic, an unknown field or a wrong type is INVALID_ARGUMENT naming it."""
+    if isinstance(request, dict):
+        unknown = sorted(set(request) - set(names))
+        if unknown:
+            raise InvalidArgument(message=f"{kind}: unknown field(s) {', '.join(unknown)}")
+        values = tuple(request.get(n, "") for n in names)
+        for n, v in zip(names, values, strict=True):
+            if not isinstance(v, str):
+                raise InvalidArgument(message=f"{n}: must be a string, not "
+                                      f"{type(v).__name__}")
+    else:
+        values = tuple(getattr(request, n) for n in names)
+    if not values[0]:
+        raise InvalidArgument(message="topic: must not be empty")
+    return values
