@@ -15,6 +15,8 @@ Calling convention (the same on every wire)::
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import importlib
 import inspect
 import typing
@@ -29,9 +31,13 @@ from .protocol.frames import MAX_TIMEOUT
 from .streaming.model import PendingStream
 from .transport.base import ClientConnection, check_options, load_transport, parse_url
 
-__all__ = ["Call", "Client", "check_timeout", "connect", "stub_methods"]
+__all__ = ["MAX_IN_FLIGHT", "Call", "Client", "check_timeout", "connect", "stub_methods"]
 
 T = TypeVar("T")
+
+#: calls one client connection has in flight before more wait for a free slot (the server's
+#: default ``max_concurrent_calls``); ``connect(url, max_in_flight=N)`` changes it
+MAX_IN_FLIGHT = 1024
 #: cluster target schemes -> the module whose ``connect(target, ...)`` serves them
 CLUSTER_TARGETS = {s: "wirecall.cluster.client" for s in ("static", "dns", "etcd", "zk")}
 _UNSET: Any = object()
@@ -149,6 +155,12 @@ class Client:
         self.metadata = dict(metadata or {})
         self.interceptors: list[ClientInterceptor] = list(interceptors)
         self._transport = load_transport(self.url.scheme)
+        #: calls one connection may have in flight; more wait for a free slot (their deadline
+        #: running), on every wire. Keep it at or below the server's max_concurrent_calls.
+        self.max_in_flight = int(transport_options.pop("max_in_flight", MAX_IN_FLIGHT))
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         check_options(self.url.scheme, "client", transport_options)  # a typo is an error
         self._options = dict(transport_options)
         self._connect_timeout = connect_timeout
@@ -198,16 +210,55 @@ class Client:
             timeout = check_timeout(self.call_timeout if timeout is _UNSET else timeout)
         else:
             timeout = None
-        if conn.fast_start:
-            cid, fut = conn.start(method, params, timeout, metadata, result_type)
+        if conn.pending >= self.max_in_flight:  # every slot taken: wait, the deadline running
+            timeout = await self._wait_for_slot(conn, method, timeout)
+        try:
+            if conn.fast_start:
+                cid, fut = conn.start(method, params, timeout, metadata, result_type)
+                try:
+                    return await fut
+                except asyncio.CancelledError:
+                    conn.abandon(cid)
+                    raise
+            return await conn.call(
+                method, params if kwargs else list(args), timeout, metadata, result_type
+            )
+        finally:
+            if self._slot_waiters:
+                self._wake_slot_waiter()
+
+    async def _wait_for_slot(self, conn: ClientConnection, method: str,
+                             timeout: float | None) -> float | None:
+        """Wait until ``conn`` has fewer than ``max_in_flight`` calls in flight (the rule of
+        every wire, as gRPC's MAX_CONCURRENT_STREAMS: a call past the limit queues, it is not
+        refused); the deadline runs while waiting. Returns the time left."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        while conn.pending >= self.max_in_flight and not conn.closed:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._slot_waiters.append(waiter)
             try:
-                return await fut
-            except asyncio.CancelledError:
-                conn.abandon(cid)
-                raise
-        return await conn.call(
-            method, params if kwargs else list(args), timeout, metadata, result_type
-        )
+                if end is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, max(0.0, end - loop.time()))
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    message=f"deadline exceeded before {method} was sent: {self.max_in_flight} "
+                            "calls were in flight on the connection") from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._slot_waiters.remove(waiter)
+        return None if end is None else max(0.0, end - loop.time())
+
+    def _wake_slot_waiter(self) -> None:
+        while self._slot_waiters:
+            w = self._slot_waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return
 
     async def invoke(
         self,
@@ -228,11 +279,24 @@ class Client:
         conn = self.pool.get_nowait()
         if conn is None:
             conn = await self.pool.get()
-        return await conn.call(method, params, timeout, md, result_type)
+        if conn.pending >= self.max_in_flight:
+            timeout = await self._wait_for_slot(conn, method, timeout)
+        try:
+            return await conn.call(method, params, timeout, md, result_type)
+        finally:
+            if self._slot_waiters:
+                self._wake_slot_waiter()
 
     async def _send_call(self, cc: ClientCall) -> Any:
         conn = await self.pool.get()
-        return await conn.call(cc.method, cc.params, cc.timeout, cc.metadata, cc.result_type)
+        timeout = cc.timeout
+        if conn.pending >= self.max_in_flight:
+            timeout = await self._wait_for_slot(conn, cc.method, timeout)
+        try:
+            return await conn.call(cc.method, cc.params, timeout, cc.metadata, cc.result_type)
+        finally:
+            if self._slot_waiters:
+                self._wake_slot_waiter()
 
     def go(
         self,

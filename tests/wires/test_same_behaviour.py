@@ -5,6 +5,7 @@ exception is an opaque INTERNAL with a reference the server logs; administrative
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import tempfile
@@ -200,3 +201,35 @@ async def test_reuse_port_on_every_tcp_wire(wire: str) -> None:
         await third.start(again)
     for s in (first, second, third):
         await s.close()
+
+
+# -- more calls than the connection's limit: they wait for a slot, on every wire -------------
+
+
+class Slow:
+    async def Nap(self, i: int) -> int:
+        await asyncio.sleep(0.05)
+        return i
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_2000_concurrent_calls_on_one_connection_all_succeed(on_wire: Any,
+                                                                   wire: str) -> None:
+    c = await on_wire(wire, Slow())
+    got = await asyncio.gather(*(c.call("Slow.Nap", i, timeout=30) for i in range(2000)))
+    assert got == list(range(2000))
+
+
+@pytest.mark.parametrize("wire", ["tcp", "ws", "grpc", "http"])
+async def test_a_call_waiting_for_a_slot_keeps_its_deadline(on_wire: Any, wire: str) -> None:
+    await on_wire(wire, Slow())
+    c = await wirecall.connect(on_wire.server.urls[0], max_in_flight=4)
+    try:
+        busy = [asyncio.ensure_future(c.call("Slow.Nap", i, timeout=5)) for i in range(4)]
+        await asyncio.sleep(0)
+        with pytest.raises(wirecall.DeadlineExceeded, match="calls were in flight"):
+            await c.call("Slow.Nap", 99, timeout=0.01)
+        assert await c.call("Slow.Nap", 5, timeout=5) == 5  # waits for a slot, then runs
+        assert await asyncio.gather(*busy) == [0, 1, 2, 3]
+    finally:
+        await c.close()
