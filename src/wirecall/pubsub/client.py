@@ -65,7 +65,7 @@ class RemoteSubscription:
     messages (``str``); leaving cancels the call (the server unsubscribes at once)."""
 
     def __init__(self, url: str, topic: str, *, timeout: float | None = None,
-                 confirm_timeout: float = 10, **options: Any) -> None:
+                 confirm: bool = True, confirm_timeout: float = 10, **options: Any) -> None:
         unknown = sorted(set(options) - set(_OPTION_KEYS))
         if unknown:
             raise TypeError(f"unknown subscription option(s): {', '.join(unknown)}")
@@ -73,7 +73,8 @@ class RemoteSubscription:
         self.topic = topic
         self.timeout = timeout
         self.confirm_timeout = confirm_timeout
-        self.metadata = {CONFIRM_KEY: "1"}
+        self.confirm = confirm  # False for servers that do not confirm (the tutorial's Go one)
+        self.metadata = {CONFIRM_KEY: "1"} if confirm else {}
         for k, v in options.items():
             if v is not None and v is not False:
                 self.metadata[_OPTION_KEYS[k]] = "1" if v is True else str(v)
@@ -92,8 +93,8 @@ class RemoteSubscription:
                 self._stream = PubSubStub(self._client).Subscribe(
                     SubscribeRequest(topic=self.topic), metadata=self.metadata,
                     timeout=self.timeout)
-            # the first message is the confirmation (it carries the topic)
-            await asyncio.wait_for(self._stream.recv(), self.confirm_timeout)
+            if self.confirm:  # the first message is the confirmation (it carries the topic)
+                await asyncio.wait_for(self._stream.recv(), self.confirm_timeout)
         except BaseException:
             await self.aclose()
             raise
