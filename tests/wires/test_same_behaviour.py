@@ -233,3 +233,46 @@ async def test_a_call_waiting_for_a_slot_keeps_its_deadline(on_wire: Any, wire: 
         assert await asyncio.gather(*busy) == [0, 1, 2, 3]
     finally:
         await c.close()
+
+
+# -- deadlines travel on every wire ---------------------------------------------------------
+
+
+class Deadline:
+    def __init__(self) -> None:
+        self.seen: list[float | None] = []
+        self.finished = 0
+
+    async def Remaining(self, ctx: wirecall.Context) -> float | None:
+        return ctx.time_remaining()
+
+    async def Long(self, ctx: wirecall.Context) -> None:
+        self.seen.append(ctx.time_remaining())
+        await asyncio.sleep(1.5)
+        self.finished += 1
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_the_deadline_reaches_the_handler(on_wire: Any, wire: str) -> None:
+    svc = Deadline()
+    c = await on_wire(wire, svc)
+    left = await c.call("Deadline.Remaining", timeout=2)
+    assert left is not None and 1.0 < left <= 2
+    with pytest.raises(wirecall.DeadlineExceeded):
+        await c.call("Deadline.Long", timeout=0.3)
+    await asyncio.sleep(1.6)
+    assert svc.seen and svc.seen[0] is not None and svc.seen[0] <= 0.3
+    assert svc.finished == 0  # the handler was stopped at the deadline, not run to its end
+    assert await c.call("Deadline.Remaining") is None  # no deadline: none on the server
+
+
+@pytest.mark.parametrize("wire", ["tcp", "ws", "grpc", "http"])
+async def test_the_peer_is_host_and_port(on_wire: Any, wire: str) -> None:
+    class Peer:
+        async def Who(self, ctx: wirecall.Context) -> str:
+            return ctx.peer
+
+    c = await on_wire(wire, Peer())
+    peer = await c.call("Peer.Who", timeout=5)
+    host, _, port = peer.rpartition(":")
+    assert host == "127.0.0.1" and port.isdigit() and int(port) > 0

@@ -22,6 +22,7 @@ __all__ = [
     "STREAM_WINDOW",
     "STREAM_WINDOW_INITIAL",
     "TIMEOUT_HEADER",
+    "TIMEOUT_KEY",
     "BatchCall",
     "BatchItem",
     "batch_calls",
@@ -32,6 +33,9 @@ __all__ = [
 
 #: the call's timeout in seconds (an HTTP request header)
 TIMEOUT_HEADER = "Wirecall-Timeout"
+#: a WebSocket call's timeout in seconds: this key of the request's ``"metadata"`` member
+#: (taken out of it by the server, which sets the call's deadline from it)
+TIMEOUT_KEY = "wirecall-timeout"
 #: ``Wirecall-Meta-<key>: <value>`` carries one metadata pair (HTTP request, WebSocket upgrade)
 META_PREFIX = "Wirecall-Meta-"
 

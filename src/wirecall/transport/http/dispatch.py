@@ -8,8 +8,10 @@ A request in Go's JSON-RPC 1.0 dialect is served with Go's exact argument semant
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ import msgspec
 from ...context import Context
 from ...errors import Internal, ResourceExhausted, RpcError
 from ...protocol import jsonrpc2 as j2
+from .common import TIMEOUT_KEY
 
 if TYPE_CHECKING:
     from ...seam import Dispatcher
@@ -145,7 +148,12 @@ def call_ctx(make_ctx: Callable[[], Context], call: j2.Call) -> Context:
     """The context of one call: the connection's, with the call's own metadata on top."""
     ctx = make_ctx()
     if call.metadata:  # wirecall's "metadata" member adds to (overrides) the connection's
-        ctx.metadata = {**ctx.metadata, **call.metadata}
+        md = dict(call.metadata)
+        timeout = md.pop(TIMEOUT_KEY, None)
+        if timeout is not None:  # the caller's deadline, carried over the WebSocket
+            with contextlib.suppress(TypeError, ValueError):  # not a number: no deadline
+                ctx.deadline = time.monotonic() + max(0.0, float(timeout))
+        ctx.metadata = {**ctx.metadata, **md}
     return ctx
 
 

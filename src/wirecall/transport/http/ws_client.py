@@ -38,6 +38,7 @@ from .common import (
     STREAM_OPEN,
     STREAM_WINDOW,
     STREAM_WINDOW_INITIAL,
+    TIMEOUT_KEY,
     BatchItem,
     batch_calls,
     convert_result,
@@ -127,6 +128,8 @@ class WebSocketConnection(ClientConnection):
         )
         id = next(self._ids)
         st = _WsClientStream(self, method, id, result_type)
+        if timeout is not None:
+            metadata = {**(metadata or {}), TIMEOUT_KEY: f"{max(timeout, 0.0):.6f}"}
         req = j2.request_object(method, None if streaming_in else params, id, metadata)
         # (owned by the connection, not the stream: a stream collected or closed at once
         # must not cancel the request half-sent, or the rpc.stream.cancel would be skipped)
@@ -156,6 +159,8 @@ class WebSocketConnection(ClientConnection):
         id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[id] = fut
+        if timeout is not None:  # the deadline travels: the handler sees it
+            metadata = {**(metadata or {}), TIMEOUT_KEY: f"{max(timeout, 0.0):.6f}"}
         try:
             await self._ws.send_bytes(j2.encode(j2.request_object(method, params, id, metadata)))
             result = await asyncio.wait_for(fut, timeout)
