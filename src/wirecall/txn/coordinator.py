@@ -44,6 +44,10 @@ __all__ = ["COUNTERS", "Coordinator"]
 log = logging.getLogger("wirecall.txn")
 
 COUNTERS = ("started", "succeeded", "failed", "compensated", "stuck")
+#: what a driver step tells the loop
+NEXT, STOP, RELOAD = "next", "stop", "reload"
+#: retries due sooner than this are woken by a local timer (later ones: the poller)
+WAKE_WITHIN = 60.0
 #: a msg's first check-back, when its options set no timeout
 MSG_CHECK_AFTER = 10.0
 #: TCC/XA global timeout when the options set none (DTM's TimeoutToFail is 35 s)
@@ -73,6 +77,8 @@ class Coordinator:
         self._active: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._wakers: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- life ----------------------------------------------------------------------------
@@ -91,8 +97,11 @@ class Coordinator:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        for t in list(self._active.values()):
+        for h in self._timers.values():
+            h.cancel()
+        for t in [*self._active.values(), *self._wakers]:
             t.cancel()
+        await asyncio.gather(*self._wakers, return_exceptions=True)
         await asyncio.gather(*self._active.values(), return_exceptions=True)
         for c in self._clients.values():
             with contextlib.suppress(Exception):
@@ -219,6 +228,8 @@ class Coordinator:
 
     async def _try_claim_and_kick(self, gid: str) -> None:
         now = time.time()
+        if gid in self._active:
+            return
         if await self.store.run(sql.update_global(
                 gid, expect_status=list(plan_statuses()), fence=self.name, claim=True, now=now,
                 owner=self.name, lease_until=now + self.lease)):
@@ -228,15 +239,23 @@ class Coordinator:
         """Wait until ``gid`` is terminal or ``timeout`` passes; returns its state."""
         deadline = time.monotonic() + timeout
         while True:
-            g, _ = await self.load(gid)
-            left = deadline - time.monotonic()
-            if g.terminal or left <= 0:
-                return g
+            # listen first, then read: a driver finishing in between still wakes us
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(gid, []).append(fut)
-            with contextlib.suppress(asyncio.TimeoutError):
-                # woken by the driver here, or re-read now and then (another coordinator)
-                await asyncio.wait_for(fut, min(left, 1.0))
+            waiters = self._waiters.setdefault(gid, [])
+            waiters.append(fut)
+            try:
+                g, _ = await self.load(gid)
+                left = deadline - time.monotonic()
+                if g.terminal or left <= 0:
+                    return g
+                with contextlib.suppress(asyncio.TimeoutError):
+                    # woken by the driver here, or re-read now and then (another coordinator)
+                    await asyncio.wait_for(fut, min(left, 1.0))
+            finally:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(fut)
+                if not waiters and self._waiters.get(gid) is waiters:
+                    del self._waiters[gid]
 
     def _notify(self, gid: str) -> None:
         for fut in self._waiters.pop(gid, []):
@@ -246,10 +265,24 @@ class Coordinator:
     # -- the driver ------------------------------------------------------------------------
 
     async def _drive(self, gid: str) -> None:
+        """Load once, then step in memory while every fenced write succeeds; a refused
+        status change (an operator's abort, say) reloads; a refused record (another
+        coordinator took the lease) stops."""
         try:
+            state: tuple[GlobalTx, list[Branch]] | None = None
             while not self._closing:
-                if not await self._drive_once(gid):
+                if state is None:
+                    state = await self.store.run(sql.load(gid))
+                    if state is None:
+                        return
+                    g = state[0]
+                    if g.terminal or g.owner != self.name or g.lease_until < time.time():
+                        return
+                verdict = await self._step(*state)
+                if verdict == STOP:
                     return
+                if verdict == RELOAD:
+                    state = None
         except asyncio.CancelledError:
             raise
         except Exception:  # the store failed: the lease runs out, the poller retries later
@@ -258,15 +291,9 @@ class Coordinator:
             self._active.pop(gid, None)
             self._notify(gid)
 
-    async def _drive_once(self, gid: str) -> bool:
-        """One step; True to take the next step at once."""
-        got = await self.store.run(sql.load(gid))
-        if got is None:
-            return False
-        g, branches = got
+    async def _step(self, g: GlobalTx, branches: list[Branch]) -> str:
+        """One step of ``g`` (mutated in memory as its rows are written)."""
         now = time.time()
-        if g.terminal or g.owner != self.name or g.lease_until < now:
-            return False
         step = plan.next_step(g, branches, now)
         if step.status is not None:
             return await self._set_status(g, branches, step.status, step.reason)
@@ -275,37 +302,54 @@ class Coordinator:
         if step.calls:
             outcomes = await asyncio.gather(*(self._call(g, b) for b in step.calls))
             if None in outcomes:
-                return False  # lost the lease
+                return STOP  # lost the lease
             if Outcome.FAILURE in outcomes and g.mode == Mode.SAGA:
-                return True
+                return NEXT
             if all(o == Outcome.SUCCESS for o in outcomes):
-                return True
+                g.interval = 0.0
+                return NEXT
             ongoing = all(o in (Outcome.SUCCESS, Outcome.ONGOING) for o in outcomes)
             interval = g.options.retry_interval if ongoing else plan.backoff(g)
             return await self._schedule(g, now + interval, interval)
         return await self._schedule(g, step.wait_until or now + plan.IDLE_RECHECK, g.interval)
 
-    async def _schedule(self, g: GlobalTx, due: float, interval: float) -> bool:
+    async def _schedule(self, g: GlobalTx, due: float, interval: float) -> str:
         # a saga going forward, or anything prepared, must wake at its global timeout
-        if g.timeout_at is not None and (
+        if g.timeout_at is not None and g.timeout_at > time.time() and (
                 g.status == TxStatus.PREPARED
                 or (g.status == TxStatus.SUBMITTED and g.mode == Mode.SAGA)):
-            due = min(due, max(g.timeout_at, time.time()))
+            due = min(due, g.timeout_at)
         await self.store.run(sql.update_global(
             g.gid, fence=self.name, next_due=due, interval_s=interval, owner="",
             lease_until=0.0))
-        return False
+        delay = due - time.time()
+        if delay < WAKE_WITHIN and not self._closing:  # retry on time, not at the next poll
+            old = self._timers.pop(g.gid, None)
+            if old is not None:
+                old.cancel()
+            self._timers[g.gid] = asyncio.get_running_loop().call_later(
+                max(0.0, delay), self._wake, g.gid)
+        return STOP
+
+    def _wake(self, gid: str) -> None:
+        self._timers.pop(gid, None)
+        if not self._closing:
+            task = asyncio.create_task(self._try_claim_and_kick(gid))
+            self._wakers.add(task)
+            task.add_done_callback(self._wakers.discard)
 
     async def _set_status(self, g: GlobalTx, branches: list[Branch], status: str,
-                          reason: str) -> bool:
+                          reason: str) -> str:
         now = time.time()
         terminal = status in TERMINAL
+        lease_until = 0.0 if terminal else now + self.lease
         ok = await self.store.run(sql.update_global(
             g.gid, expect_status=[g.status], fence=self.name, status=status, reason=reason,
             updated_at=now, next_due=now, interval_s=0.0,
-            owner="" if terminal else self.name, lease_until=0.0 if terminal else now + self.lease))
+            owner="" if terminal else self.name, lease_until=lease_until))
         if not ok:
-            return False
+            return RELOAD
+        g.status, g.reason, g.interval, g.lease_until = status, reason, 0.0, lease_until
         crash_point("status.after_change")
         if status == TxStatus.SUCCEEDED:
             self.counters["succeeded"] += 1
@@ -316,7 +360,7 @@ class Coordinator:
                 self.counters["compensated"] += 1
         if status == TxStatus.ABORTING:
             log.info("txn %s: aborting (%s)", g.gid, reason)
-        return not terminal
+        return STOP if terminal else NEXT
 
     async def client(self, url: str) -> wirecall.Client:
         c = self._clients.get(url)
@@ -349,12 +393,15 @@ class Coordinator:
             self.counters["stuck"] += 1
             log.error("txn %s: branch %s %s failed %d times, still retrying: %s", g.gid,
                       b.branch_id, b.op, b.attempts, detail)
-        ok = await self.store.run(sql.record(b, self.name, outcome, detail,
-                                             time.time() + self.lease))
+        lease_until = time.time() + self.lease
+        ok = await self.store.run(sql.record(b, self.name, outcome, detail, lease_until))
         crash_point("branch.after_record")
-        return outcome if ok else None
+        if not ok:
+            return None
+        g.lease_until = lease_until
+        return outcome
 
-    async def _check_back(self, g: GlobalTx) -> bool:
+    async def _check_back(self, g: GlobalTx) -> str:
         """A prepared msg past its timeout: ask the submitter's query-prepared method."""
         qp = g.options.query_prepared
         now = time.time()
@@ -374,10 +421,7 @@ class Coordinator:
             return await self._set_status(g, [], TxStatus.FAILED,
                                           "check-back: local transaction rolled back")
         interval = g.options.retry_interval if outcome == Outcome.ONGOING else plan.backoff(g)
-        await self.store.run(sql.update_global(
-            g.gid, fence=self.name, next_due=now + interval, interval_s=interval, owner="",
-            lease_until=0.0))
-        return False
+        return await self._schedule(g, now + interval, interval)
 
     def check_mode(self, mode: str) -> Mode:
         try:

@@ -32,7 +32,7 @@ def _psycopg() -> Any:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, pool_size: int = 16) -> None:
         self.url = url
         self.pool_size = pool_size
         self.dialect = Dialect("postgres")
