@@ -61,9 +61,11 @@ class SnowflakeIdGen:
     def __init__(self, generator: Snowflake, *, max_batch: int = MAX_BATCH) -> None:
         self.generator = generator
         self.max_batch = max_batch
+        self._batching: asyncio.Lock | None = None
+        self._queued = 0
 
     @method(inline=True)
-    def Next(self, tag: str = "") -> int:
+    def Next(self, tag: str) -> int:
         return self._one(tag)
 
     def _one(self, tag: str) -> int:
@@ -73,22 +75,40 @@ class SnowflakeIdGen:
         except IssueRefused as exc:
             raise Unavailable(message=str(exc)) from None
 
-    async def Batch(self, tag: str = "", n: int = 1) -> list[int]:
+    async def Batch(self, tag: str, n: int) -> list[int]:
         check_tag(tag)
         n = check_n(n, self.max_batch)
+        # one batch at a time drains the sequence (the others queue instead of all waking up
+        # at each time unit to fight over it); a batch that fits in the current unit does
+        # not wait at all
         out: list[int] = []
-        gen = self.generator
-        while True:
-            try:
-                runs, wait = gen.take(n - len(out))
-            except IssueRefused as exc:
-                # what was taken is lost (never issued twice); the caller retries elsewhere
-                raise Unavailable(message=str(exc)) from None
+        if not self._queued:  # nobody is waiting for the sequence: try now
+            runs, _ = self._take(n)
             for r in runs:
                 out += r
             if len(out) >= n:
                 return out
-            await asyncio.sleep(wait)
+        if self._batching is None:
+            self._batching = asyncio.Lock()
+        self._queued += 1
+        try:
+            async with self._batching:
+                while True:
+                    runs, wait = self._take(n - len(out))
+                    for r in runs:
+                        out += r
+                    if len(out) >= n:
+                        return out
+                    await asyncio.sleep(wait)
+        finally:
+            self._queued -= 1
+
+    def _take(self, n: int) -> tuple[list[range], float]:
+        try:
+            return self.generator.take(n)
+        except IssueRefused as exc:
+            # what was taken is lost (never issued twice); the caller retries elsewhere
+            raise Unavailable(message=str(exc)) from None
 
     @method(inline=True)
     def Decode(self, id: int) -> Decoded:
@@ -101,7 +121,7 @@ class SnowflakeIdGen:
 class ThreadedSnowflakeIdGen(SnowflakeIdGen):
     """:class:`SnowflakeIdGen` with ``Next`` in a worker thread (layouts with long units)."""
 
-    def Next(self, tag: str = "") -> int:
+    def Next(self, tag: str) -> int:
         return self._one(tag)
 
 
@@ -113,7 +133,7 @@ class SegmentIdGen:
         self.allocator = allocator
         self.max_batch = max_batch
 
-    async def Next(self, tag: str = "") -> int:
+    async def Next(self, tag: str) -> int:
         check_tag(tag)
         try:
             return await self.allocator.next(tag)
@@ -122,7 +142,7 @@ class SegmentIdGen:
         except UnknownTag:
             raise NotFound(message=unknown_tag(tag)) from None
 
-    async def Batch(self, tag: str = "", n: int = 1) -> list[int]:
+    async def Batch(self, tag: str, n: int) -> list[int]:
         check_tag(tag)
         n = check_n(n, self.max_batch)
         try:
