@@ -1,7 +1,8 @@
 """Circuit breaker per endpoint and the client-side adaptive throttle (Google SRE).
 
 **CircuitBreaker** (closed / open / half-open, like gobreaker and Hystrix): while closed it
-counts outcomes; it opens after ``consecutive_failures`` failures in a row, or when at least
+counts outcomes; it opens after ``consecutive_failures`` failures in a row (default 5, as
+gobreaker), or, when ``failure_ratio`` is set (Hystrix: 0.5), when at least
 ``min_requests`` calls in the rolling ``window`` (10 buckets, monotonic clock: not
 hystrix-go's wall-clock buckets) failed at ``failure_ratio`` or more. Open, it refuses calls
 for ``open_for`` seconds, then lets ``half_open_probes`` calls through (half-open): that many
@@ -33,9 +34,11 @@ class BreakerState:
 
 
 class RollingCounter:
-    """Two counts (total, bad) over ``window`` seconds in ``buckets`` slices."""
+    """Two counts (total, bad) over ``window`` seconds in ``buckets`` slices, with running
+    sums so that ``add`` and ``counts`` cost O(1) until a slice boundary passes."""
 
-    __slots__ = ("_bad", "_clock", "_idx", "_slice", "_start", "_total", "buckets")
+    __slots__ = ("_bad", "_bad_sum", "_clock", "_edge", "_idx", "_slice", "_total",
+                 "_total_sum", "buckets")
 
     def __init__(self, window: float, buckets: int = 10, clock: Clock = time.monotonic) -> None:
         if window <= 0 or buckets < 1:
@@ -45,41 +48,55 @@ class RollingCounter:
         self._clock = clock
         self._total = [0] * buckets
         self._bad = [0] * buckets
-        self._start = math.floor(clock() / self._slice)  # index of the newest slice
+        self._total_sum = 0
+        self._bad_sum = 0
         self._idx = 0
+        self._edge = (math.floor(clock() / self._slice) + 1) * self._slice  # newest slice ends
 
-    def _advance(self) -> None:
-        now_slice = math.floor(self._clock() / self._slice)
-        steps = now_slice - self._start
-        if steps <= 0:
-            return
+    def _advance(self, now: float) -> None:
+        steps = math.floor((now - self._edge) / self._slice) + 1
         for _ in range(min(steps, self.buckets)):
             self._idx = (self._idx + 1) % self.buckets
+            self._total_sum -= self._total[self._idx]
+            self._bad_sum -= self._bad[self._idx]
             self._total[self._idx] = 0
             self._bad[self._idx] = 0
-        self._start = now_slice
+        self._edge += steps * self._slice
 
-    def add(self, bad: bool) -> None:
-        self._advance()
+    def add(self, bad: bool, now: float | None = None) -> None:
+        if now is None:
+            now = self._clock()
+        if now >= self._edge:
+            self._advance(now)
         self._total[self._idx] += 1
+        self._total_sum += 1
         if bad:
             self._bad[self._idx] += 1
+            self._bad_sum += 1
 
-    def counts(self) -> tuple[int, int]:
-        self._advance()
-        return sum(self._total), sum(self._bad)
+    def counts(self, now: float | None = None) -> tuple[int, int]:
+        if now is None:
+            now = self._clock()
+        if now >= self._edge:
+            self._advance(now)
+        return self._total_sum, self._bad_sum
 
     def reset(self) -> None:
         self._total = [0] * self.buckets
         self._bad = [0] * self.buckets
+        self._total_sum = self._bad_sum = 0
 
 
 class CircuitBreaker:
+    __slots__ = ("_clock", "_on_change", "_probe_ok", "_probes_out", "consecutive_failures",
+                 "failure_ratio", "generation", "half_open_probes", "min_requests", "open_for",
+                 "opened_at", "opens", "state", "streak", "window")
+
     def __init__(
         self,
         *,
         consecutive_failures: int | None = 5,
-        failure_ratio: float | None = 0.5,
+        failure_ratio: float | None = None,
         min_requests: int = 20,
         window: float = 10.0,
         open_for: float = 5.0,
@@ -104,7 +121,7 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self.generation = 0
         self.opened_at = 0.0
-        self._streak = 0
+        self.streak = 0
         self._probes_out = 0
         self._probe_ok = 0
         self.opens = 0
@@ -112,7 +129,7 @@ class CircuitBreaker:
     def _set(self, state: str) -> None:
         old, self.state = self.state, state
         self.generation += 1
-        self._streak = 0
+        self.streak = 0
         self._probes_out = 0
         self._probe_ok = 0
         if state == BreakerState.OPEN:
@@ -145,10 +162,15 @@ class CircuitBreaker:
         self._probes_out += 1
         return self.generation
 
-    def record(self, generation: int, ok: bool) -> None:
+    def record(self, generation: int, ok: bool, now: float | None = None) -> None:
         if generation != self.generation:
             return  # a result from before the last transition
         st = self.state
+        if ok and st == BreakerState.CLOSED:  # the common case, kept short
+            self.streak = 0
+            if self.failure_ratio is not None:
+                self.window.add(False, now)
+            return
         if st == BreakerState.HALF_OPEN:
             if not ok:
                 self._set(BreakerState.OPEN)
@@ -161,10 +183,10 @@ class CircuitBreaker:
             return
         self.window.add(not ok)
         if ok:
-            self._streak = 0
+            self.streak = 0
             return
-        self._streak += 1
-        if self.consecutive_failures is not None and self._streak >= self.consecutive_failures:
+        self.streak += 1
+        if self.consecutive_failures is not None and self.streak >= self.consecutive_failures:
             self._set(BreakerState.OPEN)
             return
         if self.failure_ratio is not None:
@@ -174,7 +196,12 @@ class CircuitBreaker:
 
 
 class AdaptiveThrottle:
-    """Client-side throttling: ``allow()`` before a call, ``record(accepted)`` after."""
+    """Client-side throttling: ``allow()`` before a call, ``record(accepted)`` after.
+
+    The hot path of a client only does ``throttle.requests += 1`` for an accepted call (and
+    asks ``allow`` only while ``refusing``); the window is kept as snapshots of the running
+    totals at each slice boundary, taken lazily, so calls made between two looks are counted
+    in the newer slice."""
 
     def __init__(
         self,
@@ -187,26 +214,51 @@ class AdaptiveThrottle:
     ) -> None:
         if k < 1:
             raise ValueError(f"K must be >= 1, got {k}")
+        if window <= 0:
+            raise ValueError("window must be > 0")
         self.k = k
         self.min_requests = min_requests
-        self._counter = RollingCounter(window, 10, clock)  # (requests, rejected-by-backend)
+        self._clock = clock
         self._rand = rand
+        self._slice = window / 10
+        self.requests = 0  # running totals
+        self.refused = 0
+        self._snaps: list[tuple[int, int]] = [(0, 0)] * 10  # totals at the last 10 boundaries
+        self._edge = (math.floor(clock() / self._slice) + 1) * self._slice
         self.rejected = 0
+        #: the backends refused calls lately (while False, ``allow`` need not be asked)
+        self.refusing = False
 
-    def reject_probability(self) -> float:
-        requests, refused = self._counter.counts()
+    def _window(self, now: float) -> tuple[int, int]:
+        if now >= self._edge:
+            steps = min(10, math.floor((now - self._edge) / self._slice) + 1)
+            snap = (self.requests, self.refused)
+            self._snaps = self._snaps[steps:] + [snap] * steps
+            self._edge += (math.floor((now - self._edge) / self._slice) + 1) * self._slice
+        r0, f0 = self._snaps[0]
+        return self.requests - r0, self.refused - f0
+
+    def reject_probability(self, now: float | None = None) -> float:
+        requests, refused = self._window(self._clock() if now is None else now)
+        if not refused:
+            self.refusing = False
+            return 0.0
         if requests < self.min_requests:
             return 0.0
         accepts = requests - refused
         return max(0.0, (requests - self.k * accepts) / (requests + 1))
 
-    def allow(self) -> bool:
-        p = self.reject_probability()
+    def allow(self, now: float | None = None) -> bool:
+        p = self.reject_probability(now)
         if p > 0 and self._rand() < p:
             self.rejected += 1
-            self._counter.add(True)  # a local rejection is a request not accepted (SRE)
+            self.requests += 1  # a local rejection is a request not accepted (SRE)
+            self.refused += 1
             return False
         return True
 
-    def record(self, accepted: bool) -> None:
-        self._counter.add(not accepted)
+    def record(self, accepted: bool, now: float | None = None) -> None:
+        self.requests += 1
+        if not accepted:
+            self.refused += 1
+            self.refusing = True

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..client import Call, Client, call_options, stub_methods
+from ..client import Call, Client, call_options, check_timeout, stub_methods
+from ..context import CURRENT
 from ..errors import ConnectError, DeadlineExceeded, RpcError, Unavailable
 from ..interceptors import ClientCall, ClientInterceptor, chain
 from ..status import Status
 from ..streaming.model import PendingStream
 from .balancer import Balancer, hash_key, make_balancer
-from .breaker import AdaptiveThrottle, CircuitBreaker
+from .breaker import AdaptiveThrottle, BreakerState, CircuitBreaker
 from .endpoint import EndpointState
 from .entry import Entry
 from .events import Events
@@ -46,6 +48,9 @@ __all__ = ["HASH_KEY", "ClusterClient", "connect"]
 
 T = TypeVar("T")
 log = logging.getLogger("wirecall.cluster")
+_now = time.monotonic
+_exp = math.exp
+_CLOSED = BreakerState.CLOSED
 _UNSET: Any = object()
 
 #: metadata key whose value is the call's consistent-hashing key
@@ -339,7 +344,82 @@ class ClusterClient:
                 raise TypeError("pass positional or keyword arguments, not both")
             return await self.invoke(method, kwargs, timeout=timeout, metadata=metadata,
                                      result_type=result_type)
+        if (not self.interceptors and not self.metadata and CURRENT.get() is None
+                and not (self.policies and matching(self.policies, method))):
+            # the hot path, inline: default policy, a healthy endpoint with a connection that
+            # starts calls without a task (what Client.call does for one endpoint)
+            live = self.live
+            ep = live[0] if len(live) == 1 else self._fast_endpoint()
+            if ep is not None and (ep.removed or ep.breaker.state is not _CLOSED):
+                ep = None
+            conn = None if ep is None else ep.client.pool.get_nowait()
+            if ep is not None and conn is not None and conn.fast_start:
+                if timeout is _UNSET:
+                    timeout = self.call_timeout
+                if timeout is not None:
+                    timeout = check_timeout(timeout)
+                th = self.throttle
+                t0 = _now()
+                if th is not None and th.refusing and not th.allow(t0):
+                    self.events.emit("throttled", "", method)
+                    raise Unavailable(message=f"{method}: rejected locally by adaptive "
+                                      "throttling (the backends are refusing calls)")
+                br = ep.breaker
+                gen = br.generation
+                ep.pending += 1
+                ep.started_sum += t0
+                cid, fut = conn.start(method, args, timeout, metadata, result_type)
+                try:
+                    result = await fut
+                except asyncio.CancelledError:
+                    conn.abandon(cid)
+                    ep.pending -= 1
+                    ep.started_sum -= t0
+                    raise
+                except RpcError as exc:
+                    ep.pending -= 1
+                    ep.started_sum -= t0
+                    return await self._fast_failed(ep, gen, exc, t0, method, args, timeout,
+                                                   metadata, result_type)
+                end = _now()
+                ep.pending -= 1
+                ep.started_sum -= t0
+                ep.stats.calls += 1
+                rtt = end - t0  # PeakEWMA (EndpointState.observe, inlined)
+                if rtt > ep.ewma:
+                    ep.ewma = rtt
+                else:
+                    w = _exp((ep.ewma_at - end) / ep.tau)
+                    ep.ewma = ep.ewma * w + rtt * (1 - w)
+                ep.ewma_at = end
+                if br.streak or br.failure_ratio is not None or gen != br.generation:
+                    br.record(gen, True, end)
+                ep.consecutive_failures = 0
+                if th is not None:
+                    th.requests += 1  # an accepted call (AdaptiveThrottle.record, inlined)
+                if self.budget.tokens < self.budget.max_tokens:
+                    self.budget.on_success()
+                return result
         return await self._run(method, args, True, timeout, metadata, result_type)
+
+    async def _fast_failed(self, ep: EndpointState, gen: int, exc: RpcError, t0: float,
+                           method: str, args: Any, timeout: float | None,
+                           md: Mapping[str, str] | None, result_type: Any) -> Any:
+        self._record(ep, gen, exc, _now() - t0)
+        if never_sent(exc) and len(self.live) > 1:
+            self.events.emit("reroute", ep.url, f"{method}: {exc.status.name}")
+            return await self._with_retries(
+                DEFAULT_POLICY, None, method, args, True,
+                None if timeout is None else t0 + timeout, md, result_type, [ep])
+        raise exc
+
+    def _fast_endpoint(self) -> EndpointState | None:
+        if not self.live:
+            return None
+        try:
+            return self.pick()
+        except RpcError:
+            return None
 
     async def invoke(self, method: str, params: list[Any] | dict[str, Any], *,
                      timeout: float | None = _UNSET, metadata: Mapping[str, str] | None = None,
@@ -393,10 +473,11 @@ class ClusterClient:
 
     async def _with_retries(self, pol: MethodPolicy, key: int | None, method: str, params: Any,
                             positional: bool, deadline: float | None,
-                            md: Mapping[str, str] | None, result_type: Any) -> Any:
-        tried: list[EndpointState] = []
+                            md: Mapping[str, str] | None, result_type: Any,
+                            tried: list[EndpointState] | None = None) -> Any:
+        tried = tried or []
         attempt = 0  # attempts that may have reached a server
-        reroutes = 0
+        reroutes = len(tried)
         while True:
             try:
                 ep = self.pick(pol, key, tried)

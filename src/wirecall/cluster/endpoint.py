@@ -23,7 +23,7 @@ __all__ = ["MIN_LATENCY", "EndpointState", "EndpointStats"]
 MIN_LATENCY = 1e-4
 
 
-@dataclass
+@dataclass(slots=True)
 class EndpointStats:
     calls: int = 0
     failures: int = 0
@@ -32,7 +32,7 @@ class EndpointStats:
     ejections: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class EndpointState:
     entry: Entry
     url: str

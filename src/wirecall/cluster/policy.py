@@ -145,6 +145,8 @@ def policy_of(fn: Any) -> MethodPolicy | None:
 class RetryBudget:
     """gRPC retryThrottling: retries allowed while tokens > max_tokens / 2."""
 
+    __slots__ = ("max_tokens", "token_ratio", "tokens")
+
     def __init__(self, max_tokens: float = 100.0, token_ratio: float = 0.1) -> None:
         if max_tokens <= 0 or token_ratio <= 0:
             raise ValueError("max_tokens and token_ratio must be > 0")

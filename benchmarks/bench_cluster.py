@@ -1,0 +1,187 @@
+"""The cluster layer's cost and quality (issue #11), side by side in one run.
+
+1. cost: ``static://`` with 1 endpoint vs a direct ``tcp://`` connection, 64 calls in flight
+   (the tutorial's ``Calculator.Add`` served by ``wirecall serve`` in its own process);
+   target >= 0.9x;
+2. 3 local servers behind P2C (and round robin): total calls/s at 64 in flight;
+3. P2C distribution quality like go-zero's test: 10,000 picks over 100 endpoints with 1%
+   deadline errors, normalized entropy (> 0.95);
+4. slow-node table: one of 3 servers 50 ms slower (fault proxy): p50/p99 and the share of
+   calls it gets, for round robin, least pending and P2C.
+
+Rounds are interleaved (direct, static, direct, ...) and medians reported: the machine is
+shared, absolute numbers drift, ratios are what to read.
+
+    .venv/bin/python benchmarks/bench_cluster.py --rounds 5 --seconds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import wirecall  # noqa: E402
+from support.cluster_nodes import start_nodes, static_target  # noqa: E402
+from support.faultproxy import FaultProxy  # noqa: E402
+from wirecall.cluster.balancer import P2CPeakEwma  # noqa: E402
+from wirecall.cluster.breaker import CircuitBreaker  # noqa: E402
+from wirecall.cluster.client import ClusterClient  # noqa: E402
+from wirecall.cluster.endpoint import EndpointState  # noqa: E402
+from wirecall.cluster.entry import Entry  # noqa: E402
+from wirecall.cluster.outlier import OutlierPolicy  # noqa: E402
+
+ARGS = {"A": 10, "B": 5}
+
+
+def spawn_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wirecall.cli", "serve", "wirecall.tutorial.calculator:Calculator",
+         "--listen", "tcp://127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line.split()[-1]
+
+
+async def inflight(client: Any, seconds: float, depth: int = 64) -> float:
+    stop = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await client.call("Calculator.Add", ARGS)
+            done += 1
+    await asyncio.gather(*(worker() for _ in range(depth)))
+    return done / seconds
+
+
+async def cost(rounds: int, seconds: float) -> dict[str, list[float]]:
+    procs = [spawn_server() for _ in range(3)]
+    urls = [u for _, u in procs]
+    res: dict[str, list[float]] = {"direct tcp://": [], "static:// 1 endpoint": [],
+                                   "static:// 3 servers, p2c": [],
+                                   "static:// 3 servers, round_robin": []}
+    try:
+        for _ in range(rounds):
+            for name in res:
+                if name == "direct tcp://":
+                    client: Any = await wirecall.connect(urls[0])
+                elif name == "static:// 1 endpoint":
+                    client = await wirecall.connect(f"static://{urls[0]}")
+                else:
+                    client = await wirecall.connect(static_target(urls),
+                                                    balancer=name.rsplit(" ", 1)[-1])
+                await inflight(client, 0.2)  # warm up
+                res[name].append(await inflight(client, seconds))
+                await client.close()
+    finally:
+        for p, _ in procs:
+            p.terminate()
+            p.wait(10)
+    return res
+
+
+def entropy_test(seed: int) -> tuple[float, float]:
+    rnd = random.Random(seed)
+    now = [0.0]
+    p2c = P2CPeakEwma(clock=lambda: now[0], rand=random.Random(seed + 1))
+
+    def run(n: int) -> float:
+        eps = [EndpointState(entry=Entry(id=str(i), addrs={"tcp": str(i)}), url=str(i),
+                             client=None, breaker=CircuitBreaker()) for i in range(n)]
+        counts: Counter[str] = Counter()
+        for _ in range(10_000):
+            now[0] += 0.001
+            ep = p2c.pick(eps, None)
+            counts[ep.id] += 1
+            ep.observe(1.0 if rnd.random() < 0.01 else rnd.uniform(0.001, 0.003), now[0])
+        total = sum(counts.values())
+        h = -sum(c / total * math.log(c / total) for c in counts.values())
+        return h / math.log(n)
+    return run(100), run(2)
+
+
+async def slow_node(calls_per_worker: int = 100) -> dict[str, tuple[float, float, float]]:
+    servers, _, urls = await start_nodes(3)
+    proxy = await FaultProxy.start("127.0.0.1", int(urls[2].rsplit(":", 1)[1]))
+    proxy.latency = 0.05
+    slow = f"tcp://{proxy.addr}"
+    target = static_target([urls[0], urls[1], slow])
+    out = {}
+    try:
+        for bal in ("round_robin", "least_pending", "p2c"):
+            client = ClusterClient(target, balancer=bal,
+                                   outlier=OutlierPolicy(latency_factor=None))
+            await client.connect()
+            lat: list[float] = []
+
+            async def worker(c: ClusterClient = client, sink: list[float] = lat) -> None:
+                for _ in range(calls_per_worker):
+                    t0 = time.perf_counter()
+                    await c.call("Node.Work", 1.0)
+                    sink.append(time.perf_counter() - t0)
+            await asyncio.gather(*(worker() for _ in range(8)))
+            calls = {ep["url"]: ep["calls"] for ep in client.endpoints()}
+            q = statistics.quantiles(lat, n=100)
+            out[bal] = (q[49] * 1000, q[98] * 1000, calls[slow] / sum(calls.values()))
+            await client.close()
+    finally:
+        await proxy.close()
+        for s in servers:
+            await s.close()
+    return out
+
+
+async def amain(args: argparse.Namespace) -> None:
+    print(f"# bench_cluster: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{args.rounds} interleaved rounds x {args.seconds}s, medians; shared 2-core machine")
+    res = await cost(args.rounds, args.seconds)
+    direct = statistics.median(res["direct tcp://"])
+    print("\n| client (64 in flight, Calculator.Add) | calls/s (median) | vs direct | rounds |")
+    print("|---|---|---|---|")
+    for name, xs in res.items():
+        m = statistics.median(xs)
+        print(f"| {name} | {m:,.0f} | {m / direct:.2f}x | "
+              f"{', '.join(f'{x:,.0f}' for x in xs)} |")
+    h100, h2 = entropy_test(7)
+    print("\n| P2C distribution (10,000 picks, 1% deadline errors) | normalized entropy |")
+    print("|---|---|")
+    print(f"| 100 endpoints (go-zero bar > 0.95) | {h100:.4f} |")
+    print(f"| 2 endpoints (go-zero bar > 0.5) | {h2:.4f} |")
+    table = await slow_node()
+    print("\n| one of 3 servers +50 ms, 8 workers x 100 calls | p50 ms | p99 ms "
+          "| share to slow node |")
+    print("|---|---|---|---|")
+    for bal, (p50, p99, share) in table.items():
+        print(f"| {bal} | {p50:.1f} | {p99:.1f} | {share:.1%} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.run(amain(args))
+    except ImportError:
+        asyncio.run(amain(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
