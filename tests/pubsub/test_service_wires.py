@@ -6,6 +6,9 @@ slows nobody, and bad requests are INVALID_ARGUMENT naming the field."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -125,12 +128,111 @@ async def test_streams_through_the_service_with_a_group(redis_server: RedisServe
                 "o0", "o1", "o2"]
         assert await publish(url, "orders", "o3")  # while the subscriber is away
         async with remote_subscription(url, "orders", group="billing", consumer="b1") as sub:
-            # o0..o2 were acked when the transport took them (the handler asked for the
-            # next one); o3 was published while b1 was away: it resumes with it
-            assert await asyncio.wait_for(sub.recv(), 5) == "o3"
+            # on tcp:// a message is acked once 16 more were sent after it (then the remote
+            # application has consumed it): o0..o2 come again, then o3, published while
+            # b1 was away
+            assert [await asyncio.wait_for(sub.recv(), 5) for _ in range(4)] == [
+                "o0", "o1", "o2", "o3"]
         async with remote_subscription(url, "orders", start="0") as replay:
             assert [await asyncio.wait_for(replay.recv(), 5) for _ in range(4)] == [
                 "o0", "o1", "o2", "o3"]
+    finally:
+        await server.close(drain_timeout=1)
+        await service.broker.aclose()
+
+
+KILLED_SUBSCRIBER = """
+import asyncio, os, signal, sys
+from wirecall.pubsub.client import remote_subscription
+
+async def main(url, n):
+    async with remote_subscription(url, "jobs", group="workers") as sub:
+        print("live", flush=True)
+        for _ in range(n):
+            print(await sub.recv(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # dies holding unacknowledged messages
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ws"])
+async def test_a_killed_subscribers_unacked_messages_go_to_another(
+        scheme: str, redis_server: RedisServer) -> None:
+    server = wirecall.Server()
+    service = PubSub(redis_server.url.replace("redis://", "redis+streams://")
+                     + "?claim_ms=300")
+    server.register(service)
+    [url] = await server.start(f"{scheme}://127.0.0.1:0")
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_SUBSCRIBER, url, "20"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        assert proc.stdout is not None
+        assert await asyncio.to_thread(proc.stdout.readline) == "live\n"
+        sent = [f"j{i}" for i in range(60)]
+        for m in sent:
+            assert await publish(url, "jobs", m)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=20)
+        assert proc.returncode == -9, err
+        first = out.split()
+        assert first == sent[:20]  # what the killed subscriber's application consumed
+        async with remote_subscription(url, "jobs", group="workers") as other:
+            got: list[str] = []
+            while not set(sent[20:]) <= set(got):
+                got.append(await asyncio.wait_for(other.recv(), 10))
+        assert set(first) | set(got) == set(sent)  # at-least-once: nothing lost
+    finally:
+        await server.close(drain_timeout=1)
+        await service.broker.aclose()
+
+
+@pytest.mark.parametrize("mode", ["redis", "redis+streams"])
+async def test_redis_killed_and_restarted_under_remote_subscribers(
+        mode: str, redis_persistent: RedisServer) -> None:
+    r = redis_persistent
+    server = wirecall.Server()
+    service = PubSub(r.url.replace("redis://", f"{mode}://"))
+    server.register(service)
+    [url] = await server.start("grpc://127.0.0.1:0")
+    try:
+        async with remote_subscription(url, "t") as sub:
+            received: list[str] = []
+
+            async def read() -> None:
+                async for m in sub:
+                    received.append(m)
+
+            reader = asyncio.ensure_future(read())
+            sent: list[str] = []
+            for i in range(40):
+                if i == 10:
+                    r.kill()
+                if i == 15:
+                    r.start()
+                while True:  # the publisher retries what was not acknowledged
+                    try:
+                        assert await publish(url, "t", f"m{i}")
+                        break
+                    except wirecall.RpcError as exc:
+                        assert exc.status.name == "UNAVAILABLE", exc
+                        await asyncio.sleep(0.05)
+                        if r.proc is None:
+                            r.start()
+                sent.append(f"m{i}")
+                await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and received[-1:] != [sent[-1]]:
+                if mode == "redis":  # at-most-once: publish until the stream is back
+                    await publish(url, "t", "late")
+                    sent.append("late")
+                await asyncio.sleep(0.05)
+            reader.cancel()
+        assert received[:10] == sent[:10]  # before the crash: all of them
+        if mode == "redis+streams":  # at-least-once: nothing published is lost
+            assert set(received) >= set(sent)
+        # the subscription came back by itself: the stream went on to the last message
+        assert received[-1] == sent[-1]
     finally:
         await server.close(drain_timeout=1)
         await service.broker.aclose()

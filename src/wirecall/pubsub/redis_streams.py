@@ -6,8 +6,9 @@
   a new group starts at ``start``, default ``$``: what is published from then on). Consumers
   of one group share its messages, each to one of them; every group gets every message;
 * a message is **acknowledged** (``XACK``) when the subscriber has taken it: when it asks for
-  the next one (the service: once the transport accepted the message and the handler
-  resumed). Acks are batched per event-loop turn;
+  the next one, or, with ``ack_lag=n``, once ``n`` more were taken after it (the service
+  sets ``n`` to the wire's flow-control window in messages, so that a message is acked only
+  once the remote application has consumed it). Acks are batched per event-loop turn;
 * unacknowledged messages of a consumer that died are **claimed** (``XAUTOCLAIM``) by a live
   consumer of the group once idle for ``claim_ms`` (default 30 s);
 * a consumer that comes back under its name (``consumer=``) first gets its own pending
@@ -29,6 +30,7 @@ import math
 import os
 import socket
 import time
+from collections import deque
 from typing import Any
 
 from ..errors import InvalidArgument
@@ -58,7 +60,7 @@ def replay_cursor(start: str) -> str:
 
 class _StreamSubscription:
     def __init__(self, broker: RedisStreamsBroker, topic: str, group: str | None,
-                 consumer: str | None, start: str | None) -> None:
+                 consumer: str | None, start: str | None, ack_lag: int = 0) -> None:
         self.broker = broker
         self.topic = topic
         self.group = group
@@ -71,6 +73,8 @@ class _StreamSubscription:
         self._room = asyncio.Event()
         self._room.set()
         self._last: bytes | None = None
+        self.ack_lag = ack_lag
+        self._taken: deque[bytes] = deque()  # taken, held back by ack_lag
         self._outstanding: set[bytes] = set()  # delivered to the buffer, not acked yet
         self._acks: list[bytes] = []
         self._acking: asyncio.Task[None] | None = None
@@ -90,8 +94,11 @@ class _StreamSubscription:
 
     async def __anext__(self) -> str:
         if self._last is not None:  # the previous message was taken: acknowledge it
-            self._ack(self._last)
+            taken = self._taken  # (or the one ack_lag messages before it)
+            taken.append(self._last)
             self._last = None
+            while len(taken) > self.ack_lag:
+                self._ack(taken.popleft())
         entry_id, message = await self.buffer.get()
         if self.group:
             self._last = entry_id
@@ -244,7 +251,8 @@ class _StreamSubscription:
             with contextlib.suppress(Exception):
                 await self._acking
         self.broker._subs.discard(self)
-        if self.group and not self.named and not self._outstanding and self._last is None:
+        if self.group and not self.named and not self._outstanding and not self._taken \
+                and self._last is None:
             with contextlib.suppress(Exception):  # nothing pending: the consumer can go
                 await self.broker.redis.xgroup_delconsumer(self.topic, self.group,
                                                            self.consumer)
@@ -300,8 +308,11 @@ class RedisStreamsBroker:
                     raise unavailable("publish", exc, topic=topic) from None
         return 1
 
+    #: subscriptions acknowledge what their subscriber took (the service passes ``ack_lag``)
+    acknowledges = True
+
     def subscribe(self, topic: str, *, pattern: bool = False, group: str | None = None,
-                  consumer: str | None = None, start: str | None = None,
+                  consumer: str | None = None, start: str | None = None, ack_lag: int = 0,
                   **options: Any) -> _StreamSubscription:
         reject_unknown("redis+streams:// subscription", options, ())
         if pattern:
@@ -314,7 +325,8 @@ class RedisStreamsBroker:
             replay_cursor(start)
             sub = _StreamSubscription(self, topic, None, None, start)
         else:
-            sub = _StreamSubscription(self, topic, group or self.group, consumer, None)
+            sub = _StreamSubscription(self, topic, group or self.group, consumer, None,
+                                      positive_int("ack_lag", ack_lag, zero=True))
         self._subs.add(sub)
         return sub
 

@@ -54,6 +54,11 @@ SUBSCRIBE_METADATA = {
     "wirecall-consumer": "consumer",  # Streams: this consumer's durable name
     "wirecall-from": "start",  # Streams: replay from an id, "0", "$" or "@<unix ms>"
 }
+#: Streams: on wires whose stream flow control counts messages (16 in flight, granted back as
+#: the remote application consumes them), a message is acknowledged only once 16 more were
+#: sent after it: the subscriber's application has then consumed it. gRPC's windows count
+#: bytes: there a message is acknowledged when the transport took it (docs/pubsub.md).
+ACK_LAG = {"tcp": 16, "unix": 16, "tls": 16, "ws": 16, "wss": 16}
 #: request metadata "1": the first message of the stream is one carrying the topic name,
 #: sent once the subscription is live (for wires without headers: tcp://, ws://)
 CONFIRM_KEY = "wirecall-pubsub-confirm"
@@ -110,6 +115,9 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
         # a request that came as a JSON object (ws://, http://) is answered with JSON objects
         reply = _json_reply if isinstance(request, dict) else _proto_reply
         opts = subscribe_options(context.metadata)
+        lag = ACK_LAG.get(context.transport)
+        if lag is not None and getattr(self.broker, "acknowledges", False):
+            opts["ack_lag"] = lag
         try:
             subscription = self.broker.subscribe(topic, **opts)
         except InvalidArgument as exc:  # name the metadata the option came from
