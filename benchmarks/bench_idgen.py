@@ -83,25 +83,33 @@ def ids_per_second(fn: Callable[[], Any], seconds: float, threads: int,
     return sum(counts) * per_call / (time.perf_counter() - t0)
 
 
-def in_process(seconds: float, threads: int) -> dict[str, float]:
+def in_process(seconds: float, threads: int, slices: int = 10) -> dict[str, float]:
+    """Naive and wirecall alternate in short slices, so a change in the machine's load
+    (shared while measured) hits both alike."""
     sys.path.insert(0, str(ROOT / "src"))
     from wirecall.idgen.snowflake import Snowflake
 
-    out: dict[str, float] = {}
-    out[f"naive lock-and-counter, {threads} thread(s)"] = ids_per_second(
-        NaiveSnowflake(1).next, seconds, threads)
-    out[f"wirecall Snowflake.next, {threads} thread(s)"] = ids_per_second(
-        Snowflake(1).next, seconds, threads)
+    naive, mine = NaiveSnowflake(1), Snowflake(1)
+    runs: dict[str, list[float]] = {"naive": [], "wirecall": []}
+    for _ in range(slices):
+        runs["naive"].append(ids_per_second(naive.next, seconds / slices / 2, threads))
+        runs["wirecall"].append(ids_per_second(mine.next, seconds / slices / 2, threads))
+    out = {
+        f"naive lock-and-counter, {threads} thread(s)": statistics.mean(runs["naive"]),
+        f"wirecall Snowflake.next, {threads} thread(s)": statistics.mean(runs["wirecall"]),
+    }
     if threads == 1:
         g = Snowflake(2)
+        taken = 0
 
         def take() -> None:
-            g.take(4096)
-        # take returns up to one unit's run: count what it actually hands out
-        before = g.issued
+            nonlocal taken
+            runs_, _ = g.take(4096)
+            for r in runs_:
+                taken += len(r)
         t0 = time.perf_counter()
-        ids_per_second(take, seconds, 1)
-        out["wirecall Snowflake.take (runs), 1 thread"] = (g.issued - before) / (
+        ids_per_second(take, seconds / 2, 1)
+        out["wirecall Snowflake.take (runs of a unit), 1 thread"] = taken / (
             time.perf_counter() - t0)
     return out
 

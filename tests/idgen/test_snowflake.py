@@ -172,4 +172,3 @@ def test_threads_get_unique_increasing_ids() -> None:
     assert len(set(every)) == len(every) == 120_000
     for part in out:
         assert part == sorted(part)
-    assert g.issued == 120_000

@@ -176,6 +176,10 @@ class Snowflake:
     only in time units after it (the last possible timestamp of a previous holder).
     """
 
+    __slots__ = ("__weakref__", "_base_ns", "_clock", "_fence", "_last", "_lock", "_max_seq",
+                 "_monotonic", "_prefix", "_seq", "_sleep", "_time_shift", "_unit_ns",
+                 "_until_unit", "_worker_bits", "layout", "max_backward_ms", "worker_id")
+
     def __init__(
         self,
         worker_id: int,
@@ -213,7 +217,6 @@ class Snowflake:
         self._fence: Callable[[], float] = _no_fence
         #: the first unit not yet reserved (persisted) for issuing; None: no reservation needed
         self._until_unit: int | None = None
-        self.issued = 0
         if floor_ms is not None:
             self.raise_floor(floor_ms)
 
@@ -255,7 +258,6 @@ class Snowflake:
                 seq = self._seq + 1
                 if seq <= self._max_seq:
                     self._seq = seq
-                    self.issued += 1
                     return self._prefix | seq
             while True:
                 got, wait = self._take_locked(1, t)
@@ -301,7 +303,6 @@ class Snowflake:
             return [], self._wait_for(t)
         end = min(seq + n, self._max_seq)
         self._seq = end
-        self.issued += end - seq
         return [range(self._prefix | (seq + 1), (self._prefix | end) + 1)], 0.0
 
     def _check_new_unit(self, t: int) -> None:
