@@ -7,6 +7,25 @@ coordinators may share one PostgreSQL database and claim due transactions by lea
 
 from __future__ import annotations
 
-from .base import Store, open_store
+from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["Store", "open_store"]
+from .base import DEFAULT_URL, Store
+
+__all__ = ["DEFAULT_URL", "Store", "open_store"]
+
+
+def open_store(url: str | None = None, **options: Any) -> Store:
+    """A :class:`Store` for ``url`` (not yet opened: ``await store.open()``)."""
+    url = url or DEFAULT_URL
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(url, **options)
+    if scheme in ("postgres", "postgresql"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, **options)
+    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r} "
+                     "(sqlite:///path or postgresql://...)")

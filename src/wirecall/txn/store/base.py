@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import abc
 from typing import Any
-from urllib.parse import urlsplit
 
 from .sql import Op
 
-__all__ = ["DEFAULT_URL", "Store", "open_store"]
+__all__ = ["DEFAULT_URL", "Store"]
 
 DEFAULT_URL = "sqlite:///wirecall-txn.db"
 
@@ -28,19 +27,3 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
-
-
-def open_store(url: str | None = None, **options: Any) -> Store:
-    """A :class:`Store` for ``url`` (not yet opened: ``await store.open()``)."""
-    url = url or DEFAULT_URL
-    scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
-        from .sqlite import SqliteStore
-
-        return SqliteStore(url, **options)
-    if scheme in ("postgres", "postgresql"):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url, **options)
-    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r} "
-                     "(sqlite:///path or postgresql://...)")
