@@ -1,8 +1,9 @@
 """The tutorial's Pub/Sub programs (section 3.3): the server, a publisher and a subscriber,
 as the tutorial's Go programs print them. The service itself is
-:class:`wirecall.pubsub.service.PubSub`.
+:class:`wirecall.pubsub.service.PubSub`; BROKER_URL is ``memory://`` (the default),
+``redis://127.0.0.1:6379/0`` (the tutorial's Redis) or ``redis+streams://...``.
 
-    python -m wirecall.tutorial.pubsub serve grpc://127.0.0.1:50051
+    python -m wirecall.tutorial.pubsub serve grpc://127.0.0.1:50051 [BROKER_URL]
     python -m wirecall.tutorial.pubsub subscribe grpc://127.0.0.1:50051 topic1
     python -m wirecall.tutorial.pubsub publish grpc://127.0.0.1:50051 topic1 你好 世界
 """
@@ -18,9 +19,9 @@ from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, Subscrib
 __all__ = ["main", "publish", "serve", "subscribe"]
 
 
-async def serve(url: str) -> None:
+async def serve(url: str, broker: str = "memory://") -> None:
     server = Server()
-    server.register(PubSub())
+    server.register(PubSub(broker))
     print("listening on", *(await server.start(url)), flush=True)
     await server.serve_forever(handle_signals=True)
 
@@ -54,8 +55,8 @@ async def subscribe(url: str, topic: str, count: int | None = None) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) >= 2 and args[0] == "serve":
-        asyncio.run(serve(args[1]))
+    if len(args) in (2, 3) and args[0] == "serve":
+        asyncio.run(serve(*args[1:]))
     elif len(args) >= 3 and args[0] == "subscribe":
         asyncio.run(subscribe(args[1], args[2]))
     elif len(args) >= 4 and args[0] == "publish":
