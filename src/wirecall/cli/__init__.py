@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from wirecall.errors import RpcError
 from wirecall.version import __version__
 
-from . import bench, call, cluster, demo, describe, gen, idgen, listing, serve, txn
+from . import bench, call, cluster, demo, describe, gen, idgen, listing, pubsub, serve, txn
 from .common import Command, CommandError, HelpFormatter, error_line, exit_code, run
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -47,6 +47,7 @@ COMMANDS: tuple[Command, ...] = (
     idgen,
     txn,
     cluster,
+    pubsub,
 )
 
 
