@@ -89,7 +89,9 @@ async def serve(certdir: str, host: str) -> None:
     server = Server()
     server.register(Echo())
     urls = await server.start(f"tcp://{host}:0", f"grpc://{host}:0")
-    urls += await server.start(f"quic://{host}:0", certfile=crt, keyfile=key)
+    cc = os.environ.get("WIRECALL_BENCH_QUIC_CC")
+    urls += await server.start(f"quic://{host}:0", certfile=crt, keyfile=key,
+                               **({"congestion_control": cc} if cc else {}))
     print(json.dumps({"urls": urls, "cafile": crt}), flush=True)
     await server.serve_forever()
 
@@ -100,7 +102,9 @@ async def client(url: str, cafile: str, seconds: float, concurrency: int,
     ``concurrency / rate`` s (below the transport's CPU limit, so latency is the link's)."""
     import wirecall
 
-    opts = {"cafile": cafile} if url.startswith("quic") else {}
+    opts: dict[str, Any] = {"cafile": cafile} if url.startswith("quic") else {}
+    if url.startswith("quic") and os.environ.get("WIRECALL_BENCH_QUIC_CC"):
+        opts["congestion_control"] = os.environ["WIRECALL_BENCH_QUIC_CC"]
     lat: list[float] = []
     async with await wirecall.connect(url, **opts) as c:
         assert await c.call("Echo.Echo", PAYLOAD) == PAYLOAD

@@ -164,7 +164,8 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> QuicListener:
     """Listen on ``quic://host:port`` (UDP). Options: ``certfile``/``keyfile`` (required),
     ``session_tickets`` (default True: repeat clients resume, and may send 0-RTT calls),
     ``compress_threshold``."""
-    tls = {k: opts.pop(k) for k in ("certfile", "keyfile", "max_datagram_size") if k in opts}
+    tls = {k: opts.pop(k) for k in ("certfile", "keyfile", "max_datagram_size",
+                                    "congestion_control") if k in opts}
     tickets_on = bool(opts.pop("session_tickets", True))
     unknown = set(opts) - {"compress_threshold"}
     if unknown:

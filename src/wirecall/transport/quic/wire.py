@@ -45,13 +45,16 @@ QUIC_IDLE_TIMEOUT = 120.0
 def configuration(*, client: bool, **tls: Any) -> QuicConfiguration:
     """An aioquic configuration: TLS 1.3 with ALPN ``wirecall``, wirecall's idle timeout.
     ``tls`` takes ``certfile``/``keyfile`` (server), ``cafile``/``server_hostname`` (client),
-    ``verify=False`` (client: accept any certificate, for tests against throwaway keys)."""
+    ``verify=False`` (client: accept any certificate, for tests against throwaway keys),
+    ``congestion_control`` (``"reno"``, aioquic's default, or ``"cubic"``)."""
     unknown = set(tls) - {"certfile", "keyfile", "cafile", "server_hostname", "verify",
-                          "max_datagram_size"}
+                          "max_datagram_size", "congestion_control"}
     if unknown:
         raise ValueError(f"unknown quic:// TLS option(s): {', '.join(sorted(unknown))}")
     cfg = QuicConfiguration(is_client=client, alpn_protocols=[ALPN],
                             idle_timeout=QUIC_IDLE_TIMEOUT)
+    if tls.get("congestion_control"):  # aioquic's "reno" (default) or "cubic"
+        cfg.congestion_control_algorithm = str(tls["congestion_control"])
     if tls.get("max_datagram_size"):
         cfg.max_datagram_size = int(tls["max_datagram_size"])
     if client:
