@@ -45,6 +45,16 @@ PROBE_INTERVAL = 0.05
 PROBE_TIMEOUT = 2.0
 #: ... and its 99th percentile latency must stay under this (seconds)
 P99_BOUND = 0.5
+#: a file to append one JSON line per observation to (``benchmarks/hostile_report.py``)
+REPORT_FILE = os.environ.get("HOSTILE_REPORT", "")
+
+
+def record(**fields: Any) -> None:
+    """Note what a test observed (only when HOSTILE_REPORT names a file)."""
+    if REPORT_FILE:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(REPORT_FILE, "a") as f:
+            f.write(json.dumps({"test": test, **fields}) + "\n")
 
 # -- the server under test -----------------------------------------------------------------
 
@@ -144,6 +154,7 @@ class ServerProc:
         self.urls: list[str] = []
         self.peak_rss = 0
         self.killed_for_rss = 0  # the RSS at which the watchdog killed it (0: never)
+        self.start_rss = 0
         self._stop_watch = threading.Event()
         self._watch: threading.Thread | None = None
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
@@ -171,6 +182,7 @@ class ServerProc:
             err = self.stderr_tail()
             self.stop()
             raise RuntimeError(f"server did not start: {line!r}\n{err}")
+        self.start_rss = self.rss()
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._watch.start()
         return self
@@ -190,6 +202,9 @@ class ServerProc:
     def stop(self) -> None:
         self._stop_watch.set()
         p = self.proc
+        if p is not None and self.urls:
+            record(start_rss=self.start_rss, peak_rss=self.peak_rss, end_rss=self.rss(),
+                   killed_for_rss=self.killed_for_rss)
         if p is not None and p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGTERM)
@@ -372,6 +387,8 @@ class Prober:
 def assert_served(*reports: ProbeReport, p99: float = P99_BOUND) -> None:
     """Zero failed calls and a p99 under the bound, for each well-behaved client."""
     for r in reports:
+        record(probe=r.url.split(":")[0], calls=r.calls, failures=len(r.failures), p99=r.p99,
+               max=max(r.latencies, default=0.0))
         assert r.calls >= 5, f"the well-behaved client made too few calls: {r}"
         assert not r.failures, f"the well-behaved client saw failures: {r}"
         assert r.p99 <= p99, f"the well-behaved client's p99 is over {p99 * 1000:.0f} ms: {r}"
