@@ -1,0 +1,107 @@
+"""The stores' lease and fencing rules, on a real SQLite file and a real PostgreSQL: one owner
+at a time claims a due transaction, a coordinator whose lease was taken over writes nothing,
+a restarted coordinator takes its own transactions back at once; group commit answers each
+operation with its own result or error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from support.postgres import PostgresCluster
+from txn.conftest import gid
+from wirecall.txn.model import Branch, GlobalTx, Options
+from wirecall.txn.store import Store, open_store, sql
+from wirecall.txn.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'txn.db'}")
+    else:
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        s = open_store(cluster.create_database("txn_store"))
+    await s.open()
+    yield s
+    await s.close()
+
+
+def new_tx(owner: str = "", lease_until: float = 0.0, due: float | None = None) -> GlobalTx:
+    now = time.time()
+    return GlobalTx(gid=gid(), mode="saga", status="submitted", options=Options(),
+                    created_at=now, updated_at=now, next_due=now if due is None else due,
+                    owner=owner, lease_until=lease_until)
+
+
+async def test_one_claimer_wins_and_expired_leases_are_claimable(store: Store) -> None:
+    g = new_tx()
+    assert await store.run(sql.create(g, [Branch(g.gid, "01", "action", "tcp://h:1", "M")]))
+    assert not await store.run(sql.create(g, []))  # the gid exists
+    now = time.time()
+    got = await asyncio.gather(*(store.run(sql.claim_due(f"c{i}", now, now + 30, 10))
+                                 for i in range(5)))
+    winners = [i for i, gids in enumerate(got) if g.gid in gids]
+    assert len(winners) == 1
+    # leased: nobody else gets it before the lease ends ...
+    assert g.gid not in await store.run(sql.claim_due("other", time.time(), now + 60, 10))
+    # ... and anybody after it (the owner died)
+    later = now + 31
+    assert g.gid in await store.run(sql.claim_due("other", later, later + 30, 10))
+
+
+async def test_a_coordinator_that_lost_its_lease_writes_nothing(store: Store) -> None:
+    g = new_tx(owner="a", lease_until=time.time() - 1)  # a's lease has run out
+    b = Branch(g.gid, "01", "action", "tcp://h:1", "M")
+    await store.run(sql.create(g, [b]))
+    now = time.time()
+    assert g.gid in await store.run(sql.claim_due("b", now, now + 30, 10))
+    b.status = "succeeded"
+    assert not await store.run(sql.record(b, "a", "success", "", now + 30))
+    assert not await store.run(sql.update_global(g.gid, expect_status=["submitted"], fence="a",
+                                                 status="succeeded"))
+    loaded, branches = await store.run(sql.load(g.gid))
+    assert loaded.status == "submitted" and loaded.owner == "b"
+    assert branches[0].status == "prepared"
+    assert await store.run(sql.history(g.gid)) == []
+    assert await store.run(sql.record(b, "b", "success", "", now + 30))
+    assert (await store.run(sql.load(g.gid)))[1][0].status == "succeeded"
+
+
+async def test_a_restarted_coordinator_takes_its_transactions_back(store: Store) -> None:
+    g = new_tx(owner="c1", lease_until=time.time() + 600)
+    await store.run(sql.create(g, []))
+    assert await store.run(sql.release_owned("c1")) == 1
+    now = time.time()
+    assert g.gid in await store.run(sql.claim_due("c1", now, now + 30, 10))
+
+
+async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None:
+    s = open_store(f"sqlite:///{tmp_path / 'g.db'}")
+    await s.open()
+    try:
+        txs = [new_tx() for _ in range(20)]
+
+        def boom(cur: object, d: object) -> None:
+            raise RuntimeError("this one fails")
+
+        results = await asyncio.gather(*(s.run(sql.create(t, [])) for t in txs), s.run(boom),
+                                       return_exceptions=True)
+        assert results[:20] == [True] * 20
+        assert isinstance(results[20], RuntimeError)
+        assert len(await s.run(sql.list_globals(None, 100))) == 20
+        assert isinstance(s, SqliteStore)
+        assert s.ops == 22 and s.commits < 22  # grouped: fewer fsyncs than operations
+    finally:
+        await s.close()
+
+
+def test_unknown_store_url_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown store URL scheme 'mysql'"):
+        open_store("mysql://x")
