@@ -140,6 +140,75 @@ async def client(url: str, cafile: str, seconds: float, concurrency: int,
             "p99": lat[min(n - 1, int(n * 0.99))] * 1e3 if n else None}
 
 
+async def burst_client(url: str, cafile: str, n: int) -> None:
+    """Warm the connection up, then on each ``go`` line from stdin fire ``n`` calls at once
+    and print their latencies (ms) as a JSON list."""
+    import wirecall
+
+    opts = {"cafile": cafile} if url.startswith("quic") else {}
+    loop = asyncio.get_running_loop()
+    async with await wirecall.connect(url, **opts) as c:
+        for _ in range(5):  # grow the congestion window past one burst
+            await asyncio.gather(*[c.call("Echo.Echo", PAYLOAD) for _ in range(n)])
+        print("ready", flush=True)
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+
+            async def one() -> float:
+                t0 = time.perf_counter()
+                await c.call("Echo.Echo", PAYLOAD, timeout=30)
+                return (time.perf_counter() - t0) * 1e3
+
+            lat = await asyncio.gather(*[one() for _ in range(n)])
+            print(json.dumps(lat), flush=True)
+
+
+def hol(args: argparse.Namespace) -> None:
+    """One chosen loss: the first data packet of a burst of 64 calls is dropped, and we
+    count the calls it delays. Behind a lost TCP segment every later byte waits (all calls
+    whose requests follow it); on QUIC only the streams with bytes in the lost packet."""
+    from lossy_link import TunLink
+
+    rows = []
+    with TunLink(f"wcA{os.getpid() % 10000}", f"wcB{os.getpid() % 10000}",
+                 "10.177.0.1", "10.177.0.2") as link, \
+            server_process(link.ns_a, link.addr_a) as (urls, cafile):
+        link.set(10, 0)
+        for scheme in SCHEMES:
+            cmd = ["ip", "netns", "exec", link.ns_b, sys.executable, __file__, "--burst",
+                   urls[scheme], "--cafile", cafile]
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert p.stdin is not None and p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+            results: dict[bool, list[list[float]]] = {False: [], True: []}
+            for trial in range(2 * args.trials):
+                dropped = trial % 2 == 1
+                time.sleep(0.1)
+                if dropped:
+                    link.drop_next(400)
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                results[dropped].append(json.loads(p.stdout.readline()))
+            p.stdin.close()
+            p.wait(10)
+            # a call "delayed by the loss": slower than the slowest call of a loss-free burst
+            clean_worst = statistics.median(max(b) for b in results[False])
+            for dropped in (False, True):
+                bursts = results[dropped]
+                late = [sum(1 for x in b if x > clean_worst) for b in bursts]
+                p50 = statistics.median(statistics.median(b) for b in bursts)
+                worst = statistics.median(max(b) for b in bursts)
+                rows.append((scheme, dropped, statistics.median(late), p50, worst))
+                print(f"{scheme} drop={dropped}: late per burst {late}", file=sys.stderr)
+    print(f"\nOne lost packet in a burst of {CONCURRENCY} calls (20 ms RTT; medians of "
+          f"{args.trials} bursts each)\n")
+    print("| transport | first data packet lost | calls slower than the slowest loss-free call "
+          "| burst p50 ms | slowest call ms |")
+    print("|---|---|---:|---:|---:|")
+    for scheme, dropped, late, p50, worst in rows:
+        print(f"| {scheme}:// | {'yes' if dropped else 'no'} | {late:g} of {CONCURRENCY} | "
+              f"{p50:.1f} | {worst:.1f} |")
+
+
 def run_client(ns: str | None, url: str, cafile: str, seconds: float,
                rate: float = 0.0) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--client", url, "--cafile", cafile,
@@ -332,12 +401,20 @@ def main() -> None:
     ap.add_argument("--cafile", help=argparse.SUPPRESS)
     ap.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     ap.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--burst", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--hol", action="store_true",
+                    help="one chosen lost packet per burst of 64 calls (TUN link)")
+    ap.add_argument("--trials", type=int, default=15)
     ap.add_argument("--paced", type=float, default=400.0,
                     help="also run each case with the callers paced to this many calls/s "
                          "in all (0: off)")
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve, args.host))
+    elif args.burst:
+        asyncio.run(burst_client(args.burst, args.cafile, CONCURRENCY))
+    elif args.hol:
+        hol(args)
     elif args.client:
         print(json.dumps(asyncio.run(client(args.client, args.cafile, args.seconds,
                                             CONCURRENCY, args.rate))))

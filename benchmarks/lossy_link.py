@@ -44,8 +44,10 @@ def open_tun(name: str) -> int:
 
 def forward(fa: int, fb: int, control: int) -> None:
     """The forwarder's loop: packets A->B and B->A, delayed and dropped; ``control`` lines
-    ``<delay_ms> <loss_percent>`` change the link; EOF on it ends the loop."""
+    ``<delay_ms> <loss_percent>`` change the link, ``drop <min bytes>`` loses the next packet
+    from B at least that long; EOF on it ends the loop."""
     delay, loss = 0.0, 0.0
+    drop_from_b = 0  # drop the next packet from B at least this long (0: none)
     due: list[tuple[float, int, int, bytes]] = []  # (time, seq, out fd, packet)
     seq = 0
     buf = b""
@@ -62,8 +64,11 @@ def forward(fa: int, fb: int, control: int) -> None:
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    d, ls = line.split()
-                    delay, loss = float(d) / 1000, float(ls) / 100
+                    words = line.split()
+                    if words[0] == b"drop":
+                        drop_from_b = int(words[1])
+                    else:
+                        delay, loss = float(words[0]) / 1000, float(words[1]) / 100
                 continue
             for _ in range(64):  # drain what is there
                 try:
@@ -71,6 +76,9 @@ def forward(fa: int, fb: int, control: int) -> None:
                 except BlockingIOError:
                     break
                 if loss and random.random() < loss:
+                    continue
+                if drop_from_b and fd == fb and len(pkt) >= drop_from_b:
+                    drop_from_b = 0  # the one chosen packet: lost once
                     continue
                 seq += 1
                 heapq.heappush(due, (now + delay, seq, peer[fd], pkt))
@@ -115,6 +123,14 @@ class TunLink:
         self.proc.stdin.write(f"{delay_ms} {loss}\n".encode())
         self.proc.stdin.flush()
         time.sleep(0.2)  # packets already queued drain with the old setting
+
+    def drop_next(self, min_size: int) -> None:
+        """Lose the next packet sent from namespace B that is at least ``min_size`` bytes
+        (a data packet, not an ACK): one chosen loss."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(f"drop {min_size}\n".encode())
+        self.proc.stdin.flush()
+        time.sleep(0.05)
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
