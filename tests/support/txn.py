@@ -19,8 +19,10 @@ __all__ = ["BankProcess", "CoordinatorProcess", "Proc"]
 class Proc:
     """A subprocess that prints ``listening on URL`` when ready."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.argv = argv
+        self.cwd = cwd
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "src"),
                                                   self.env.get("PYTHONPATH", "")])
@@ -31,7 +33,8 @@ class Proc:
     def start(self, timeout: float = 20.0, extra_env: dict[str, str] | None = None) -> str:
         env = dict(self.env, **(extra_env or {}))
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env, start_new_session=True)
+                                     text=True, env=env, start_new_session=True,
+                                     cwd=self.cwd)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
