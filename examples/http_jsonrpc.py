@@ -59,7 +59,7 @@ async def main() -> None:
     await asyncio.to_thread(tutorial_client, f"{base}/jsonrpc")
 
     # 2. wirecall's client over pooled HTTP keep-alive connections
-    async with await wirecall.connect(f"{base}/jsonrpc") as client:
+    async with await wirecall.connect(f"{base}/rpc") as client:  # JSON-RPC 2.0
         print("Add:", await client.call("Calculator.Add", Args(A=10, B=5)))
         try:
             await client.call("Calculator.Divide", Args(A=1, B=0))

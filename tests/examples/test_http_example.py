@@ -14,7 +14,7 @@ def test_http_jsonrpc_example() -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    assert "服务器响应: {'jsonrpc': '2.0', 'result': 15, 'id': 1}" in out
+    assert "服务器响应: {'id': 1, 'result': 15, 'error': None}" in out  # as from Go
     assert "Add: 15" in out
     assert "Divide by zero: 除数不能为零" in out
     assert "batch: [3, 3.0, 'INVALID_ARGUMENT']" in out

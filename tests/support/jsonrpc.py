@@ -76,7 +76,7 @@ class Calculator:
 async def post(
     port: int,
     body: bytes | str,
-    path: str = "/jsonrpc",
+    path: str = "/rpc",
     content_type: str | None = "application/json",
     extra_headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import wirecall
@@ -276,3 +277,60 @@ async def test_the_peer_is_host_and_port(on_wire: Any, wire: str) -> None:
     peer = await c.call("Peer.Who", timeout=5)
     host, _, port = peer.rpartition(":")
     assert host == "127.0.0.1" and port.isdigit() and int(port) > 0
+
+
+# -- the tutorial's JSON-RPC over HTTP: Go's replies on /jsonrpc, 2.0 on /rpc ----------------
+
+
+class Inventory:
+    async def Empty(self, args: dict[str, int]) -> Stock:
+        return Stock(name="none", items=[], tags={})
+
+
+class Stock(msgspec.Struct):
+    name: str
+    items: list[int]
+    tags: dict[str, str]
+
+
+@pytest.mark.parametrize("listen", ["http://127.0.0.1:0", "any://127.0.0.1:0"])
+async def test_the_tutorials_python_client_gets_gos_replies_on_jsonrpc(listen: str) -> None:
+    import aiohttp
+
+    from wirecall.tutorial.calculator import Calculator
+
+    server = wirecall.Server()
+    server.register(Calculator())
+    [url] = await server.start(listen)
+    base = "http://" + url.split("://", 1)[1]
+    payload = {"method": "Calculator.Add", "params": [{"A": 10, "B": 5}], "id": 1,
+               "jsonrpc": "2.0"}  # the tutorial's requests payload, verbatim
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{base}/jsonrpc", json=payload) as r:
+                assert await r.json() == {"id": 1, "result": 15, "error": None}
+            bad = dict(payload, params=[{"A": 1, "B": 0}], method="Calculator.Divide")
+            async with s.post(f"{base}/jsonrpc", json=bad) as r:
+                assert await r.json() == {"id": 1, "result": None, "error": "除数不能为零"}
+            async with s.post(f"{base}/rpc", json=payload) as r:  # JSON-RPC 2.0's own path
+                assert await r.json() == {"jsonrpc": "2.0", "result": 15, "id": 1}
+            batch = [dict(payload, id=1), dict(payload, id=2)]
+            async with s.post(f"{base}/rpc", json=batch) as r:
+                assert sorted(x["id"] for x in await r.json()) == [1, 2]
+    finally:
+        await server.close()
+
+
+async def test_the_http_client_decodes_gos_null_for_an_empty_slice_or_map() -> None:
+    server = wirecall.Server()
+    server.register(Inventory())
+    [url] = await server.start("http://127.0.0.1:0")
+    try:
+        # /jsonrpc answers the Go way, which writes an empty slice or map as null
+        async with await wirecall.connect(url + "/jsonrpc") as c:
+            raw = await c.call("Inventory.Empty", {"n": 1}, timeout=5)
+            assert raw == {"name": "none", "items": None, "tags": None}
+            got = await c.call("Inventory.Empty", {"n": 1}, timeout=5, result_type=Stock)
+            assert got == Stock(name="none", items=[], tags={})
+    finally:
+        await server.close()

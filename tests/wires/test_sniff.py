@@ -72,7 +72,7 @@ async def test_plain_http_tools_on_the_sniffed_port(port: int) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
             assert r.status == 200
-        async with s.post(f"http://127.0.0.1:{port}/jsonrpc", json={
+        async with s.post(f"http://127.0.0.1:{port}/rpc", json={
                 "jsonrpc": "2.0", "method": "Calculator.Add", "params": [{"A": 10, "B": 5}],
                 "id": 1}) as r:
             assert await r.json() == {"jsonrpc": "2.0", "result": 15, "id": 1}

@@ -49,7 +49,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
 
 _SOCKET = frozenset({"backlog", "reuse_port"})
 _HTTP_SERVER = frozenset({
-    "paths", "ws_path", "health_path", "ready_path", "go_rpc_path", "max_body",
+    "paths", "go_paths", "ws_path", "health_path", "ready_path", "go_rpc_path", "max_body",
     "max_header_size", "header_timeout", "body_timeout", "keepalive_timeout", "linger_timeout",
     "max_pipeline", "ws_heartbeat", "drain_delay"}) | _SOCKET
 _GRPC_SERVER = frozenset({"max_message_size", "max_concurrent_streams", "reset_limit",

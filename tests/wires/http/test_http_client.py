@@ -38,7 +38,7 @@ async def url() -> AsyncIterator[str]:
 
 
 async def test_client_call(url: str) -> None:
-    async with await wirecall.connect(url + "/jsonrpc") as client:
+    async with await wirecall.connect(url + "/rpc") as client:
         assert await client.call("Calculator.Add", Args(A=10, B=5)) == 15
         assert await client.call("Calculator.Add", {"A": 1, "B": 2}) == 3
         assert await client.call("subtract", 42, 23) == 19
@@ -54,7 +54,7 @@ async def test_client_call(url: str) -> None:
 
 
 async def test_client_default_path_and_typed_result(url: str) -> None:
-    async with await wirecall.connect(url) as client:  # no path: /jsonrpc
+    async with await wirecall.connect(url) as client:  # no path: /rpc (JSON-RPC 2.0)
         assert await client.call("get_data", result_type=tuple[str, int]) == ("hello", 5)
 
 

@@ -85,17 +85,20 @@ def tutorial_client(url: str) -> Any:
 async def test_tutorial_requests_client(srv: wirecall.Server) -> None:
     url = f"http://localhost:{port_of(srv)}/jsonrpc"
     reply = await asyncio.to_thread(tutorial_client, url)
-    assert reply == {"jsonrpc": "2.0", "result": 15, "id": 1}
+    # /jsonrpc answers as the tutorial's Go server does, "jsonrpc": "2.0" or not (issue #10)
+    assert reply == {"id": 1, "result": 15, "error": None}
+    reply = await asyncio.to_thread(tutorial_client, url.replace("/jsonrpc", "/rpc"))
+    assert reply == {"jsonrpc": "2.0", "result": 15, "id": 1}  # JSON-RPC 2.0: its own path
 
 
 async def test_requests_session_keepalive_and_rpc_alias(srv: wirecall.Server) -> None:
     def run() -> list[Any]:
         with requests.Session() as s:
             out = []
-            for i, path in enumerate(["/jsonrpc", "/rpc", "/jsonrpc"]):
+            for i, path in enumerate(["/jsonrpc", "/rpc", "/jsonrpc"]):  # Go's and 2.0's
                 r = s.post(f"http://127.0.0.1:{port_of(srv)}{path}",
                            json={"jsonrpc": "2.0", "method": "Calculator.Add",
-                                 "params": {"A": i, "B": 1}, "id": i})
+                                 "params": [{"A": i, "B": 1}], "id": i})
                 out.append((r.status_code, r.headers["Content-Type"], r.json()["result"]))
             return out
 
@@ -296,9 +299,9 @@ async def raw(port: int, data: bytes, timeout: float = 5) -> tuple[int, dict[str
 
 
 async def test_wrong_method_is_405(srv: wirecall.Server) -> None:
-    st, h, _ = await raw(port_of(srv), b"GET /jsonrpc HTTP/1.1\r\nHost: x\r\n\r\n")
+    st, h, _ = await raw(port_of(srv), b"GET /rpc HTTP/1.1\r\nHost: x\r\n\r\n")
     assert st == 405 and h["allow"] == "POST"
-    st, h, _ = await raw(port_of(srv), b"PUT /jsonrpc HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    st, h, _ = await raw(port_of(srv), b"PUT /rpc HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
     assert st == 405
     st, h, _ = await raw(port_of(srv), b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
     assert st == 405 and "GET" in h["allow"]
@@ -324,7 +327,7 @@ async def test_pipelined_requests_answer_in_order(srv: wirecall.Server) -> None:
         for i in range(1, 6)
     ]
     for b in bodies:
-        reqs += b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+        reqs += b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))
     writer.write(reqs)
     got = []
@@ -371,7 +374,7 @@ async def test_huge_content_length_refused_before_reading(small: wirecall.Server
     port = port_of(small)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     t0 = time.monotonic()
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Type: application/json\r\n"
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 100000000\r\n\r\n" + b"[" * 100)
     st, h, body = await asyncio.wait_for(read_response(reader), 5)
     assert st == 413 and h["connection"] == "close"
@@ -383,7 +386,7 @@ async def test_huge_content_length_refused_before_reading(small: wirecall.Server
 async def test_chunked_body_over_limit_is_413(small: wirecall.Server) -> None:
     port = port_of(small)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    writer.write(b"POST /rpc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
     for _ in range(5):
         writer.write(b"1f4\r\n" + b" " * 500 + b"\r\n")
     st, _h, body = await asyncio.wait_for(read_response(reader), 5)
@@ -396,13 +399,13 @@ async def test_chunked_body_under_limit_is_served(small: wirecall.Server) -> Non
     half = len(body) // 2
     a, b = body[:half], body[half:]
     chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(a), a, len(b), b)
-    st, _, data = await raw(port_of(small), b"POST /jsonrpc HTTP/1.1\r\n"
+    st, _, data = await raw(port_of(small), b"POST /rpc HTTP/1.1\r\n"
                             b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
     assert st == 200 and json.loads(data)["result"] == ["hello", 5]
 
 
 async def test_huge_headers_are_431(small: wirecall.Server) -> None:
-    st, _, _ = await raw(port_of(small), b"POST /jsonrpc HTTP/1.1\r\nX-Big: "
+    st, _, _ = await raw(port_of(small), b"POST /rpc HTTP/1.1\r\nX-Big: "
                          + b"a" * 5000 + b"\r\n\r\n")
     assert st == 431
 
@@ -411,7 +414,7 @@ async def test_slow_client_cannot_hold_the_connection(small: wirecall.Server) ->
     """One byte every 0.2s: the header timeout (0.5s) ends it; others are served meanwhile."""
     port = port_of(small)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = b"POST /jsonrpc HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
+    request = b"POST /rpc HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
     t0 = time.monotonic()
 
     async def dribble() -> None:
@@ -437,9 +440,9 @@ async def test_slow_client_cannot_hold_the_connection(small: wirecall.Server) ->
     # and silence. The half request's clock starts when the first answer is out.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     b = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[1.0],"id":1}'
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
     await asyncio.sleep(0.05)
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nCont")
+    writer.write(b"POST /rpc HTTP/1.1\r\nCont")
     st, _, body = await asyncio.wait_for(read_response(reader), 5)
     assert st == 200 and loads(body)["result"] == "done"
     t1 = time.monotonic()
@@ -451,9 +454,9 @@ async def test_slow_client_cannot_hold_the_connection(small: wirecall.Server) ->
 
     # the same with half a body
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
     await asyncio.sleep(0.05)
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
     st, _, _ = await asyncio.wait_for(read_response(reader), 5)
     assert st == 200
     st, _, body = await asyncio.wait_for(read_response(reader), 5)
@@ -464,7 +467,7 @@ async def test_slow_client_cannot_hold_the_connection(small: wirecall.Server) ->
 
 async def test_slow_body_is_408(small: wirecall.Server) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
     st, _, body = await asyncio.wait_for(read_response(reader), 5)
     assert st == 408 and b"body" in body
     writer.close()
@@ -473,7 +476,7 @@ async def test_slow_body_is_408(small: wirecall.Server) -> None:
 async def test_idle_keepalive_connection_is_closed(small: wirecall.Server) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))
     b = b'{"jsonrpc":"2.0","method":"get_data","id":1}'
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
     st, _, _ = await asyncio.wait_for(read_response(reader), 5)
     assert st == 200
     t0 = time.monotonic()
@@ -545,13 +548,13 @@ async def test_calls_after_shutdown_started_get_503() -> None:
     port = parse_url(url).port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     slow = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[0.5],"id":1}'
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(slow), slow))
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(slow), slow))
     await asyncio.sleep(0.1)
     closing = asyncio.create_task(server.close())
     await asyncio.sleep(0.1)
     # a request arriving on a busy connection after shutdown started is refused with 503
     b = b'{"jsonrpc":"2.0","method":"get_data","id":2}'
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
     st, h, data = await asyncio.wait_for(read_response(reader), 5)
     assert st == 200 and json.loads(data)["result"] == "done"
     st, h, data = await asyncio.wait_for(read_response(reader), 5)
@@ -569,7 +572,7 @@ def test_args_struct_is_the_tutorials() -> None:
 async def test_half_closed_client_still_gets_its_answer(srv: wirecall.Server) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))
     b = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[0.1],"id":1}'
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
     writer.write_eof()  # the client is done sending (shutdown(SHUT_WR))
     st, _h, data = await asyncio.wait_for(read_response(reader), 5)
     assert st == 200 and json.loads(data)["result"] == "done"
@@ -585,7 +588,7 @@ _CALL = b'{"jsonrpc":"2.0","method":"subtract","params":[42,23],"id":1}'
 async def test_expect_100_continue(srv: wirecall.Server) -> None:
     """A client that waits for ``100 Continue`` before sending its body gets it at once."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    writer.write(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(_CALL))
     interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -594,8 +597,8 @@ async def test_expect_100_continue(srv: wirecall.Server) -> None:
     assert st == 200 and loads(body)["result"] == 19
     # pipelined behind a slow call: the 100 comes after the first answer, not before it
     slow = b'{"jsonrpc":"2.0","method":"Errors.Sleep","params":[0.3],"id":2}'
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(slow), slow))
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nExpect: 100-continue\r\n"
+    writer.write(b"POST /rpc HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(slow), slow))
+    writer.write(b"POST /rpc HTTP/1.1\r\nExpect: 100-continue\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(_CALL))
     st, _, body = await asyncio.wait_for(read_response(reader), 5)
     assert st == 200 and loads(body)["result"] == "done"
@@ -610,14 +613,14 @@ async def test_expect_100_continue(srv: wirecall.Server) -> None:
 async def test_expect_100_continue_refused_or_http10(small: wirecall.Server) -> None:
     # over the body limit: the final 413 instead of 100
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))
-    writer.write(b"POST /jsonrpc HTTP/1.1\r\nExpect: 100-continue\r\n"
+    writer.write(b"POST /rpc HTTP/1.1\r\nExpect: 100-continue\r\n"
                  b"Content-Length: 5000\r\n\r\n")
     st, h, _ = await asyncio.wait_for(read_response(reader), 5)
     assert st == 413 and h["connection"] == "close"
     writer.close()
     # HTTP/1.0 clients never get a 1xx (RFC 9110 §15.2)
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(small))
-    writer.write(b"POST /jsonrpc HTTP/1.0\r\nExpect: 100-continue\r\n"
+    writer.write(b"POST /rpc HTTP/1.0\r\nExpect: 100-continue\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(_CALL))
     await asyncio.sleep(0.1)
     writer.write(_CALL)
@@ -626,8 +629,8 @@ async def test_expect_100_continue_refused_or_http10(small: wirecall.Server) -> 
     writer.close()
 
 
-@pytest.mark.parametrize("target", [b"http://x/jsonrpc", b"HTTP://example.com:8080/rpc",
-                                    b"http://x/jsonrpc?a=1", b"https://x/jsonrpc"])
+@pytest.mark.parametrize("target", [b"http://x/rpc", b"HTTP://example.com:8080/rpc",
+                                    b"http://x/rpc?a=1", b"https://x/rpc"])
 async def test_absolute_form_request_target(srv: wirecall.Server, target: bytes) -> None:
     """RFC 9112 §3.2.2: a server must accept absolute-form targets (what proxies send)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv))

@@ -1,4 +1,5 @@
-"""Every example of the JSON-RPC 2.0 specification (section 7), over HTTP POST /jsonrpc."""
+"""Every example of the JSON-RPC 2.0 specification (section 7), over HTTP POST /rpc
+(``/jsonrpc`` answers as Go's server does: docs/http.md)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ class HttpConnection(ClientConnection):
         import aiohttp
 
         self._aiohttp = aiohttp
-        path = url.path or "/jsonrpc"
+        path = url.path or "/rpc"  # JSON-RPC 2.0 (/jsonrpc answers the Go way)
         self.url = f"http://{url.hostport}{path}"
         self._connect_timeout = timeout
         connector = aiohttp.TCPConnector(

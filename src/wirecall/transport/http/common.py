@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from ...errors import Internal, InvalidArgument
+from ...protocol import gojsonrpc as gj
 
 __all__ = [
     "GRANT_AT",
@@ -73,6 +74,10 @@ def convert_result(result: Any, result_type: Any) -> Any:
     try:
         return msgspec.convert(result, result_type, strict=False)
     except msgspec.ValidationError as exc:
+        try:  # a Go server (net/rpc/jsonrpc over HTTP) writes an empty slice or map as null
+            return gj.go_json_convert(result, result_type)
+        except (msgspec.ValidationError, TypeError, ValueError):
+            pass
         raise Internal(message=f"cannot decode the result as {result_type!r}: {exc}") from None
 
 

@@ -32,6 +32,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ...context import Context
 from ...protocol import netrpc as nr
 from ..base import URL, Listener
@@ -54,7 +56,7 @@ _JSON_TYPES = frozenset({b"application/json", b"application/json-rpc", b"applica
 # request-reading states
 _IDLE, _HEADERS, _BODY, _DONE = 0, 1, 2, 3
 # routes
-_R_NONE, _R_RPC, _R_HEALTH, _R_READY, _R_WS, _R_REJECT = range(6)
+_R_NONE, _R_RPC, _R_HEALTH, _R_READY, _R_WS, _R_REJECT, _R_GO = range(7)
 
 
 def _origin_form(target: bytes) -> bytes:
@@ -83,6 +85,7 @@ class HttpService:
         server: Dispatcher,
         *,
         paths: Sequence[str] = ("/jsonrpc", "/rpc"),
+        go_paths: Sequence[str] = ("/jsonrpc",),
         ws_path: str | None = "/ws",
         health_path: str = "/healthz",
         ready_path: str = "/readyz",
@@ -99,6 +102,10 @@ class HttpService:
     ) -> None:
         self.server = server
         self.paths = frozenset(p.encode() for p in paths)
+        #: the paths answered as Go's net/rpc/jsonrpc server answers (the tutorial's
+        #: ``/jsonrpc``): a single request gets ``{"id", "result", "error"}`` even when it says
+        #: ``"jsonrpc": "2.0"``; the other paths speak JSON-RPC 2.0 (docs/http.md)
+        self.go_paths = frozenset(p.encode() for p in go_paths) & self.paths
         self.ws_path = ws_path.encode() if ws_path else None
         self.health_path = health_path.encode()
         self.ready_path = ready_path.encode()
@@ -369,7 +376,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._route = _R_REJECT
                 self._reject = text(405, "use POST for JSON-RPC", extra=b"Allow: POST\r\n")
             else:
-                self._route = _R_RPC
+                self._route = _R_GO if path in svc.go_paths else _R_RPC
         elif path == svc.health_path or path == svc.ready_path:
             if method not in (b"GET", b"HEAD"):
                 self._route = _R_REJECT
@@ -421,7 +428,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._body_size > self.svc.max_body:
             self._fail(413, f"request body is over the limit of {self.svc.max_body} bytes")
             return
-        if self._route == _R_RPC:
+        if self._route in (_R_RPC, _R_GO):
             self._body.append(data)
 
     def on_message_complete(self) -> None:
@@ -436,7 +443,7 @@ class HttpProtocol(asyncio.Protocol):
         self._queue.append(slot)
         if len(self._queue) >= self.svc.max_pipeline:
             self._pause_reading()
-        if route == _R_RPC:
+        if route in (_R_RPC, _R_GO):
             self._handle_rpc(slot)
         elif route in (_R_HEALTH, _R_READY):
             if route == _R_HEALTH or self.svc.ready:
@@ -480,6 +487,10 @@ class HttpProtocol(asyncio.Protocol):
                         self._complete(slot, text(400, f"bad {TIMEOUT_HEADER}: {value!r}",
                                                    close=slot[1]))
                         return
+            elif ln == b"traceparent" or ln == b"tracestate":  # W3C trace context, as sent
+                if metadata is None:                             # by other HTTP clients
+                    metadata = {}
+                metadata.setdefault(ln.decode(), value.decode("latin-1"))
         if ctype is not None:
             mime, _, params = ctype.partition(b";")
             mime = mime.strip().lower()
@@ -519,6 +530,8 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._complete(slot, response(503 if refused else 200, data, close=close))
 
+        if self._route == _R_GO:
+            body = go_dialect(body)
         handle_body(server, body, make_ctx, respond, peer, self._slots)
 
     # -- responses, in request order ----------------------------------------------------
@@ -675,6 +688,21 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
     if svc is None:
         svc = _services[server] = HttpService(server, **opts)
     return HttpProtocol(svc)
+
+
+def go_dialect(body: bytes) -> bytes:
+    """A body for a Go path: a single request's ``"jsonrpc"`` member is dropped, so it is
+    answered as Go's server answers every request (``{"id", "result", "error"}``); batches
+    and anything else go on as they are."""
+    if b'"jsonrpc"' not in body or body.lstrip()[:1] != b"{":
+        return body
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if type(doc) is dict and doc.pop("jsonrpc", None) is not None:
+        return msgspec.json.encode(doc)
+    return body
 
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
