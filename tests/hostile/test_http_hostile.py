@@ -96,6 +96,38 @@ def test_http_batches_respect_the_call_limit() -> None:
         assert_served(report)
 
 
+def test_http_go_bodies_respect_the_call_limit() -> None:
+    """Go's JSON-RPC 1.0 over HTTP: a body may hold many requests (Go's ServeConn serves
+    each); two pipelined bodies of 1,500 must not run more than the per-connection limit at
+    once: the requests over it get Go's error text at once."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0") as srv, \
+            Prober(srv.url("tcp")) as probe:
+        sock = raw_connect(srv.address("http"))
+        reqs = [
+            http_post("/jsonrpc", b"".join(
+                b'{"method":"Svc.Hold","params":[1.5],"id":%d}\n' % (k * 1500 + i)
+                for i in range(1500)))
+            for k in range(2)
+        ]
+        reader = SocketReader(
+            sock, 12.0, done=lambda d: len(parse_http_responses(d)) >= len(reqs)
+        )
+        send_for(sock, iter(reqs), 5.0)
+        reader.join()
+        sock.close()
+        report = probe.stop()
+        final = stats(srv.url("tcp"))
+        lines = [json.loads(line) for r in parse_http_responses(reader.data)
+                 for line in r.body.splitlines() if line.strip()]
+        refused = [x for x in lines if "too many calls in flight" in (x.get("error") or "")]
+        assert final["peak"] <= MAX_CALLS, (
+            f"{final['peak']} calls ran at once from one HTTP connection (limit {MAX_CALLS})")
+        assert len(lines) == 3000, f"{len(lines)} answers of 3000"
+        assert len(refused) == 3000 - final["started"] >= 3000 - 2 * MAX_CALLS, (
+            f"{len(refused)} refused, {final['started']} started")
+        assert_served(report)
+
+
 def test_http_large_batch_does_not_stall_others() -> None:
     """One batch of 50,000 inline calls: the loop must keep serving the others (work from
     one connection is bounded per loop turn)."""

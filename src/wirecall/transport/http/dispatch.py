@@ -47,11 +47,21 @@ class CallSlots:
         self.limit = limit
         self.running = 0
 
+    def take(self) -> bool:
+        """Count one call in flight (False, counting nothing, at the limit); pair with
+        :meth:`give` when it ends."""
+        if self.running >= self.limit:
+            return False
+        self.running += 1
+        return True
+
+    def give(self) -> None:
+        self.running -= 1
+
     def wrap(self, on_done: OnDone) -> OnDone | None:
         """``on_done`` counted as one call in flight, or None when the limit is reached."""
-        if self.running >= self.limit:
+        if not self.take():
             return None
-        self.running += 1
 
         def done(result: Any, exc: BaseException | None) -> None:
             self.running -= 1
@@ -103,7 +113,10 @@ def _go_json_module() -> Any:
     return _go_json[0]
 
 
-def _serve_go(server: Dispatcher, item: Any, body: bytes, peer: str, respond: Respond) -> bool:
+def _serve_go(
+    server: Dispatcher, item: Any, body: bytes, peer: str, respond: Respond,
+    slots: CallSlots | None,
+) -> bool:
     """Serve a Go 1.0 request with the Go JSON-RPC transport's functions (True if it did)."""
     go = _go_json_module()
     if go is None:
@@ -112,7 +125,7 @@ def _serve_go(server: Dispatcher, item: Any, body: bytes, peer: str, respond: Re
         if body.lstrip()[:1] != b"{":
             return False
         # several JSON values in one body: Go's ServeConn answers each, one line apiece
-        task = asyncio.ensure_future(go.handle_http_body(server, body, peer))
+        task = asyncio.ensure_future(go.handle_http_body(server, body, peer, slots))
         task.add_done_callback(lambda t: respond(None if t.cancelled() or t.exception()
                                                  else (t.result() or None)))
         return True
@@ -175,7 +188,7 @@ def handle_items(
     if not is_batch:
         item = items[0]
         if (item.raw is not None or (type(item) is j2.ErrorReply and item.stream)) and _serve_go(
-            server, item, body, peer, respond
+            server, item, body, peer, respond, slots
         ):
             return
         if type(item) is j2.ErrorReply:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -92,12 +92,15 @@ def start_go_json_call(
     return ctx
 
 
-async def handle_http_body(server: Dispatcher, body: bytes, peer: str = "") -> bytes:
+async def handle_http_body(
+    server: Dispatcher, body: bytes, peer: str = "", slots: Slots | None = None
+) -> bytes:
     """The tutorial's ``/jsonrpc`` handler: ``jsonrpc.ServeConn`` over one request body.
 
     Every request in the body is served (concurrently); the response body holds one JSON
     line per request in completion order. A body Go cannot parse ends the output there,
-    as Go's ServeConn stops reading.
+    as Go's ServeConn stops reading. ``slots``: the HTTP connection's calls in flight; a
+    request over its limit is answered with Go's error text at once.
     """
     splitter = gj.JsonValueSplitter(server.max_message_size)
     out: list[bytes] = []
@@ -117,15 +120,41 @@ async def handle_http_body(server: Dispatcher, body: bytes, peer: str = "") -> b
     except ProtocolError:
         objs = []
     for obj in objs:
+        if slots is not None and not slots.take():
+            rid = obj.get("id") if isinstance(obj, dict) else None
+            out.append(gj.encode_response(rid, error=(
+                f"rpc: too many calls in flight on this connection (limit {slots.limit})")))
+            continue
         pending += 1
+        counted = reply if slots is None else _given_back(slots, reply)
         try:
-            start_go_json_call(server, obj, peer, reply, transport="http")
+            start_go_json_call(server, obj, peer, counted, transport="http")
         except ProtocolError:
             pending -= 1
+            if slots is not None:
+                slots.give()
             break
     if pending > 0:
         await all_done
     return b"".join(out)
+
+
+class Slots(Protocol):
+    """A connection's count of calls in flight (``transport.http.dispatch.CallSlots``)."""
+
+    limit: int
+
+    def take(self) -> bool: ...
+
+    def give(self) -> None: ...
+
+
+def _given_back(slots: Slots, reply: Reply) -> Reply:
+    def counted(data: bytes) -> None:
+        slots.give()
+        reply(data)
+
+    return counted
 
 
 class GoJsonServerProtocol(GoServerProtocol):
