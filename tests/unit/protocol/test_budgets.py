@@ -370,3 +370,30 @@ def test_limits_validate() -> None:
         Limits(max_method_names=2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Limits(no_such_budget=1)  # type: ignore[call-arg]
+
+
+h2_stream = st.lists(
+    st.one_of(
+        st.builds(_h2_frame, st.integers(0, 12), st.integers(0, 255), st.integers(0, 9),
+                  st.binary(max_size=40)),
+        st.binary(max_size=30),
+    ),
+    max_size=10,
+).map(b"".join)
+
+
+@FUZZ
+@given(h2_stream, st.booleans(), st.integers(1, 60))
+def test_fuzz_grpc_connection_returns_events_never_raises(
+    frames: bytes, with_settings: bool, chunk: int
+) -> None:
+    """The HTTP/2 + gRPC core on garbage behind a valid preface: events (a local
+    ConnectionClosed for violations), never an exception."""
+    conn = gc.GrpcConnection(client_side=False, control_limit=5)
+    conn.initiate()
+    data = _h2_client_bytes(b"") if with_settings else b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    data += frames
+    for i in range(0, len(data), chunk):
+        for ev in conn.receive(data[i : i + chunk], now=0.0):
+            assert type(ev).__module__ == "wirecall.protocol.grpc.events"
+        conn.data_to_send()
