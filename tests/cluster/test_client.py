@@ -203,7 +203,7 @@ async def test_consecutive_failures_eject_an_endpoint_and_it_comes_back() -> Non
     servers, nodes, urls = await start_nodes(3)
     nodes[0].failing = "INTERNAL"
     client = ClusterClient(static_target(urls), balancer="round_robin",
-                           outlier=OutlierPolicy(consecutive_failures=3, base_ejection=0.3),
+                           outlier=OutlierPolicy(consecutive_failures=3, base_ejection=1.0),
                            breaker={"consecutive_failures": 100})
     try:
         await client.connect()
@@ -218,9 +218,14 @@ async def test_consecutive_failures_eject_an_endpoint_and_it_comes_back() -> Non
             await client.call("Node.Who")
         assert nodes[0].calls == before  # no traffic while ejected
         nodes[0].failing = None
-        await asyncio.sleep(0.6)
+        deadline = time.monotonic() + 5
+        while client.endpoints()[0]["state"] == "ejected" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         got = Counter([await client.call("Node.Who") for _ in range(30)])
-        assert got["n0"] > 0 and client.events.counters["uneject"] >= 1
+        assert got["n0"] > 0
+        while not client.events.counters["uneject"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the periodic sweep reports it
+        assert client.events.counters["uneject"] == 1
     finally:
         await close_all(servers, client)
 
