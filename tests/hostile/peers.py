@@ -106,6 +106,8 @@ class Svc:
 
 
 async def main() -> None:
+    if cfg.get("limits"):
+        cfg["server"]["limits"] = wirecall.Limits(**cfg["limits"])
     server = wirecall.Server(**cfg["server"])
     server.register(Svc(), name="Svc")
     urls = await server.start(*cfg["urls"], **cfg["options"])
@@ -132,8 +134,9 @@ class ServerProc:
     """A wirecall server (service ``Svc``, see :data:`SERVER_SCRIPT`) in a subprocess.
 
     ``urls`` are the listeners (``tcp://127.0.0.1:0`` ...); ``server`` the keyword arguments
-    of ``wirecall.Server``; ``options`` those of ``server.start``; ``gc_disabled`` runs the
-    server with the cyclic garbage collector off. Stopped by PID.
+    of ``wirecall.Server``; ``options`` those of ``server.start``; ``limits`` the fields of
+    its ``wirecall.Limits``; ``gc_disabled`` runs the server with the cyclic garbage
+    collector off. Stopped by PID.
     """
 
     def __init__(
@@ -142,10 +145,12 @@ class ServerProc:
         server: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
         gc_disabled: bool = False,
+        limits: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = {
             "urls": list(urls),
             "server": server or {},
+            "limits": limits or {},
             "options": options or {},
             "gc_disabled": gc_disabled,
             "rlimit": RLIMIT_AS_BYTES,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hostile.peers import (
     GOB_REQUEST_TYPEDEF,
     MiB,
@@ -156,3 +158,34 @@ def test_jsonrpc_unfinished_value_is_not_rescanned() -> None:
         )
         assert_served(*reports)
         assert b'"id":1' in data, f"the finished value was not answered: {data[:200]!r}"
+
+
+@pytest.mark.parametrize("scheme", ["gob", "jsonrpc"])
+def test_unfinished_value_has_a_time_limit(scheme: str) -> None:
+    """Half a gob message / JSON value, then one byte every 0.3 s (never idle): closed once
+    ``limits.frame_timeout`` (1 s here) has passed, while others are served."""
+    limit = 1.0
+    with ServerProc(f"{scheme}://127.0.0.1:0", "tcp://127.0.0.1:0",
+                    limits={"frame_timeout": limit}) as srv, Prober(srv.url("tcp")) as probe:
+        sock = raw_connect(srv.address(scheme))
+        if scheme == "gob":
+            start = GOB_REQUEST_TYPEDEF + bytes([256 - 3]) + (500_000).to_bytes(3, "big")
+        else:
+            start = b'{"method":"Svc.Echo","params":["'
+        sock.sendall(start + b"a" * 1000)
+        t0 = time.monotonic()
+        closed = False
+        while time.monotonic() - t0 < limit + 4.0 and not closed:
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                closed = True
+                break
+            _, closed = read_until_closed(sock, 0.3)
+        held = time.monotonic() - t0
+        sock.close()
+        report = probe.stop()
+        assert closed, f"a {scheme}:// connection holding an unfinished value was open after " \
+            f"{held:.1f} s (limit {limit} s)"
+        assert held < limit + 2.0, f"closed after {held:.1f} s (limit {limit} s)"
+        assert_served(report)
