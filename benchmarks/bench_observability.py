@@ -6,7 +6,8 @@ Workload: the tutorial's ``Calculator.Add`` (an inline handler). Each variant's 
 its own process (uvloop); each measurement runs ``peers.py``'s wirecall client in a fresh
 process for ``--seconds`` (64 workers on one connection); rounds are interleaved (every case
 once per round, in rotating order); medians. Tracing exports through a BatchSpanProcessor to
-an exporter that drops the spans (``--exporter null``; ``console`` writes them as JSON to
+an exporter that drops the spans, every call traced ("tracing") or 1% head-sampled
+("tracing 1%") (``--exporter null``; ``console`` writes them as JSON to
 /dev/null: what serialising costs); the access log writes JSON lines to a file.
 
     .venv/bin/python benchmarks/bench_observability.py [--rounds 5] [--seconds 2]
@@ -28,7 +29,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
-VARIANTS = ("off", "noop observer", "metrics", "tracing", "access log", "all")
+VARIANTS = ("off", "noop observer", "metrics", "access log", "tracing", "tracing 1%", "all",
+            "all, tracing 1%")
 WIRES = ("tcp", "grpc")
 
 
@@ -65,7 +67,8 @@ async def serve(variant: str, exporter: str, log_path: str) -> None:
     server.register(Calculator())
     obs = None
     provider: Any = False
-    if variant in ("tracing", "all"):
+    sample = 0.01 if variant.endswith("1%") else 1.0
+    if variant.startswith(("tracing", "all")):
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
@@ -76,11 +79,11 @@ async def serve(variant: str, exporter: str, log_path: str) -> None:
     if variant == "noop observer":
         server.add_observer(NoopObserver())
     elif variant != "off":
-        metrics = variant in ("metrics", "all")
-        access = "json" if variant in ("access log", "all") else None
+        metrics = variant in ("metrics", "all", "all, tracing 1%")
+        access = "json" if variant in ("access log", "all", "all, tracing 1%") else None
         obs = Observability(
             server, admin="http://127.0.0.1:0" if metrics else None, metrics=metrics,
-            tracing=provider, access_log=access,
+            tracing=provider, tracing_sample=sample, access_log=access,
             access_log_stream=open(log_path, "a") if access else None)  # noqa: SIM115
         await obs.start()
     for url in await server.start("tcp://127.0.0.1:0", "grpc://127.0.0.1:0"):
@@ -110,15 +113,24 @@ def start_server(variant: str, exporter: str, log_path: str
     return p, urls
 
 
-def measure(url: str, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, seconds: float, pid: int) -> tuple[float, float]:
+    """(calls/s, server CPU µs per call)."""
+    cpu0 = cpu_seconds(pid)
     r = subprocess.run([PY, "peers.py", "client", "wirecall", url, "inflight64", str(seconds)],
                        capture_output=True, text=True, timeout=120, cwd=HERE)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
     import json
 
+    cpu = cpu_seconds(pid) - cpu0
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    return float(res["calls"]) / float(res["seconds"])
+    return float(res["calls"]) / float(res["seconds"]), cpu / float(res["calls"]) * 1e6
 
 
 def main() -> int:
@@ -136,16 +148,21 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))
     procs: list[subprocess.Popen[str]] = []
     urls: dict[str, dict[str, str]] = {}
+    pids: dict[str, int] = {}
     try:
         for v in VARIANTS:
             p, urls[v] = start_server(v, args.exporter, str(tmp / "access.log"))
             procs.append(p)
+            pids[v] = p.pid
         keys = [(v, w) for w in WIRES for v in VARIANTS]
         results: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+        cpu: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
         for rnd in range(args.rounds):
             order = keys[rnd % len(keys):] + keys[: rnd % len(keys)]
             for v, w in order:
-                results[(v, w)].append(measure(urls[v][w], args.seconds))
+                rate, us = measure(urls[v][w], args.seconds, pids[v])
+                results[(v, w)].append(rate)
+                cpu[(v, w)].append(us)
             print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:
         for p in procs:
@@ -156,20 +173,23 @@ def main() -> int:
                 p.kill()
                 p.wait()
     med = {k: statistics.median(v) for k, v in results.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
     print(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
           f"{os.cpu_count()} cores (shared), Python {platform.python_version()}, uvloop, "
           f"{args.rounds} interleaved rounds x {args.seconds:g}s, medians; tracing exporter: "
           f"{args.exporter}.\n")
-    print("| server variant | tcp:// calls/s | vs off | grpc:// calls/s | vs off |")
-    print("|---|---|---|---|---|")
+    print("| server variant | tcp:// calls/s | vs off | server CPU µs/call | grpc:// calls/s "
+          "| vs off | server CPU µs/call |")
+    print("|---|---|---|---|---|---|---|")
     for v in VARIANTS:
         cells = []
         for w in WIRES:
-            cells += [f"{med[(v, w)]:,.0f}", f"{med[(v, w)] / med[('off', w)]:.2f}x"]
+            cells += [f"{med[(v, w)]:,.0f}", f"{med[(v, w)] / med[('off', w)]:.2f}x",
+                      f"{mcpu[(v, w)]:.1f}"]
         print(f"| {v} | " + " | ".join(cells) + " |")
     print("\n| target | tcp:// | grpc:// | wanted | met |")
     print("|---|---|---|---|---|")
-    for v, want in (("metrics", 0.9), ("all", 0.75)):
+    for v, want in (("metrics", 0.9), ("all", 0.75), ("all, tracing 1%", 0.75)):
         r = [med[(v, w)] / med[("off", w)] for w in WIRES]
         ok = "yes" if min(r) >= want else "**no**"
         print(f"| {v} vs off | {r[0]:.2f}x | {r[1]:.2f}x | >= {want}x | {ok} |")

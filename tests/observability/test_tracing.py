@@ -159,3 +159,71 @@ async def test_fast_lane_calls_get_a_root_span(
     [bad] = by_name(exporter.get_finished_spans(), "Shop.Refuse", SpanKind.SERVER)
     assert bad.status.status_code is StatusCode.ERROR
     assert bad.attributes["rpc.wirecall.status"] == "NOT_FOUND"
+
+
+async def test_head_sampling_and_following_the_caller(
+        served: tuple[Server, Shop, dict[str, str]]) -> None:
+    """sample=0: no call starts a trace here, but a caller's sampled traceparent is
+    followed; a caller's unsampled one is followed too (no span)."""
+    server, _, urls = served
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    for obs in server.observers:
+        server.remove_observer(obs)
+    ServerTracing(server, tracer_provider=tp, sample=0.0)
+    sampled = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    unsampled = "00-" + "ef" * 16 + "-" + "12" * 8 + "-00"
+    for wire in ("tcp", "grpc", "http"):
+        async with Client(urls[wire]) as c:
+            for _ in range(20):
+                await c.call("Shop.Add", Args(1, 2))
+                await c.call("Shop.Slow", Args(0, 0))
+            await c.call("Shop.Add", Args(1, 2), metadata={"traceparent": sampled})
+            await c.call("Shop.Slow", Args(0, 0), metadata={"traceparent": sampled})
+            await c.call("Shop.Add", Args(1, 2), metadata={"traceparent": unsampled})
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 6  # two per wire: the calls whose caller sampled them
+    assert {format(s.context.trace_id, "032x") for s in spans} == {"ab" * 16}
+    assert {s.parent.span_id for s in spans} == {int("cd" * 8, 16)}
+    tp.shutdown()
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_sample_out_of_range(bad: float) -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        ServerTracing(sample=bad)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        ClientTracing(sample=bad)
+
+
+async def test_client_sampling(provider: tuple[TracerProvider, InMemorySpanExporter],
+                               served: tuple[Server, Shop, dict[str, str]]) -> None:
+    _, _, urls = served
+    tp, exporter = provider
+    async with Client(urls["tcp"], interceptors=[ClientTracing(tracer_provider=tp,
+                                                               sample=0.0)]) as c:
+        for _ in range(10):
+            await c.call("Shop.Add", Args(1, 2))
+    assert not by_name(exporter.get_finished_spans(), "Shop.Add", SpanKind.CLIENT)
+    # the server still traces these (sample=1 there): new traces, no parent
+    assert len(by_name(exporter.get_finished_spans(), "Shop.Add", SpanKind.SERVER)) == 10
+
+
+async def test_plain_w3c_header_over_http(
+        served: tuple[Server, Shop, dict[str, str]],
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """An HTTP client instrumented by OpenTelemetry sends a bare ``traceparent`` header
+    (not wirecall's metadata header): the server span joins its trace."""
+    import aiohttp
+
+    _, _, urls = served
+    _, exporter = provider
+    parent = "00-" + "5a" * 16 + "-" + "6b" * 8 + "-01"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "Shop.Add", "params": [{"A": 2, "B": 2}]}
+    async with aiohttp.ClientSession() as s, s.post(
+            urls["http"] + "/rpc", json=body, headers={"traceparent": parent}) as r:
+        assert (await r.json())["result"] == 4
+    [span] = by_name(exporter.get_finished_spans(), "Shop.Add", SpanKind.SERVER)
+    assert format(span.context.trace_id, "032x") == "5a" * 16
+    assert span.parent.span_id == int("6b" * 8, 16)

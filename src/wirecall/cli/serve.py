@@ -48,6 +48,9 @@ def add_observability_flags(s: argparse.ArgumentParser) -> None:
     g.add_argument("--tracing", action="store_true",
                    help="an OpenTelemetry span per call (wirecall[tracing]); OTLP/HTTP if its "
                         "exporter is installed, else spans as JSON on stderr")
+    g.add_argument("--tracing-sample", type=float, default=1.0, metavar="RATIO",
+                   help="share of calls that start a trace (0..1, default 1: every call); a "
+                        "caller's traceparent decides for its calls")
     g.add_argument("--access-log", nargs="?", const="text", choices=("text", "json"),
                    help="one line per call on stderr (default format: text)")
 
@@ -73,7 +76,8 @@ async def serve(args: argparse.Namespace) -> int:
         from wirecall.observability.install import Observability
 
         obs = Observability(server, admin=args.admin, metrics=args.metrics,
-                            tracing=args.tracing, access_log=args.access_log)
+                            tracing=args.tracing, tracing_sample=args.tracing_sample,
+                            access_log=args.access_log)
     urls = await server.start(*(args.listen or ["tcp://127.0.0.1:1234"]))
     for u in urls:
         print(f"listening on {u}", flush=True)

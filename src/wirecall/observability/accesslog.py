@@ -42,24 +42,33 @@ __all__ = ["FORMATS", "AccessLog"]
 
 FORMATS = ("text", "json")
 _perf = time.perf_counter
+_time = time.time
 _encode = msgspec.json.Encoder().encode
 
 
 class _Clock:
-    """ISO 8601 UTC timestamps with milliseconds; the seconds part formatted once a second."""
+    """ISO 8601 UTC timestamps with milliseconds: the seconds formatted once a second, the
+    whole stamp once a millisecond (calls finishing in the same millisecond share it)."""
 
-    __slots__ = ("_sec", "_text")
+    __slots__ = ("_last", "_ms", "_sec", "_text")
 
     def __init__(self) -> None:
         self._sec = -1
+        self._ms = -1
         self._text = ""
+        self._last = ""
 
     def stamp(self, wall: float) -> str:
-        sec = int(wall)
+        ms = int(wall * 1000)
+        if ms == self._ms:
+            return self._last
+        sec, frac = divmod(ms, 1000)
         if sec != self._sec:
             self._sec = sec
             self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self._text}.{int((wall - sec) * 1000):03d}Z"
+        self._ms = ms
+        self._last = f"{self._text}.{frac:03d}Z"
+        return self._last
 
 
 class AccessLog:
@@ -73,6 +82,8 @@ class AccessLog:
         self.stream: IO[str] = stream if stream is not None else sys.stderr
         self._flush_scheduled = False
         self._clock = _Clock()
+        self._pending: list[str] = []
+        self._mids: dict[tuple[str, str, str, str], str] = {}
         if server is not None:
             server.add_observer(self)
 
@@ -113,22 +124,51 @@ class AccessLog:
 
         return logged
 
-    def line(self, method: str, ctx: Context, kind: str, err: BaseException | None,
-             seconds: float, wall: float | None = None) -> str:
-        """The line for one call (without the newline)."""
-        status = "OK" if err is None else status_of(err)
-        ts = self._clock.stamp(time.time() if wall is None else wall)
+    def _quote(self, text: str) -> str:
+        """``text`` as a JSON string literal."""
+        return _encode(text).decode()
+
+    def _middle(self, method: str, ctx: Context, kind: str) -> str:
+        """The part of a line between the time and the status (wire, peer, method, kind),
+        cached: it repeats for every call of a method from one peer. The cache is bounded
+        (method names come from the network)."""
+        key = (method, ctx.peer, ctx.transport, kind)
+        mid = self._mids.get(key)
+        if mid is not None:
+            return mid
+        if len(self._mids) >= 4096:
+            self._mids.clear()
         wire = wire_of(ctx)
         peer = ctx.peer or "-"
-        ms = round(seconds * 1e3, 3)
         if self.fmt == "json":
-            return _encode({"ts": ts, "wire": wire, "peer": peer, "method": method,
-                            "kind": kind, "status": status, "duration_ms": ms}).decode()
-        return f"{ts} {wire} {peer} {method} {kind} {status} {ms:.3f}ms"
+            mid = (f'"wire":"{wire}","peer":{self._quote(peer)},'
+                   f'"method":{self._quote(method)},"kind":"{kind}"')
+        else:
+            # a name that is not plain printable text is quoted: a line stays one line
+            if not (method.isprintable() and " " not in method):
+                method = self._quote(method)
+            if not (peer.isprintable() and " " not in peer):
+                peer = self._quote(peer)
+            mid = f"{wire} {peer} {method} {kind}"
+        self._mids[key] = mid
+        return mid
+
+    def line(self, method: str, ctx: Context, kind: str, err: BaseException | None,
+             seconds: float, wall: float | None = None) -> str:
+        """The line for one call (without the newline). A method name or peer that is not
+        plain printable text is written as a JSON string, so a line stays one line."""
+        status = "OK" if err is None else status_of(err)
+        ts = self._clock.stamp(_time() if wall is None else wall)
+        mid = self._middle(method, ctx, kind)
+        if self.fmt == "json":
+            return f'{{"ts":"{ts}",{mid},"status":"{status}","duration_ms":{seconds * 1e3:.3f}}}'
+        return f"{ts} {mid} {status} {seconds * 1e3:.3f}ms"
 
     def write(self, method: str, ctx: Context, kind: str, err: BaseException | None,
               seconds: float) -> None:
-        self.stream.write(self.line(method, ctx, kind, err, seconds) + "\n")
+        """Queue the line; the queue goes to the stream once per loop iteration (at once
+        outside a running loop)."""
+        self._pending.append(self.line(method, ctx, kind, err, seconds))
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()
@@ -140,7 +180,11 @@ class AccessLog:
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        lines, self._pending = self._pending, []
         with contextlib.suppress(OSError, ValueError):  # a closed stream: nothing to write
+            if lines:
+                lines.append("")
+                self.stream.write("\n".join(lines))
             self.stream.flush()
 
     def close(self) -> None:

@@ -68,7 +68,8 @@ class Observability:
     ``admin``: the admin listener's URL (``http://host:port``), serving the dashboard, its JSON
     and SSE endpoints, and ``/metrics`` when ``metrics`` is on. ``metrics`` needs ``admin``
     (there is nowhere else to read them). ``tracing``: True (a provider from the environment:
-    :func:`tracer_provider_from_env`) or a tracer provider. ``access_log``: None (off),
+    :func:`tracer_provider_from_env`) or a tracer provider; ``tracing_sample`` the share of
+    calls that start a trace (``ServerTracing(sample=...)``). ``access_log``: None (off),
     ``"text"`` or ``"json"``; lines go to ``access_log_stream`` (default stderr).
     """
 
@@ -79,11 +80,14 @@ class Observability:
         admin: str | None = None,
         metrics: bool = False,
         tracing: Any = False,
+        tracing_sample: float = 1.0,
         access_log: str | None = None,
         access_log_stream: IO[str] | None = None,
     ) -> None:
         if metrics and not admin:
             raise ValueError("--metrics needs --admin URL (the listener serving /metrics)")
+        if tracing_sample != 1.0 and not tracing:
+            raise ValueError("--tracing-sample needs --tracing")
         if access_log is not None and access_log not in FORMATS:
             raise ValueError(f"--access-log takes one of {FORMATS}, not {access_log!r}")
         self.server = server
@@ -93,6 +97,10 @@ class Observability:
         self.tracing_to = ""
         self.access_log: AccessLog | None = None
         self.stats: CallStats | None = None
+        if tracing:
+            from .tracing import check_sample
+
+            check_sample(tracing_sample)
         if admin:
             from .admin import parse_admin_url
 
@@ -106,7 +114,7 @@ class Observability:
                 self.tracer_provider, self.tracing_to = tracer_provider_from_env()
             else:
                 self.tracer_provider, self.tracing_to = tracing, "the given provider"
-            ServerTracing(server, tracer_provider=self.tracer_provider)
+            ServerTracing(server, tracer_provider=self.tracer_provider, sample=tracing_sample)
         if access_log is not None:
             self.access_log = AccessLog(server, fmt=access_log, stream=access_log_stream)
         self._metrics = metrics

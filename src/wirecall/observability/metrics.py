@@ -126,7 +126,7 @@ class Metrics:
                 continue
             svc, meth = split_method(st.method)
             lv = [svc, meth, st.wire]
-            for status, n in sorted(st.statuses.items()):
+            for status, n in sorted(st.all_statuses().items()):
                 total.add_metric([*lv, status], n)
             cum, buckets = 0, []
             for bound, n in zip((*BUCKETS, float("inf")), st.buckets, strict=True):

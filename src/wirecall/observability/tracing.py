@@ -19,10 +19,11 @@ Wires without metadata cannot carry a trace: Go net/rpc (``gob://``, and Go's
 from __future__ import annotations
 
 import importlib
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..context import Context, current_context
+from ..context import EMPTY_METADATA, Context, current_context
 from ..errors import RpcError
 from ..interceptors import ClientCall, OnDone
 from .stats import split_method, wire_of
@@ -30,9 +31,17 @@ from .stats import split_method, wire_of
 if TYPE_CHECKING:
     from ..server import Server
 
-__all__ = ["ClientTracing", "ServerTracing", "require_otel", "traceparent_of"]
+__all__ = [
+    "ClientTracing",
+    "ServerTracing",
+    "check_sample",
+    "parent_sampled",
+    "require_otel",
+    "traceparent_of",
+]
 
 _SCOPE = "wirecall"
+_random = random.random
 
 
 def require_otel() -> Any:
@@ -75,15 +84,46 @@ def _attributes(method: str, wire: str) -> dict[str, Any]:
     return attrs
 
 
+def check_sample(sample: float) -> float:
+    if not 0.0 <= sample <= 1.0:
+        raise ValueError(f"tracing sample must be between 0 and 1, not {sample!r}")
+    return float(sample)
+
+
+def parent_sampled(md: Mapping[str, str]) -> bool | None:
+    """The sampled flag of the ``traceparent`` in ``md`` (None: no usable traceparent)."""
+    tp = md.get("traceparent")
+    if tp is None or len(tp) < 55:
+        return None
+    try:
+        return bool(int(tp[53:55], 16) & 1)
+    except ValueError:
+        return None
+
+
 class ServerTracing:
     """A server observer: a SERVER span per call and per stream, parented by the caller's
     ``traceparent`` when its wire carries metadata. ``tracer_provider``: default the global
-    one (``opentelemetry.trace.set_tracer_provider``)."""
+    one (``opentelemetry.trace.set_tracer_provider``).
 
-    def __init__(self, server: Server | None = None, *, tracer_provider: Any = None) -> None:
+    ``sample``: the share of calls that start a trace here (head sampling, decided before
+    any OpenTelemetry work: a call not sampled costs one ``random()``). A call whose caller
+    sent a ``traceparent`` follows the caller's decision (its sampled flag) instead. The
+    tracer provider's own sampler still applies to the spans made.
+    """
+
+    def __init__(self, server: Server | None = None, *, tracer_provider: Any = None,
+                 sample: float = 1.0) -> None:
         self._otel = _Otel(tracer_provider)
+        self.sample = check_sample(sample)
         if server is not None:
             server.add_observer(self)
+
+    def _traced(self, md: Mapping[str, str]) -> bool:
+        decided = parent_sampled(md) if md else None
+        if decided is not None:
+            return decided
+        return self.sample >= 1.0 or _random() < self.sample
 
     def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
         return self._start(method, ctx, on_done)
@@ -94,6 +134,8 @@ class ServerTracing:
     def _start(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
         otel = self._otel
         md = ctx.metadata
+        if not self._traced(md):
+            return on_done
         parent = otel.propagator.extract(md) if "traceparent" in md else None
         wire = wire_of(ctx)
         attrs = _attributes(method, wire)
@@ -126,8 +168,12 @@ class ServerTracing:
             otel.trace.set_span_in_context
         attach, detach = otel.context.attach, otel.context.detach
 
+        traced_here = self._traced
+
         def traced(*args: Any) -> Any:
             ctx = current_context()
+            if not traced_here(ctx.metadata if ctx is not None else EMPTY_METADATA):
+                return handler(*args)
             attrs = _attributes(method, wire_of(ctx) if ctx is not None else "")
             if ctx is not None and ctx.peer:
                 attrs["net.peer.name"] = ctx.peer
@@ -152,15 +198,25 @@ class ServerTracing:
 class ClientTracing:
     """A client interceptor: a CLIENT span per call, its ``traceparent`` put in the call's
     metadata. The parent is the current OpenTelemetry span (a handler's server span when the
-    call is made while serving one)."""
+    call is made while serving one), whose sampling decision it follows; with no current
+    span, ``sample`` is the share of calls that start a trace."""
 
-    def __init__(self, *, tracer_provider: Any = None) -> None:
+    def __init__(self, *, tracer_provider: Any = None, sample: float = 1.0) -> None:
         self._otel = _Otel(tracer_provider)
+        self.sample = check_sample(sample)
 
     async def __call__(
         self, call: ClientCall, proceed: Callable[[ClientCall], Awaitable[Any]]
     ) -> Any:
         otel = self._otel
+        current = otel.trace.get_current_span().get_span_context()
+        if current.is_valid:
+            if not current.trace_flags.sampled:
+                return await proceed(call)
+        elif self.sample < 1.0:
+            decided = parent_sampled(call.metadata)
+            if not (decided if decided is not None else _random() < self.sample):
+                return await proceed(call)
         span = otel.tracer.start_span(
             call.method, kind=otel.trace.SpanKind.CLIENT, attributes=_attributes(call.method, ""))
         carrier: dict[str, str] = {}
