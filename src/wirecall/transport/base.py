@@ -22,6 +22,8 @@ from ..errors import Unimplemented
 
 __all__ = [
     "CLIENT_OPTIONS",
+    "EXTRA_MODULES",
+    "NEEDS_EXTRAS",
     "SCHEMES",
     "SERVER_OPTIONS",
     "URL",
@@ -70,6 +72,8 @@ SERVER_OPTIONS: dict[str, frozenset[str]] = {
     "grpcs": _GRPC_SERVER | _TLS_SERVER,
     # one port for every protocol: each protocol's options reach its part
     "any": _NATIVE_SERVER | _HTTP_SERVER | _GRPC_SERVER | {"sniff_timeout"},
+    "quic": frozenset({"certfile", "keyfile", "session_tickets", "compress_threshold",
+                       "max_datagram_size", "congestion_control"}),
 }
 
 _NATIVE_CLIENT = frozenset({"timeout", "codec", "max_message_size", "compress_threshold",
@@ -90,6 +94,8 @@ CLIENT_OPTIONS: dict[str, frozenset[str]] = {
     "http": _HTTP_CLIENT | {"max_message_size", "http_path"},
     "ws": frozenset({"timeout", "headers", "metadata", "max_message_size", "heartbeat",
                      "max_incoming_calls", "max_concurrent_calls"}),
+    "quic": _NATIVE_CLIENT | {"early_data", "cafile", "server_hostname", "verify",
+                              "max_datagram_size", "congestion_control"},
 }
 
 
@@ -156,6 +162,17 @@ def parse_url(text: str, default_scheme: str = "tcp") -> URL:
     return URL(scheme, u.hostname or "127.0.0.1", port, u.path, query)
 
 
+#: the modules each extra provides, imported when a transport needing it is loaded (so a
+#: missing one fails at listen or dial time, not at the first connection)
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "http": ("aiohttp", "httptools"),
+    "grpc": ("h2", "google.protobuf"),
+    "quic": ("aioquic",),
+}
+#: a scheme serving other transports' protocols needs their extras too
+NEEDS_EXTRAS: dict[str, tuple[str, ...]] = {"any": ("http", "grpc")}
+
+
 def load_transport(scheme: str) -> Any:
     """Import the module serving ``scheme``; a missing extra names the pip command."""
     try:
@@ -164,6 +181,14 @@ def load_transport(scheme: str) -> Any:
         raise ValueError(
             f"unknown address scheme {scheme!r}; known: {', '.join(sorted(SCHEMES))}"
         ) from None
+    for needed in (extra, *NEEDS_EXTRAS.get(scheme, ())):
+        for dep in EXTRA_MODULES.get(needed, ()):
+            try:
+                importlib.import_module(dep)
+            except ImportError:
+                raise RuntimeError(
+                    f"the {scheme}:// transport needs {dep!r}, which is not installed: "
+                    f"pip install 'wirecall[{needed}]'") from None
     try:
         return importlib.import_module(modname)
     except ModuleNotFoundError as exc:
