@@ -81,7 +81,7 @@ class RedisPubSubBroker:
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, limit: int = 10_000,
                  overflow: str = "drop_oldest", retry_max: float = 1.0,
-                 **redis_options: Any) -> None:
+                 max_connections: int = 32, **redis_options: Any) -> None:
         check_policy(overflow, limit)
         reject_unknown("redis://", redis_options, ("socket_connect_timeout",))
         aioredis = import_redis()
@@ -92,7 +92,9 @@ class RedisPubSubBroker:
         # RESP2: subscription replies are plain arrays read by read_response (RESP3 would
         # route them to a push handler)
         opts = {"socket_connect_timeout": 2.0, "protocol": 2, **redis_options}
-        self.redis: Any = aioredis.Redis.from_url(url, **opts)
+        # PUBLISH shares a bounded pool that waits for a free connection when all are busy
+        self.redis: Any = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, **opts))
         self._sub_pool: Any = aioredis.ConnectionPool.from_url(url, **opts)
         self._errors = redis_errors()
         self._channels: dict[bytes, _Channel] = {}

@@ -270,7 +270,7 @@ class RedisStreamsBroker:
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, group: str = "wirecall",
                  start: str = "$", maxlen: int | None = None, max_age_ms: int | None = None,
                  claim_ms: int = 30_000, batch: int = 100, block_ms: int = 1_000,
-                 limit: int = 1_000, retry_max: float = 1.0,
+                 limit: int = 1_000, retry_max: float = 1.0, max_connections: int = 32,
                  **redis_options: Any) -> None:
         check_policy("drop_oldest", limit)
         reject_unknown("redis+streams://", redis_options, ("socket_connect_timeout",))
@@ -288,7 +288,9 @@ class RedisStreamsBroker:
         self.limit = limit
         self.retry_max = retry_max
         opts = {"socket_connect_timeout": 2.0, "protocol": 2, **redis_options}
-        self.redis: Any = aioredis.Redis.from_url(url, **opts)
+        # commands share a bounded pool that waits for a free connection when all are busy
+        self.redis: Any = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, **opts))
         #: where each subscription's own connection comes from (its blocking reads)
         self.blocking_pool: Any = aioredis.ConnectionPool.from_url(url, **opts)
         self._errors = redis_errors()

@@ -30,13 +30,13 @@ def open_broker(url: str, **options: Any) -> Broker:
         from .redis_pubsub import RedisPubSubBroker
 
         return RedisPubSubBroker(parts._replace(query="").geturl(),
-                                 **_ints(query, ("limit",)))
+                                 **_ints(query, ("limit", "max_connections")))
     if scheme in ("redis+streams", "rediss+streams"):
         from .redis_streams import RedisStreamsBroker
 
         base = parts._replace(scheme=scheme.split("+")[0], query="").geturl()
         return RedisStreamsBroker(base, **_ints(
-            query, ("limit", "maxlen", "claim_ms", "batch", "max_age_ms")))
+            query, ("limit", "maxlen", "claim_ms", "batch", "max_age_ms", "max_connections")))
     raise InvalidArgument(message=f"broker URL {url!r}: scheme must be one of "
                           f"{', '.join(s + '://' for s in SCHEMES)}")
 
