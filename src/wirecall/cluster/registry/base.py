@@ -96,10 +96,10 @@ class Lease(abc.ABC):
     def mark_renewed(self, at: float | None = None) -> None:
         self.last_renewed = time.monotonic() if at is None else at
 
-    def mark_lost(self, why: str) -> None:
+    def mark_lost(self, why: str, *, expected: bool = False) -> None:
         if self.lost.is_set():
             return
-        log.warning("lease %x lost: %s", self.id, why)
+        (log.info if expected else log.warning)("lease %x lost: %s", self.id, why)
         self.lost.set()
         callbacks, self._lost_callbacks = self._lost_callbacks, []
         for cb in callbacks:

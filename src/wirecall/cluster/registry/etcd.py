@@ -112,7 +112,7 @@ class EtcdLease(Lease):
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise _error(exc, "lease revoke") from None
-        self.mark_lost("revoked")
+        self.mark_lost("revoked", expected=True)
 
     def stop(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():

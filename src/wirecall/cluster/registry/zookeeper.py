@@ -85,6 +85,7 @@ class ZkLease(Lease):
         self.client = client
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
+        self.revoking = False
 
     async def start(self) -> None:
         await _call("session start", self.client.start, OP_TIMEOUT)
@@ -94,7 +95,7 @@ class ZkLease(Lease):
         self._task = self._loop.create_task(self._keepalive_loop())
 
     def _on_state(self, state: str) -> None:  # kazoo thread
-        if state == KazooState.LOST:
+        if state == KazooState.LOST and not self.revoking:
             self._loop.call_soon_threadsafe(self.mark_lost, "ZooKeeper session expired")
 
     async def keepalive_once(self) -> None:
@@ -126,12 +127,13 @@ class ZkLease(Lease):
             await asyncio.sleep(delay)
 
     async def revoke(self) -> None:
+        self.revoking = True
         if self._task is not None:
             self._task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.client.stop)
         await asyncio.to_thread(self.client.close)
-        self.mark_lost("revoked")
+        self.mark_lost("revoked", expected=True)
 
 
 class ZkRegistry(Registry):
