@@ -314,15 +314,15 @@ class Client:
         )
         return Call(method, kwargs or args, asyncio.ensure_future(coro))
 
-    def stub(self, api: type[T], name: str | None = None) -> T:
+    def stub(self, api: Callable[..., T], name: str | None = None) -> T:
         """A typed proxy: ``calc = client.stub(CalculatorAPI)``; ``await calc.Add(args)``.
 
         ``api`` is a class or ``typing.Protocol`` whose methods are declared
         ``async def Add(self, args: Args) -> int``; calls go to ``<name>.Add`` where ``name``
         defaults to ``api.__wirecall_service__`` or the class name. Replies are decoded into
-        the declared return type.
+        the declared return type. (Typed as ``Callable[..., T]`` so a Protocol is accepted.)
         """
-        return typing.cast(T, _Stub(self, api, name))
+        return typing.cast(T, _Stub(self, typing.cast(type, api), name))
 
     def stream(
         self,

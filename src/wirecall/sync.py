@@ -317,10 +317,15 @@ class SyncClient:
             self._aclient.invoke(method, params, timeout=tmo, metadata=md, result_type=result_type)
         )
 
-    def stub(self, api: type[T], name: str | None = None) -> T:
-        """A typed blocking proxy (see :meth:`wirecall.Client.stub`)."""
-        service = name or getattr(api, "__wirecall_service__", None) or api.__name__
-        methods = stub_methods(api)
+    def stub(self, api: Callable[..., T], name: str | None = None) -> T:
+        """A typed blocking proxy (see :meth:`wirecall.Client.stub`): each method returns
+        its value. For mypy, declare the blocking view's methods with plain ``def``
+        (``def Add(self, args: Args) -> int``), in a class or a ``typing.Protocol``; an API
+        declared with ``async def`` works at run time, but mypy then types the calls as
+        coroutines (Python's types cannot turn one into the other)."""
+        cls = typing.cast(type, api)
+        service = name or getattr(cls, "__wirecall_service__", None) or cls.__name__
+        methods = stub_methods(cls)
         client = self
 
         class _SyncStub:
