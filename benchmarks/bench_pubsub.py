@@ -33,11 +33,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import wirecall  # noqa: E402
 from interop.grpc_go import harness  # noqa: E402
 from support.redis import RedisServer  # noqa: E402
 from support.servers import free_port  # noqa: E402
-
-import wirecall  # noqa: E402
 from wirecall.pubsub.service import (  # noqa: E402
     PublishRequest,
     PubSubStub,
@@ -269,16 +268,16 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
     print("\n| subscribers | grpc Pub/Sub / redis-py | tcp Pub/Sub / redis-py | "
           "grpc Pub/Sub / Go | Streams / grpc Pub/Sub |")
     print("|---|---|---|---|---|")
-    for n in subs:
-        def ratio(a: str, b: str) -> str:
-            if (a, n) not in results or (b, n) not in results:
-                return "-"
-            return f"{med(a, n, 'rate') / med(b, n, 'rate'):.2f}x"
+    def ratio(a: str, b: str, n: int) -> str:
+        if (a, n) not in results or (b, n) not in results:
+            return "-"
+        return f"{med(a, n, 'rate') / med(b, n, 'rate'):.2f}x"
 
-        print(f"| {n} | {ratio('wirecall grpc Pub/Sub', 'redis-py direct')} | "
-              f"{ratio('wirecall tcp Pub/Sub', 'redis-py direct')} | "
-              f"{ratio('wirecall grpc Pub/Sub', 'Go server (redigo)')} | "
-              f"{ratio('wirecall grpc Streams', 'wirecall grpc Pub/Sub')} |")
+    for n in subs:
+        print(f"| {n} | {ratio('wirecall grpc Pub/Sub', 'redis-py direct', n)} | "
+              f"{ratio('wirecall tcp Pub/Sub', 'redis-py direct', n)} | "
+              f"{ratio('wirecall grpc Pub/Sub', 'Go server (redigo)', n)} | "
+              f"{ratio('wirecall grpc Streams', 'wirecall grpc Pub/Sub', n)} |")
 
 
 if __name__ == "__main__":
