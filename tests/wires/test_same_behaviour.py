@@ -334,3 +334,17 @@ async def test_the_http_client_decodes_gos_null_for_an_empty_slice_or_map() -> N
             assert got == Stock(name="none", items=[], tags={})
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize("wire", ["tcp", "unix"])
+async def test_a_protobuf_message_on_msgpack_names_the_fix(on_wire: Any, wire: str) -> None:
+    from wirecall.tutorial.greeter import Greeter, helloworld_pb2
+
+    c = await on_wire(wire, Greeter())
+    with pytest.raises(wirecall.InvalidArgument, match=r"HelloRequest with msgpack: it is a "
+                       r"protobuf message; connect with codec='proto'"):
+        await c.call("Greeter.SayHello", helloworld_pb2.HelloRequest(name="x"), timeout=5)
+    async with await wirecall.connect(on_wire.server.urls[0], codec="proto") as proto:
+        reply = await proto.call("Greeter.SayHello", helloworld_pb2.HelloRequest(name="x"),
+                                 result_type=helloworld_pb2.HelloReply, timeout=5)
+        assert reply.message == "Hello, x"

@@ -23,6 +23,11 @@ def _enc_hook(obj: Any) -> Any:
     to_dict = getattr(obj, "to_dict", None)
     if callable(to_dict):
         return to_dict()
+    if hasattr(obj, "SerializeToString") and hasattr(obj, "DESCRIPTOR"):  # protobuf, no import
+        raise TypeError(
+            f"wirecall cannot encode objects of type {type(obj).__name__} with msgpack: it is "
+            "a protobuf message; connect with codec='proto' (tcp://, unix://) or call it "
+            "over grpc://")
     raise TypeError(f"wirecall cannot encode objects of type {type(obj).__name__}")
 
 
