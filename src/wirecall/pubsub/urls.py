@@ -36,7 +36,8 @@ def open_broker(url: str, **options: Any) -> Broker:
 
         base = parts._replace(scheme=scheme.split("+")[0], query="").geturl()
         return RedisStreamsBroker(base, **_ints(
-            query, ("limit", "maxlen", "claim_ms", "batch", "max_age_ms", "max_connections")))
+            query, ("limit", "maxlen", "claim_ms", "batch", "max_age_ms", "max_connections",
+                    "block_ms")))
     raise InvalidArgument(message=f"broker URL {url!r}: scheme must be one of "
                           f"{', '.join(s + '://' for s in SCHEMES)}")
 
@@ -48,4 +49,10 @@ def _ints(query: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     for n in names:
         if n in out and isinstance(out[n], str):
             out[n] = positive_int(n, out[n])
+    if isinstance(out.get("retry_max"), str):
+        try:
+            out["retry_max"] = float(out["retry_max"])
+        except ValueError:
+            raise InvalidArgument(message=f"retry_max: {out['retry_max']!r} is not a number "
+                                  "of seconds") from None
     return out
