@@ -54,8 +54,10 @@ def spawn_server() -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[-1]
 
 
-async def inflight(client: Any, seconds: float, depth: int = 64) -> float:
+async def inflight(client: Any, seconds: float, depth: int = 64) -> tuple[float, float]:
+    """(calls/s, client CPU microseconds per call) at ``depth`` calls in flight."""
     stop = time.perf_counter() + seconds
+    cpu0 = time.process_time()
     done = 0
 
     async def worker() -> None:
@@ -64,18 +66,18 @@ async def inflight(client: Any, seconds: float, depth: int = 64) -> float:
             await client.call("Calculator.Add", ARGS)
             done += 1
     await asyncio.gather(*(worker() for _ in range(depth)))
-    return done / seconds
+    return done / seconds, (time.process_time() - cpu0) / max(done, 1) * 1e6
 
 
-async def cost(rounds: int, seconds: float) -> dict[str, list[float]]:
+async def cost(rounds: int, seconds: float) -> dict[str, list[tuple[float, float]]]:
     procs = [spawn_server() for _ in range(3)]
     urls = [u for _, u in procs]
-    res: dict[str, list[float]] = {"direct tcp://": [], "static:// 1 endpoint": [],
-                                   "static:// 3 servers, p2c": [],
-                                   "static:// 3 servers, round_robin": []}
+    res: dict[str, list[tuple[float, float]]] = {
+        "direct tcp://": [], "static:// 1 endpoint": [], "static:// 3 servers, p2c": [],
+        "static:// 3 servers, round_robin": []}
     try:
-        for _ in range(rounds):
-            for name in res:
+        for r in range(rounds):
+            for name in (list(res) if r % 2 == 0 else list(res)[::-1]):
                 if name == "direct tcp://":
                     client: Any = await wirecall.connect(urls[0])
                 elif name == "static:// 1 endpoint":
@@ -113,7 +115,7 @@ def entropy_test(seed: int) -> tuple[float, float]:
     return run(100), run(2)
 
 
-async def slow_node(calls_per_worker: int = 100) -> dict[str, tuple[float, float, float]]:
+async def slow_node(calls_per_worker: int = 300) -> dict[str, tuple[float, float, float]]:
     servers, _, urls = await start_nodes(3)
     proxy = await FaultProxy.start("127.0.0.1", int(urls[2].rsplit(":", 1)[1]))
     proxy.latency = 0.05
@@ -148,20 +150,23 @@ async def amain(args: argparse.Namespace) -> None:
     print(f"# bench_cluster: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{args.rounds} interleaved rounds x {args.seconds}s, medians; shared 2-core machine")
     res = await cost(args.rounds, args.seconds)
-    direct = statistics.median(res["direct tcp://"])
-    print("\n| client (64 in flight, Calculator.Add) | calls/s (median) | vs direct | rounds |")
-    print("|---|---|---|---|")
+    direct = res["direct tcp://"]
+    print("\n| client (64 in flight, Calculator.Add) | calls/s (median) | vs direct "
+          "(median of per-round ratios) | client CPU us/call (median) | calls/s per round |")
+    print("|---|---|---|---|---|")
     for name, xs in res.items():
-        m = statistics.median(xs)
-        print(f"| {name} | {m:,.0f} | {m / direct:.2f}x | "
-              f"{', '.join(f'{x:,.0f}' for x in xs)} |")
+        rate = statistics.median(x[0] for x in xs)
+        ratio = statistics.median(x[0] / d[0] for x, d in zip(xs, direct, strict=True))
+        cpu = statistics.median(x[1] for x in xs)
+        print(f"| {name} | {rate:,.0f} | {ratio:.2f}x | {cpu:.2f} | "
+              f"{', '.join(f'{x[0]:,.0f}' for x in xs)} |")
     h100, h2 = entropy_test(7)
     print("\n| P2C distribution (10,000 picks, 1% deadline errors) | normalized entropy |")
     print("|---|---|")
     print(f"| 100 endpoints (go-zero bar > 0.95) | {h100:.4f} |")
     print(f"| 2 endpoints (go-zero bar > 0.5) | {h2:.4f} |")
     table = await slow_node()
-    print("\n| one of 3 servers +50 ms, 8 workers x 100 calls | p50 ms | p99 ms "
+    print("\n| one of 3 servers +50 ms, 8 workers x 300 calls | p50 ms | p99 ms "
           "| share to slow node |")
     print("|---|---|---|---|")
     for bal, (p50, p99, share) in table.items():
