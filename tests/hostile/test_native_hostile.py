@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hostile.peers import (
     F_END_STREAM,
     F_STREAM,
     N_ERROR,
+    N_PING,
     N_RESPONSE,
+    N_SETTINGS,
     N_WINDOW_UPDATE,
     MiB,
     Prober,
@@ -231,4 +235,26 @@ def test_pipelined_flood_does_not_stall_others() -> None:
         answers = sum(1 for f in parse_native(reader.data) if f.ftype == N_RESPONSE)
         assert answers == 200_000, f"{answers} of 200000 answered"
         assert srv.alive()
+        assert_served(report)
+
+
+@pytest.mark.parametrize("ftype", [N_PING, N_SETTINGS], ids=["ping", "settings"])
+def test_control_frame_flood_is_closed(ftype: int) -> None:
+    """PING (each answered) or SETTINGS (ignored) frames cost the sender nothing: past
+    limits.max_control_frames_per_second the connection gets a GOAWAY naming the budget."""
+    with ServerProc(TCP) as srv, Prober(srv.url("tcp")) as probe:
+        sock = raw_connect(srv.address("tcp"))
+        payload = b"hostile!" if ftype == N_PING else b""
+        flood = native_frame(ftype, 0, 0, payload) * 5000
+        reader = SocketReader(sock, 4.0, done=lambda d: native_close_reason(parse_native(d))
+                              is not None)
+        t0 = time.monotonic()
+        sent, _ = send_for(sock, iter([native_preface()] + [flood] * 20), 3.0)
+        reader.join()
+        sock.close()
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))  # the probe's calls alongside
+        report = probe.stop()
+        reason = native_close_reason(parse_native(reader.data))
+        assert reason and "max_control_frames_per_second" in reason, (
+            f"{sent // len(native_frame(ftype, 0, 0, payload))} frames sent: {reason}")
         assert_served(report)

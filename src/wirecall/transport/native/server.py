@@ -185,20 +185,14 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             return
         if self._frame_timer is None and conn.unfinished:
             self._arm_frame_timer()
+        if conn.control_frames and self._metered(conn):
+            return
         if not events:  # the hot path: every frame was a plain request, already handled
             self._in_read = False
             out = conn.data_to_send()
             if out and self.transport is not None:
                 self.transport.write(out)
             return
-        if conn.control_frames and self._control.hit(self._last_activity, conn.control_frames):
-            conn.control_frames = 0
-            self._in_read = False
-            self.close_with(Status.RESOURCE_EXHAUSTED, (
-                f"more than {self._control.limit} control frames (PING, SETTINGS) per second "
-                "(limits.max_control_frames_per_second)"))
-            return
-        conn.control_frames = 0
         if self._backlog:  # stalled on a slow reader: keep the order
             self._backlog.extend(events)
             self._in_read = False
@@ -450,6 +444,17 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.close_with(Status.INTERNAL, f"call id {cid} reused while that call is in flight")
 
     # -- budgets (docs/limits.md) ----------------------------------------------------------
+
+    def _metered(self, conn: fr.FrameConnection) -> bool:
+        """PING/SETTINGS frames of this read against the per-second budget (True: closed)."""
+        n, conn.control_frames = conn.control_frames, 0
+        if not self._control.hit(self._last_activity, n):
+            return False
+        self._in_read = False
+        self.close_with(Status.RESOURCE_EXHAUSTED, (
+            f"more than {self._control.limit} control frames (PING, SETTINGS) per second "
+            "(limits.max_control_frames_per_second)"))
+        return True
 
     def _arm_frame_timer(self) -> None:
         self._frame_timer = self._loop.call_later(
