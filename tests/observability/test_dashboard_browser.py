@@ -11,9 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from support.cluster_nodes import start_nodes, static_target
 from support.observability import Args, Browser, Shop
 from wirecall import Client, RpcError, Server
+from wirecall.cluster.client import ClusterClient
 from wirecall.observability.admin import Admin
+from wirecall.observability.cluster import ClusterView
 
 READ_PAGE = """(() => {
   const rows = [...document.querySelectorAll('#methods tbody tr')].map(
@@ -26,6 +29,9 @@ READ_PAGE = """(() => {
           slowest: document.querySelectorAll('#slowest tbody tr').length,
           conns: [...document.querySelectorAll('#connections tbody tr')].map(
               tr => tr.cells[0].textContent),
+          cluster: [...document.querySelectorAll('#cluster-endpoints tbody tr')].map(
+              tr => [...tr.cells].map(td => td.textContent)),
+          clusterShown: !document.getElementById('cluster-section').hidden,
           text: document.body.innerText};
 })()"""
 
@@ -43,15 +49,26 @@ async def load(client: Client, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.002)
 
 
+async def onward(cluster: ClusterClient, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await cluster.call("Node.Work", 0.001)
+        await asyncio.sleep(0.005)
+
+
 async def test_dashboard_shows_live_calls() -> None:
     server = Server()
     server.register(Shop(), "Shop")
-    admin = Admin(server, metrics=True, interval=0.25)
+    # this process also calls a cluster of two nodes: the cluster panel shows them
+    nodes_servers, _, node_urls = await start_nodes(2)
+    cluster = ClusterClient(static_target(node_urls), outlier=None)
+    await cluster.connect()
+    admin = Admin(server, metrics=True, interval=0.25, cluster=ClusterView(cluster))
     urls = await server.start("tcp://127.0.0.1:0", "http://127.0.0.1:0", "grpc://127.0.0.1:0")
     page_url = await admin.start("http://127.0.0.1:0")
     stop = asyncio.Event()
     clients = [Client(u) for u in urls]
     loads = [asyncio.create_task(load(c, stop)) for c in clients]
+    loads.append(asyncio.create_task(onward(cluster, stop)))
     browser = Browser()
     shown: dict[str, Any] = {}
     try:
@@ -62,7 +79,8 @@ async def test_dashboard_shows_live_calls() -> None:
             shown = await browser.evaluate(READ_PAGE) or {}
             methods = {(r[0], r[1]) for r in shown.get("rows", [])}
             if {("Shop.Add", w) for w in ("tcp", "http", "grpc")} <= methods \
-                    and ("Shop.Fail", "tcp") in methods and shown.get("slowest"):
+                    and ("Shop.Fail", "tcp") in methods and shown.get("slowest") \
+                    and len(shown.get("cluster", [])) == 2:
                 break
         # the page updates in place: the numbers move between two reads
         first_rate = shown.get("rate")
@@ -79,7 +97,10 @@ async def test_dashboard_shows_live_calls() -> None:
             await c.close()
         await browser.close()
         await admin.close()
+        await cluster.close()
         await server.close(drain_timeout=1)
+        for s in nodes_servers:
+            await s.close()
     assert shown.get("status") == "live", shown
     rows = {(r[0], r[1]): r for r in shown["rows"]}
     for wire in ("tcp", "http", "grpc"):
@@ -95,3 +116,7 @@ async def test_dashboard_shows_live_calls() -> None:
     assert "Shop.Slow" in shown["text"]  # among the slowest recent calls
     assert later["rate"] != first_rate or later["rows"] != shown["rows"]
     assert shot.stat().st_size > 10_000
+    assert shown["clusterShown"]
+    assert sorted(row[1] for row in shown["cluster"]) == sorted(node_urls)
+    assert {row[2] for row in shown["cluster"]} == {"ok"}  # state column
+    assert all(int(row[7]) > 0 for row in shown["cluster"])  # calls went to both

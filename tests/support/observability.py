@@ -150,7 +150,12 @@ class Browser:
         return res["result"].get("value")
 
     async def screenshot(self, path: Path) -> Path:
-        res = await self.send("Page.captureScreenshot", format="png")
+        """The whole page (not only the window), as PNG."""
+        metrics = await self.send("Page.getLayoutMetrics")
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        res = await self.send("Page.captureScreenshot", format="png", clip=clip,
+                              captureBeyondViewport=True)
         path.write_bytes(base64.b64decode(res["data"]))
         return path
 

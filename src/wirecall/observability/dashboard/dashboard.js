@@ -59,9 +59,36 @@ function render(s) {
     c.method, c.wire, c.peer, [c.status, c.status === "OK" ? "" : "bad"],
     [fmt(c.duration_ms, 3), "n"],
   ]));
-  const cluster = $("cluster-section");
-  cluster.hidden = s.cluster === null;
-  if (s.cluster !== null) $("cluster").textContent = JSON.stringify(s.cluster, null, 2);
+  renderCluster(s.cluster);
+}
+
+// The cluster view: a list of {target, endpoints, counters, events} (ClusterView), or any
+// other JSON a custom view returns (shown as it is).
+function renderCluster(cluster) {
+  $("cluster-section").hidden = cluster === null;
+  if (cluster === null) return;
+  const known = Array.isArray(cluster) && cluster.every((c) => c && Array.isArray(c.endpoints));
+  $("cluster").hidden = known;
+  $("cluster-endpoints").hidden = !known;
+  $("cluster-events").hidden = !known;
+  if (!known) {
+    $("cluster").textContent = JSON.stringify(cluster, null, 2);
+    return;
+  }
+  const eps = [];
+  const evs = [];
+  cluster.forEach((c) => {
+    c.endpoints.forEach((e) => eps.push([
+      c.target, e.url, [e.state, e.state === "ok" ? "" : "bad"], e.breaker, e.zone || "",
+      [e.pending, "n"], [fmt(e.ewma_ms, 3), "n"], [e.calls, "n"],
+      [e.failures, e.failures ? "n bad" : "n"], [e.ejections, "n"],
+    ]));
+    c.events.slice().reverse().forEach((v) => evs.push([
+      c.target, [fmt(v.ago_s, 1), "n"], v.kind, v.endpoint, v.detail,
+    ]));
+  });
+  fill("cluster-endpoints", eps);
+  fill("cluster-events", evs.slice(0, 20));
 }
 
 function live(ok) {
