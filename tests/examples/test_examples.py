@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,8 +18,14 @@ def test_main_demo_passes() -> None:
     for wire in ("gob:// listener, gob client", "jsonrpc:// listener, jsonrpc client",
                  "http:// listener, http client /jsonrpc", "http client /_goRPC_",
                  "grpc:// listener, grpc client", "any:// listener, tcp client",
-                 "any:// listener, grpc client", "streams on tcp", "streams on grpc"):
+                 "any:// listener, grpc client", "streams on tcp", "streams on grpc",
+                 "streams on ws://", "JSON-RPC 2.0 batch", "health: grpc.health.v1.Health/Check",
+                 "health: Health.set over the network is refused", "(TLS, the demo's own CA)",
+                 "ws:// carries the deadline"):
         assert f"ok  {wire}" in r.stdout or wire in r.stdout, wire
+    # readable lines: no raw tuples, no float noise (issue #10)
+    assert "('" not in r.stdout and "(15, " not in r.stdout
+    assert not re.search(r"\d\.\d{6,}", r.stdout), r.stdout
 
 
 def test_tutorial_client_flows_example() -> None:

@@ -24,11 +24,25 @@ from wirecall.tutorial.calculator import DIVIDE_BY_ZERO, Args, Calculator, Calcu
 OK = True
 
 
+def readable(value: Any) -> str:
+    """An outcome as a reader wants it: errors as ``STATUS: message``, floats rounded,
+    tuples and lists as comma-separated items."""
+    if isinstance(value, RpcError):
+        return f"{value.status.name}: {value.message}"
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.1f}"
+    if isinstance(value, tuple):
+        return ", ".join(readable(v) for v in value)
+    if isinstance(value, list):
+        return "[" + ", ".join(readable(v) for v in value) + "]"
+    return str(value)
+
+
 def show(step: str, outcome: Any, expect: Callable[[Any], bool] | None = None) -> None:
     global OK
     good = True if expect is None else expect(outcome)
     OK = OK and good
-    print(f"{'ok ' if good else 'BAD'} {step:<58} -> {outcome}")
+    print(f"{'ok ' if good else 'BAD'} {step:<62} -> {readable(outcome)}")
 
 
 class Slow:
@@ -76,11 +90,11 @@ async def every_wire(server: Server) -> None:
     for url in urls:
         scheme = url.split("://")[0]
         targets = [url]
-        if scheme == "http":
-            targets = [f"{url}/jsonrpc", f"{url}/_goRPC_"]  # JSON-RPC 2.0, Go HTTP+gob CONNECT
+        if scheme == "http":  # JSON-RPC 2.0, Go's JSON-RPC over HTTP, Go's HTTP+gob CONNECT
+            targets = [f"{url}/rpc", f"{url}/jsonrpc", f"{url}/_goRPC_"]
         if scheme == "any":  # one port: the native protocol and HTTP JSON-RPC on it
             port = url.rsplit(":", 1)[1]
-            targets = [f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{port}/jsonrpc",
+            targets = [f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{port}/rpc",
                        f"gob://127.0.0.1:{port}", f"grpc://127.0.0.1:{port}"]
         for target in targets:
             async with await wirecall.connect(target, timeout=2) as c:
@@ -106,8 +120,92 @@ async def streaming(url: str) -> None:
             await sq.send(n)
             squares.append(await sq.recv())
         await sq.done_writing()
-    show(f"streams on {url.split(':')[0]}: Range(5), Sum(1..4), Square(3,4,5)",
+    show(f"streams on {url.split('://')[0]}://: Range(5), Sum(1..4), Square(3,4,5)",
          (rng, total, squares), lambda r: r == ([0, 1, 2, 3, 4], 10, [9, 16, 25]))
+
+
+async def websocket(server: Server) -> None:
+    """ws://: calls and streams over one WebSocket; the deadline travels."""
+    try:
+        [url] = await server.start("ws://127.0.0.1:0/ws")
+    except RuntimeError as exc:
+        show("ws://", f"skipped: {exc}", lambda r: True)
+        return
+    async with await wirecall.connect(url, timeout=2) as c:
+        show(f"{url}: Calculator.Add(Args(20, 22))",
+             await c.call("Calculator.Add", Args(20, 22)), lambda r: r == 42)
+        rem = await c.call("Slow.Remaining", timeout=3.0)
+        show("ws:// carries the deadline: handler's time_remaining()", rem,
+             lambda r: r is not None and 2.0 < r <= 3.0)
+    await streaming(url)
+
+
+async def json_rpc_batch(server: Server) -> None:
+    """A JSON-RPC 2.0 batch over HTTP: three calls in one POST, one of them failing."""
+    from wirecall.transport import http
+
+    url = next((u for u in server.urls if u.startswith("http://")), None)
+    if url is None:
+        return
+    async with await wirecall.connect(f"{url}/rpc") as c:
+        results = await http.batch(c, [
+            ("Calculator.Add", [{"A": 1, "B": 2}]),
+            ("Calculator.Divide", [{"A": 9, "B": 3}]),
+            ("Calculator.Divide", [{"A": 1, "B": 0}]),
+        ])
+    show("JSON-RPC 2.0 batch: Add(1,2), Divide(9,3), Divide(1,0)", results,
+         lambda r: r[:2] == [3, 3.0] and isinstance(r[2], RpcError))
+
+
+async def tls(server: Server) -> None:
+    """grpcs://: gRPC over TLS with a self-signed certificate made for the demo (openssl)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        show("grpcs:// (TLS)", "skipped: no openssl command to make a certificate", lambda r: True)
+        return
+    d = tempfile.mkdtemp(prefix="wirecall-demo-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    [url] = await server.start("grpcs://127.0.0.1:0", certfile=cert, keyfile=key)
+    async with await wirecall.connect(url, cafile=cert, timeout=2) as c:
+        got = await c.call("Calculator.Add", Args(40, 2))
+    show(f"{url} (TLS, the demo's own CA): Calculator.Add(Args(40, 2))", got,
+         lambda r: r == 42)
+
+
+async def health(server: Server) -> None:
+    """The standard gRPC health service: probed over the network, changed only locally."""
+    try:
+        from wirecall.observability.health import NOT_SERVING, enable_health, health_pb2
+    except ImportError as exc:
+        show("health", f"skipped: {exc}", lambda r: True)
+        return
+    svc = enable_health(server)
+    url = next(u for u in server.urls if u.startswith("grpc://"))
+    req = health_pb2.HealthCheckRequest(service="")
+    async with await wirecall.connect(url, timeout=2) as c:
+        async def check() -> str:
+            reply = await c.call("grpc.health.v1.Health.Check", req,
+                                 result_type=health_pb2.HealthCheckResponse)
+            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+        show("health: grpc.health.v1.Health/Check", await check(), lambda r: r == "SERVING")
+        try:
+            await c.call("grpc.health.v1.Health.set", "", NOT_SERVING)
+            refused: Any = "accepted"
+        except RpcError as exc:
+            refused = exc
+        show("health: Health.set over the network is refused", refused,
+             lambda r: isinstance(r, RpcError) and r.status == Status.UNIMPLEMENTED)
+        svc.set("", NOT_SERVING)  # the server's own code may
+        show("health: after health.set('', NOT_SERVING) in the server", await check(),
+             lambda r: r == "NOT_SERVING")
 
 
 async def amain() -> int:
@@ -189,6 +287,10 @@ async def amain() -> int:
     for url in server.urls:
         if url.startswith("grpc://"):
             await streaming(url)
+    await websocket(server)
+    await json_rpc_batch(server)
+    await tls(server)
+    await health(server)
 
     inflight = client.go("Slow.Sleep", 0.3)
     await asyncio.sleep(0.05)
