@@ -24,7 +24,7 @@ def test_main_demo_passes() -> None:
                  "ws:// carries the deadline"):
         assert f"ok  {wire}" in r.stdout or wire in r.stdout, wire
     # readable lines: no raw tuples, no float noise (issue #10)
-    assert "('" not in r.stdout and "(15, " not in r.stdout
+    assert "-> (" not in r.stdout and "(15, " not in r.stdout
     assert not re.search(r"\d\.\d{6,}", r.stdout), r.stdout
 
 
