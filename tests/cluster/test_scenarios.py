@@ -130,6 +130,15 @@ async def test_kill_9_under_load_with_retries(etcd_server: EtcdServer,
               f"{left}s (ttl 2s); events {dict(client.events.counters)}")
         assert before > 50  # it was serving its share ...
         assert left is not None and left <= 2 + 1.5
+        # ... and the client stopped sending to it (breaker / ejection) before the registry
+        # said it was gone
+        stops = [e.at for e in client.events.recent() if e.endpoint == victim_url
+                 and e.kind in ("ejected", "breaker")]
+        removed = [e.at for e in client.events.recent(kind="endpoint_removed")
+                   if e.endpoint == victim_url]
+        assert stops and removed and min(stops) < removed[0]
+        print(f"kill -9: traffic stopped {min(stops) - killed:.3f}s after the kill, "
+              f"removed from the set {removed[0] - killed:.3f}s after")
         assert after_half_s == before  # nothing answered by a dead process
     finally:
         await load.stop()
