@@ -97,6 +97,12 @@ class QuicSession(ServerProtocol):
             self._flush()
             self._closer = asyncio.ensure_future(self._close_when_acked())
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        closer = self._closer
+        if closer is not None and not closer.done():
+            closer.cancel()  # the connection ended first: nothing left to wait for
+        super().connection_lost(exc)
+
     async def _close_when_acked(self) -> None:
         await wait_acked(self.wire.quic, CLOSE_GRACE)
         self.wire.close()
