@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +119,12 @@ def pg_limit(dsn: str, conc: int, seconds: float) -> float:
 # -- the coordinator ------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def sagas(coord: str, branch: str, conc: int, seconds: float) -> tuple[float, list[float]]:
     from wirecall.txn.client import TxnClient
 
@@ -163,42 +169,48 @@ def main() -> int:
         stores = {"sqlite": f"sqlite:///{tmp / 'txn.db'}",
                   "postgres": pg.create_database("bench_txn")}
         coords = {}
+        pids = {}
         for name, url in stores.items():
             p, u = spawn([sys.executable, "-m", "wirecall.cli", "txn", "serve", "--store", url,
                           "--listen", f"tcp://127.0.0.1:{free_port()}", "--name", name])
             procs.append(p)
             coords[name] = u
+            pids[name] = p.pid
         limit_dsn = pg.create_database("bench_limit")
         res: dict[tuple[str, int], dict[str, list[float]]] = {}
         for rnd in range(a.rounds):
             for store in stores:
                 for conc in a.conc:
                     r = res.setdefault((store, conc), {"limit": [], "tps": [], "p50": [],
-                                                      "p99": []})
+                                                      "p99": [], "cpu": []})
                     if store == "sqlite":
                         r["limit"].append(sqlite_limit(str(tmp / f"limit{rnd}.db"), conc,
                                                        a.seconds))
                     else:
                         r["limit"].append(pg_limit(limit_dsn, conc, a.seconds))
+                    cpu0 = cpu_seconds(pids[store])
                     tps, lat = asyncio.run(sagas(coords[store], branch, conc, a.seconds))
+                    r["cpu"].append((cpu_seconds(pids[store]) - cpu0) * 1000 / max(1, len(lat)))
                     r["tps"].append(tps)
                     r["p50"].append(pct(lat, 0.5))
                     r["p99"].append(pct(lat, 0.99))
                     print(f"round {rnd} {store:8} c={conc:<3} limit {r['limit'][-1]:8.0f} "
                           f"commits/s  saga {tps:7.0f} tx/s p50 {r['p50'][-1]:6.1f} ms "
-                          f"p99 {r['p99'][-1]:6.1f} ms", flush=True)
+                          f"p99 {r['p99'][-1]:6.1f} ms  coordinator CPU {r['cpu'][-1]:.2f} ms/tx",
+                          flush=True)
         print(f"\nmedians of {a.rounds} interleaved rounds, {a.seconds:g} s each; "
               f"{os.cpu_count()} cores shared with other work")
         print("| store | submitters | store limit (commits/s) | saga tx/s | p50 ms | p99 ms "
-              "| tx/s x 4 steps / limit | target >= 0.5 |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| coordinator CPU ms/tx | tx/s x 4 steps / limit | target >= 0.5 |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for (store, conc), r in res.items():
             lim, tps = statistics.median(r["limit"]), statistics.median(r["tps"])
             ratio = tps * STEPS / lim
             print(f"| {store} | {conc} | {lim:.0f} | {tps:.0f} | "
                   f"{statistics.median(r['p50']):.1f} | {statistics.median(r['p99']):.1f} | "
+                  f"{statistics.median(r['cpu']):.2f} | "
                   f"{ratio:.2f} | {'met' if ratio >= 0.5 else 'NOT met'} |")
-        print("| DTM (MySQL 5.7, Aliyun 4c8g ESSD, published) | - | - | 900+ | - | - | - | - |")
+        print("| DTM (MySQL 5.7, Aliyun 4c8g ESSD, published) | - | - | 900+ | - | - | - | - | - |")
     finally:
         for p in procs:
             p.kill()

@@ -129,9 +129,10 @@ class Coordinator:
         """The gids this coordinator is driving right now."""
         return list(self._active)
 
-    def kick(self, gid: str) -> None:
+    def kick(self, gid: str, state: tuple[GlobalTx, list[Branch]] | None = None) -> None:
+        """Drive ``gid`` (``state``: what the caller just wrote, saving a load)."""
         if gid not in self._active and not self._closing:
-            self._active[gid] = asyncio.create_task(self._drive(gid))
+            self._active[gid] = asyncio.create_task(self._drive(gid, state))
 
     # -- the API (the RPC service calls these) ---------------------------------------------
 
@@ -155,7 +156,7 @@ class Coordinator:
             self.counters["started"] += 1
             crash_point("submit.after_create")
             if owned:
-                self.kick(gid)
+                self.kick(gid, (g, branches))
         return created
 
     async def load(self, gid: str) -> tuple[GlobalTx, list[Branch]]:
@@ -264,12 +265,11 @@ class Coordinator:
 
     # -- the driver ------------------------------------------------------------------------
 
-    async def _drive(self, gid: str) -> None:
+    async def _drive(self, gid: str, state: tuple[GlobalTx, list[Branch]] | None) -> None:
         """Load once, then step in memory while every fenced write succeeds; a refused
         status change (an operator's abort, say) reloads; a refused record (another
         coordinator took the lease) stops."""
         try:
-            state: tuple[GlobalTx, list[Branch]] | None = None
             while not self._closing:
                 if state is None:
                     state = await self.store.run(sql.load(gid))
