@@ -2,7 +2,7 @@
 
 One server, one port (``any://``) for every protocol; then:
 
-1. the tutorial's Python ``requests`` client against ``POST /jsonrpc``;
+1. the tutorial's Python ``requests`` client against ``POST /jsonrpc`` (answered as Go does);
 2. wirecall's client over HTTP keep-alive, including a batch;
 3. a WebSocket client that receives the server's notifications and answers its calls;
 4. ``rpc.discover`` (OpenRPC) and the health probes.
