@@ -71,7 +71,7 @@ async def test_moves_away_from_a_node_that_refuses(tmp_path: Path) -> None:
 
 
 async def test_nodes_found_through_etcd(etcd_server: Any, tmp_path: Path) -> None:
-    procs = [NodeProcess("--registry", etcd_server.url, "--prefix", "/t/client", "--ttl", "2",
+    procs = [NodeProcess("--registry", etcd_server.url, "--prefix", "/t/client", "--ttl", "4",
                          "--register", etcd_server.url, "--service", "idgen-t",
                          "--data-dir", data_dir(tmp_path, f"n{i}")).start() for i in range(3)]
     try:

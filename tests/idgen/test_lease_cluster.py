@@ -23,8 +23,10 @@ LAYOUT = Layout()
 
 
 def node(registry: str, prefix: str, tmp: Path, name: str, *extra: str,
-         env: dict[str, str] | None = None) -> NodeProcess:
-    return NodeProcess("--registry", registry, "--prefix", prefix, "--ttl", "2",
+         env: dict[str, str] | None = None, ttl: float = 4.0) -> NodeProcess:
+    # ttl 4 s (fence at 3 s after a renewal, renewals every 1.3 s): a loaded 2-core machine
+    # can delay a renewal past a 2 s ttl's fence, and then the node rightly refuses
+    return NodeProcess("--registry", registry, "--prefix", prefix, "--ttl", str(ttl),
                        "--data-dir", data_dir(tmp, name), *extra, env=env)
 
 
@@ -84,7 +86,7 @@ async def test_kill9_restart_clock_back_waits_for_the_lease_and_refuses(
     lease to expire, then its clock (10 s back) is behind that id's last possible time: it
     refuses with UNAVAILABLE rather than repeat an ID."""
     args = ("--max-workers", "3")
-    nodes = [node(etcd_server.url, "/t/kill", tmp_path, f"n{i}", *args).start()
+    nodes = [node(etcd_server.url, "/t/kill", tmp_path, f"n{i}", *args, ttl=3).start()
              for i in range(3)]
     restarted = None
     try:
@@ -93,12 +95,12 @@ async def test_kill9_restart_clock_back_waits_for_the_lease_and_refuses(
         victim = nodes[0]
         victim.kill()
         killed_at = time.monotonic()
-        restarted = node(etcd_server.url, "/t/kill", tmp_path, "n0", *args,
+        restarted = node(etcd_server.url, "/t/kill", tmp_path, "n0", *args, ttl=3,
                          env={"WIRECALL_IDGEN_CLOCK_OFFSET_MS": "-10000"})
         restarted.start()  # blocks until a worker id is free
         waited = time.monotonic() - killed_at
-        # renewals run every ttl/3, so the dead lease lived at least 2/3 of its 2 s ttl
-        assert waited >= 2.0 * 2 / 3 - 0.1, f"worker id reused {waited:.2f}s after kill -9"
+        # renewals run every ttl/3, so the dead lease lived at least 2/3 of its 3 s ttl
+        assert waited >= 3.0 * 2 / 3 - 0.1, f"worker id reused {waited:.2f}s after kill -9"
         assert restarted.worker == victim.worker
         assert any("clock offset -10000 ms" in e for e in restarted.events)
         async with Client(restarted.url) as c:
@@ -208,3 +210,34 @@ async def test_zookeeper_leases_three_nodes(zookeeper_server: Any, tmp_path: Pat
     finally:
         for n in nodes:
             n.stop()
+
+
+async def test_lost_lease_fences_then_reacquires(etcd_server: Any, tmp_path: Path) -> None:
+    """The registry revokes the node's lease (as after an expiry): the node stops at once,
+    acquires an id again, and its IDs continue above everything issued before."""
+    import json
+    import subprocess
+
+    n = node(etcd_server.url, "/t/revoke", tmp_path, "n").start()
+    try:
+        async with Client(n.url) as c:
+            before = list(await c.call("IdGen.Batch", "t", 5000))
+            endpoint = etcd_server.url.replace("etcd://", "http://")
+            env = dict(os.environ, ETCDCTL_API="3")
+            got = subprocess.run(["etcdctl", "--endpoints", endpoint, "get",
+                                  f"/t/revoke/lock/{n.worker}", "--print-value-only"],
+                                 capture_output=True, text=True, env=env, timeout=10)
+            lease_id = json.loads(got.stdout)["lease"]
+            r = subprocess.run(["etcdctl", "--endpoints", endpoint, "lease", "revoke",
+                                format(lease_id, "x")], capture_output=True, text=True,
+                               env=env, timeout=10)
+            assert r.returncode == 0, r.stderr
+            # the node notices within a renewal (ttl/4 .. ttl/3), stops, takes an id again
+            _, refusal = await issue_until_refused(c)
+            assert "fence" in refusal or "behind" in refusal, refusal
+            after = await resumed(c, 20.0)
+        assert min(after) > max(before)
+        assert not set(after) & set(before)
+    finally:
+        n.stop()
+    assert "lease of worker" in n.stderr() and "lost" in n.stderr()

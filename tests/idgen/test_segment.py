@@ -192,7 +192,7 @@ async def test_two_nodes_on_one_postgres(postgres_cluster: Any, tmp_path: Path) 
               f"median {statistics.median(boundary) * 1e3:.2f} ms; all calls: median "
               f"{statistics.median(all_dt) * 1e3:.2f} ms, max {max(all_dt) * 1e3:.2f} ms; "
               f"{stats}")
-        assert len(boundary) >= 5
+        assert len(boundary) >= 3
     finally:
         for n in [*nodes, *([extra] if extra else [])]:
             n.kill()

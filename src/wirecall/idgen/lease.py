@@ -174,9 +174,14 @@ class WorkerLease:
 
     async def reserve(self) -> bool:
         """Persist a new horizon (locally, then in the registry) and let the generator
-        issue up to it; False if the registry write did not land before the fence."""
+        issue up to it; False if the registry write did not land before the fence, or the
+        id's lock is no longer ours (the lease was revoked: the node stops at once)."""
         gen, worker = self.generator, self.worker_id
         if gen is None or worker is None:
+            return False
+        if not await self._still_ours(worker):
+            gen.set_fence(0.0)
+            self.lease.mark_lost(f"the lock of worker {worker} is gone or not ours")
             return False
         until = max(self.now_ms(), self.floor_ms) + self.horizon_ms
         if self.state is not None:
@@ -187,6 +192,13 @@ class WorkerLease:
             return False
         gen.reserve_until(until)
         return True
+
+    async def _still_ours(self, worker: int) -> bool:
+        raw = await self.registry.get(self._key("lock", worker))
+        try:
+            return raw is not None and json.loads(raw).get("lease") == self.lease.id
+        except ValueError:
+            return False
 
     async def run(self) -> None:
         """Renew the reservation every ``horizon / 4``; re-acquire an id after a lost lease."""
@@ -204,6 +216,10 @@ class WorkerLease:
     async def _reacquire(self) -> None:
         log.warning("idgen: lease of worker %s lost; acquiring a worker id again",
                     self.worker_id)
+        if self.generator is not None:
+            # fenced for good: its fence must not follow the next lease
+            self.generator.set_fence(0.0)
+            self.generator = None
         try:
             gen = await self.acquire()
         except Exception as exc:
