@@ -49,6 +49,9 @@ def go_error(text: str) -> RpcError:
     """The RpcError a Go error string becomes on the client."""
     if text.startswith(("rpc: can't find ", "rpc: service/method request ill-formed")):
         return Unimplemented(message=text)
+    if text.startswith("method ") and (text.endswith(": call it with client.stream()")
+                                       or text.endswith(": call it with client.call()")):
+        return Unimplemented(message=text)  # a wirecall server's mode mismatch (errors.wrong_mode)
     return RpcError(Status.UNKNOWN, text)
 
 
