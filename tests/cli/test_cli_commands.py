@@ -33,7 +33,7 @@ def test_a_command_group_is_one_module_and_one_line(monkeypatch: pytest.MonkeyPa
         return 3
 
     def add_parser(sub: common.Subparsers) -> None:
-        g = sub.add_parser("pubsub", help="publish and subscribe")
+        g = sub.add_parser("standin", help="publish and subscribe")
         actions = g.add_subparsers(dest="action", required=True)
         p = actions.add_parser("publish")
         p.add_argument("topic")
@@ -42,7 +42,7 @@ def test_a_command_group_is_one_module_and_one_line(monkeypatch: pytest.MonkeyPa
 
     group.add_parser = add_parser  # type: ignore[attr-defined]
     monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, group))
-    assert cli.main(["pubsub", "publish", "news", "hello"]) == 3  # async: run on a loop
+    assert cli.main(["standin", "publish", "news", "hello"]) == 3  # async: run on a loop
     assert capsys.readouterr().out == "published hello to news\n"
 
 
@@ -82,3 +82,18 @@ def test_list_renders_services_methods_and_modes() -> None:
         "(functions)",
         "  ping() -> str",
     ]
+
+
+def test_every_argument_of_the_core_commands_has_help_and_examples() -> None:
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("serve", "call", "list", "describe", "bench", "gen", "demo"):
+        p = sub.choices[name]
+        assert p.epilog and p.epilog.startswith("examples:"), name
+        assert issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter), name
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.dest)
