@@ -135,3 +135,28 @@ async def test_static_node_restart_with_clock_set_back_never_repeats(tmp_path: P
         assert min(after) > max(before)
     finally:
         await node3.close()
+
+
+def test_static_node_kill9_restart_waits_out_the_horizon(tmp_path: Path) -> None:
+    """kill -9 a static node: its reserved horizon (ttl ahead) is the floor; the restart
+    waits it out before listening, then issues above everything before."""
+    import asyncio as aio
+
+    from support.idgen import NodeProcess
+
+    args = ("--worker-id", "6", "--ttl", "2", "--data-dir", str(tmp_path))
+    first = NodeProcess(*args).start()
+
+    async def batch(url: str) -> list[int]:
+        async with Client(url) as c:
+            return list(await c.call("IdGen.Batch", "", 2000))
+
+    before = aio.run(batch(first.url))
+    first.kill()
+    again = NodeProcess(*args).start()
+    try:
+        assert any(e.startswith("waiting ") for e in again.events), again.events
+        after = aio.run(batch(again.url))
+        assert min(after) > max(before)
+    finally:
+        again.stop()

@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.idgen import ManualClock
 from wirecall.idgen.snowflake import PRESETS, IssueRefused, Layout, Snowflake
@@ -172,3 +174,37 @@ def test_threads_get_unique_increasing_ids() -> None:
     assert len(set(every)) == len(every) == 120_000
     for part in out:
         assert part == sorted(part)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["next", "take", "move"]),
+                          st.integers(min_value=-20_000, max_value=3), st.integers(1, 6000)),
+                max_size=60),
+       st.integers(min_value=2, max_value=12))
+def test_any_clock_walk_never_repeats_or_goes_down(ops: list[tuple[str, int, int]],
+                                                   seq_bits: int) -> None:
+    """Whatever the clock does (small and large steps back, freezes, jumps), the IDs issued
+    are strictly increasing; a refusal happens only when the clock is behind by more than
+    max_backward_ms, and every wait is for the next unit."""
+    clock = ManualClock()
+    lay = Layout(sequence_bits=seq_bits)
+    g = Snowflake(3, lay, clock=clock, sleep=clock.sleep, max_backward_ms=5)
+    issued: list[int] = []
+    for op, delta_ms, n in ops:
+        if op == "move":
+            clock.advance_ms(delta_ms)
+            continue
+        try:
+            if op == "next":
+                issued.append(g.next())
+            else:
+                runs, wait = g.take(n)
+                for r in runs:
+                    issued.extend(r)
+                assert wait >= 0
+        except IssueRefused:
+            behind = g.last_ms - clock.ns // 1_000_000
+            assert behind > 5
+    assert issued == sorted(issued) and len(set(issued)) == len(issued)
+    for i in issued:
+        assert lay.decode(i).worker == 3

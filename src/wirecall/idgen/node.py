@@ -107,6 +107,7 @@ class IdNode:
             self.service = await self._segment_service()
         else:
             gen = await (self._leased() if cfg.registry else self._static())
+            await self._wait_for_floor(gen)
             cls = SnowflakeIdGen if cfg.layout.unit_ms <= 10 else ThreadedSnowflakeIdGen
             self.service = cls(gen)
         register(self.server, self.service)
@@ -115,6 +116,19 @@ class IdNode:
             await self.server.register_in(cfg.register, cfg.service)
             self.on_event(f"registered as {cfg.service!r} in {cfg.register}")
         return urls
+
+    async def _wait_for_floor(self, gen: Snowflake) -> None:
+        """After a crash the floor (the reserved horizon) is up to one ttl ahead: wait that
+        out before listening. Further ahead (the clock was set back) the node listens and
+        refuses with UNAVAILABLE until its clock passes it."""
+        ahead = gen.last_ms - gen.now_ms()
+        if 0 < ahead <= self.config.ttl * 1000 + 1000:
+            self.on_event(f"waiting {ahead} ms for the clock to pass the last possible "
+                          "timestamp of this worker id")
+            await asyncio.sleep(ahead / 1000 + gen.layout.unit_ms / 1000)
+        elif ahead > 0:
+            self.on_event(f"clock is {ahead} ms behind this worker id's last possible "
+                          "timestamp: refusing (UNAVAILABLE) until it passes")
 
     async def _segment_service(self) -> SegmentIdGen:
         assert self.config.store is not None
