@@ -97,6 +97,8 @@ class StreamWire:
         self.client = client
         self.peername: Any = None
         self.closing = False
+        self._transmit_scheduled = False
+        self._loop = asyncio.get_running_loop()
         #: called with the call id of each call whose stream this side reset
         self.on_reset: Callable[[int], None] = lambda _cid: None
 
@@ -133,14 +135,26 @@ class StreamWire:
                 continue
             if fin:
                 routes.end(sid, CallStreams.SENT)
-        self.proto.transmit()
+        self.transmit_soon()
+
+    def transmit_soon(self) -> None:
+        """Send what was queued at the end of this loop iteration: the replies to every
+        request of one datagram (and aioquic's ACKs) share packets instead of one each."""
+        if not self._transmit_scheduled:
+            self._transmit_scheduled = True
+            self._loop.call_soon(self._transmit)
+
+    def _transmit(self) -> None:
+        self._transmit_scheduled = False
+        if not self.closing:
+            self.proto.transmit()
 
     def finish(self, sid: int) -> None:
         """End this side of ``sid`` (a stream the peer ended: a client's streaming call)."""
         if not self.closing:
             self.quic.send_stream_data(sid, b"", end_stream=True)
             self.routes.end(sid, CallStreams.SENT)
-            self.proto.transmit()
+            self.transmit_soon()
 
     def reset(self, sid: int) -> None:
         """Abandon a call's stream both ways (RESET_STREAM and STOP_SENDING)."""
@@ -149,7 +163,7 @@ class StreamWire:
             for op in (self.quic.reset_stream, self.quic.stop_stream):
                 with contextlib.suppress(ValueError, AssertionError):  # (already ended)
                     op(sid, CANCELLED)
-            self.proto.transmit()
+            self.transmit_soon()
         if cid is not None:
             self.on_reset(cid)
 
