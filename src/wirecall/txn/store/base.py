@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Any
 
 from .sql import Op
 
-__all__ = ["DEFAULT_URL", "Store"]
+__all__ = ["DEFAULT_URL", "Store", "settle"]
 
 DEFAULT_URL = "sqlite:///wirecall-txn.db"
 
@@ -27,3 +28,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+
+def settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Resolve ``fut`` with a result or an exception (called on its loop)."""
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)

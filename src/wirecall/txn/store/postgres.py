@@ -1,8 +1,12 @@
 """The shared store: PostgreSQL through psycopg 3 (``pip install 'wirecall[txn-postgres]'``).
 
-A small pool of connections, each owned by one worker thread; every operation is one
-transaction (PostgreSQL commits concurrent transactions in groups itself). Several
-coordinators may use the same database: due transactions are claimed with
+One connection owned by one writer thread that commits in groups, like the SQLite store:
+every operation queued while the previous commit was in flight runs in the next transaction,
+and all of them are answered after that one commit. If any operation of a group fails (a
+deadlock with another coordinator, a bug), the group is rolled back and each of its
+operations is run again in a transaction of its own, so one failure fails alone.
+
+Several coordinators may use the same database: due transactions are claimed with
 ``FOR UPDATE SKIP LOCKED`` and held by a lease that every write of the owner renews and
 checks (a coordinator that lost its lease writes nothing).
 """
@@ -10,17 +14,19 @@ checks (a coordinator that lost its lease writes nothing).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
+import queue
 import threading
 from typing import Any
 
 from . import sql
-from .base import Store
+from .base import Store, settle
 from .sql import Dialect, Op
 
-__all__ = ["PostgresStore"]
+__all__ = ["EXTRA_HINT", "PostgresStore"]
 
 EXTRA_HINT = "the PostgreSQL store needs psycopg 3: pip install 'wirecall[txn-postgres]'"
+_STOP = object()
 
 
 def _psycopg() -> Any:
@@ -32,68 +38,109 @@ def _psycopg() -> Any:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, *, pool_size: int = 16) -> None:
+    def __init__(self, url: str, *, max_group: int = 256) -> None:
         self.url = url
-        self.pool_size = pool_size
+        self.max_group = max_group
         self.dialect = Dialect("postgres")
-        self._local = threading.local()
-        self._conns: list[Any] = []
-        self._lock = threading.Lock()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = _psycopg().connect(self.url, autocommit=False, connect_timeout=10)
-            self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
-        return conn
-
-    def _run_sync(self, op: Op) -> Any:
-        psycopg = _psycopg()
-        for attempt in range(3):
-            conn = self._conn()
-            try:
-                with conn.cursor() as cur:
-                    result = op(cur, self.dialect)
-                conn.commit()
-                return result
-            except psycopg.errors.SerializationFailure:
-                conn.rollback()
-                if attempt == 2:
-                    raise
-            except psycopg.OperationalError:
-                self._local.conn = None  # a broken connection: dial again next time
-                raise
-            except BaseException:
-                conn.rollback()
-                raise
-        raise AssertionError("unreachable")
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.commits = 0
+        self.ops = 0
 
     async def open(self) -> None:
         _psycopg()
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                self.pool_size, thread_name_prefix="wirecall-txn-pg")
+        if self._thread is not None:
+            return
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._main, args=(loop, ready),
+                                        name="wirecall-txn-pg", daemon=True)
+        self._thread.start()
+        await ready
 
-        def create(cur: Any, d: Dialect) -> None:
+    def _connect(self) -> Any:
+        conn = _psycopg().connect(self.url, autocommit=False, connect_timeout=10)
+        with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(7710013)")  # one schema creator at a time
-            for stmt in sql.schema(d):
+            for stmt in sql.schema(self.dialect):
                 cur.execute(stmt)
+        conn.commit()
+        return conn
 
-        await self.run(create)
+    def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except Exception as exc:  # handed to the awaiting open()
+            loop.call_soon_threadsafe(settle, ready, False, exc)
+            return
+        loop.call_soon_threadsafe(settle, ready, True, None)
+        try:
+            while True:
+                first = self._q.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                while len(group) < self.max_group:
+                    try:
+                        item = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._q.put(_STOP)
+                        break
+                    group.append(item)
+                conn = self._run_group(conn, group)
+        finally:
+            conn.close()
+
+    def _run_group(self, conn: Any, group: list[Any]) -> Any:
+        psycopg = _psycopg()
+        results: list[tuple[bool, Any]]
+        try:
+            with conn.cursor() as cur:
+                results = [(True, op(cur, self.dialect)) for op, _f, _l in group]
+            conn.commit()
+            self.commits += 1
+        except psycopg.OperationalError as exc:  # the connection broke: fail this group
+            results = [(False, exc)] * len(group)
+            conn = self._reconnect(conn)
+        except Exception:  # one op failed (or a deadlock): each again, alone
+            conn.rollback()
+            results = []
+            for op, _f, _l in group:
+                try:
+                    with conn.cursor() as cur:
+                        value = op(cur, self.dialect)
+                    conn.commit()
+                    self.commits += 1
+                    results.append((True, value))
+                except Exception as exc:  # this op's failure goes to its caller
+                    conn.rollback()
+                    results.append((False, exc))
+        self.ops += len(group)
+        for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
+            loop.call_soon_threadsafe(settle, fut, ok, value)
+        return conn
+
+    def _reconnect(self, conn: Any) -> Any:
+        with contextlib.suppress(Exception):
+            conn.close()
+        try:
+            return self._connect()
+        except Exception:
+            return conn  # still down: the next group fails on it and reconnects again
 
     async def run(self, op: Op) -> Any:
-        if self._pool is None:
+        if self._thread is None:
             raise RuntimeError("store not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run_sync, op)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._q.put((op, fut, loop))
+        return await fut
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        with self._lock:
-            for c in self._conns:
-                c.close()
-            self._conns.clear()
+        if self._thread is None:
+            return
+        self._q.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import sql
-from .base import Store
+from .base import Store, settle
 from .sql import Dialect, Op
 
 __all__ = ["SqliteStore", "path_from_url"]
@@ -74,9 +74,9 @@ class SqliteStore(Store):
         try:
             conn = self._connect()
         except Exception as exc:
-            loop.call_soon_threadsafe(_settle, ready, False, exc)
+            loop.call_soon_threadsafe(settle, ready, False, exc)
             return
-        loop.call_soon_threadsafe(_settle, ready, True, None)
+        loop.call_soon_threadsafe(settle, ready, True, None)
         try:
             while True:
                 first = self._q.get()
@@ -117,7 +117,7 @@ class SqliteStore(Store):
                 conn.execute("ROLLBACK")
             results = [(False, exc)] * len(group)
         for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+            loop.call_soon_threadsafe(settle, fut, ok, value)
 
     async def run(self, op: Op) -> Any:
         if self._thread is None:
@@ -134,11 +134,3 @@ class SqliteStore(Store):
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._thread = None
 
-
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
