@@ -244,3 +244,30 @@ async def test_lost_lease_fences_then_reacquires(etcd_server: Any, tmp_path: Pat
     finally:
         n.stop()
     assert "lease of worker" in n.stderr() and "lost" in n.stderr()
+
+
+async def test_reservation_never_goes_down_when_the_clock_steps_back(
+        etcd_server: Any, tmp_path: Path) -> None:
+    """In process against the real etcd: a clock stepped back must not lower the persisted
+    horizon a successor starts above (locally or in the registry)."""
+    import json
+
+    from wirecall.cluster.registry import open_registry
+    from wirecall.idgen.lease import WorkerLease
+    from wirecall.idgen.state import LocalState
+
+    reg = open_registry(etcd_server.url)
+    state = LocalState(tmp_path / "s.json")
+    lease = WorkerLease(reg, prefix="/t/never-down", ttl=4, state=state)
+    try:
+        gen = await lease.acquire(10)
+        key = f"/t/never-down/state/{gen.worker_id}"
+        first = json.loads(await reg.get(key) or b"{}")["until_ms"]
+        lease.clock_offset_ms = -10_000
+        assert await lease.reserve()
+        second = json.loads(await reg.get(key) or b"{}")["until_ms"]
+        assert second >= first
+        assert state.get(lease._local_key(gen.worker_id)) >= first
+    finally:
+        await lease.close()
+        await reg.close()

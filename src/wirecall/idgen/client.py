@@ -31,6 +31,11 @@ __all__ = ["IdClient"]
 RETRYABLE = (Unavailable,)
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class IdClient:
     """Prefetching ID client over a connected client (``wirecall.Client``/``ClusterClient``)."""
 
@@ -71,6 +76,9 @@ class IdClient:
         buf = self._buf
         if len(buf) <= self.low and self._refill is None:
             self._refill = asyncio.ensure_future(self._fill())
+            # a background refill that fails is retried by the next call; its error is
+            # raised only to a caller that waits for it
+            self._refill.add_done_callback(_retrieve)
         while not buf:
             task = self._refill
             if task is None:

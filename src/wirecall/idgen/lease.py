@@ -95,6 +95,7 @@ class WorkerLease:
         self.generator: Snowflake | None = None
         self.worker_id: int | None = None
         self.floor_ms = 0
+        self._reserved = 0
         self._closed = False
 
     def _key(self, kind: str, worker: int) -> str:
@@ -157,6 +158,7 @@ class WorkerLease:
         reg_floor = self._floor_from(await self.registry.get(self._key("state", worker)))
         local = self.state.get(self._local_key(worker)) if self.state else 0
         self.floor_ms = max(reg_floor, local)
+        self._reserved = self.floor_ms
         gen = Snowflake(worker, self.layout, clock_offset_ms=self.clock_offset_ms,
                         max_backward_ms=self.max_backward_ms, floor_ms=self.floor_ms)
         gen.set_fence(self.fence)
@@ -183,7 +185,10 @@ class WorkerLease:
             gen.set_fence(0.0)
             self.lease.mark_lost(f"the lock of worker {worker} is gone or not ours")
             return False
+        # never lower a reservation (a clock stepped back must not shrink what a successor
+        # has to start above)
         until = max(self.now_ms(), self.floor_ms) + self.horizon_ms
+        until = self._reserved = max(until, self._reserved)
         if self.state is not None:
             await asyncio.to_thread(self.state.put, self._local_key(worker), until)
         value = json.dumps({"until_ms": until, "holder": self.holder}).encode()
