@@ -45,19 +45,48 @@ def test_counts_errors_and_in_flight() -> None:
     assert row["wire"] == "grpc"
 
 
-def test_rate_over_the_window(monkeypatch: Any) -> None:
+def test_window_figures_from_an_earlier_copy(monkeypatch: Any) -> None:
     clock = [1000.0]
     monkeypatch.setattr(stats_mod, "_perf", lambda: clock[0])
     cs = CallStats()
     ctx = Context("A.B", transport="tcp")
-    for _ in range(50):  # 50 calls, 20 s ago
+    for _ in range(50):  # before the first read
         run(cs, "A.B", ctx)
     clock[0] += 20.0
-    for _ in range(30):  # 30 calls now
-        run(cs, "A.B", ctx)
-    [row] = cs.snapshot(window=10.0)
-    assert row["rate"] == 3.0  # 30 calls in the 10 s window
-    assert row["count"] == 80
+    [row] = cs.snapshot(window=10.0)  # no earlier copy: since the start, 20 s
+    assert row["rate"] == 2.5 and row["count"] == 50
+    clock[0] += 10.0
+    for _ in range(30):
+        run(cs, "A.B", ctx, NotFound(message="x") if _ % 3 == 0 else None)
+    [row] = cs.snapshot(window=10.0)  # since the copy of 10 s ago
+    assert row["rate"] == 3.0
+    assert row["error_rate"] == 10 / 30
+    assert row["count"] == 80 and row["errors"] == 10
+
+
+def test_bucket_quantiles() -> None:
+    from wirecall.observability.stats import BUCKETS, bucket_quantile
+
+    b = [0] * (len(BUCKETS) + 1)
+    i = BUCKETS.index(0.001)  # 100 calls between 0.5 ms and 1 ms
+    b[i] = 100
+    assert bucket_quantile(b, 0.5) == 0.0005 + 0.0005 * 0.5
+    assert bucket_quantile(b, 0.99) == 0.0005 + 0.0005 * 0.99
+    b[-1] = 1000  # most calls over the top bound: reported as the top bound
+    assert bucket_quantile(b, 0.99) == BUCKETS[-1]
+    assert bucket_quantile([0] * (len(BUCKETS) + 1), 0.5) == 0.0
+
+
+def test_percentiles_from_real_durations() -> None:
+    cs = CallStats()
+    st = cs._stats("A.B", "tcp", "call")
+    ctx = Context("A.B", transport="tcp")
+    for ms in (1, 2, 3, 4, 30):  # 30 ms is the slow one
+        for _ in range(20):
+            cs._finish(st, ctx, "OK", ms / 1000)
+    [row] = cs.snapshot()
+    assert 1.0 <= row["p50_ms"] <= 5.0  # the bucket (2.5 ms, 5 ms]
+    assert 25.0 <= row["p99_ms"] <= 50.0  # the bucket (25 ms, 50 ms]
 
 
 def test_slowest_keeps_the_ten_slowest_and_forgets_old_ones(monkeypatch: Any) -> None:

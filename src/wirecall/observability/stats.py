@@ -2,8 +2,11 @@
 
 :class:`CallStats` is a server :class:`~wirecall.interceptors.CallObserver`: for each
 ``(method, wire)`` it counts calls by status, sums durations into fixed histogram buckets,
-tracks calls and streams in flight, keeps the last durations (for percentiles) and the
-slowest recent calls. It needs no third-party package: the Prometheus exporter
+tracks calls and streams in flight and keeps the slowest recent calls: a successful call costs
+a few integer additions and one bisect. Windowed figures (calls/s, error rate, percentiles over
+the last seconds) are computed when read, from the difference between now and a copy of the
+counts kept at an earlier read, percentiles interpolated within histogram buckets (as
+Prometheus' ``histogram_quantile`` does). It needs no third-party package: the Prometheus exporter
 (:mod:`wirecall.observability.metrics`) and the dashboard (:mod:`wirecall.observability.admin`)
 both read it. Every update happens on the loop thread (``on_done`` runs there on every
 wire), so no lock is taken on the call path.
@@ -28,19 +31,24 @@ __all__ = [
     "CallStats",
     "MethodStats",
     "SlowCall",
+    "bucket_quantile",
     "percentile",
     "split_method",
     "status_of",
     "wire_of",
 ]
 
-#: latency histogram bounds in seconds (Prometheus ``le``), from 50 µs to 10 s
+#: latency histogram bounds in seconds (Prometheus ``le``), from 1 µs (an inline handler on
+#: the fast lane) to 10 s
 BUCKETS: tuple[float, ...] = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
-#: how many recent durations per method the percentiles are computed from
-RECENT = 2048
+#: on the native fast lane one call in this many is timed (a power of two)
+TIME_EVERY = 8
+#: how many earlier copies of the counts are kept for windowed figures (one per read, at
+#: most two a second)
+HISTORY = 256
 #: how many of the slowest recent calls are kept
 SLOWEST = 10
 #: how long a call stays among the "slowest recent" (seconds)
@@ -75,6 +83,25 @@ def status_of(err: BaseException) -> str:
     return "INTERNAL"
 
 
+def bucket_quantile(buckets: list[int], q: float) -> float:
+    """The ``q`` quantile (0..1) of durations counted in ``buckets`` (one count per bound of
+    :data:`BUCKETS`, then the overflow), interpolated linearly inside its bucket; 0.0 when
+    empty, the top bound when it falls in the overflow."""
+    n = sum(buckets)
+    if n == 0:
+        return 0.0
+    rank = q * n
+    below = 0
+    for i, c in enumerate(buckets):
+        if c and below + c >= rank:
+            if i >= len(BUCKETS):
+                return BUCKETS[-1]
+            lo = BUCKETS[i - 1] if i else 0.0
+            return lo + (BUCKETS[i] - lo) * max(0.0, rank - below) / c
+        below += c
+    return BUCKETS[-1]
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of already sorted values, nearest rank (0.0 when empty)."""
     if not sorted_values:
@@ -105,27 +132,27 @@ class MethodStats:
     #: failed calls by status (``OK`` is :attr:`ok`; see :meth:`all_statuses`)
     failures: dict[str, int] = field(default_factory=dict)
     count: int = 0
-    ok: int = 0
+    #: calls whose duration is in the histogram (every call, except on the fast lane)
+    timed: int = 0
     errors: int = 0
     total_seconds: float = 0.0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     inflight: int = 0
-    #: (perf_counter at the end, seconds, ok) of the last calls
-    recent: deque[tuple[float, float, bool]] = field(default_factory=lambda: deque(maxlen=RECENT))
 
-    def record(self, status: str, seconds: float, now: float) -> None:
+    def record(self, status: str, seconds: float) -> None:
+        """One call ended; ``seconds < 0``: counted, not timed."""
         self.count += 1
-        if status == "OK":
-            self.ok += 1
-        else:
+        if status != "OK":
             self.errors += 1
             self.failures[status] = self.failures.get(status, 0) + 1
-        self.total_seconds += seconds
-        self.buckets[_bisect(BUCKETS, seconds)] += 1
-        self.recent.append((now, seconds, status == "OK"))
+        if seconds >= 0:
+            self.timed += 1
+            self.total_seconds += seconds
+            self.buckets[_bisect(BUCKETS, seconds)] += 1
 
     def all_statuses(self) -> dict[str, int]:
-        out = {"OK": self.ok} if self.ok else {}
+        ok = self.count - self.errors
+        out = {"OK": ok} if ok else {}
         out.update(self.failures)
         return out
 
@@ -139,6 +166,9 @@ class CallStats:
         self._slow: list[SlowCall] = []
         self._slow_floor = 0.0
         self.started = time.time()
+        #: (perf_counter, {key: (count, errors, buckets)}) copies of the counts, oldest first
+        self._history: deque[tuple[float, dict[Any, tuple[int, int, list[int]]]]] = deque(
+            [(_perf(), {})], maxlen=HISTORY)
 
     def _stats(self, method: str, wire: str, kind: str) -> MethodStats:
         key = (method, wire, kind)
@@ -154,26 +184,29 @@ class CallStats:
         return self._watch(method, ctx, on_done, "stream")
 
     def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """The native fast lane's inline handler, timed (the handler only: decoding and
-        encoding are the transport's, a few microseconds). The hot path of metrics: what
-        ``MethodStats.record`` does for a success, inline, with the method's stats per wire
-        cached in the wrapper."""
+        """The native fast lane's inline handler, counted. Every call is counted (by status);
+        one call in :data:`TIME_EVERY` is timed into the histogram (the handler only: an
+        inline handler runs in a microsecond or two, about what two clock reads cost on a
+        virtual machine), so the duration histogram's count is a sample of the calls."""
         by_wire: dict[str, MethodStats] = {}
         get_ctx = CURRENT.get
         perf = _perf
         bounds = BUCKETS
+        every = TIME_EVERY - 1
+        tick = [0]
 
-        def timed(*args: Any) -> Any:
-            t0 = perf()
+        def counted(*args: Any) -> Any:
+            n = tick[0] = tick[0] + 1
+            timed = not n & every
+            t0 = perf() if timed else 0.0
             try:
                 result = handler(*args)
             except BaseException as exc:
                 ctx = get_ctx()
                 if ctx is not None:
                     self._finish(self._stats(method, wire_of(ctx), "call"), ctx,
-                                 status_of(exc), perf() - t0)
+                                 status_of(exc), perf() - t0 if timed else -1.0)
                 raise
-            t1 = perf()
             ctx = get_ctx()
             if ctx is None:
                 return result
@@ -183,17 +216,17 @@ class CallStats:
             st = by_wire.get(wire)
             if st is None:
                 st = by_wire[wire] = self._stats(method, wire, "call")
-            d = t1 - t0
             st.count += 1
-            st.ok += 1
-            st.total_seconds += d
-            st.buckets[_bisect(bounds, d)] += 1
-            st.recent.append((t1, d, True))
-            if d > self._slow_floor:
-                self._note_slow(st, ctx, "OK", d)
+            if timed:
+                d = perf() - t0
+                st.timed += 1
+                st.total_seconds += d
+                st.buckets[_bisect(bounds, d)] += 1
+                if d > self._slow_floor:
+                    self._note_slow(st, ctx, "OK", d)
             return result
 
-        return timed
+        return counted
 
     def _watch(self, method: str, ctx: Context, on_done: OnDone, kind: str) -> OnDone:
         st = self._stats(method, wire_of(ctx), kind)
@@ -208,8 +241,8 @@ class CallStats:
         return done
 
     def _finish(self, st: MethodStats, ctx: Context, status: str, seconds: float) -> None:
-        st.record(status, seconds, _perf())
-        if seconds > self._slow_floor:
+        st.record(status, seconds)
+        if seconds > self._slow_floor and seconds >= 0:
             self._note_slow(st, ctx, status, seconds)
 
     def _note_slow(self, st: MethodStats, ctx: Context, status: str, seconds: float) -> None:
@@ -236,16 +269,31 @@ class CallStats:
             self._slow_floor = fresh[-1].duration if len(fresh) >= SLOWEST else 0.0
         return list(fresh)
 
+    def _base(self, now: float, window: float) -> tuple[float, dict[Any, Any]]:
+        """The copy of the counts closest to ``window`` seconds ago (the oldest if none is
+        that old), and when it was taken."""
+        base = self._history[0]
+        for t, counts in self._history:
+            if now - t < window:
+                break
+            base = (t, counts)
+        return base
+
     def snapshot(self, window: float = 10.0) -> list[dict[str, Any]]:
-        """One row per method and wire: totals, and over the last ``window`` seconds the
-        rate (calls/s), error rate and latency percentiles (milliseconds)."""
+        """One row per method and wire: totals, and over about the last ``window`` seconds
+        (since the copy of the counts kept closest to then) the rate (calls/s), error rate
+        and latency percentiles (milliseconds, interpolated within histogram buckets)."""
         now = _perf()
+        t_base, base = self._base(now, window)
+        span = max(now - t_base, 1e-3)
         rows: list[dict[str, Any]] = []
-        for st in self.methods():
-            window_calls = [(d, ok) for t, d, ok in list(st.recent) if now - t <= window]
-            durations = sorted(d for d, _ in window_calls)
-            recent_n = len(durations)
-            failed = sum(1 for _, ok in window_calls if not ok)
+        current: dict[Any, tuple[int, int, list[int]]] = {}
+        for key, st in list(self._by.items()):
+            current[key] = (st.count, st.errors, list(st.buckets))
+            c0, e0, b0 = base.get(key, (0, 0, None))
+            calls = st.count - c0
+            buckets = st.buckets if b0 is None else [
+                a - b for a, b in zip(st.buckets, b0, strict=True)]
             row: dict[str, Any] = {
                 "method": st.method,
                 "wire": st.wire,
@@ -254,25 +302,15 @@ class CallStats:
                 "errors": st.errors,
                 "statuses": st.all_statuses(),
                 "inflight": st.inflight,
-                # the ring holds at most RECENT calls: under heavy load the rate is taken from
-                # the span they cover, not from the whole window
-                "rate": _rate(st, now, window, recent_n),
-                "error_rate": failed / recent_n if recent_n else 0.0,
-                "p50_ms": percentile(durations, 0.50) * 1e3,
-                "p90_ms": percentile(durations, 0.90) * 1e3,
-                "p99_ms": percentile(durations, 0.99) * 1e3,
-                "mean_ms": (st.total_seconds / st.count * 1e3) if st.count else 0.0,
+                "rate": calls / span,
+                "error_rate": (st.errors - e0) / calls if calls else 0.0,
+                "p50_ms": bucket_quantile(buckets, 0.50) * 1e3,
+                "p90_ms": bucket_quantile(buckets, 0.90) * 1e3,
+                "p99_ms": bucket_quantile(buckets, 0.99) * 1e3,
+                "mean_ms": (st.total_seconds / st.timed * 1e3) if st.timed else 0.0,
             }
             rows.append(row)
+        if now - self._history[-1][0] >= 0.5:
+            self._history.append((now, current))
         rows.sort(key=lambda r: (-float(r["rate"]), str(r["method"]), str(r["wire"])))
         return rows
-
-
-def _rate(st: MethodStats, now: float, window: float, recent_n: int) -> float:
-    if recent_n == 0:
-        return 0.0
-    recent = st.recent
-    if recent_n == len(recent) and len(recent) == recent.maxlen:
-        span = max(now - recent[0][0], 1e-3)
-        return recent_n / span
-    return recent_n / window
