@@ -22,8 +22,10 @@ class Limits:
     """The budgets of one connection (defaults in ``docs/limits.md``)."""
 
     #: bytes of replies queued for a peer that does not read them; past this the connection
-    #: is aborted (reading already stopped at the transport's high-water mark)
-    max_unsent_bytes: int = 32 * MiB
+    #: is aborted. Reading stops at the transport's high-water mark already: what piles up
+    #: past it are the replies of calls admitted before (a client may pipeline ~100 MiB of
+    #: replies and read them later: tests/wires/native), hence a generous default
+    max_unsent_bytes: int = 128 * MiB
     #: stream credit (native protocol, in messages) a peer may grant one stream; a
     #: WINDOW_UPDATE beyond it is clamped to it
     max_stream_credit: int = 256

@@ -258,3 +258,28 @@ def test_control_frame_flood_is_closed(ftype: int) -> None:
         assert reason and "max_control_frames_per_second" in reason, (
             f"{sent // len(native_frame(ftype, 0, 0, payload))} frames sent: {reason}")
         assert_served(report)
+
+
+def test_unsent_bytes_over_the_budget_abort_the_connection() -> None:
+    """A peer that never reads while replies of calls it already made keep coming: past
+    limits.max_unsent_bytes (1 MiB here) the connection is aborted, the memory given back."""
+    with ServerProc(TCP, limits={"max_unsent_bytes": MiB}) as srv, \
+            Prober(srv.url("tcp")) as probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("tcp"), rcvbuf=4096)
+        reqs = b"".join(native_request(i, "Svc.Big", msgpack_array(3_000_000))
+                        for i in range(1, 11))
+        sock.sendall(native_preface() + reqs)
+        closed = False
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0 and not closed:
+            time.sleep(0.1)
+            try:  # a reset shows on the next write
+                sock.send(native_frame(N_PING, 0, 0, b"12345678"))
+            except OSError:
+                closed = True
+        sock.close()
+        report = probe.stop()
+        assert closed, "a connection holding 3 MB of unread replies (budget 1 MiB) was not closed"
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(report)

@@ -270,6 +270,12 @@ class _Outgoing(Protocol):
 WRITE_BATCH = 16
 
 
+def _unsent(transport: Any) -> int:
+    """Bytes a transport holds for its peer (0 for one that cannot tell)."""
+    size = getattr(transport, "get_write_buffer_size", None)
+    return int(size()) if size is not None else 0
+
+
 class CoalescedWriter:
     """Mixin for a protocol with a sans-IO ``conn``: frames queued during one loop iteration
     go out in one ``transport.write`` (``_schedule_flush``), or now (``_flush``). Subclasses
@@ -282,7 +288,7 @@ class CoalescedWriter:
     #: the transport's buffer is over its high-water mark (set by ``pause_writing``): each
     #: flush then checks the unsent bytes against ``_max_unsent``
     _paused_out: bool = False
-    _max_unsent: int = 32 * 1024 * 1024
+    _max_unsent: int = 128 * 1024 * 1024
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -295,7 +301,7 @@ class CoalescedWriter:
         transport = self.transport
         if data and transport is not None:
             transport.write(data)
-            if self._paused_out and transport.get_write_buffer_size() > self._max_unsent:
+            if self._paused_out and _unsent(transport) > self._max_unsent:
                 self._over_unsent(transport)
 
     def _over_unsent(self, transport: Any) -> None:
@@ -303,5 +309,5 @@ class CoalescedWriter:
         bytes are dropped at once; a peer that does not read would not read an error)."""
         logging.getLogger("wirecall.transport").warning(
             "aborting a connection whose peer left %d bytes unread (limits.max_unsent_bytes "
-            "%d)", transport.get_write_buffer_size(), self._max_unsent)
+            "%d)", _unsent(transport), self._max_unsent)
         transport.abort()
