@@ -82,6 +82,15 @@ class QuicClientConnection(TcpClientConnection):
         if end and not routes.end(sid, CallStreams.RECEIVED) and self.proto is not None:
             self.proto.wire.finish(sid)  # the call is over: end this side of its stream too
 
+    def on_terminated(self, reason: str) -> None:
+        """The QUIC connection ended (closed by either side, idle, or a handshake failure):
+        every pending call fails with UNAVAILABLE naming why."""
+        if self.transport is not None:
+            self._close_reason = self._close_reason or Unavailable(
+                message=f"QUIC connection to {self.address} closed"
+                + (f": {reason}" if reason else ""))
+            self.connection_lost(None)
+
     def on_stream_reset(self, cid: int) -> None:
         """The server reset a call's stream."""
         self._fail_call(cid, Unavailable(message="the server reset the call's stream"))
@@ -134,12 +143,7 @@ class QuicClientProtocol(QuicConnectionProtocol):
             owner.early_data_accepted = event.early_data_accepted  # type: ignore[attr-defined]
         elif t is qe.ConnectionTerminated:
             self.wire.closing = True
-            if owner.transport is not None:
-                reason = event.reason_phrase  # type: ignore[attr-defined]
-                owner._close_reason = owner._close_reason or Unavailable(
-                    message=f"QUIC connection to {owner.address} closed"
-                    + (f": {reason}" if reason else ""))
-                owner.connection_lost(None)
+            owner.on_terminated(event.reason_phrase)  # type: ignore[attr-defined]
 
     async def rebind(self, host: str) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
