@@ -1,10 +1,11 @@
 """The shared store: PostgreSQL through psycopg 3 (``pip install 'wirecall[txn-postgres]'``).
 
-One connection owned by one writer thread that commits in groups, like the SQLite store:
-every operation queued while the previous commit was in flight runs in the next transaction,
-and all of them are answered after that one commit. If any operation of a group fails (a
-deadlock with another coordinator, a bug), the group is rolled back and each of its
-operations is run again in a transaction of its own, so one failure fails alone.
+A few writer threads (``writers``, 4), each owning one connection and committing in groups,
+like the SQLite store: operations queued while a commit was in flight run in the next
+transaction of a free writer, and all of them are answered after that one commit. If any
+operation of a group fails (a deadlock with another coordinator, a bug), the group is rolled
+back and each of its operations is run again in a transaction of its own, so one failure
+fails alone.
 
 Several coordinators may use the same database: due transactions are claimed with
 ``FOR UPDATE SKIP LOCKED`` and held by a lease that every write of the owner renews and
@@ -38,25 +39,30 @@ def _psycopg() -> Any:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, *, max_group: int = 256) -> None:
+    def __init__(self, url: str, *, writers: int = 4, max_group: int = 256) -> None:
+        if writers < 1:
+            raise ValueError("writers must be at least 1")
         self.url = url
+        self.writers = writers
         self.max_group = max_group
         self.dialect = Dialect("postgres")
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.commits = 0
         self.ops = 0
 
     async def open(self) -> None:
         _psycopg()
-        if self._thread is not None:
+        if self._threads:
             return
         loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        self._thread = threading.Thread(target=self._main, args=(loop, ready),
-                                        name="wirecall-txn-pg", daemon=True)
-        self._thread.start()
-        await ready
+        for i in range(self.writers):
+            ready: asyncio.Future[None] = loop.create_future()
+            t = threading.Thread(target=self._main, args=(loop, ready),
+                                 name=f"wirecall-txn-pg-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+            await ready
 
     def _connect(self) -> Any:
         conn = _psycopg().connect(self.url, autocommit=False, connect_timeout=10)
@@ -131,7 +137,7 @@ class PostgresStore(Store):
             return conn  # still down: the next group fails on it and reconnects again
 
     async def run(self, op: Op) -> Any:
-        if self._thread is None:
+        if not self._threads:
             raise RuntimeError("store not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -139,8 +145,11 @@ class PostgresStore(Store):
         return await fut
 
     async def close(self) -> None:
-        if self._thread is None:
+        if not self._threads:
             return
-        self._q.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
-        self._thread = None
+        for _ in self._threads:
+            self._q.put(_STOP)
+        loop = asyncio.get_running_loop()
+        for t in self._threads:
+            await loop.run_in_executor(None, t.join)
+        self._threads = []
