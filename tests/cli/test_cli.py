@@ -62,13 +62,13 @@ def test_sigint_drains_an_in_flight_call(server_process: Any) -> None:
     proc = server_process("support.services:Probe", "tcp://127.0.0.1:0")
     url = proc.start()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
-    caller = subprocess.Popen([*WIRECALL, "call", url, "Probe.Sleep", "[1.0]"],
+    caller = subprocess.Popen([*WIRECALL, "call", url, "Probe.Sleep", "[3.0]"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(0.5)
+    time.sleep(2.0)  # the command starts in ~0.7 s on a loaded machine: the call is in flight
     proc.proc.send_signal(signal.SIGINT)
     out, err = caller.communicate(timeout=15)
     assert caller.returncode == 0, err
-    assert out.strip() == '"slept 1.0"'
+    assert out.strip() == '"slept 3.0"'
     assert proc.proc.wait(10) == 0
 
 

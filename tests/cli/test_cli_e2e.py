@@ -200,7 +200,9 @@ def test_bench_rate_and_duration(server_process: Any) -> None:
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert 80 <= rep["calls"] <= 101, rep  # paced: about 100 in the second, never more
-    r = run("bench", url, "Probe.Echo", "-n", "20", "--rate", "50", "--warmup", "0", "--json")
+    r = run("bench", url, "Probe.Echo", "[1]", "-n", "20", "--rate", "50", "--warmup", "0",
+            "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
     rep = json.loads(r.stdout)
     assert rep["calls"] == 20 and rep["duration_s"] >= 0.35  # 20 calls at 50/s: >= 0.38 s
 
