@@ -327,6 +327,8 @@ class SyncClient:
         service = name or getattr(cls, "__wirecall_service__", None) or cls.__name__
         methods = stub_methods(cls)
         client = self
+        if isinstance(self._aclient, ClusterClient):
+            self._aclient.stub(cls, service)  # registers the methods' @policy decorators
 
         class _SyncStub:
             def __getattr__(self, attr: str) -> Any:

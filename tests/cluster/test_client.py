@@ -298,3 +298,18 @@ async def test_cli_lists_endpoints(capsys: pytest.CaptureFixture[str]) -> None:
         assert rc != 0 and "bogus" in capsys.readouterr().err
     finally:
         await close_all(servers)
+
+
+async def test_sync_stub_methods_carry_their_policy() -> None:
+    servers, nodes, urls = await start_nodes(2)
+    nodes[0].failing = "UNAVAILABLE"
+
+    def calls() -> list[str]:
+        with wirecall.sync.connect(static_target(urls), balancer="round_robin",
+                                   outlier=None) as c:
+            stub = c.stub(NodeAPI, "Node")
+            return [stub.Work(0.0) for _ in range(6)]
+    try:
+        assert await asyncio.to_thread(calls) == ["n1"] * 6  # retried on n1
+    finally:
+        await close_all(servers)
