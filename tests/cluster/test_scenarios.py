@@ -17,6 +17,7 @@ import wirecall
 from support.cluster_nodes import NodeProcess, start_nodes, static_target
 from support.etcd import EtcdServer
 from support.faultproxy import FaultProxy
+from support.zookeeper import ZooKeeperServer
 from wirecall.cluster.client import ClusterClient
 from wirecall.cluster.outlier import OutlierPolicy
 from wirecall.cluster.policy import MethodPolicy, RetryPolicy
@@ -172,8 +173,9 @@ async def test_graceful_shutdown_under_load_zero_failures(etcd_server: EtcdServe
     assert not load.failures, load.failures[:3]
 
 
-async def test_registry_stopped_10s_under_load(nodes: list[NodeProcess]) -> None:
-    etcd = EtcdServer().start()
+@pytest.mark.parametrize("kind", ["etcd", "zk"])
+async def test_registry_stopped_10s_under_load(kind: str, nodes: list[NodeProcess]) -> None:
+    etcd: Any = (EtcdServer() if kind == "etcd" else ZooKeeperServer()).start()
     try:
         target = f"{etcd.url}/outage"
         for i in range(2):
@@ -198,7 +200,7 @@ async def test_registry_stopped_10s_under_load(nodes: list[NodeProcess]) -> None
                     break
                 await asyncio.sleep(0.05)
             await asyncio.sleep(3)  # the old servers' re-registration settles
-            print(f"registry down 10s: {during} answers, {len(load.failures)} failures, "
+            print(f"{kind} down 10s: {during} answers, {len(load.failures)} failures, "
                   f"{kept} endpoints_kept events; new node seen {seen}s after restart; "
                   f"set now {sorted(ep.entry.id[:0] + ep.url for ep in client.live)}")
             assert kept >= 1
