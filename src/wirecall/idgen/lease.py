@@ -18,9 +18,9 @@ How a node holds an id (:class:`WorkerLease`):
    until its clock passes the floor, rather than repeat).
 2. **Reserve**: before issuing in a time, the node persists ``until_ms = now + horizon``,
    locally (fsynced) and then in the registry, and only issues below ``until_ms``. A
-   reservation counts only if the registry write returned before the fence: then it was
-   applied while the lease was alive, so no later holder can have read an older floor.
-   Renewed every ``horizon / 4``.
+   reservation counts only if the registry write returned before the fence and the lock
+   still reads as ours afterwards: then it was applied while the id was held, so no later
+   holder can have read an older floor. Renewed every ``horizon / 4``; never lowered.
 3. **Fence**: the generator stops issuing at ``lease.expires_at - margin``
    (``expires_at``: the send time of the last successful renewal + ttl, on the local
    monotonic clock), i.e. before the registry can have expired the lease and handed the id to
@@ -149,7 +149,7 @@ class WorkerLease:
         try:
             return int(json.loads(raw)["until_ms"])
         except (ValueError, KeyError, TypeError):
-            # unreadable state: assume the worst we can bound, refuse to guess low
+            # unreadable state: refuse to guess a floor (a low guess could repeat IDs)
             raise ValueError(f"idgen: unreadable worker state {raw[:100]!r}") from None
 
     async def _start(self, worker: int) -> Snowflake:
@@ -193,7 +193,11 @@ class WorkerLease:
             await asyncio.to_thread(self.state.put, self._local_key(worker), until)
         value = json.dumps({"until_ms": until, "holder": self.holder}).encode()
         await self.registry.put(self._key("state", worker), value)
-        if time.monotonic() >= self.fence():
+        # the write counts only if it landed while the id was ours: then no successor can
+        # have read an older floor (it reads the state after creating the lock). Checked
+        # by time (the fence) and by reading the lock back (a linearizable read), so a lease
+        # that expired earlier than we thought cannot slip a reservation past a successor.
+        if time.monotonic() >= self.fence() or not await self._still_ours(worker):
             return False
         gen.reserve_until(until)
         return True
