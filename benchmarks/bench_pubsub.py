@@ -199,7 +199,8 @@ class Servers:
 
 
 SYSTEMS = ["redis-py direct", "wirecall grpc Pub/Sub", "wirecall tcp Pub/Sub",
-           "wirecall grpc Streams", "wirecall grpc memory", "Go server (redigo)"]
+           "wirecall grpc Streams", "wirecall tcp Streams", "wirecall grpc memory",
+           "Go server (redigo)"]
 
 
 async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
@@ -211,7 +212,8 @@ async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
         return await rpc_system(servers.urls["go"], n_subs, n_msgs, window, confirm=False,
                                 redis=r)
     key = {"wirecall grpc Pub/Sub": "ps-grpc", "wirecall tcp Pub/Sub": "ps-tcp",
-           "wirecall grpc Streams": "st-grpc", "wirecall grpc memory": "mem-grpc"}[system]
+           "wirecall grpc Streams": "st-grpc", "wirecall tcp Streams": "st-tcp",
+           "wirecall grpc memory": "mem-grpc"}[system]
     return await rpc_system(servers.urls[key], n_subs, n_msgs, window, confirm=True, redis=r,
                             streams=key.startswith("st"))
 
@@ -233,6 +235,8 @@ async def main() -> None:
         servers.wirecall("ps-grpc", "grpc", redis_url)
         servers.wirecall("ps-tcp", "tcp", redis_url)
         servers.wirecall("st-grpc", "grpc", redis_url.replace("redis://", "redis+streams://")
+                         + "?maxlen=100000")
+        servers.wirecall("st-tcp", "tcp", redis_url.replace("redis://", "redis+streams://")
                          + "?maxlen=100000")
         servers.wirecall("mem-grpc", "grpc", "memory://")
         servers.go()
@@ -266,8 +270,9 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
             print(f"| {s} | {n} | {med(s, n, 'rate'):,.0f} | {med(s, n, 'p50'):.2f} | "
                   f"{med(s, n, 'p99'):.2f} | {med(s, n, 'lost'):.0f} |")
     print("\n| subscribers | grpc Pub/Sub / redis-py | tcp Pub/Sub / redis-py | "
-          "grpc Pub/Sub / Go | Streams / grpc Pub/Sub |")
-    print("|---|---|---|---|---|")
+          "grpc Pub/Sub / Go | tcp Pub/Sub / Go | grpc Streams / grpc Pub/Sub | "
+          "tcp Streams / tcp Pub/Sub |")
+    print("|---|---|---|---|---|---|---|")
     def ratio(a: str, b: str, n: int) -> str:
         if (a, n) not in results or (b, n) not in results:
             return "-"
@@ -277,7 +282,9 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
         print(f"| {n} | {ratio('wirecall grpc Pub/Sub', 'redis-py direct', n)} | "
               f"{ratio('wirecall tcp Pub/Sub', 'redis-py direct', n)} | "
               f"{ratio('wirecall grpc Pub/Sub', 'Go server (redigo)', n)} | "
-              f"{ratio('wirecall grpc Streams', 'wirecall grpc Pub/Sub', n)} |")
+              f"{ratio('wirecall tcp Pub/Sub', 'Go server (redigo)', n)} | "
+              f"{ratio('wirecall grpc Streams', 'wirecall grpc Pub/Sub', n)} | "
+              f"{ratio('wirecall tcp Streams', 'wirecall tcp Pub/Sub', n)} |")
 
 
 if __name__ == "__main__":
