@@ -28,9 +28,12 @@ class Proc:
                                                   self.env.get("PYTHONPATH", "")])
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.urls: list[str] = []
         self.output: list[str] = []
 
-    def start(self, timeout: float = 20.0, extra_env: dict[str, str] | None = None) -> str:
+    def start(self, timeout: float = 20.0, extra_env: dict[str, str] | None = None,
+              listeners: int = 1) -> str:
+        """Start; return the first URL once ``listeners`` are listening (all in ``urls``)."""
         env = dict(self.env, **(extra_env or {}))
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, start_new_session=True,
@@ -43,8 +46,10 @@ class Proc:
                 break
             self.output.append(line)
             if line.startswith("listening on "):
-                self.url = line.split()[-1]
-                return self.url
+                self.urls.append(line.split()[-1])
+                if len(self.urls) == listeners:
+                    self.url = self.urls[0]
+                    return self.url
         out = "".join(self.output)
         self.kill()
         raise RuntimeError(f"{self.argv[3:5]} did not start: {out[-2000:]}")
