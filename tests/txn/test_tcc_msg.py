@@ -226,3 +226,27 @@ async def test_msg_check_back_in_progress_asks_again(
     q = await txn.query(g)
     assert [h["outcome"] for h in q["history"] if h["op"] == "query"] == [
         "ongoing", "ongoing", "success"]
+
+
+async def test_branch_timeouts_in_tcc_confirm_and_msg_delivery(
+        txn: TxnClient, bankc: wirecall.Client, bank: BankProcess) -> None:
+    """A confirm and a delivery outlive their 0.3 s timeout (and still commit on the bank):
+    both are retried, and the barrier keeps each effect single."""
+    before = await money(bankc)
+    opts = dict(FAST, branch_timeout=0.3)
+    await bankc.call("Bank.Fault", "ConfirmIn", "SLEEP", 1, 0.8)
+    r = await tcc_transfer(txn, bank.url, gid(), "acct4", "acct5", 4, opts)
+    assert r["status"] == "succeeded"
+    await bankc.call("Bank.Fault", "TransIn", "SLEEP", 1, 0.8)
+    g = gid()
+    msg = txn.msg(g, msg_branches(bank.url, "acct5", 6), query_prepared=qp(bank.url),
+                  options=opts)
+    r = await msg.do_and_submit(lambda: bankc.call("Bank.MsgTransOut", g, "acct4", 6), wait=10)
+    assert r["status"] == "succeeded"
+    q = await txn.query(g)
+    assert "DEADLINE_EXCEEDED" in q["history"][0]["detail"]
+    await asyncio.sleep(0.6)  # let the timed-out calls finish on the bank
+    after = await money(bankc)
+    assert after["acct4"][0] == before["acct4"][0] - 10
+    assert after["acct5"][0] == before["acct5"][0] + 10
+    assert await bankc.call("Bank.Duplicates") == []
