@@ -217,3 +217,11 @@ async def test_node_refuses_unavailable_when_postgres_is_down(postgres_cluster: 
             assert got and got == list(range(2, 2 + len(got)))  # the buffered ones first
     finally:
         await node.close()
+
+
+def test_missing_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(RuntimeError, match=r"pip install 'wirecall\[idgen-postgres\]'"):
+        open_store("postgresql://postgres@127.0.0.1:1/x")

@@ -48,7 +48,7 @@ __all__ = ["NoFreeWorker", "WorkerLease"]
 log = logging.getLogger("wirecall.idgen.lease")
 
 
-class NoFreeWorker(Exception):
+class NoFreeWorker(RuntimeError):
     """Every worker id is held (and stayed held until the acquire timeout)."""
 
 

@@ -102,8 +102,8 @@ class PostgresStore:
         try:
             import psycopg
         except ImportError:
-            raise ImportError("the PostgreSQL segment store needs psycopg: "
-                              "pip install 'wirecall[idgen-postgres]'") from None
+            raise RuntimeError("the PostgreSQL segment store needs psycopg, which is not "
+                               "installed: pip install 'wirecall[idgen-postgres]'") from None
         self._psycopg = psycopg
         self.dsn = dsn
         self.connect_timeout = connect_timeout
