@@ -22,7 +22,7 @@ from typing import Any
 
 from .buffer import SubscriberBuffer, check_policy
 from .options import reject_unknown
-from .redis_common import LOG, import_redis, redis_errors, unavailable
+from .redis_common import LOG, AutoPipeline, import_redis, redis_errors, unavailable
 
 __all__ = ["RedisPubSubBroker"]
 
@@ -96,6 +96,7 @@ class RedisPubSubBroker:
         self.redis: Any = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=10, **opts))
         self._sub_pool: Any = aioredis.ConnectionPool.from_url(url, **opts)
+        self._pipe = AutoPipeline(self._sub_pool)  # PUBLISH: pipelined on its own connection
         self._errors = redis_errors()
         self._channels: dict[bytes, _Channel] = {}
         self._patterns: dict[bytes, _Channel] = {}
@@ -113,7 +114,7 @@ class RedisPubSubBroker:
     async def publish(self, topic: str, message: str) -> int:
         for attempt in (1, 2):  # a pooled connection Redis dropped fails once: retry fresh
             try:
-                return int(await self.redis.publish(topic, message))
+                return int(await self._pipe.execute("PUBLISH", topic, message))
             except self._errors as exc:
                 if attempt == 2:
                     raise unavailable("publish", exc, topic=topic) from None
@@ -268,5 +269,6 @@ class RedisPubSubBroker:
                 await self._reader
         for t in list(self._tasks):
             t.cancel()
+        await self._pipe.aclose()
         await self.redis.aclose()
         await self._sub_pool.disconnect()

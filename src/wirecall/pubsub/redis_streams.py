@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from .buffer import SubscriberBuffer, check_policy
 from .options import positive_int, reject_unknown
-from .redis_common import LOG, import_redis, redis_errors, unavailable
+from .redis_common import LOG, AutoPipeline, import_redis, redis_errors, unavailable
 
 __all__ = ["RedisStreamsBroker", "replay_cursor"]
 
@@ -293,17 +293,20 @@ class RedisStreamsBroker:
             url, max_connections=max_connections, timeout=10, **opts))
         #: where each subscription's own connection comes from (its blocking reads)
         self.blocking_pool: Any = aioredis.ConnectionPool.from_url(url, **opts)
+        self._pipe = AutoPipeline(self.blocking_pool)  # XADD: pipelined on its own connection
         self._errors = redis_errors()
         self._subs: set[_StreamSubscription] = set()
 
     async def publish(self, topic: str, message: str) -> int:
-        minid = None
+        args: list[Any] = ["XADD", topic]
+        if self.maxlen is not None:
+            args += ["MAXLEN", "~", self.maxlen]
         if self.max_age_ms is not None:
-            minid = f"{int(time.time() * 1000) - self.max_age_ms}-0"
-        for attempt in (1, 2):  # a pooled connection Redis dropped fails once: retry fresh
+            args += ["MINID", "~", f"{int(time.time() * 1000) - self.max_age_ms}-0"]
+        args += ["*", "m", message]
+        for attempt in (1, 2):  # a connection Redis dropped fails once: retry on a fresh one
             try:
-                await self.redis.xadd(topic, {"m": message}, maxlen=self.maxlen, minid=minid,
-                                      approximate=True)
+                await self._pipe.execute(*args)  # pipelined with the other publishes
                 return 1
             except self._errors as exc:
                 if attempt == 2:
@@ -335,5 +338,6 @@ class RedisStreamsBroker:
     async def aclose(self) -> None:
         for sub in list(self._subs):
             await sub.aclose()
+        await self._pipe.aclose()
         await self.redis.aclose()
         await self.blocking_pool.disconnect()
