@@ -78,6 +78,8 @@ async def main(serve: bool) -> None:
     print("trace:", " -> ".join(f"{s.name}({s.kind.name.lower()})" for s in
                                 sorted(spans, key=lambda s: s.start_time)))
 
+    assert obs.access_log is not None
+    obs.access_log.flush()  # lines are written every 50 ms; now, for this printout
     for line in access.getvalue().splitlines():
         rec = json.loads(line)
         print(f"access: {rec['wire']:5} {rec['method']:16} {rec['status']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -55,13 +56,17 @@ async def test_text_lines(tmp_path: Path) -> None:
     server = Server()
     server.register(Shop(), "Shop")
     out = io.StringIO()
-    AccessLog(server, stream=out)
+    log = AccessLog(server, stream=out)
     [url] = await server.start("tcp://127.0.0.1:0")
     try:
         async with Client(url) as c:
             await c.call("Shop.Slow", Args(30, 0))
+            assert out.getvalue() == ""  # queued: written every 50 ms or at close
+            await asyncio.sleep(0.2)
+            assert out.getvalue().count("\n") == 1  # the timer wrote it
     finally:
         await server.close(drain_timeout=1)
+    log.close()
     [line] = out.getvalue().splitlines()
     m = TEXT.match(line)
     assert m is not None, line

@@ -15,9 +15,10 @@ JSON lines (one object per line)::
     {"ts":"2026-12-07T17:40:00.123Z","wire":"tcp","peer":"127.0.0.1:53122",
      "method":"Calculator.Add","kind":"call","status":"OK","duration_ms":0.081}
 
-Lines are written to the stream as calls end and flushed once per event-loop iteration (many
-calls finishing together cost one flush), and at :meth:`close`. Request and response sizes
-are not in the line: the observer sees calls after decoding (see docs/observability.md).
+Lines are queued as calls end and written to the stream every 50 ms or 512 lines (many calls
+cost one write), and at :meth:`close` (``wirecall serve`` closes it after the drain).
+Request and response sizes are not in the line: the observer sees calls after decoding (see
+docs/observability.md).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ __all__ = ["FORMATS", "AccessLog"]
 FORMATS = ("text", "json")
 _perf = time.perf_counter
 _time = time.time
+#: the queue of lines goes to the stream this often (seconds), or at this many lines
+FLUSH_AFTER = 0.05
+FLUSH_LINES = 512
 _encode = msgspec.json.Encoder().encode
 
 
@@ -50,13 +54,23 @@ class _Clock:
     """ISO 8601 UTC timestamps with milliseconds: the seconds formatted once a second, the
     whole stamp once a millisecond (calls finishing in the same millisecond share it)."""
 
-    __slots__ = ("_last", "_ms", "_sec", "_text")
+    __slots__ = ("_anchor_perf", "_anchor_wall", "_last", "_ms", "_sec", "_text")
 
     def __init__(self) -> None:
+        self._anchor_perf = -10.0
+        self._anchor_wall = 0.0
         self._sec = -1
         self._ms = -1
         self._text = ""
         self._last = ""
+
+    def wall(self, perf: float) -> float:
+        """The wall-clock time of a ``perf_counter()`` reading (anchored once a second, so
+        a line costs no extra clock read)."""
+        if perf - self._anchor_perf > 1.0 or perf < self._anchor_perf:
+            self._anchor_perf = _perf()
+            self._anchor_wall = _time()
+        return self._anchor_wall + (perf - self._anchor_perf)
 
     def stamp(self, wall: float) -> str:
         ms = int(wall * 1000)
@@ -83,6 +97,7 @@ class AccessLog:
         self._flush_scheduled = False
         self._clock = _Clock()
         self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._mids: dict[tuple[str, str, str, str], str] = {}
         if server is not None:
             server.add_observer(self)
@@ -98,7 +113,8 @@ class AccessLog:
 
         def done(result: Any, err: BaseException | None) -> None:
             try:
-                self.write(method, ctx, kind, err, _perf() - t0)
+                t1 = _perf()
+                self.write(method, ctx, kind, err, t1 - t0, t1)
             finally:
                 on_done(result, err)
 
@@ -117,9 +133,10 @@ class AccessLog:
                 if ctx is not None:
                     write(method, ctx, "call", exc, _perf() - t0)
                 raise
+            t1 = _perf()
             ctx = current_context()
             if ctx is not None:
-                write(method, ctx, "call", None, _perf() - t0)
+                write(method, ctx, "call", None, t1 - t0, t1)
             return result
 
         return logged
@@ -165,21 +182,30 @@ class AccessLog:
         return f"{ts} {mid} {status} {seconds * 1e3:.3f}ms"
 
     def write(self, method: str, ctx: Context, kind: str, err: BaseException | None,
-              seconds: float) -> None:
-        """Queue the line; the queue goes to the stream once per loop iteration (at once
-        outside a running loop)."""
-        self._pending.append(self.line(method, ctx, kind, err, seconds))
-        if not self._flush_scheduled:
+              seconds: float, end: float | None = None) -> None:
+        """Queue the line (``end``: ``perf_counter()`` when the call ended, to date it
+        without another clock read); the queue goes to the stream every
+        :data:`FLUSH_AFTER` seconds or :data:`FLUSH_LINES` lines, whichever comes first (at
+        once outside a running loop), and at :meth:`close`."""
+        wall = None if end is None else self._clock.wall(end)
+        pending = self._pending
+        pending.append(self.line(method, ctx, kind, err, seconds, wall))
+        if len(pending) >= FLUSH_LINES:
+            self.flush()
+        elif not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 self.flush()
                 return
             self._flush_scheduled = True
-            loop.call_soon(self.flush)
+            self._timer = loop.call_later(FLUSH_AFTER, self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         lines, self._pending = self._pending, []
         with contextlib.suppress(OSError, ValueError):  # a closed stream: nothing to write
             if lines:
