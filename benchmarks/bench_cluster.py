@@ -12,7 +12,10 @@
 Rounds are interleaved (direct, static, direct, ...) and medians reported: the machine is
 shared, absolute numbers drift, ratios are what to read.
 
-    .venv/bin/python benchmarks/bench_cluster.py --rounds 5 --seconds 2
+    .venv/bin/python benchmarks/bench_cluster.py --rounds 5 --seconds 2 [--instr 4000]
+
+``--instr N`` first counts instructions per call (callgrind, client and server in one
+process): unlike calls/s, that count does not drift with the load on a shared machine.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import math
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -173,19 +177,80 @@ async def amain(args: argparse.Namespace) -> None:
         print(f"| {bal} | {p50:.1f} | {p99:.1f} | {share:.1%} |")
 
 
+class Calc:
+    @wirecall.method(inline=True)
+    def Add(self, args: dict[str, int]) -> int:
+        return args["A"] + args["B"]
+
+
+async def instr_workload(calls: int, kind: str) -> None:
+    """Server and client in one process (for callgrind): 64 calls in flight."""
+    server = wirecall.Server()
+    server.register(Calc(), name="Calculator")
+    [url] = await server.start("tcp://127.0.0.1:0")
+    client: Any = await wirecall.connect(url if kind == "direct" else f"static://{url}",
+                                         timeout=600)  # valgrind is slow
+    for _ in range(200):
+        await client.call("Calculator.Add", ARGS)  # warm: connection, lane, caches, ready
+    sem = asyncio.Semaphore(64)
+
+    async def one() -> None:
+        async with sem:
+            await client.call("Calculator.Add", ARGS)
+    await asyncio.gather(*(one() for _ in range(calls)))
+    await client.close()
+    await server.close()
+
+
+def instructions(calls: int, kind: str) -> int:
+    r = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         __file__, "--instr-run", kind, "--calls", str(calls)],
+        capture_output=True, text=True, timeout=1800)
+    m = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode != 0 or m is None:
+        raise SystemExit(f"callgrind failed:\n{r.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def instr_table(calls: int) -> None:
+    print(f"\n| 64 in flight, client + server in one process ({calls} calls, callgrind) "
+          "| instructions per call | vs direct |")
+    print("|---|---|---|")
+    per = {}
+    for kind in ("direct", "static"):
+        per[kind] = (instructions(calls, kind) - instructions(0, kind)) / calls
+    for kind, n in per.items():
+        label = "direct tcp://" if kind == "direct" else "static:// 1 endpoint"
+        print(f"| {label} | {n:,.0f} | {per['direct'] / n:.3f}x (throughput, CPU-bound) |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--instr", type=int, default=0, metavar="CALLS",
+                    help="also count instructions per call under callgrind (load-independent)")
+    ap.add_argument("--instr-run", choices=["direct", "static"], help=argparse.SUPPRESS)
+    ap.add_argument("--calls", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.instr_run:
+        run_loop(instr_workload(args.calls, args.instr_run))
+        return 0
+    if args.instr:
+        instr_table(args.instr)
+    run_loop(amain(args))
+    return 0
+
+
+def run_loop(coro: Any) -> None:
     try:
         import uvloop
-
-        uvloop.run(amain(args))
     except ImportError:
-        asyncio.run(amain(args))
-    return 0
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 if __name__ == "__main__":

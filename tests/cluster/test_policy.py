@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 
 import pytest
 
@@ -112,5 +113,49 @@ async def test_server_limits_answer_resource_exhausted_with_pushback() -> None:
     finally:
         await client.close()
         await server.close()
-    with pytest.raises(ValueError, match="max_concurrent or rate"):
+    with pytest.raises(ValueError, match="max_concurrent, rate or adaptive"):
         MethodLimit()
+
+
+class Saturating:
+    """A backend that completes ``capacity`` calls at a time: latency grows with queueing."""
+
+    def __init__(self, capacity: int) -> None:
+        self.gate = asyncio.Semaphore(capacity)
+
+    @wirecall.method
+    async def Work(self) -> str:
+        async with self.gate:
+            await asyncio.sleep(0.005)
+        return "ok"
+
+
+async def test_adaptive_concurrency_limit_settles_near_capacity() -> None:
+    from wirecall.cluster.limits import AdaptiveConcurrency
+
+    adaptive = AdaptiveConcurrency(initial=20, window=20)
+    rule = MethodLimit(adaptive=adaptive, pushback_ms=1)
+    server = wirecall.Server(interceptors=[method_limits({"Sat.Work": rule})])
+    server.register(Saturating(4), name="Sat")
+    (url,) = await server.start("tcp://127.0.0.1:0")
+    client = await wirecall.connect(url)
+    limits: list[float] = []
+    try:
+        async def worker() -> None:
+            for _ in range(60):
+                try:
+                    await client.call("Sat.Work")
+                except wirecall.ResourceExhausted:
+                    await asyncio.sleep(0.002)
+                limits.append(adaptive.limit)
+        await asyncio.gather(*(worker() for _ in range(48)))
+        late = statistics.median(limits[-500:])
+        print(f"adaptive limit: start 20, settled ~{late:.1f} (capacity 4, 48 callers), "
+              f"refused {rule.refused}")
+        assert rule.refused > 0
+        assert 2 <= late <= 24   # well below the 48 offered (capacity 4; the machine is shared)
+    finally:
+        await client.close()
+        await server.close()
+    with pytest.raises(ValueError, match="tolerance"):
+        AdaptiveConcurrency(tolerance=1.0)
