@@ -234,9 +234,11 @@ class CallStats:
         t0 = _perf()
 
         def done(result: Any, err: BaseException | None) -> None:
-            st.inflight -= 1
-            self._finish(st, ctx, "OK" if err is None else status_of(err), _perf() - t0)
-            on_done(result, err)
+            try:
+                st.inflight -= 1
+                self._finish(st, ctx, "OK" if err is None else status_of(err), _perf() - t0)
+            finally:  # the caller gets its answer whatever happens here
+                on_done(result, err)
 
         return done
 
