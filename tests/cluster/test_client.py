@@ -313,3 +313,35 @@ async def test_sync_stub_methods_carry_their_policy() -> None:
         assert await asyncio.to_thread(calls) == ["n1"] * 6  # retried on n1
     finally:
         await close_all(servers)
+
+
+async def test_streams_go_interceptors_metadata_and_hash_keys() -> None:
+    from support.services import Calc
+
+    servers: list[wirecall.Server] = []
+    urls: list[str] = []
+    for i in range(3):
+        s = wirecall.Server()
+        s.register(Calc())
+        s.register(Node(f"n{i}"), name="Node")
+        urls += await s.start("tcp://127.0.0.1:0")
+        servers.append(s)
+    seen: list[str] = []
+
+    async def icpt(call: Any, proceed: Any) -> Any:
+        seen.append(call.method)
+        return await proceed(call)
+
+    client = await wirecall.connect(static_target(urls), balancer="ring_hash",
+                                    interceptors=[icpt], metadata={"app": "t"})
+    try:
+        assert [x async for x in client.stream("Calc.Count", [4])] == [0, 1, 2, 3]
+        assert await client.go("Calc.Add", 2, 3) == 5
+        assert seen == ["Calc.Add"]  # unary calls pass the client's interceptors
+        # the same hash key lands on the same endpoint; different keys spread
+        by_key = {k: {await client.call("Node.Who", metadata={"wirecall-hash-key": k})
+                      for _ in range(5)} for k in ("alice", "bob", "carol", "dave", "erin")}
+        assert all(len(v) == 1 for v in by_key.values())
+        assert len({next(iter(v)) for v in by_key.values()}) >= 2
+    finally:
+        await close_all(servers, client)
