@@ -159,3 +159,17 @@ async def test_keepalive_ping_and_graceful_close_finishes_calls_in_flight() -> N
                 await conn.call("Probe.Add", [1, 2], 1, None, Any)
         finally:
             await conn.aclose()
+
+
+async def test_a_listener_that_stopped_accepting_refuses_new_connections_only() -> None:
+    async with quic_server(Probe()) as qs:
+        conn = await quic_connect(parse_url(qs.url), cafile=qs.certfile)
+        try:
+            [listener] = qs.server.listeners
+            await listener.stop_accepting()
+            with pytest.raises(ConnectError, match="not accepting connections"):
+                await quic_connect(parse_url(qs.url), cafile=qs.certfile, timeout=5)
+            # the connection made before goes on
+            assert await conn.call("Probe.Add", [2, 2], 5, None, Any) == 4
+        finally:
+            await conn.aclose()

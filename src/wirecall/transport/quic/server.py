@@ -131,6 +131,8 @@ class QuicServerProtocol(QuicConnectionProtocol):
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         t = type(event)
         if t is qe.StreamDataReceived:
+            if self.refused:
+                return  # not accepting: nothing is answered, the handshake ends in a close
             self.session.on_stream_data(
                 event.stream_id, event.data, event.end_stream)  # type: ignore[attr-defined]
         elif t is qe.StreamReset or t is qe.StopSendingReceived:
