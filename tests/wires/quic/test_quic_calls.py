@@ -173,3 +173,30 @@ async def test_a_listener_that_stopped_accepting_refuses_new_connections_only() 
             assert await conn.call("Probe.Add", [2, 2], 5, None, Any) == 4
         finally:
             await conn.aclose()
+
+
+async def test_calls_in_flight_beyond_the_server_limit_are_refused() -> None:
+    probe = Probe()
+    async with quic_server(probe, server_options={"max_concurrent_calls": 2}) as qs:
+        conn = await quic_connect(parse_url(qs.url), cafile=qs.certfile)
+        try:
+            hung = [asyncio.ensure_future(conn.call("Probe.Hang", [], 10, None, Any))
+                    for _ in range(2)]
+            await asyncio.wait_for(probe.started.wait(), 5)
+            await asyncio.sleep(0.2)
+            with pytest.raises(wirecall.RpcError, match="too many calls in flight") as ei:
+                await conn.call("Probe.Add", [1, 1], 5, None, Any)
+            assert ei.value.status == wirecall.Status.RESOURCE_EXHAUSTED
+            for h in hung:
+                h.cancel()
+            await asyncio.gather(*hung, return_exceptions=True)
+            for _ in range(50):  # the resets reach the server: room again
+                try:
+                    assert await conn.call("Probe.Add", [1, 1], 5, None, Any) == 2
+                    break
+                except wirecall.RpcError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("calls still refused after the hung ones were cancelled")
+        finally:
+            await conn.aclose()
