@@ -152,3 +152,23 @@ async def test_dns_target_resolves_localhost() -> None:
     finally:
         await client.close()
         await s.close()
+
+
+async def test_entry_update_reaches_clients(etcd_server: EtcdServer) -> None:
+    server = await node_server()
+    reg = await server.register_in(etcd_server.url, "upd", weight=10, propagation_wait=0)
+    client = ClusterClient(f"{etcd_server.url}/upd", balancer="weighted_round_robin")
+    try:
+        await client.connect()
+        assert client.endpoints()[0]["weight"] == 10
+        await reg.update(weight=50, version="2")
+
+        async def updated() -> bool:
+            rows = client.endpoints()
+            return bool(rows) and rows[0]["weight"] == 50 and rows[0]["version"] == "2"
+        await wait_for(updated)
+        with pytest.raises(ValueError, match="cannot update id"):
+            await reg.update(id="x")
+    finally:
+        await client.close()
+        await server.close()

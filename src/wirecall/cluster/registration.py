@@ -113,8 +113,13 @@ class Registration:
 
     async def update(self, **changes: Any) -> None:
         """Publish a changed entry (weight, zone, version, metadata) under the same lease."""
+        unknown = set(changes) - (set(self.entry.__struct_fields__) - {"id"})
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))} of an entry")
         self.entry = Entry(**{**{f: getattr(self.entry, f) for f in self.entry.__struct_fields__},
                               **changes})
+        if self.lease is None or self.lease.lost.is_set():
+            return  # the supervisor writes the new entry when it registers again
         await self.registry.put(self.key, encode_entry(self.entry), lease=self.lease)
 
     async def stop(self, wait: bool = True) -> None:
