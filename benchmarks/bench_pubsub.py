@@ -9,9 +9,10 @@ publish-to-receive latency (p50/p99) with 1, 10 and 100 subscribers, for
 * redis-py publishing and subscribing directly (one PubSub connection per subscriber): the
   floor a Python user would write by hand.
 
-The publisher keeps ``--window`` publishes in flight; every message carries its send time;
-throughput = deliveries / (last delivery - first publish). Latency is measured under that
-load. Rounds are interleaved (system order rotates) and medians reported. Clients run in this
+Throughput: the publisher keeps ``--window`` publishes in flight; throughput = deliveries /
+(last delivery - first publish). Latency: then 200 messages one at a time, each published once
+every subscriber has the previous one; latency = publish to the last subscriber's receipt.
+Rounds are interleaved (system order rotates) and medians reported. Clients run in this
 process; servers and Redis in their own.
 
     .venv/bin/python benchmarks/bench_pubsub.py --rounds 3
@@ -56,6 +57,8 @@ async def drive(publish: Publish, streams: list[Any], read: Callable[[Any], Awai
     """Publish ``n_msgs`` with ``window`` in flight; each stream reads them all."""
     lat: list[float] = []
     last = [0.0]
+    if window == 1:  # paced: the next publish once every subscriber has the previous one
+        return await paced(publish, streams, read, n_msgs, lat)
 
     async def reader(st: Any) -> int:
         got = 0
@@ -91,6 +94,36 @@ async def drive(publish: Publish, streams: list[Any], read: Callable[[Any], Awai
     elapsed = (last[0] or time.perf_counter()) - t0
     return Result(total / elapsed, lat[len(lat) // 2] * 1e3 if lat else 0,
                   lat[int(len(lat) * 0.99)] * 1e3 if lat else 0, n_msgs * len(streams) - total)
+
+
+LATENCY_MESSAGES = 200
+
+
+async def throughput_and_latency(publish: Publish, streams: list[Any],
+                                 read: Callable[[Any], Awaitable[str]], n_msgs: int,
+                                 window: int) -> Result:
+    """Throughput with ``window`` publishes in flight, then latency one publish at a time
+    (each waits until every subscriber has it: the path's latency, not a queue's)."""
+    loaded = await drive(publish, streams, read, n_msgs, window)
+    paced = await drive(publish, streams, read, LATENCY_MESSAGES, 1)
+    return Result(loaded.rate, paced.p50, paced.p99, loaded.lost + paced.lost)
+
+
+async def paced(publish: Publish, streams: list[Any], read: Callable[[Any], Awaitable[str]],
+                n_msgs: int, lat: list[float]) -> Result:
+    lost = 0
+    for i in range(n_msgs):
+        t = time.perf_counter()
+        await publish(f"{t} p{i}")
+        for st in streams:
+            try:
+                await asyncio.wait_for(read(st), 10)
+            except TimeoutError:
+                lost += 1
+                continue
+        lat.append(time.perf_counter() - t)  # when the last subscriber had it
+    lat.sort()
+    return Result(0, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, lost)
 
 
 def numsub(r: RedisServer, ch: str) -> int:
@@ -129,7 +162,7 @@ async def rpc_system(url: str, n_subs: int, n_msgs: int, window: int, *, confirm
         async def read(st: Any) -> str:
             return str((await st.recv()).message)
 
-        return await drive(publish, subs, read, n_msgs, window)
+        return await throughput_and_latency(publish, subs, read, n_msgs, window)
     finally:
         for st in subs:
             st.cancel()
@@ -159,7 +192,7 @@ async def redis_direct(redis: RedisServer, n_subs: int, n_msgs: int, window: int
                 if msg is not None and msg["type"] == "message":
                     return str(msg["data"].decode())
 
-        return await drive(publish, pss, read, n_msgs, window)
+        return await throughput_and_latency(publish, pss, read, n_msgs, window)
     finally:
         for ps in pss:
             await ps.aclose()
@@ -262,7 +295,9 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
         return statistics.median(getattr(r, attr) for r in results[(system, n)])
 
     print(f"\n{args.rounds} interleaved rounds, medians; {args.deliveries} deliveries per "
-          f"measurement, {args.window} publishes in flight; {os.cpu_count()} cores (shared)\n")
+          f"throughput measurement, {args.window} publishes in flight; latency: "
+          f"{LATENCY_MESSAGES} paced messages, publish to the last subscriber; "
+          f"{os.cpu_count()} cores (shared)\n")
     print("| system | subscribers | messages/s delivered | p50 ms | p99 ms | lost |")
     print("|---|---|---|---|---|---|")
     for n in subs:
