@@ -236,3 +236,17 @@ async def test_redis_killed_and_restarted_under_remote_subscribers(
     finally:
         await server.close(drain_timeout=1)
         await service.broker.aclose()
+
+
+async def test_a_pattern_subscription_through_the_service(urls: dict[str, str],
+                                                          redis_server: RedisServer) -> None:
+    url = urls["tcp"]
+    async with remote_subscription(url, "news.*", pattern=True) as sub:
+        assert redis_server.command("PUBSUB", "NUMPAT") == b":1\r\n"  # PSUBSCRIBE live
+        assert await publish(url, "news.sport", "goal")
+        assert await publish(url, "weather", "rain")  # not matched
+        assert await publish(url, "news.tech", "chip")
+        assert [await asyncio.wait_for(sub.recv(), 5) for _ in range(2)] == ["goal", "chip"]
+    with pytest.raises(InvalidArgument, match="wirecall-pattern"):
+        async with remote_subscription(url, "x", pattern="yes"):
+            pass
