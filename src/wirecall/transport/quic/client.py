@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -82,6 +83,22 @@ class QuicClientConnection(TcpClientConnection):
         if end and not routes.end(sid, CallStreams.RECEIVED) and self.proto is not None:
             self.proto.wire.finish(sid)  # the call is over: end this side of its stream too
 
+    def on_handshake(self, resumed: bool, early_data_accepted: bool) -> None:
+        """TLS is up: keepalive starts now (a slow handshake is not a dead peer)."""
+        self.handshake_done = True
+        self.resumed = resumed
+        self.early_data_accepted = early_data_accepted
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self.handshake_done:  # (connection_made runs before the handshake completes)
+            super()._arm_timer()
+
+    def touch(self) -> None:
+        """A datagram arrived: the peer is alive (keepalive counts every stream's traffic,
+        not only the control stream's)."""
+        self._last_activity = time.monotonic()
+
     def on_terminated(self, reason: str) -> None:
         """The QUIC connection ended (closed by either side, idle, or a handshake failure):
         every pending call fails with UNAVAILABLE naming why."""
@@ -138,12 +155,15 @@ class QuicClientProtocol(QuicConnectionProtocol):
         elif t is qe.StreamReset or t is qe.StopSendingReceived:
             self.wire.reset(event.stream_id)  # type: ignore[attr-defined]
         elif t is qe.HandshakeCompleted:
-            owner.handshake_done = True
-            owner.resumed = event.session_resumed  # type: ignore[attr-defined]
-            owner.early_data_accepted = event.early_data_accepted  # type: ignore[attr-defined]
+            owner.on_handshake(event.session_resumed,  # type: ignore[attr-defined]
+                               event.early_data_accepted)  # type: ignore[attr-defined]
         elif t is qe.ConnectionTerminated:
             self.wire.closing = True
             owner.on_terminated(event.reason_phrase)  # type: ignore[attr-defined]
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.owner.touch()
+        super().datagram_received(data, addr)
 
     async def rebind(self, host: str) -> tuple[str, int]:
         loop = asyncio.get_running_loop()

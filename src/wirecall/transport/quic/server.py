@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -87,6 +88,10 @@ class QuicSession(ServerProtocol):
             return
         self._process(events)
 
+    def touch(self) -> None:
+        """A datagram arrived: the client is alive (whatever stream it was for)."""
+        self._last_activity = time.monotonic()
+
     def on_stream_reset(self, cid: int) -> None:
         """The client reset a call's stream (or this side did): cancel the call."""
         if self.transport is not None:
@@ -122,6 +127,7 @@ class QuicServerProtocol(QuicConnectionProtocol):
         self.session.connection_made(self.wire)  # type: ignore[arg-type]
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.session.touch()
         if addr != self._addr:  # the first datagram, or the client's address changed
             self._addr = addr
             self.wire.peername = addr
