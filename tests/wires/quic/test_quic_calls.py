@@ -200,3 +200,37 @@ async def test_calls_in_flight_beyond_the_server_limit_are_refused() -> None:
                 pytest.fail("calls still refused after the hung ones were cancelled")
         finally:
             await conn.aclose()
+
+
+async def test_a_request_on_the_control_stream_closes_the_connection_unrun() -> None:
+    import msgspec
+
+    from wirecall.protocol import frames as fr
+
+    class Counter:
+        def __init__(self) -> None:
+            self.n = 0
+
+        @wirecall.method(inline=True)
+        def Bump(self) -> int:
+            self.n += 1
+            return self.n
+
+    counter = Counter()
+    async with quic_server(counter) as qs:
+        conn = await quic_connect(parse_url(qs.url), cafile=qs.certfile)
+        try:
+            assert await conn.call("Counter.Bump", [], 5, None, Any) == 1
+            enc = fr.FrameConnection(client=True)
+            enc.send_request(99, "Counter.Bump", msgspec.msgpack.encode([]))
+            assert conn.proto is not None
+            conn.proto.quic.send_stream_data(0, enc.data_to_send())  # stream 0: control
+            conn.proto.transmit()
+            for _ in range(100):
+                if conn.closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert conn.closed
+            assert counter.n == 1  # the smuggled call never ran
+        finally:
+            await conn.aclose()

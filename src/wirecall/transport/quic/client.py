@@ -164,6 +164,12 @@ class QuicClientProtocol(QuicConnectionProtocol):
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         self.owner.touch()
         super().datagram_received(data, addr)
+        # The server's CONNECTION_CLOSE: aioquic reports ConnectionTerminated only after its
+        # draining period (3 PTO); the calls learn it now.
+        closing = getattr(self._quic, "_close_event", None)
+        if closing is not None and not self.wire.closing:
+            self.wire.closing = True
+            self.owner.on_terminated(closing.reason_phrase)
 
     async def rebind(self, host: str) -> tuple[str, int]:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from aioquic.tls import SessionTicket
 from ...errors import ProtocolError
 from ...protocol import frames as fr
 from ...seam import Dispatcher
+from ...status import Status
 from ..base import URL
 from ..native.server import ServerProtocol
 from ..sockets import ConnectionListener
@@ -50,12 +51,20 @@ class QuicSession(ServerProtocol):
         self.routes = wire.routes
         #: call-stream events that arrived before the control stream's preface (0-RTT, loss)
         self._early: list[fr.Event] = []
+        # call frames belong on call streams: on the control stream they are refused
+        # (events, not the fast lane's callback, so _on_request sees them)
+        self.conn.set_fast_callbacks()
+        self._in_control = False
         self._closer: asyncio.Future[None] | None = None
 
     def on_stream_data(self, sid: int, data: bytes, end: bool) -> None:
         if sid == CONTROL_STREAM:
             if data:
-                self.data_received(data)
+                self._in_control = True
+                try:
+                    self.data_received(data)
+                finally:
+                    self._in_control = False
             if self._early and self.conn.preface_received:
                 early, self._early = self._early, []
                 self._process(early)
@@ -91,6 +100,14 @@ class QuicSession(ServerProtocol):
     def touch(self) -> None:
         """A datagram arrived: the client is alive (whatever stream it was for)."""
         self._last_activity = time.monotonic()
+
+    def _on_request(self, ev: fr.RequestReceived) -> None:
+        if self._in_control:
+            log.info("%s: a REQUEST on the control stream, closing", self.peer)
+            self.close_with(Status.INVALID_ARGUMENT,
+                            "REQUEST on the control stream (each call has a stream of its own)")
+            return
+        super()._on_request(ev)
 
     def on_stream_reset(self, cid: int) -> None:
         """The client reset a call's stream (or this side did): cancel the call."""

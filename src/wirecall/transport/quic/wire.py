@@ -176,6 +176,7 @@ class StreamWire:
 
     def close(self) -> None:
         if not self.closing:
+            self.proto.transmit()  # what is queued (a GOAWAY) goes before CONNECTION_CLOSE
             self.closing = True
             self.proto.close()
 
