@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from wirecall import RpcError, Server, Status
 from wirecall.context import Context
 from wirecall.gen import load_proto
+from wirecall.protocol.grpc.http2 import BACKENDS, ENV_VAR
 from wirecall.streaming import send_initial_metadata, set_trailing_metadata
 
 HERE = Path(__file__).resolve().parents[1]
@@ -22,6 +24,15 @@ assert wc is not None
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 SPECIAL_MESSAGE = "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n"
+
+
+@pytest.fixture(params=BACKENDS)
+def http2_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each HTTP/2 backend of the gRPC core in turn (ngh2, h2), through ``WIRECALL_GRPC_HTTP2``
+    (servers, clients and subprocesses the test starts use it)."""
+    name: str = request.param
+    monkeypatch.setenv(ENV_VAR, name)
+    return name
 
 
 def _echo(md: Any) -> None:

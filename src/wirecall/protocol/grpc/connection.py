@@ -1,9 +1,10 @@
 """The gRPC connection core, sans-IO: :class:`GrpcConnection`, one HTTP/2 connection (client
 or server side) turning bytes into gRPC events and calls into bytes to send.
 
-HTTP/2 itself (framing, HPACK, flow-control accounting, stream states) is the ``h2`` library;
-this is the only module of the package that touches it (a second HTTP/2 backend slots in
-here). On top of it:
+HTTP/2 itself (framing, HPACK, flow-control accounting, stream states) is an
+:class:`~.http2.Http2Backend`: libnghttp2 through ``ngh2`` (the default when installed) or the
+pure-Python ``h2`` (the fallback); ``backend=`` or ``$WIRECALL_GRPC_HTTP2`` chooses. On top
+of it:
 
 * request/response headers and trailers (``headers``), trailers-only responses, messages split
   and framed per stream (``messages``), ``grpc-encoding: gzip`` both ways (outbound messages
@@ -23,14 +24,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-import hyperframe.frame
 
 from ...status import Status
 from ..flood import FloodGuard
@@ -57,6 +50,23 @@ from .headers import (
     percent_decode,
     percent_encode,
 )
+from .http2 import (
+    BackendError,
+    ErrorCodes,
+    H2Closed,
+    H2Data,
+    H2Ended,
+    H2GoAway,
+    H2PingAck,
+    H2Request,
+    H2Reset,
+    H2Response,
+    H2Settings,
+    H2Trailers,
+    H2Window,
+    StreamGone,
+    make_backend,
+)
 from .messages import (
     PREFIX,
     MessageError,
@@ -68,11 +78,6 @@ from .messages import (
 
 __all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection"]
 
-#: h2 events of frames that cost their sender nothing (metered by ``control_limit``)
-_CONTROL = frozenset({
-    h2.events.RemoteSettingsChanged, h2.events.PingReceived, h2.events.PriorityUpdated,
-    h2.events.UnknownFrameReceived,
-})
 
 
 @dataclass(slots=True)
@@ -98,18 +103,18 @@ _H2_STATUS_TO_GRPC = {
 }
 
 #: RST_STREAM code of a stream the peer did not process (safe to send again)
-REFUSED_STREAM = int(h2.errors.ErrorCodes.REFUSED_STREAM)
+REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
 
 # RST_STREAM error code -> status of the call on the side that received it
 RESET_STATUS = {
-    h2.errors.ErrorCodes.NO_ERROR: Status.INTERNAL,
-    h2.errors.ErrorCodes.PROTOCOL_ERROR: Status.INTERNAL,
-    h2.errors.ErrorCodes.INTERNAL_ERROR: Status.INTERNAL,
-    h2.errors.ErrorCodes.FLOW_CONTROL_ERROR: Status.INTERNAL,
-    h2.errors.ErrorCodes.REFUSED_STREAM: Status.UNAVAILABLE,
-    h2.errors.ErrorCodes.CANCEL: Status.CANCELLED,
-    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
-    h2.errors.ErrorCodes.INADEQUATE_SECURITY: Status.PERMISSION_DENIED,
+    ErrorCodes.NO_ERROR: Status.INTERNAL,
+    ErrorCodes.PROTOCOL_ERROR: Status.INTERNAL,
+    ErrorCodes.INTERNAL_ERROR: Status.INTERNAL,
+    ErrorCodes.FLOW_CONTROL_ERROR: Status.INTERNAL,
+    ErrorCodes.REFUSED_STREAM: Status.UNAVAILABLE,
+    ErrorCodes.CANCEL: Status.CANCELLED,
+    ErrorCodes.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
+    ErrorCodes.INADEQUATE_SECURITY: Status.PERMISSION_DENIED,
 }
 
 
@@ -122,7 +127,9 @@ class GrpcConnection:
     reset by the peer within ``reset_window`` seconds (the rapid-reset attack) ends the
     connection with GOAWAY ENHANCE_YOUR_CALM, and so do more than ``control_limit``
     SETTINGS, PING, PRIORITY or unknown frames in a second (:class:`~..flood.FloodGuard`).
-    ``validate_headers``: run h2's inbound header validation (default: server side only).
+    ``validate_headers``: run h2's inbound header validation (default: server side only;
+    nghttp2 always validates). ``backend``: ``"ngh2"`` or ``"h2"`` (see
+    :func:`~.http2.resolve_backend`; None: ``$WIRECALL_GRPC_HTTP2``, else ngh2 if installed).
 
     ``compression`` (server side): ``"gzip"`` compresses response messages for clients whose
     ``grpc-accept-encoding`` lists gzip; None/``"identity"`` (the default, as gRPC's
@@ -145,6 +152,7 @@ class GrpcConnection:
         validate_headers: bool | None = None,
         compression: str | None = None,
         compress_threshold: int = 1024,
+        backend: str | None = None,
     ) -> None:
         if compression not in (None, *COMPRESSIONS):
             raise ValueError(
@@ -155,16 +163,9 @@ class GrpcConnection:
         # h2's inbound header validation costs ~15% of a unary call; it guards the server
         # (on by default there) and is off on the client unless asked for.
         validate = (not client_side) if validate_headers is None else validate_headers
-        cfg = h2.config.H2Configuration(
-            client_side=client_side,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=validate,
-            normalize_inbound_headers=validate,
-        )
         self.client_side = client_side
-        self.h2 = h2.connection.H2Connection(cfg)
+        self.backend = make_backend(backend, client_side=client_side,
+                                    validate_headers=validate, max_header_list=16 * 1024)
         self.max_message_size = max_message_size
         self.streams: dict[int, _Stream] = {}
         self.reset_limit = reset_limit
@@ -175,14 +176,10 @@ class GrpcConnection:
         self.control_guard = None if client_side else FloodGuard(control_limit)
         self._conn_window = connection_window
         self._partial_ack = stream_window // 4
-        self._settings = {
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 16 * 1024,
-            h2.settings.SettingCodes.ENABLE_PUSH: 0,
-        }
-        if not client_side:
-            del self._settings[h2.settings.SettingCodes.ENABLE_PUSH]
+        # INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE (, ENABLE_PUSH)
+        self._settings = {4: stream_window, 3: max_concurrent_streams, 6: 16 * 1024}
+        if client_side:
+            self._settings[2] = 0
         self.closed = False
         self.goaway_received = False
         #: the peer's first SETTINGS frame (its stream limit) has arrived
@@ -192,7 +189,6 @@ class GrpcConnection:
         self._stream_cap: int | None = None
         self.draining = False
         self.goaway_last = 0
-        self._extra = b""
         #: DATA bytes handed to h2 since the last :meth:`data_to_send` (a cue to write early)
         self.unsent = 0
 
@@ -200,44 +196,29 @@ class GrpcConnection:
 
     def initiate(self) -> None:
         """Queue the connection preface and our SETTINGS (call once, before anything else)."""
-        self.h2.local_settings = h2.settings.Settings(
-            client=self.client_side, initial_values=self._settings
-        )
-        self.h2.initiate_connection()
-        extra = self._conn_window - 65535
-        if extra > 0:
-            self.h2.increment_flow_control_window(extra)
+        self.backend.initiate(self._settings, self._conn_window)
 
     def data_to_send(self) -> bytes:
         self.unsent = 0
-        out = self.h2.data_to_send()
-        if self._extra:
-            out, self._extra = out + self._extra, b""
-        return out
+        return self.backend.data_to_send()
 
     def goaway(self, error_code: int = 0, reason: str = "") -> None:
         """Tell the peer no new streams will be accepted (graceful shutdown)."""
         if self.closed:
             return
-        self.h2.close_connection(
-            error_code=error_code, additional_data=reason.encode() if reason else None
-        )
+        self.backend.goaway(error_code, reason.encode())
         self.closed = True
 
     def graceful_goaway(self) -> None:
         """GOAWAY(NO_ERROR) naming the last stream we will process; streams already open
-        carry on (h2's ``close_connection`` would stop them, so the frame is built here)."""
+        carry on."""
         if self.closed or self.draining:
             return
         self.draining = True
-        self.goaway_last = self.h2.highest_inbound_stream_id
-        f = hyperframe.frame.GoAwayFrame(0)
-        f.last_stream_id = self.goaway_last
-        f.error_code = 0
-        self._extra += f.serialize()
+        self.goaway_last = self.backend.graceful_goaway()
 
     def ping(self, data: bytes) -> None:
-        self.h2.ping(data)
+        self.backend.ping(data)
 
     # -- input -----------------------------------------------------------------------
 
@@ -247,26 +228,23 @@ class GrpcConnection:
         if self.closed and not data:
             return []
         try:
-            h2_events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+            h2_events, control = self.backend.receive(data)
+        except BackendError as exc:
             self.closed = True
-            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            return [ConnectionClosed(int(code), 0, f"HTTP/2 protocol error: {exc}", local=True)]
+            return [ConnectionClosed(exc.code, 0, str(exc), local=True)]
         out: list[Any] = []
         guard = self.control_guard
+        if control and guard is not None and guard.hit(now, control) and not self.closed:
+            self._calm(out)
+            return out  # the flood is not acted on
+        dispatch = self._dispatch
         for ev in h2_events:
-            t = type(ev)
-            if t in _CONTROL and guard is not None and guard.hit(now) and not self.closed:
-                self._calm(out)
-                return out  # the rest of the flood is not acted on
-            handler = self._dispatch.get(t)
-            if handler is not None:
-                handler(self, ev, out, now)
+            dispatch[type(ev)](self, ev, out, now)
         return out
 
     def _calm(self, out: list[Any]) -> None:
         """Too many control frames: GOAWAY ENHANCE_YOUR_CALM and a local close."""
-        calm = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        calm = ErrorCodes.ENHANCE_YOUR_CALM
         limit = self.control_guard.limit if self.control_guard is not None else 0
         reason = (f"more than {limit} control frames (SETTINGS, PING, "
                   "PRIORITY, unknown) per second")
@@ -276,7 +254,7 @@ class GrpcConnection:
     def _on_request(self, ev: Any, out: list[Any], now: float) -> None:
         sid = ev.stream_id
         if self.draining and sid > self.goaway_last:
-            self.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self.backend.reset_stream(sid, REFUSED_STREAM)
             return
         hdrs = ev.headers
         path = method = ctype = authority = ""
@@ -320,7 +298,7 @@ class GrpcConnection:
         st = _Stream(MessageReader(self.max_message_size, encoding == "gzip"), encoding=encoding)
         st.send_gzip = accept_gzip and self.compression == "gzip"
         self.streams[sid] = st
-        ended = ev.stream_ended is not None
+        ended = ev.ended
         out.append(
             CallStarted(sid, path, decode_metadata(hdrs), timeout, ctype, authority, ended)
         )
@@ -328,8 +306,8 @@ class GrpcConnection:
             out.append(HalfClosed(sid))
 
     def _http_error(self, sid: int, code: int, out: list[Any]) -> None:
-        with contextlib.suppress(h2.exceptions.H2Error):
-            self.h2.send_headers(sid, [(":status", str(code))], end_stream=True)
+        with contextlib.suppress(StreamGone):
+            self.backend.send_headers(sid, [(":status", str(code))], end_stream=True)
         out.append(StreamFailed(sid, Status.INTERNAL, f"HTTP {code}"))
 
     def _on_response(self, ev: Any, out: list[Any], now: float) -> None:
@@ -355,7 +333,7 @@ class GrpcConnection:
                 sid, _H2_STATUS_TO_GRPC.get(status, Status.UNKNOWN), f"HTTP status {status}", out
             )
             return
-        if grpc_status is not None and ev.stream_ended is not None:  # trailers-only
+        if grpc_status is not None and ev.ended:  # trailers-only
             md = decode_metadata(ev.headers)
             tr = self._trailers(sid, ev.headers)
             tr.initial = md
@@ -370,7 +348,7 @@ class GrpcConnection:
         st.initial = decode_metadata(ev.headers)
         out.append(ResponseStarted(sid, st.initial))
 
-    def _trailers(self, sid: int, headers: list[tuple[bytes, bytes]]) -> TrailersReceived:
+    def _trailers(self, sid: int, headers: Any) -> TrailersReceived:
         code: Status | None = None
         message = ""
         for k, v in headers:
@@ -385,7 +363,7 @@ class GrpcConnection:
         cap = self._stream_cap
         if cap is not None:  # a call completed: the peer retired one more stream
             self._stream_cap = (
-                None if cap + 1 >= self.h2.remote_settings.max_concurrent_streams else cap + 1
+                None if cap + 1 >= self.backend.peer_max_streams() else cap + 1
             )
         if code is None:
             return TrailersReceived(sid, Status.UNKNOWN, "trailers without grpc-status", {})
@@ -401,9 +379,9 @@ class GrpcConnection:
         data = ev.data
         st = self.streams.get(sid)
         if st is None:
-            self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
+            self.backend.acknowledge(sid, ev.flow)
             return
-        pad = ev.flow_controlled_length - len(data)
+        pad = ev.flow - len(data)
         try:
             msgs = st.reader.feed(data)
             credits = []
@@ -419,7 +397,7 @@ class GrpcConnection:
                     for c, p in msgs
                 ]
         except MessageError as exc:
-            self._safe_ack(ev.flow_controlled_length, sid)
+            self._safe_ack(ev.flow, sid)
             if self.client_side:
                 self._client_fail(sid, exc.status, exc.message, out)
             else:
@@ -438,14 +416,7 @@ class GrpcConnection:
             out.append(MessageReceived(sid, payload, c))
 
     def _safe_ack(self, n: int, sid: int) -> None:
-        try:
-            self.h2.acknowledge_received_data(n, sid)
-        except (h2.exceptions.H2Error, KeyError):
-            self._ack_conn(n)  # stream gone: credit the connection window only
-
-    def _ack_conn(self, n: int) -> None:
-        with contextlib.suppress(h2.exceptions.H2Error):
-            self.h2.increment_flow_control_window(n)
+        self.backend.acknowledge(sid, n)  # (stream gone: the connection window only)
 
     def _on_ended(self, ev: Any, out: list[Any], now: float) -> None:
         sid = ev.stream_id
@@ -466,7 +437,7 @@ class GrpcConnection:
         sid = ev.stream_id
         self.streams.pop(sid, None)  # (may be gone already: a send raced with the reset)
         if self.client_side and ev.error_code == REFUSED_STREAM:
-            self._stream_cap = max(1, self.h2.open_outbound_streams)
+            self._stream_cap = max(1, self.backend.open_outbound())
         out.append(StreamReset(sid, int(ev.error_code)))
         if not self.client_side and self.reset_limit:
             rs = self._resets
@@ -474,10 +445,10 @@ class GrpcConnection:
             while rs and rs[0] < now - self.reset_window:
                 rs.popleft()
             if len(rs) > self.reset_limit:
-                self.goaway(int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM), "too many stream resets")
+                self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets")
                 out.append(
                     ConnectionClosed(
-                        int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM), 0,
+                        ErrorCodes.ENHANCE_YOUR_CALM, 0,
                         "too many stream resets (rapid reset)", local=True,
                     )
                 )
@@ -496,33 +467,32 @@ class GrpcConnection:
             self._flush(sid)
 
     def _on_goaway(self, ev: Any, out: list[Any], now: float) -> None:
+        # (a graceful GOAWAY: streams up to last_stream_id still complete; the transport
+        # starts no new stream on this connection)
         self.goaway_received = True
-        if int(ev.error_code) == 0 and not self.closed:
-            # A graceful GOAWAY: streams up to last_stream_id still complete. h2 treats any
-            # GOAWAY as the end of the connection and would reject their frames, so its state
-            # machine is put back to open; no new stream is started after this (the transport
-            # marks the connection closed for new calls).
-            self.h2.state_machine.state = h2.connection.ConnectionState(
-                h2.connection.ConnectionState.CLIENT_OPEN if self.client_side
-                else h2.connection.ConnectionState.SERVER_OPEN
-            )
-        reason = (ev.additional_data or b"").decode("utf-8", "replace")
-        out.append(ConnectionClosed(int(ev.error_code), int(ev.last_stream_id), reason))
+        reason = ev.debug.decode("utf-8", "replace")
+        out.append(ConnectionClosed(ev.error_code, ev.last_stream_id, reason))
 
     def _on_ping_ack(self, ev: Any, out: list[Any], now: float) -> None:
-        out.append(PingAcked(bytes(ev.ping_data)))
+        out.append(PingAcked(ev.data))
+
+    def _on_closed(self, ev: Any, out: list[Any], now: float) -> None:
+        """The backend reset a stream itself (a stream-level protocol error)."""
+        if self.streams.pop(ev.stream_id, None) is not None:
+            out.append(StreamReset(ev.stream_id, ev.error_code))
 
     _dispatch: ClassVar[dict[type, Any]] = {
-        h2.events.RequestReceived: _on_request,
-        h2.events.ResponseReceived: _on_response,
-        h2.events.TrailersReceived: _on_trailers,
-        h2.events.DataReceived: _on_data,
-        h2.events.StreamEnded: _on_ended,
-        h2.events.StreamReset: _on_reset,
-        h2.events.WindowUpdated: _on_window,
-        h2.events.RemoteSettingsChanged: _on_settings,
-        h2.events.ConnectionTerminated: _on_goaway,
-        h2.events.PingAckReceived: _on_ping_ack,
+        H2Request: _on_request,
+        H2Response: _on_response,
+        H2Trailers: _on_trailers,
+        H2Data: _on_data,
+        H2Ended: _on_ended,
+        H2Reset: _on_reset,
+        H2Closed: _on_closed,
+        H2Window: _on_window,
+        H2Settings: _on_settings,
+        H2GoAway: _on_goaway,
+        H2PingAck: _on_ping_ack,
     }
 
     # -- app input -------------------------------------------------------------------
@@ -531,10 +501,7 @@ class GrpcConnection:
         """The app took ``nbytes`` of flow-controlled data: reopen the windows."""
         if nbytes <= 0 or self.closed:
             return
-        try:
-            self.h2.acknowledge_received_data(nbytes, stream_id)
-        except (h2.exceptions.H2Error, KeyError):
-            self._ack_conn(nbytes)
+        self.backend.acknowledge(stream_id, nbytes)
 
     # -- output: server side ---------------------------------------------------------
 
@@ -552,7 +519,7 @@ class GrpcConnection:
             hdrs.append(("grpc-encoding", "gzip"))
         hdrs.extend(encode_metadata(metadata))
         st.headers_sent = True
-        self.h2.send_headers(stream_id, hdrs)
+        self.backend.send_headers(stream_id, hdrs)
 
     def send_message(self, stream_id: int, payload: bytes, compress: bool | None = None) -> None:
         """Queue one message; it goes out as the peer's window allows.
@@ -625,7 +592,6 @@ class GrpcConnection:
         content_type: str = CONTENT_TYPE, encoding: str = "identity",
         user_agent: str = USER_AGENT, end_stream: bool = False,
     ) -> int:
-        sid: int = self.h2.get_next_available_stream_id()
         hdrs = [
             (":method", "POST"), (":scheme", scheme), (":path", path),
             (":authority", authority), ("te", "trailers"), ("content-type", content_type),
@@ -638,20 +604,20 @@ class GrpcConnection:
         if encoding != "identity":
             hdrs.append(("grpc-encoding", encoding))
         hdrs.extend(encode_metadata(metadata))
+        sid = self.backend.send_request(hdrs, end_stream)
         self.streams[sid] = _Stream(
             MessageReader(self.max_message_size, False), send_gzip=encoding == "gzip"
         )
-        self.h2.send_headers(sid, hdrs, end_stream=end_stream)
         return sid
 
     def can_open_stream(self) -> bool:
         """Client side: may :meth:`start_request` open a stream now? Not before the peer's
         first SETTINGS frame (its limit is unknown until then), and only while fewer streams
-        are open than its SETTINGS_MAX_CONCURRENT_STREAMS, as h2 counts them (a stream stays
-        open until both sides ended it or it was reset). The transport keeps a call that may
-        not waiting until a stream closes or new SETTINGS raise the limit, as grpc-go and
-        grpcio do, instead of going over it (h2 would refuse the stream, a peer that got it
-        would reset it or end the connection).
+        are open than its SETTINGS_MAX_CONCURRENT_STREAMS, as the backend counts them (a
+        stream stays open until both sides ended it or it was reset). The transport keeps a
+        call that may not waiting until a stream closes or new SETTINGS raise the limit, as
+        grpc-go and grpcio do, instead of going over it (the backend would refuse the stream,
+        a peer that got it would reset it or end the connection).
 
         A peer may lag in retiring streams that ended (grpcio's does): it then refuses new
         ones with REFUSED_STREAM though we are under its limit. Each refusal lowers the limit
@@ -659,14 +625,12 @@ class GrpcConnection:
         raises it by one, back to the peer's."""
         if not self.peer_settings_received:
             return False
-        h = self.h2
-        limit: int = h.remote_settings.max_concurrent_streams
+        b = self.backend
+        limit = b.peer_max_streams()
         cap = self._stream_cap
         if cap is not None and cap < limit:
             limit = cap
-        # h2.streams also holds closed streams not purged yet: when it is under the limit,
-        # the open ones are too, without counting them (counting is O(streams))
-        return len(h.streams) < limit or h.open_outbound_streams < limit
+        return b.below(limit)
 
     def end_request(self, stream_id: int) -> None:
         """Half-close: no more messages from the client (END_STREAM after queued data)."""
@@ -676,11 +640,10 @@ class GrpcConnection:
         st.end_stream_after = True
         self._flush(stream_id)
 
-    def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+    def reset(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
         """Cancel a stream (RST_STREAM)."""
         self.streams.pop(stream_id, None)
-        with contextlib.suppress(h2.exceptions.H2Error):
-            self.h2.reset_stream(stream_id, error_code)
+        self.backend.reset_stream(stream_id, error_code)
 
     def _client_fail(self, sid: int, status: Status, message: str, out: list[Any]) -> None:
         self.reset(sid)
@@ -692,11 +655,11 @@ class GrpcConnection:
         st = self.streams.get(sid)
         if st is None:
             return
-        h = self.h2
+        h = self.backend
         try:
             if st.out:
-                window = h.local_flow_control_window(sid)
-                maxf = h.max_outbound_frame_size
+                window = h.window(sid)
+                maxf = h.max_frame
                 out = st.out
                 while out and window > 0:
                     chunk = out[0]
@@ -716,11 +679,15 @@ class GrpcConnection:
                         st.end_stream_after = False
                 if out:
                     return
-            if st.end_after is not None:
-                h.send_headers(sid, st.end_after, end_stream=True)
+            end_after = st.end_after
+            if end_after is not None:
+                if end_after[0][0] == ":status":  # trailers-only
+                    h.send_headers(sid, end_after, end_stream=True)
+                else:
+                    h.send_trailers(sid, end_after)
                 self.streams.pop(sid, None)
             elif st.end_stream_after:
                 st.end_stream_after = False
                 h.end_stream(sid)
-        except h2.exceptions.StreamClosedError:
+        except StreamGone:
             self.streams.pop(sid, None)

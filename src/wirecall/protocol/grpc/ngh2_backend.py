@@ -1,0 +1,234 @@
+"""The ``ngh2`` HTTP/2 backend: libnghttp2 (through the ``ngh2`` package, sans-IO) doing the
+framing, HPACK, stream states and flow-control accounting in C. The only module of wirecall
+importing ``ngh2``.
+
+nghttp2's own defences stay on (ngh2's defaults): incoming RST_STREAM rate limit (rapid reset),
+at most 8 CONTINUATION frames per header block, a queued SETTINGS/PING-ack limit, the "glitch"
+rate limit, header list size and count limits. Received data is acknowledged only when
+consumed (``auto_window_update=False``, :meth:`Ngh2Backend.acknowledge`).
+
+nghttp2 drops PRIORITY and unknown frames without surfacing them, so the control frames the
+flood guard counts are read from the frame headers here (a 9-byte header scan per frame).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import ngh2
+
+from .http2 import (
+    BackendError,
+    ErrorCodes,
+    H2Closed,
+    H2Data,
+    H2Ended,
+    H2GoAway,
+    H2PingAck,
+    H2Request,
+    H2Reset,
+    H2Response,
+    H2Settings,
+    H2Trailers,
+    H2Window,
+    Http2Backend,
+    StreamGone,
+)
+
+__all__ = ["Ngh2Backend"]
+
+_PREFACE = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_MAX_STREAMS = 3  # SETTINGS_MAX_CONCURRENT_STREAMS
+_INITIAL_WINDOW = 4  # SETTINGS_INITIAL_WINDOW_SIZE
+_UNLIMITED = 2**31 - 1
+
+
+class Ngh2Backend(Http2Backend):
+    name = "ngh2"
+    max_frame = 1 << 30  # nghttp2 splits DATA into frames itself
+
+    def __init__(self, *, client_side: bool, max_header_list: int) -> None:
+        cfg = ngh2.Configuration(
+            auto_window_update=False, max_inbound_header_list_size=max_header_list
+        )
+        self.c = ngh2.Connection(ngh2.Role.CLIENT if client_side else ngh2.Role.SERVER, cfg)
+        self.client_side = client_side
+        self._skip = 0 if client_side else _PREFACE  # bytes left of the current frame
+        self._head = b""  # a partial frame header
+        self._outbound: set[int] = set()
+        self._highest_in = 0
+        self._dead = False
+
+    def initiate(self, settings: dict[int, int], connection_window: int) -> None:
+        self.c.initiate_connection(settings)
+        if connection_window != 65535:
+            self.c.set_local_window_size(connection_window, stream_id=0)
+
+    def _scan(self, data: bytes) -> int:
+        """Control frames whose header is in ``data`` (SETTINGS and PING not acks, PRIORITY,
+        PRIORITY_UPDATE, unknown types)."""
+        n = len(data)
+        skip = self._skip
+        if skip >= n:
+            self._skip = skip - n
+            return 0
+        if self._head:
+            data = self._head + data
+            n = len(data)
+            self._head = b""
+        i = skip
+        control = 0
+        while i + 9 <= n:
+            t = data[i + 3]
+            if t >= 0xA or t == 2 or ((t == 4 or t == 6) and not data[i + 4] & 1):
+                control += 1
+            i += 9 + int.from_bytes(data[i:i + 3], "big")
+        if i > n:
+            self._skip = i - n
+        else:
+            self._skip = 0
+            self._head = data[i:]
+        return control
+
+    def receive(self, data: bytes) -> tuple[list[object], int]:
+        control = self._scan(data)
+        c = self.c
+        try:
+            c.receive_data(data)
+            evs: list[Any] = c.events()
+        except ngh2.DenialOfServiceError as exc:
+            self._dead = True
+            raise BackendError(ErrorCodes.ENHANCE_YOUR_CALM, f"HTTP/2 flood: {exc}") from None
+        except ngh2.NGH2Error as exc:
+            self._dead = True
+            raise BackendError(ErrorCodes.PROTOCOL_ERROR, f"HTTP/2 protocol error: {exc}") from None
+        out: list[object] = []
+        for ev in evs:
+            t = type(ev)
+            if t is ngh2.DataReceived:
+                d = ev.data
+                out.append(H2Data(ev.stream_id, d, len(d)))
+                if ev.end_stream:
+                    out.append(H2Ended(ev.stream_id))
+            elif t is ngh2.RequestReceived:
+                sid = ev.stream_id
+                if sid > self._highest_in:
+                    self._highest_in = sid
+                out.append(H2Request(sid, ev.headers, ev.end_stream))
+                if ev.end_stream:
+                    out.append(H2Ended(sid))
+            elif t is ngh2.ResponseReceived:
+                out.append(H2Response(ev.stream_id, ev.headers, ev.end_stream))
+                if ev.end_stream:
+                    out.append(H2Ended(ev.stream_id))
+            elif t is ngh2.TrailersReceived:
+                out.append(H2Trailers(ev.stream_id, ev.headers))
+                out.append(H2Ended(ev.stream_id))
+            elif t is ngh2.StreamClosed:
+                self._outbound.discard(ev.stream_id)
+                if ev.error_code:
+                    out.append(H2Closed(ev.stream_id, ev.error_code))
+            elif t is ngh2.StreamReset:
+                out.append(H2Reset(ev.stream_id, ev.error_code))
+            elif t is ngh2.WindowUpdated:
+                out.append(H2Window(ev.stream_id))
+            elif t is ngh2.SettingsReceived:
+                out.append(H2Settings())
+            elif t is ngh2.GoAwayReceived:
+                out.append(H2GoAway(ev.error_code, ev.last_stream_id, ev.debug_data))
+            elif t is ngh2.PingAcknowledged:
+                out.append(H2PingAck(ev.opaque_data))
+        return out, control
+
+    def data_to_send(self) -> bytes:
+        try:
+            return self.c.data_to_send()
+        except ngh2.NGH2Error:
+            return b""
+
+    def send_request(self, headers: list[tuple[str, str]], end_stream: bool) -> int:
+        sid = self.c.send_request(_enc(headers), end_stream=end_stream)
+        self._outbound.add(sid)
+        return sid
+
+    def send_headers(self, stream_id: int, headers: list[tuple[str, str]],
+                     end_stream: bool = False) -> None:
+        try:
+            self.c.send_response(stream_id, _enc(headers), end_stream=end_stream)
+        except ngh2.NGH2Error:
+            raise StreamGone(stream_id) from None
+
+    def send_trailers(self, stream_id: int, headers: list[tuple[str, str]]) -> None:
+        try:
+            self.c.send_trailers(stream_id, _enc(headers))
+        except ngh2.NGH2Error:
+            raise StreamGone(stream_id) from None
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        try:
+            self.c.send_data(stream_id, data, end_stream=end_stream)
+        except ngh2.NGH2Error:
+            raise StreamGone(stream_id) from None
+
+    def end_stream(self, stream_id: int) -> None:
+        try:
+            self.c.end_stream(stream_id)
+        except ngh2.NGH2Error:
+            raise StreamGone(stream_id) from None
+
+    def window(self, stream_id: int) -> int:
+        c = self.c
+        try:
+            w = c.stream_remote_window_size(stream_id)
+        except ngh2.NGH2Error:  # HEADERS not written yet: the stream's initial window
+            try:
+                w = c.remote_settings.get(_INITIAL_WINDOW, 65535)
+            except ngh2.NGH2Error:
+                return 0
+        w -= c.queued_body_size(stream_id)
+        cw = c.remote_window_size - c.queued_body_size()
+        return w if w < cw else cw
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        self._outbound.discard(stream_id)
+        with contextlib.suppress(ngh2.NGH2Error):
+            self.c.reset_stream(stream_id, error_code)
+
+    def acknowledge(self, stream_id: int, nbytes: int) -> None:
+        try:
+            self.c.acknowledge_received_data(nbytes, stream_id)
+        except ngh2.NGH2Error:
+            with contextlib.suppress(ngh2.NGH2Error):  # stream gone: the connection window
+                self.c.acknowledge_received_data(nbytes, 0)
+
+    def goaway(self, error_code: int, debug: bytes) -> None:
+        if self._dead:
+            return
+        try:
+            self.c.send_goaway(error_code, debug_data=debug)
+            self.c.terminate_connection(error_code)
+        except ngh2.NGH2Error:
+            pass
+
+    def graceful_goaway(self) -> int:
+        last = self._highest_in
+        with contextlib.suppress(ngh2.NGH2Error):
+            self.c.send_goaway(0, last_stream_id=last)
+        return last
+
+    def ping(self, data: bytes) -> None:
+        self.c.ping(data)
+
+    def peer_max_streams(self) -> int:
+        try:
+            return self.c.remote_settings.get(_MAX_STREAMS, _UNLIMITED)
+        except ngh2.NGH2Error:
+            return 0
+
+    def open_outbound(self) -> int:
+        return len(self._outbound)
+
+
+def _enc(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in headers]
