@@ -46,7 +46,8 @@ async def test_every_wire_spreads_over_the_endpoints(scheme: str) -> None:
     client = await wirecall.connect(static_target(urls))
     try:
         assert isinstance(client, ClusterClient)
-        got = Counter(await asyncio.gather(*(client.call("Node.Work", 1.0) for _ in range(60))))
+        got = Counter(await asyncio.gather(*(client.call("Node.Work", 1.0, timeout=20)
+                                             for _ in range(60))))
         assert set(got) == {"n0", "n1", "n2"}
         assert {row["state"] for row in client.endpoints()} == {"ok"}
     finally:

@@ -113,13 +113,15 @@ class P2CPeakEwma(Balancer):
         self.force_pick = force_pick
         self._clock = clock
         self._rand = rand or random.Random()
+        self._random = self._rand.random
 
     def pick(self, candidates: Sequence[EndpointState], key: int | None) -> EndpointState:
         n = len(candidates)
         if n == 1:
             return candidates[0]
-        i = self._rand.randrange(n)
-        j = self._rand.randrange(n - 1)
+        r = self._random
+        i = int(r() * n)
+        j = int(r() * (n - 1))
         if j >= i:
             j += 1
         a, b = candidates[i], candidates[j]

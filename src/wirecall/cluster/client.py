@@ -260,8 +260,14 @@ class ClusterClient:
     # -- picking --------------------------------------------------------------------------
 
     def _candidates(self, exclude: Sequence[EndpointState]) -> list[EndpointState]:
-        now = time.monotonic()
-        eps = [ep for ep in self.live if ep.usable(now) and ep not in exclude]
+        now = _now()
+        live = self.live
+        if not exclude and not self.zone:  # the common case: everyone healthy and dialled
+            healthy = [ep for ep in live if ep.ready and ep.breaker.state is _CLOSED
+                       and ep.ejected_until <= now and not ep.removed]
+            if len(healthy) == len(live):
+                return healthy
+        eps = [ep for ep in live if ep.usable(now) and ep not in exclude]
         if not all(ep.ready for ep in eps):
             eps = [ep for ep in eps if ep.ready] or eps  # still dialling: only if no other
         if self.zone and eps:
