@@ -1,6 +1,6 @@
 """Codecs: how values become bytes. ``get(name_or_id)`` finds one; ``register`` adds one."""
 
-from .base import Codec, codec_by_id, codec_by_name, get, register
+from .base import Codec, codec_by_id, codec_by_name, get, known_ids, register
 from .msgpack import JSON_CODEC, MSGPACK_CODEC, JsonCodec, MsgpackCodec
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "codec_by_id",
     "codec_by_name",
     "get",
+    "known_ids",
     "register",
 ]

@@ -6,7 +6,7 @@ import contextlib
 import importlib
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["LAZY", "Codec", "codec_by_id", "codec_by_name", "get", "register"]
+__all__ = ["LAZY", "Codec", "codec_by_id", "codec_by_name", "get", "known_ids", "register"]
 
 
 @runtime_checkable
@@ -68,6 +68,12 @@ def codec_by_name(name: str) -> Codec | None:
         with contextlib.suppress(ValueError, ImportError):  # (get() reports why)
             _load(name)
     return _by_name.get(name)
+
+
+def known_ids() -> frozenset[int]:
+    """The ids of every codec this build knows: registered ones and the optional ones
+    (:data:`LAZY`), whose modules are not imported by asking (a server's preface check)."""
+    return frozenset(_by_id) | frozenset(v[0] for v in LAZY.values())
 
 
 def codec_by_id(cid: int) -> Codec | None:

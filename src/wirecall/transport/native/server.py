@@ -67,7 +67,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.conn = fr.FrameConnection(
             client=False,
             max_frame_size=server.max_message_size,
-            codecs=frozenset(_codec_ids()),
+            codecs=_codec_ids(),
             max_method_names=lim.max_method_names,
             max_method_name_bytes=lim.max_method_name_bytes,
         )
@@ -571,12 +571,9 @@ class _ClosedLane(dict[str, "FastEntry | None"]):
 _CLOSED_LANE = _ClosedLane()
 
 
-def _codec_ids() -> list[int]:
-    ids = []
-    for cid in range(1, 256):
-        if codecs.codec_by_id(cid) is not None:
-            ids.append(cid)
-    return ids
+def _codec_ids() -> frozenset[int]:
+    # (optional codecs are imported when a client's preface asks for one, not here)
+    return codecs.known_ids()
 
 
 def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
