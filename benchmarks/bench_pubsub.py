@@ -323,4 +323,9 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:  # clients on uvloop too, when installed (servers: wirecall.tutorial.pubsub does it)
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from wirecall import Server
 from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
@@ -53,14 +54,24 @@ async def subscribe(url: str, topic: str, count: int | None = None) -> list[str]
     return got
 
 
+def _run(coro: Any) -> None:
+    """On uvloop when it is installed (the speed extra), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) in (2, 3) and args[0] == "serve":
-        asyncio.run(serve(*args[1:]))
+        _run(serve(*args[1:]))
     elif len(args) >= 3 and args[0] == "subscribe":
-        asyncio.run(subscribe(args[1], args[2]))
+        _run(subscribe(args[1], args[2]))
     elif len(args) >= 4 and args[0] == "publish":
-        asyncio.run(publish(args[1], args[2], args[3:]))
+        _run(publish(args[1], args[2], args[3:]))
     else:
         print(__doc__)
         return 2
