@@ -172,3 +172,22 @@ async def test_entry_update_reaches_clients(etcd_server: EtcdServer) -> None:
     finally:
         await client.close()
         await server.close()
+
+
+async def test_cli_endpoints_of_a_registry_target_and_register_errors(
+    etcd_server: EtcdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wirecall.cli import main
+
+    server = await node_server()
+    await server.register_in(etcd_server.url, "clisvc", zone="z9", propagation_wait=0)
+    try:
+        rc = await asyncio.to_thread(main, ["cluster", "endpoints",
+                                            f"{etcd_server.url}/clisvc", "--json"])
+        out = capsys.readouterr().out
+        assert rc == 0 and '"zone": "z9"' in out and server.urls[0] in out
+    finally:
+        await server.close()
+    rc = await asyncio.to_thread(main, ["serve", "support.cluster_nodes:Node", "--listen",
+                                        "tcp://127.0.0.1:0", "--register", etcd_server.url])
+    assert rc != 0 and "name the service" in capsys.readouterr().err
