@@ -346,3 +346,26 @@ async def test_streams_go_interceptors_metadata_and_hash_keys() -> None:
         assert len({next(iter(v)) for v in by_key.values()}) >= 2
     finally:
         await close_all(servers, client)
+
+
+async def test_a_latency_outlier_is_ejected() -> None:
+    servers, nodes, urls = await start_nodes(4)
+    nodes[3].delay = 0.06
+    client = ClusterClient(static_target(urls), balancer="round_robin",
+                           outlier=OutlierPolicy(latency_factor=5.0, min_latency=0.02,
+                                                 base_ejection=5.0))
+    try:
+        await client.connect()
+        for _ in range(10):
+            await asyncio.gather(*(client.call("Node.Work", 1.0) for _ in range(8)))
+        deadline = time.monotonic() + 3
+        while not client.events.counters["ejected"] and time.monotonic() < deadline:
+            await client.call("Node.Work", 1.0)
+        ejected = client.events.recent(kind="ejected")
+        assert [e.endpoint for e in ejected] == [urls[3]]
+        assert "latency" in ejected[0].detail
+        before = nodes[3].calls
+        await asyncio.gather(*(client.call("Node.Work", 1.0) for _ in range(30)))
+        assert nodes[3].calls == before
+    finally:
+        await close_all(servers, client)
