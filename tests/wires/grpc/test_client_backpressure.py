@@ -101,7 +101,10 @@ class NonReadingServer:
             self.server.close()
 
 
-async def test_server_that_never_reads_cannot_grow_the_client_buffer() -> None:
+async def test_server_that_never_reads_cannot_grow_the_client_buffer(http2_backend: str) -> None:
+    if http2_backend == "ngh2":
+        await _ping_flood_ends_the_connection_on_ngh2()
+        return
     srv = NonReadingServer()
     await srv.start()
     c = await tg.connect(parse_url(f"grpc://127.0.0.1:{srv.port}"))
@@ -144,6 +147,40 @@ async def test_server_that_never_reads_cannot_grow_the_client_buffer() -> None:
             await asyncio.sleep(0.02)
         assert c.transport.is_reading()
         assert c.transport.get_write_buffer_size() == 0
+    finally:
+        await c.aclose()
+        await srv.close()
+
+
+async def _ping_flood_ends_the_connection_on_ngh2() -> None:
+    """On ngh2, nghttp2's own limit (1000 PING/SETTINGS acks queued) takes the flood for what
+    it is before any buffer grows: the client ends the connection (GOAWAY
+    ENHANCE_YOUR_CALM), its write buffer stays small, and the call in flight fails."""
+    srv = NonReadingServer()
+    await srv.start()
+    c = await tg.connect(parse_url(f"grpc://127.0.0.1:{srv.port}"))
+    assert c.transport is not None
+    _small_socket_buffers(c.transport.get_extra_info("socket"))
+    peak = 0
+    try:
+        await srv.accept()
+        ping = PingFrame(0)
+        ping.opaque_data = b"flooding"
+        batch = ping.serialize() * 2000
+        sent = 0
+        while sent < 3 * MB and not c.closed:
+            if not await srv.send(batch, 0.5):
+                break
+            sent += len(batch)
+            if c.transport is not None:
+                peak = max(peak, c.transport.get_write_buffer_size())
+        for _ in range(100):
+            if c.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert c.closed, "the client never ended the flooding connection"
+        assert sent < 3 * MB, "the client read the whole flood"
+        assert peak < MB // 2, f"client write buffer grew to {peak / MB:.1f} MB"
     finally:
         await c.aclose()
         await srv.close()

@@ -59,6 +59,7 @@ class Ngh2Backend(Http2Backend):
         self._outbound: set[int] = set()
         self._highest_in = 0
         self._dead = False
+        self._early = b""  # bytes serialized ahead of a reset (see reset_stream)
 
     def initiate(self, settings: dict[int, int], connection_window: int) -> None:
         self.c.initiate_connection(settings)
@@ -143,9 +144,12 @@ class Ngh2Backend(Http2Backend):
 
     def data_to_send(self) -> bytes:
         try:
-            return self.c.data_to_send()
+            out = self.c.data_to_send()
         except ngh2.NGH2Error:
-            return b""
+            out = b""
+        if self._early:
+            out, self._early = self._early + out, b""
+        return out
 
     def send_request(self, headers: list[tuple[str, str]], end_stream: bool) -> int:
         sid = self.c.send_request(_enc(headers), end_stream=end_stream)
@@ -192,15 +196,17 @@ class Ngh2Backend(Http2Backend):
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self._outbound.discard(stream_id)
+        # nghttp2 drops a closed stream's frames not serialized yet: the trailers of a call
+        # refused just before (then RST_STREAM NO_ERROR) are serialized first
+        self._early = self.data_to_send()  # (holds what was held already)
         with contextlib.suppress(ngh2.NGH2Error):
             self.c.reset_stream(stream_id, error_code)
 
     def acknowledge(self, stream_id: int, nbytes: int) -> None:
-        try:
+        # (a closed stream's bytes credit the connection window; a connection that is
+        # terminating takes no acknowledgement)
+        with contextlib.suppress(ngh2.NGH2Error):
             self.c.acknowledge_received_data(nbytes, stream_id)
-        except ngh2.NGH2Error:
-            with contextlib.suppress(ngh2.NGH2Error):  # stream gone: the connection window
-                self.c.acknowledge_received_data(nbytes, 0)
 
     def goaway(self, error_code: int, debug: bytes) -> None:
         if self._dead:
