@@ -159,3 +159,40 @@ async def test_adaptive_concurrency_limit_settles_near_capacity() -> None:
         await server.close()
     with pytest.raises(ValueError, match="tolerance"):
         AdaptiveConcurrency(tolerance=1.0)
+
+
+class Pushy:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @wirecall.method
+    async def Stop(self) -> str:
+        self.calls += 1
+        raise wirecall.ResourceExhausted(message="go away", details={"wirecall-pushback-ms": -1})
+
+
+async def test_client_obeys_pushback() -> None:
+    from wirecall.cluster.client import ClusterClient
+
+    rule = MethodLimit(rate=20, burst=1)
+    server = wirecall.Server(interceptors=[method_limits({"Slow.Wait": rule})])
+    server.register(Slow(), name="Slow")
+    pushy = Pushy()
+    server.register(pushy, name="Pushy")
+    (url,) = await server.start("tcp://127.0.0.1:0")
+    idem = MethodPolicy(idempotent=True, retry=RetryPolicy(max_attempts=5))
+    client = ClusterClient(f"static://{url}", policies={"*": idem}, throttle=False)
+    try:
+        await client.connect()
+        t0 = asyncio.get_running_loop().time()
+        got = [await client.call("Slow.Wait", 0) for _ in range(4)]
+        took = asyncio.get_running_loop().time() - t0
+        assert got == ["ok"] * 4  # refused at first, retried after the server's pushback
+        assert rule.refused >= 1 and client.events.counters["pushback"] >= 1
+        assert took >= 0.1  # 4 calls at 20/s with a burst of 1 take >= 3 token periods
+        with pytest.raises(wirecall.ResourceExhausted, match="go away"):
+            await client.call("Pushy.Stop")
+        assert pushy.calls == 1  # pushback < 0: not retried
+    finally:
+        await client.close()
+        await server.close()
