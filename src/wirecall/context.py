@@ -40,6 +40,9 @@ class Context(msgspec.Struct, eq=False, weakref=True):
     deadline: float | None = None
     peer: str = ""
     transport: str = ""
+    #: the peer certificate's identity on a TLS wire with a client certificate (its first
+    #: URI or DNS subjectAltName, else its CN; see ``transport.tls.peer_identity``), else ""
+    identity: str = ""
     _cancelled: bool = False
     _task: Any = None
 

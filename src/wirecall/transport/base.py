@@ -45,6 +45,11 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "any": ("wirecall.transport.sniff", ""),
     "grpc": ("wirecall.transport.grpc", "grpc"),
     "grpcs": ("wirecall.transport.grpc", "grpc"),
+    # over TLS (transport/tls.py): native, HTTP/1.1, WebSocket, Go net/rpc with gob
+    "tls": ("wirecall.transport.native", ""),
+    "https": ("wirecall.transport.http", "http"),
+    "wss": ("wirecall.transport.http", "http"),
+    "gobs": ("wirecall.transport.gob", ""),
     "quic": ("wirecall.transport.quic", "quic"),
 }
 
@@ -57,7 +62,8 @@ _HTTP_SERVER = frozenset({
 _GRPC_SERVER = frozenset({"max_message_size", "max_concurrent_streams", "reset_limit",
                           "compression", "compress_threshold"}) | _SOCKET
 _NATIVE_SERVER = frozenset({"compress_threshold"}) | _SOCKET
-_TLS_SERVER = frozenset({"ssl", "certfile", "keyfile"})
+_TLS_SERVER = frozenset({"ssl", "certfile", "keyfile", "cafile", "client_cert", "tls_reload"})
+_TLS_CLIENT = frozenset({"ssl", "cafile", "certfile", "keyfile", "server_hostname"})
 
 #: the options ``Server.start(url, **options)`` accepts per scheme; anything else is an error
 #: naming it (a transport missing here checks its own options)
@@ -71,7 +77,11 @@ SERVER_OPTIONS: dict[str, frozenset[str]] = {
     "grpc": _GRPC_SERVER,
     "grpcs": _GRPC_SERVER | _TLS_SERVER,
     # one port for every protocol: each protocol's options reach its part
-    "any": _NATIVE_SERVER | _HTTP_SERVER | _GRPC_SERVER | {"sniff_timeout"},
+    "any": _NATIVE_SERVER | _HTTP_SERVER | _GRPC_SERVER | _TLS_SERVER | {"sniff_timeout"},
+    "tls": _NATIVE_SERVER | _TLS_SERVER,
+    "https": _HTTP_SERVER | _TLS_SERVER,
+    "wss": _HTTP_SERVER | _TLS_SERVER,
+    "gobs": _SOCKET | _TLS_SERVER,
     "quic": frozenset({"certfile", "keyfile", "session_tickets", "compress_threshold",
                        "max_datagram_size", "congestion_control"}),
 }
@@ -90,7 +100,12 @@ CLIENT_OPTIONS: dict[str, frozenset[str]] = {
     "gob": frozenset({"timeout", "max_message_size", "http_path"}),
     "jsonrpc": frozenset({"timeout", "max_message_size"}),
     "grpc": _GRPC_CLIENT,
-    "grpcs": _GRPC_CLIENT | {"ssl", "cafile", "server_hostname"},
+    "grpcs": _GRPC_CLIENT | _TLS_CLIENT,
+    "tls": _NATIVE_CLIENT | _TLS_CLIENT,
+    "gobs": frozenset({"timeout", "max_message_size"}) | _TLS_CLIENT,
+    "https": _HTTP_CLIENT | {"max_message_size", "http_path"} | _TLS_CLIENT,
+    "wss": frozenset({"timeout", "headers", "metadata", "max_message_size", "heartbeat",
+                      "max_incoming_calls", "max_concurrent_calls"}) | _TLS_CLIENT,
     "http": _HTTP_CLIENT | {"max_message_size", "http_path"},
     "ws": frozenset({"timeout", "headers", "metadata", "max_message_size", "heartbeat",
                      "max_incoming_calls", "max_concurrent_calls"}),
@@ -112,7 +127,8 @@ def check_options(scheme: str, side: str, options: Mapping[str, Any]) -> None:
         names = ", ".join(repr(u) for u in unknown)
         hint = ""
         if {"certfile", "keyfile", "ssl", "cafile"} & set(unknown):
-            hint = " (TLS is not available on this scheme: use grpcs://)"
+            hint = (" (TLS is not available on this scheme: use tls://, https://, wss://, "
+                    "gobs:// or grpcs://)")
         raise ValueError(
             f"{scheme}:// {side} does not accept option{'s' if len(unknown) > 1 else ''} "
             f"{names}{hint}; accepted: {', '.join(sorted(accepted)) or 'none'}"

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..errors import ConnectError, DeadlineExceeded, RpcError
 from .base import URL, Listener
+from .tls import peer_identity, pop_server_tls
 
 __all__ = [
     "WRITE_BATCH",
@@ -29,6 +30,7 @@ __all__ = [
     "ServedConnection",
     "dial",
     "listen",
+    "peer_identity",
     "peer_name",
     "set_nodelay",
     "socket_options",
@@ -57,7 +59,10 @@ def tcp_bytes(transport: Any) -> tuple[int, int]:
     """``(received, sent)`` bytes of a TCP connection as the kernel counts them (Linux
     ``TCP_INFO``: ``tcpi_bytes_received``, ``tcpi_bytes_acked``); ``(0, 0)`` elsewhere, for
     Unix sockets, or once the socket is closed. Read on demand: no cost on the data path."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    try:
+        sock = transport.get_extra_info("socket") if transport is not None else None
+    except AttributeError:  # a closed TLS transport (asyncio's sslproto) has lost its socket
+        return 0, 0
     info = getattr(socket, "TCP_INFO", None)
     if sock is None or info is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return 0, 0
@@ -173,9 +178,14 @@ async def listen(
     return lst
 
 
-def socket_options(opts: dict[str, Any]) -> dict[str, Any]:
-    """Take ``backlog`` and ``reuse_port`` out of a transport's options, for :func:`listen`."""
+def socket_options(opts: dict[str, Any], scheme: str = "") -> dict[str, Any]:
+    """Take ``backlog`` and ``reuse_port`` out of a transport's options, for :func:`listen`;
+    given the ``scheme``, the TLS options too (``ssl_context``: see ``transport.tls``)."""
     out: dict[str, Any] = {}
+    if scheme:
+        ctx = pop_server_tls(scheme, opts)
+        if ctx is not None:
+            out["ssl_context"] = ctx
     if "backlog" in opts:
         out["backlog"] = int(opts.pop("backlog"))
     if "reuse_port" in opts:

@@ -17,6 +17,7 @@ from ...errors import ConnectError, Internal, InvalidArgument, ProtocolError, Rp
 from ...protocol import netrpc as nr
 from ..base import URL
 from ..sockets import dial
+from ..tls import pop_client_tls
 from .go_rpc import GoClientConnection, go_error
 
 __all__ = ["GobClientConnection", "connect"]
@@ -128,7 +129,7 @@ async def connect(
     timeout: float | None = 10.0,
     max_message_size: int = nr.DEFAULT_MAX_MESSAGE,
     http_path: str | None = None,
-    **_: Any,
+    **tls_opts: Any,
 ) -> GobClientConnection:
     """Dial a Go net/rpc server (``rpc.Dial``); a URL path means ``rpc.DialHTTP`` there."""
     path = http_path if http_path is not None else (url.path or None)
@@ -137,9 +138,10 @@ async def connect(
         max_message_size=max_message_size, address=str(url), http_path=path
     )
     factory: Callable[[], GobClientConnection] = lambda: proto  # noqa: E731
+    tls = pop_client_tls(url.scheme, url.host, tls_opts)  # gobs://: ssl, server_hostname
 
     async def open_connection() -> None:
-        await loop.create_connection(factory, url.host, url.port)
+        await loop.create_connection(factory, url.host, url.port, **tls)
         await proto._ready
 
     await dial(url, open_connection, timeout, lambda: proto.transport)

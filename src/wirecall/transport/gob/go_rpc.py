@@ -20,7 +20,14 @@ from ...context import Context
 from ...errors import InvalidArgument, RpcError, Unavailable, Unimplemented
 from ...status import Status
 from ..base import ClientConnection
-from ..sockets import CoalescedWriter, ConnectionListener, PendingCalls, peer_name, set_nodelay
+from ..sockets import (
+    CoalescedWriter,
+    ConnectionListener,
+    PendingCalls,
+    peer_identity,
+    peer_name,
+    set_nodelay,
+)
 
 if TYPE_CHECKING:
     from ...seam import Dispatcher
@@ -113,6 +120,7 @@ class GoServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.limits = server.limits
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.identity = ""
         #: the calls in flight, keyed by their Context (a peer's ids may repeat)
         self.calls: dict[Any, Context] = {}
         self._in_read = False
@@ -129,6 +137,7 @@ class GoServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         set_nodelay(transport)
         self.peer = peer_name(transport)
+        self.identity = peer_identity(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
 

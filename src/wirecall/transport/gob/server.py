@@ -86,6 +86,9 @@ def _plan(spec: MethodInfo) -> _MethodPlan:
 class GobServerProtocol(GoServerProtocol):
     """One connection served like ``rpc.ServeConn`` (optionally after HTTP CONNECT)."""
 
+    #: the scheme it was reached by ("gob", or "gobs": over TLS), for ``Context.transport``
+    scheme = "gob"
+
     conn: nr.ServerConnection
     log = log
     wire = "net/rpc"
@@ -174,7 +177,8 @@ class GobServerProtocol(GoServerProtocol):
         if over is not None:
             self.conn.send_error(seq, method, over)
             return
-        ctx = Context(method, EMPTY_METADATA, None, self.peer, "gob")
+        ctx = Context(method, EMPTY_METADATA, None, self.peer, self.scheme,
+                      self.identity)
         self.calls[ctx] = ctx
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -215,6 +219,11 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``gob://host:port`` (net/rpc gob; also answers ``CONNECT /_goRPC_``)."""
-    sock = socket_options(opts)
-    listener = await listen(url, lambda lst: GobServerProtocol(server, lst, **opts), **sock)
-    return listener
+    sock = socket_options(opts, url.scheme)
+
+    def make(lst: ConnectionListener) -> GobServerProtocol:
+        proto = GobServerProtocol(server, lst, **opts)
+        proto.scheme = url.scheme  # "gob", or "gobs" over TLS
+        return proto
+
+    return await listen(url, make, **sock)

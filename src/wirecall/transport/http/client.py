@@ -27,6 +27,7 @@ from ...protocol import jsonrpc2 as j2
 from ...protocol.netrpc import GO_RPC_PATH
 from ...status import Status
 from ..base import URL, ClientConnection
+from ..tls import pop_client_tls
 from .common import META_PREFIX, TIMEOUT_HEADER, BatchItem, batch_calls, convert_result
 from .ws_client import connect_websocket
 
@@ -64,15 +65,18 @@ class HttpConnection(ClientConnection):
         timeout: float | None = 10.0,
         headers: Mapping[str, str] | None = None,
         keepalive_timeout: float = 30.0,
+        ssl_context: Any = None,
     ) -> None:
         import aiohttp
 
         self._aiohttp = aiohttp
         path = url.path or "/rpc"  # JSON-RPC 2.0 (/jsonrpc answers the Go way)
-        self.url = f"http://{url.hostport}{path}"
+        http = "https" if ssl_context is not None else "http"
+        self.url = f"{http}://{url.hostport}{path}"
         self._connect_timeout = timeout
         connector = aiohttp.TCPConnector(
-            limit=pool_size, keepalive_timeout=keepalive_timeout, enable_cleanup_closed=False
+            limit=pool_size, keepalive_timeout=keepalive_timeout, enable_cleanup_closed=False,
+            ssl=ssl_context if ssl_context is not None else True,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -232,10 +236,12 @@ async def connect(url: URL, **opts: Any) -> ClientConnection:
         gob: Any = importlib.import_module("wirecall.transport.gob")
         conn: ClientConnection = await gob.connect_http(url, **opts)
         return conn
+    opts = dict(opts)
+    tls = pop_client_tls(url.scheme, url.host, opts).get("ssl")
     if url.scheme in ("ws", "wss"):
-        return await connect_websocket(url, **opts)
+        return await connect_websocket(url, ssl_context=tls, **opts)
     known = {"pool_size", "timeout", "headers", "keepalive_timeout"}
-    return HttpConnection(url, **{k: v for k, v in opts.items() if k in known})
+    return HttpConnection(url, ssl_context=tls, **{k: v for k, v in opts.items() if k in known})
 
 
 

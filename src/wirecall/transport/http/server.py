@@ -38,6 +38,7 @@ from ...context import Context
 from ...protocol import netrpc as nr
 from ..base import URL, Listener
 from ..sockets import ConnectionSet
+from ..tls import peer_identity, pop_server_tls
 from .common import META_PREFIX, TIMEOUT_HEADER
 from .dispatch import CallSlots, handle_body
 from .responses import response, text
@@ -78,6 +79,8 @@ def _origin_form(target: bytes) -> bytes:
 
 
 class HttpService:
+    #: the scheme it serves ("http", "https", "ws", "wss"), for ``Context.transport``
+    scheme = "http"
     """What every connection of one HTTP endpoint shares: routes, limits, the aiohttp side."""
 
     def __init__(
@@ -179,6 +182,7 @@ class HttpProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.identity = ""
         self._queue: collections.deque[list[Any]] = collections.deque()
         self._state = _IDLE
         self._deadline: float | None = None
@@ -211,6 +215,7 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
+        self.identity = peer_identity(transport)
         self.svc.connections.add(self)
         self.svc.accepted += 1
         self._set_deadline(self.svc.header_timeout)
@@ -510,9 +515,10 @@ class HttpProtocol(asyncio.Protocol):
         md: Mapping[str, str] = metadata if metadata is not None else {}
         peer = self.peer
         server = self.server
+        identity = self.identity
 
         def make_ctx() -> Context:
-            return Context("", md, deadline, peer, "http")
+            return Context("", md, deadline, peer, self.svc.scheme, identity)
 
         refused = server.closing  # calls arriving now are refused (UNAVAILABLE): HTTP 503
 
@@ -717,21 +723,23 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     drain_delay = float(opts.pop("drain_delay", url.query.get("drain_delay", 0.0)))
     backlog = int(opts.pop("backlog", 1024))
     reuse_port = bool(opts.pop("reuse_port", False))
-    if url.scheme == "ws":  # ws://host:port/ws: the path is the WebSocket's (issue #10)
+    tls = pop_server_tls(url.scheme, opts)
+    if url.scheme in ("ws", "wss"):  # ws://host:port/ws: the path is the WebSocket's (#10)
         if url.path and url.path != "/" and "ws_path" not in opts:
             opts["ws_path"] = url.path
     elif url.path and url.path != "/" and "paths" not in opts:
         opts["paths"] = (url.path, "/rpc")
     svc = HttpService(server, **opts)
+    svc.scheme = "https" if url.scheme == "wss" else "http" if url.scheme == "ws" else url.scheme
     loop = asyncio.get_running_loop()
     aserver = await loop.create_server(
         svc.protocol, url.host or None, url.port, backlog=backlog, reuse_address=True,
-        reuse_port=reuse_port or None,
+        reuse_port=reuse_port or None, ssl=tls,
     )
     sock = aserver.sockets[0].getsockname()
     host = url.host or sock[0]
-    if url.scheme == "ws":  # the address a ws:// client dials
-        real = URL("ws", host, sock[1], svc.ws_path.decode() if svc.ws_path else "/ws")
+    if url.scheme in ("ws", "wss"):  # the address a ws:// client dials
+        real = URL(url.scheme, host, sock[1], svc.ws_path.decode() if svc.ws_path else "/ws")
     else:
         real = URL(url.scheme, host, sock[1], url.path)
     return HttpListener(svc, str(real), aserver, drain_delay)

@@ -581,7 +581,8 @@ async def connect_websocket(url: URL, **opts: Any) -> WebSocketConnection:
     headers = dict(opts.get("headers") or {})
     for k, v in dict(opts.get("metadata") or {}).items():
         headers[META_PREFIX + k] = v
-    target = f"http://{url.hostport}{url.path or '/ws'}"
+    tls = opts.get("ssl_context")
+    target = f"{'https' if tls else 'http'}://{url.hostport}{url.path or '/ws'}"
     timeout = opts.get("timeout", 10.0)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout)
@@ -593,6 +594,7 @@ async def connect_websocket(url: URL, **opts: Any) -> WebSocketConnection:
             timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             max_msg_size=int(opts.get("max_message_size", 4 * 1024 * 1024)),
             heartbeat=opts.get("heartbeat", 30.0),
+            ssl=tls if tls is not None else True,
         )
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         await session.close()

@@ -31,6 +31,7 @@ from ...protocol import frames as fr
 from ...status import Status
 from ..base import URL, ClientConnection
 from ..sockets import WRITE_BATCH, CoalescedWriter, dial, set_nodelay
+from ..tls import pop_client_tls
 from .client_streams import TcpClientStream, open_stream
 from .messages import error_from_frame
 
@@ -466,7 +467,7 @@ async def connect(
     keepalive: float | None = 30.0,
     idle_timeout: float | None = None,
     service_codecs: Mapping[str, Any] | None = None,
-    **_: Any,
+    **tls_opts: Any,
 ) -> TcpClientConnection:
     """Dial ``url`` (``tcp://`` or ``unix://``) within ``timeout`` seconds (DialTimeout).
 
@@ -485,12 +486,13 @@ async def connect(
         service_codecs=service_codecs,
     )
     factory: Callable[[], TcpClientConnection] = lambda: proto  # noqa: E731
+    tls = pop_client_tls(url.scheme, url.host, tls_opts)  # tls://: ssl, server_hostname
 
     async def open_connection() -> None:
         if url.scheme == "unix":
             await loop.create_unix_connection(factory, url.path)
         else:
-            await loop.create_connection(factory, url.host, url.port)
+            await loop.create_connection(factory, url.host, url.port, **tls)
         await proto._ready
 
     await dial(url, open_connection, timeout, lambda: proto.transport)

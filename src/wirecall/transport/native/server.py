@@ -36,6 +36,7 @@ from ..sockets import (
     CoalescedWriter,
     ConnectionListener,
     listen,
+    peer_identity,
     peer_name,
     set_nodelay,
     socket_options,
@@ -57,6 +58,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
     conn: fr.FrameConnection
     #: the transport name handlers see in ``Context.transport`` (``quic`` reuses this class)
     scheme = "tcp"
+    #: the TLS peer certificate's identity (``transport.tls.peer_identity``)
+    identity = ""
 
     def __init__(
         self, server: Dispatcher, listener: ConnectionListener | None = None, **opts: Any
@@ -110,6 +113,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
         set_nodelay(transport)
         self.peer = peer_name(transport)
+        self.identity = peer_identity(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
         self._arm_keepalive()
@@ -336,7 +340,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                 lane is not None
                 and not self.going_away_sent
                 and self._run_fast(
-                    cid, lane, body, Context(method, EMPTY_METADATA, None, self.peer, self.scheme)
+                    cid, lane, body, Context(method, EMPTY_METADATA, None, self.peer, self.scheme,
+                                           self.identity)
                 )
             ):
                 conn = self.conn
@@ -369,6 +374,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             None if timeout is None else time.monotonic() + timeout,
             self.peer,
             self.scheme,
+            self.identity,
         )
         server = self.server
         body = ev.body
@@ -584,5 +590,12 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``tcp://host:port`` or ``unix:///path`` for the native protocol."""
-    sock = socket_options(opts)
-    return await listen(url, lambda lst: ServerProtocol(server, lst, **opts), **sock)
+    sock = socket_options(opts, url.scheme)
+    scheme = "tls" if url.scheme == "tls" else ServerProtocol.scheme
+
+    def make(lst: ConnectionListener) -> ServerProtocol:
+        proto = ServerProtocol(server, lst, **opts)
+        proto.scheme = scheme
+        return proto
+
+    return await listen(url, make, **sock)

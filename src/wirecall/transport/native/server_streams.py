@@ -42,6 +42,7 @@ class StreamingConnection(Protocol):
     peer: str
     #: the transport name handlers see (``tcp``, ``quic``)
     scheme: str
+    identity: str
     #: this server sent GOAWAY: new calls are refused
     going_away_sent: bool
     #: the calls (unary and streaming) in flight, by id: CANCEL and connection loss cancel them
@@ -111,7 +112,7 @@ class ServerStreams:
         timeout = ev.timeout
         ctx = Context(ev.method, ev.metadata or {},
                       None if timeout is None else time.monotonic() + timeout, proto.peer,
-                      proto.scheme)
+                      proto.scheme, proto.identity)
         try:
             if proto.going_away_sent or server.closing:
                 raise Unavailable(message="server is shutting down")
