@@ -64,8 +64,9 @@ from .http2 import (
     H2Settings,
     H2Trailers,
     H2Window,
+    Http2Backend,
     StreamGone,
-    make_backend,
+    resolve_backend,
 )
 from .messages import (
     PREFIX,
@@ -76,8 +77,19 @@ from .messages import (
     gzip_decompress,
 )
 
-__all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection"]
+__all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection", "make_backend"]
 
+
+
+def make_backend(name: str | None, *, client_side: bool, validate_headers: bool,
+                 max_header_list: int) -> Http2Backend:
+    """A fresh backend (see :func:`resolve_backend` for the choice)."""
+    chosen = resolve_backend(name)
+    if chosen == "ngh2":
+        from .ngh2_backend import Ngh2Backend
+        return Ngh2Backend(client_side=client_side, max_header_list=max_header_list)
+    from .h2_backend import H2Backend
+    return H2Backend(client_side=client_side, validate_headers=validate_headers)
 
 
 @dataclass(slots=True)

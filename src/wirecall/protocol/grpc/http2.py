@@ -38,7 +38,6 @@ __all__ = [
     "H2Window",
     "Http2Backend",
     "StreamGone",
-    "make_backend",
     "resolve_backend",
 ]
 
@@ -239,14 +238,3 @@ def resolve_backend(name: str | None = None) -> str:
         raise ImportError(f"the {name} HTTP/2 backend needs {name}: "
                           "pip install 'wirecall[grpc]'")
     return name
-
-
-def make_backend(name: str | None, *, client_side: bool, validate_headers: bool,
-                 max_header_list: int) -> Http2Backend:
-    """A fresh backend (see :func:`resolve_backend` for the choice)."""
-    chosen = resolve_backend(name)
-    if chosen == "ngh2":
-        from .ngh2_backend import Ngh2Backend
-        return Ngh2Backend(client_side=client_side, max_header_list=max_header_list)
-    from .h2_backend import H2Backend
-    return H2Backend(client_side=client_side, validate_headers=validate_headers)
