@@ -60,9 +60,10 @@ _HTTP_SERVER = frozenset({
     "max_header_size", "header_timeout", "body_timeout", "keepalive_timeout", "linger_timeout",
     "max_pipeline", "ws_heartbeat", "drain_delay"}) | _SOCKET
 _GRPC_SERVER = frozenset({"max_message_size", "max_concurrent_streams", "reset_limit",
-                          "compression", "compress_threshold"}) | _SOCKET
+                          "compression", "compress_threshold", "http2_backend"}) | _SOCKET
 _NATIVE_SERVER = frozenset({"compress_threshold"}) | _SOCKET
-_TLS_SERVER = frozenset({"ssl", "certfile", "keyfile", "cafile", "client_cert", "tls_reload"})
+_TLS_SERVER = frozenset({"ssl", "certfile", "keyfile", "cafile", "client_cert", "tls_reload",
+                         "tls_handshake_timeout"})
 _TLS_CLIENT = frozenset({"ssl", "cafile", "certfile", "keyfile", "server_hostname"})
 
 #: the options ``Server.start(url, **options)`` accepts per scheme; anything else is an error
@@ -89,7 +90,7 @@ SERVER_OPTIONS: dict[str, frozenset[str]] = {
 _NATIVE_CLIENT = frozenset({"timeout", "codec", "max_message_size", "compress_threshold",
                             "keepalive", "idle_timeout", "service_codecs"})
 _GRPC_CLIENT = frozenset({"timeout", "codec", "max_message_size", "compression",
-                          "compress_threshold"})
+                          "compress_threshold", "http2_backend"})
 _HTTP_CLIENT = frozenset({"timeout", "pool_size", "headers", "keepalive_timeout"})
 
 #: the options ``connect(url, **options)`` passes to each scheme's transport

@@ -205,7 +205,7 @@ class Ngh2Backend(Http2Backend):
     def acknowledge(self, stream_id: int, nbytes: int) -> None:
         # (a closed stream's bytes credit the connection window; a connection that is
         # terminating takes no acknowledgement)
-        with contextlib.suppress(ngh2.NGH2Error):
+        with contextlib.suppress(ngh2.NGH2Error, ValueError):
             self.c.acknowledge_received_data(nbytes, stream_id)
 
     def goaway(self, error_code: int, debug: bytes) -> None:

@@ -66,6 +66,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self, *, authority: str, scheme: str = "http", codec: str | None = None,
         max_message_size: int = 4 * 1024 * 1024, compression: str | None = None,
         compress_threshold: int | None = 1024, user_agent: str = gp.USER_AGENT,
+        http2_backend: str | None = None,
     ) -> None:
         self.authority = authority
         self.scheme = scheme
@@ -74,7 +75,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             raise ValueError(f"unsupported compression {compression!r}: "
                              f"use one of {', '.join(gp.COMPRESSIONS)}")
         self.conn = gp.GrpcConnection(client_side=True, max_message_size=max_message_size,
-                                      compress_threshold=compress_threshold or 1024)
+                                      compress_threshold=compress_threshold or 1024,
+                                      backend=http2_backend)
         # (compress_threshold=None is the native transport's "off")
         self.compress = compression == "gzip" and compress_threshold is not None
         self.user_agent = user_agent
@@ -591,6 +593,7 @@ async def connect(
     max_message_size: int = 4 * 1024 * 1024,
     compression: str | None = None,
     compress_threshold: int | None = 1024,
+    http2_backend: str | None = None,
     **opts: Any,
 ) -> GrpcClientConnection:
     """Dial a gRPC server. ``codec``: force ``proto``/``msgpack``/``json`` (default: protobuf
@@ -600,7 +603,9 @@ async def connect(
     on the native transport); replies
     compressed by the server are inflated either way (``grpc-accept-encoding: identity,gzip``
     is always sent), the size limit applying to the inflated size.
-    ``grpcs://`` takes ``ssl=`` (an SSLContext), ``cafile=`` and ``server_hostname=``."""
+    ``grpcs://`` takes ``ssl=`` (an SSLContext), ``cafile=`` and ``server_hostname=``.
+    ``http2_backend="ngh2"|"h2"`` (or ``?http2_backend=``): the HTTP/2 core (default:
+    ``$WIRECALL_GRPC_HTTP2``, else ngh2 when installed, else h2)."""
     loop = asyncio.get_running_loop()
     codec = codec or url.query.get("codec")
     proto = GrpcClientConnection(
@@ -608,6 +613,7 @@ async def connect(
         codec=codec, max_message_size=max_message_size,
         compression=compression or url.query.get("compression"),
         compress_threshold=compress_threshold,
+        http2_backend=http2_backend or url.query.get("http2_backend"),
     )
     tls = client_ssl_context(opts) if url.scheme == "grpcs" else None
     factory: Callable[[], GrpcClientConnection] = lambda: proto  # noqa: E731

@@ -25,6 +25,7 @@ from ...codec.protobuf import MessageWire
 from ...context import Context
 from ...errors import Internal, ResourceExhausted, RpcError, Unavailable, Unimplemented
 from ...protocol import grpc as gp
+from ...protocol.grpc.http2 import resolve_backend
 from ...seam import BIDI_STREAM, CLIENT_STREAM, UNARY, Dispatcher, MethodInfo
 from ...status import Status
 from ...streaming.model import (
@@ -106,6 +107,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             compression=None if "compress_threshold" in opts and opts["compress_threshold"]
             is None else opts.get("compression"),
             compress_threshold=int(opts.get("compress_threshold") or 1024),
+            backend=opts.get("http2_backend"),
         )
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, _ServerCall] = {}
@@ -508,7 +510,12 @@ def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
     """Listen on ``grpc://host:port`` (h2c, prior knowledge) or ``grpcs://`` (TLS, ALPN h2).
     ``compression="gzip"`` (or ``?compression=gzip`` in the URL) compresses replies of at
-    least ``compress_threshold`` bytes (default 1024) for clients that accept gzip."""
+    least ``compress_threshold`` bytes (default 1024) for clients that accept gzip.
+    ``http2_backend="ngh2"|"h2"`` (or ``?http2_backend=``): the HTTP/2 core (default:
+    ``$WIRECALL_GRPC_HTTP2``, else ngh2 when installed, else h2), fixed for the listener."""
+    if "http2_backend" in url.query:
+        opts.setdefault("http2_backend", url.query["http2_backend"])
+    opts["http2_backend"] = resolve_backend(opts.get("http2_backend"))
     if "compression" in url.query:
         opts.setdefault("compression", url.query["compression"])
     if opts.get("compression") not in (None, *gp.COMPRESSIONS):
