@@ -226,3 +226,21 @@ async def test_a_connection_the_server_dropped_is_replaced(serve: Any) -> None:
         live = client.pool.connections
         assert len(live) == 2 and before[0] not in live and before[1] in live
         assert all(not c.closed for c in live)
+
+
+async def test_fill_while_a_call_dials_dials_once() -> None:
+    """A warm-up ``fill()`` racing a call's ``get()`` must not dial the slot twice: the second
+    dial would replace (and close) the connection the call is using."""
+    dials = 0
+
+    async def dial() -> ClientConnection:
+        nonlocal dials
+        dials += 1
+        await asyncio.sleep(0.05)
+        return FakeConn(dials)
+
+    pool = Pool(dial, 1)
+    got, _ = await asyncio.gather(pool.get(), pool.fill())
+    assert dials == 1
+    assert not got.closed and pool.connections == [got]
+    await pool.aclose()

@@ -114,9 +114,10 @@ async def test_kill_9_under_load_with_retries(etcd_server: EtcdServer,
         busiest = load.answers.most_common(1)[0][0]  # kill the one serving most
         victim = next(n for n in nodes if n.name == busiest)
         victim_url = victim.url
-        before = load.answers[busiest]
         killed = time.monotonic()
-        victim.kill()
+        victim.kill()  # blocks the loop until the process is gone: replies it sent before
+        await asyncio.sleep(0.05)  # dying are read now, and count as "before"
+        before = load.answers[busiest]
         await asyncio.sleep(0.5)
         after_half_s = load.answers[busiest]
         left = None

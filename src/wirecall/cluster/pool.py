@@ -123,11 +123,20 @@ class Pool:
         return conn
 
     async def fill(self) -> None:
-        """Dial every slot now (connect eagerly); raises if none could be dialled."""
-        results = await asyncio.gather(
-            *(self._dial_slot(i) for i in range(self.size) if self._conns[i] is None),
-            return_exceptions=True,
-        )
+        """Dial every slot now (connect eagerly); raises if none could be dialled. A slot a
+        call is already dialling is awaited, not dialled twice (a second dial would replace,
+        and close, the connection the call is using)."""
+        tasks = []
+        for i in range(self.size):
+            conn = self._conns[i]
+            if conn is not None and not conn.closed:
+                continue
+            task = self._dialing[i]
+            if task is None:
+                task = asyncio.ensure_future(self._dial_slot(i))
+                self._dialing[i] = task
+            tasks.append(asyncio.shield(task))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         if results and all(isinstance(r, BaseException) for r in results):
             err = results[0]
             assert isinstance(err, BaseException)
