@@ -12,12 +12,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from interop.grpc_go import harness
+from support.grpc_peer import http2_backend
 from support.redis import RedisServer
 from wirecall import Server
 from wirecall.pubsub.service import PublishRequest, PubSub, PubSubStub, SubscribeRequest
 from wirecall.transport import grpc as tg
 from wirecall.transport.base import parse_url
 from wirecall.tutorial.greeter import Greeter, GreeterStub, HelloRequest
+
+#: every test on both HTTP/2 backends of the gRPC core (ngh2, h2)
+pytestmark = pytest.mark.usefixtures("http2_backend")
+__all__ = ["http2_backend"]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from support.grpc_peer import (
     ECHO_TRAILING,
     SPECIAL_MESSAGE,
     grpcio_stubs,
+    http2_backend,
     pb,
     start_grpcio,
     start_wirecall,
@@ -26,6 +27,10 @@ from wirecall.transport.base import parse_url
 
 SIZES_IN = [27182, 8, 1828, 45904]
 SIZES_OUT = [31415, 9, 2653, 58979]
+
+#: every test on both HTTP/2 backends of the gRPC core (ngh2, h2)
+pytestmark = pytest.mark.usefixtures("http2_backend")
+__all__ = ["http2_backend"]
 
 
 # -- grpcio client against the wirecall server ---------------------------------------------

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.support.grpc_peer import http2_backend
+from support.grpc_peer import http2_backend
 
 __all__ = ["http2_backend"]
 
