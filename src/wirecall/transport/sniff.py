@@ -27,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import ssl
 import typing
+from asyncio import sslproto
 from typing import TYPE_CHECKING, Any, Final
 
 from .base import URL, Listener
+from .tls import DEFAULT_HANDSHAKE_TIMEOUT, pop_server_tls
 
 if TYPE_CHECKING:
     from ..seam import Dispatcher
@@ -72,6 +75,8 @@ _PREFIXES: Final = (
     ),
 )
 _WS: Final = b" \t\r\n"
+#: the first byte of a TLS record of type handshake (a ClientHello)
+TLS_RECORD: Final = b"\x16"
 MAX_SNIFF: Final = 1024
 #: gob's first message from a net/rpc client defines the first user type: id -65 = ff 81
 _GOB_TYPEDEF: Final = b"\xff\x81"
@@ -124,6 +129,8 @@ class SniffProtocol(asyncio.Protocol):
         self._buf = b""
         self._timer: asyncio.TimerHandle | None = None
         self.peer = ""
+        #: this sniffer reads the decrypted bytes of a TLS connection
+        self.inside_tls = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is no subclass
@@ -148,6 +155,9 @@ class SniffProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self.listener.ssl is not None and not self.inside_tls and self._buf[:1] == TLS_RECORD:
+            self._start_tls()
+            return
         kind = classify(self._buf)
         if kind is None:
             return
@@ -173,6 +183,36 @@ class SniffProtocol(asyncio.Protocol):
         self._buf = b""
 
 
+    def _start_tls(self) -> None:
+        """A TLS ClientHello: put asyncio's TLS layer between the socket and a new sniffer
+        (which then sees the decrypted bytes), and replay what was read into it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport, self.transport = self.transport, None
+        assert transport is not None and self.listener.ssl is not None
+        loop = asyncio.get_running_loop()
+        inner = SniffProtocol(self.listener)
+        inner.inside_tls = True
+        waiter: asyncio.Future[None] = loop.create_future()
+        peer = self.peer
+
+        def handshake_done(f: asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.info("sniff: TLS handshake with %s failed: %s", peer, f.exception())
+
+        waiter.add_done_callback(handshake_done)
+        tls = sslproto.SSLProtocol(
+            loop, inner, self.listener.ssl, waiter, server_side=True,
+            ssl_handshake_timeout=typing.cast(int, self.listener.handshake_timeout))
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+        data, self._buf = self._buf, b""
+        buf = tls.get_buffer(len(data))
+        buf[: len(data)] = data
+        tls.buffer_updated(len(data))
+
+
 class SniffListener(Listener):
     def __init__(self, server: Dispatcher, url: str, http_opts: dict[str, Any],
                  sniff_timeout: float) -> None:
@@ -184,6 +224,9 @@ class SniffListener(Listener):
         self._aserver: asyncio.AbstractServer | None = None
         self._transports: set[asyncio.Transport] = set()
         self._protocols: list[Any] = []
+        #: TLS: a connection whose first byte is a TLS record is decrypted, then sniffed
+        self.ssl: ssl.SSLContext | None = None
+        self.handshake_timeout = 10.0
 
     def _track(self, transport: asyncio.Transport) -> None:
         if len(self._transports) > 64:
@@ -258,7 +301,11 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> SniffListener:
     timeout = float(opts.pop("sniff_timeout", url.query.get("sniff_timeout", 10.0)))
     backlog = int(opts.pop("backlog", 1024))
     reuse_port = bool(opts.pop("reuse_port", False))
+    handshake_timeout = float(opts.pop("tls_handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
+    tls = pop_server_tls(url.scheme, opts)  # any:// with a certificate also speaks TLS
     listener = SniffListener(server, "", opts, timeout)
+    listener.ssl = tls
+    listener.handshake_timeout = handshake_timeout
     loop = asyncio.get_running_loop()
     aserver = await loop.create_server(
         lambda: SniffProtocol(listener), url.host or None, url.port, backlog=backlog,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..errors import ConnectError, DeadlineExceeded, RpcError
 from .base import URL, Listener
-from .tls import peer_identity, pop_server_tls
+from .tls import DEFAULT_HANDSHAKE_TIMEOUT, peer_identity, pop_server_tls
 
 __all__ = [
     "WRITE_BATCH",
@@ -154,6 +154,7 @@ async def listen(
     listener: ConnectionListener | None = None,
     backlog: int = 1024,
     reuse_port: bool = False,
+    ssl_handshake_timeout: float | None = None,
 ) -> ConnectionListener:
     """Bind ``url`` (``unix://`` or host:port; port 0 picks one) and serve connections made by
     ``protocol(listener)``. The listener's ``url`` gets the real address. ``reuse_port``:
@@ -171,6 +172,7 @@ async def listen(
     lst._aserver = await loop.create_server(
         lambda: protocol(lst), url.host, url.port, reuse_address=True, backlog=backlog,
         ssl=ssl_context, reuse_port=reuse_port or None,
+        ssl_handshake_timeout=ssl_handshake_timeout if ssl_context is not None else None,
     )
     host, port = lst._aserver.sockets[0].getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -183,9 +185,11 @@ def socket_options(opts: dict[str, Any], scheme: str = "") -> dict[str, Any]:
     given the ``scheme``, the TLS options too (``ssl_context``: see ``transport.tls``)."""
     out: dict[str, Any] = {}
     if scheme:
+        handshake = opts.pop("tls_handshake_timeout", None)
         ctx = pop_server_tls(scheme, opts)
         if ctx is not None:
             out["ssl_context"] = ctx
+            out["ssl_handshake_timeout"] = float(handshake or DEFAULT_HANDSHAKE_TIMEOUT)
     if "backlog" in opts:
         out["backlog"] = int(opts.pop("backlog"))
     if "reuse_port" in opts:

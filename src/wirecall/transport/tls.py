@@ -31,6 +31,7 @@ from typing import Any, Final
 __all__ = [
     "ALPN",
     "CLIENT_KEYS",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
     "SERVER_KEYS",
     "TLS_SCHEMES",
     "CertReloader",
@@ -50,6 +51,8 @@ ALPN: Final = {"tls": ["wirecall"], "https": ["http/1.1"], "wss": ["http/1.1"],
                "grpcs": ["h2"], "gobs": [],
                # any://: every protocol it may find inside
                "any": ["h2", "http/1.1", "wirecall"]}
+#: seconds a client has to finish the TLS handshake (option ``tls_handshake_timeout``)
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 SERVER_KEYS: Final = frozenset({"ssl", "certfile", "keyfile", "cafile", "client_cert",
                                 "tls_reload"})
 CLIENT_KEYS: Final = frozenset({"ssl", "cafile", "certfile", "keyfile", "server_hostname"})
@@ -97,17 +100,26 @@ class CertReloader:
         return False
 
     def watch(self, interval: float) -> None:
-        """Poll the files every ``interval`` seconds on the running loop (until the loop or
-        the listener goes)."""
+        """Poll the files every ``interval`` seconds on the running loop, until the context
+        (which holds this reloader) is gone with its listener; no loop running: no polling."""
         if interval <= 0 or self._task is not None:
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        ref = weakref.ref(self)
 
         async def poll() -> None:
             while True:
                 await asyncio.sleep(interval)
-                self.check()
+                me = ref()
+                if me is None:
+                    return
+                me.check()
+                del me
 
-        self._task = asyncio.get_running_loop().create_task(poll())
+        self._task = loop.create_task(poll())
 
     def stop(self) -> None:
         if self._task is not None:
@@ -164,6 +176,7 @@ def server_context(scheme: str, certfile: str | None = None, keyfile: str | None
     if alpn:
         ctx.set_alpn_protocols(alpn)
     reloader = CertReloader(ctx, certfile, keyfile, cafile if mode != "none" else None)
+    ctx.wirecall_reloader = reloader  # type: ignore[attr-defined]  # lives as long as ctx
     _RELOADERS.add(reloader)
     _install_sighup()
     reloader.watch(float(tls_reload))

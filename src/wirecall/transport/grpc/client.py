@@ -33,6 +33,7 @@ from ...streaming.model import expire_later
 from .. import sockets
 from ..base import URL, ClientConnection
 from ..sockets import WRITE_BATCH, CoalescedWriter, set_nodelay
+from ..tls import client_context
 from .calls import GrpcClientStream, UnaryCall, live_call
 from .common import HIGH_WATER, alpn_h2
 
@@ -581,8 +582,8 @@ def client_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
     ctx = opts.get("ssl")
     if isinstance(ctx, ssl_mod.SSLContext):
         return alpn_h2(ctx)
-    ctx = ssl_mod.create_default_context(cafile=opts.get("cafile"))
-    return alpn_h2(ctx)
+    return alpn_h2(client_context("grpcs", cafile=opts.get("cafile"),
+                                  certfile=opts.get("certfile"), keyfile=opts.get("keyfile")))
 
 
 async def connect(

@@ -44,6 +44,7 @@ from ..sockets import (
     set_nodelay,
     socket_options,
 )
+from ..tls import DEFAULT_HANDSHAKE_TIMEOUT, SERVER_KEYS, peer_identity, pop_server_tls
 from .common import HIGH_WATER, alpn_h2
 
 __all__ = ["GrpcServerProtocol", "make_server_protocol", "serve", "server_ssl_context"]
@@ -112,6 +113,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, _ServerCall] = {}
         self.peer = ""
+        self.identity = ""
         self._loop = asyncio.get_event_loop()
         self._flush_scheduled = False
         self._paused = False
@@ -132,6 +134,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
         set_nodelay(transport)
         self.peer = peer_name(transport)
+        self.identity = peer_identity(transport)
         if self.listener is not None:
             self.listener.connections.add(self)
         self.conn.initiate()
@@ -255,7 +258,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             self.conn.send_trailers(sid, exc.status, exc.message, content_type=ev.content_type)
             return
         deadline = None if ev.timeout is None else _MONO() + ev.timeout
-        ctx = Context(spec.name, ev.metadata, deadline, self.peer, "grpc")
+        ctx = Context(spec.name, ev.metadata, deadline, self.peer, "grpc", self.identity)
         call = _ServerCall(sid, spec, ctx, wire, mode)
         self.calls[sid] = call
         if mode in (CLIENT_STREAM, BIDI_STREAM):
@@ -496,15 +499,15 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 
 def server_ssl_context(opts: Mapping[str, Any]) -> ssl_mod.SSLContext:
+    """The grpcs:// server context (``transport.tls``: certfile/keyfile, cafile for mTLS,
+    reloading), with ALPN ``h2``."""
     ctx = opts.get("ssl")
     if isinstance(ctx, ssl_mod.SSLContext):
         return alpn_h2(ctx)
-    certfile, keyfile = opts.get("certfile"), opts.get("keyfile")
-    if not certfile:
-        raise ValueError("grpcs:// needs ssl=SSLContext or certfile=/keyfile=")
-    ctx = ssl_mod.create_default_context(ssl_mod.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(certfile, keyfile)
-    return alpn_h2(ctx)
+    tls_opts = {k: v for k, v in opts.items() if k in SERVER_KEYS}
+    made = pop_server_tls("grpcs", tls_opts)
+    assert made is not None
+    return alpn_h2(made)
 
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
@@ -522,9 +525,12 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener
         raise ValueError(f"unsupported compression {opts['compression']!r}: "
                          f"use one of {', '.join(gp.COMPRESSIONS)}")
     tls = server_ssl_context(opts) if url.scheme == "grpcs" else None
-    for k in ("ssl", "certfile", "keyfile"):
+    for k in SERVER_KEYS:
         opts.pop(k, None)
+    handshake = float(opts.pop("tls_handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
     sock = socket_options(opts)
+    if tls is not None:
+        sock["ssl_handshake_timeout"] = handshake
     return await listen(
         url, lambda lst: GrpcServerProtocol(server, lst, **opts), ssl_context=tls, **sock
     )

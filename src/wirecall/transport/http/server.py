@@ -38,7 +38,7 @@ from ...context import Context
 from ...protocol import netrpc as nr
 from ..base import URL, Listener
 from ..sockets import ConnectionSet
-from ..tls import peer_identity, pop_server_tls
+from ..tls import DEFAULT_HANDSHAKE_TIMEOUT, peer_identity, pop_server_tls
 from .common import META_PREFIX, TIMEOUT_HEADER
 from .dispatch import CallSlots, handle_body
 from .responses import response, text
@@ -723,6 +723,7 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     drain_delay = float(opts.pop("drain_delay", url.query.get("drain_delay", 0.0)))
     backlog = int(opts.pop("backlog", 1024))
     reuse_port = bool(opts.pop("reuse_port", False))
+    handshake = float(opts.pop("tls_handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
     tls = pop_server_tls(url.scheme, opts)
     if url.scheme in ("ws", "wss"):  # ws://host:port/ws: the path is the WebSocket's (#10)
         if url.path and url.path != "/" and "ws_path" not in opts:
@@ -735,6 +736,7 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     aserver = await loop.create_server(
         svc.protocol, url.host or None, url.port, backlog=backlog, reuse_address=True,
         reuse_port=reuse_port or None, ssl=tls,
+        ssl_handshake_timeout=handshake if tls is not None else None,
     )
     sock = aserver.sockets[0].getsockname()
     host = url.host or sock[0]

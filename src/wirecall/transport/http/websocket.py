@@ -29,6 +29,7 @@ from ...errors import (
 from ...protocol import jsonrpc2 as j2
 from ...seam import BIDI_STREAM, CLIENT_STREAM, UNARY
 from ...streaming.model import Inbound
+from ..sockets import peer_identity, peer_name
 from .common import (
     GRANT_AT,
     META_PREFIX,
@@ -41,7 +42,6 @@ from .common import (
     convert_item,
     window_increment,
 )
-from ..sockets import peer_name
 from .dispatch import as_rpc_error, call_ctx, handle_items
 
 if TYPE_CHECKING:
@@ -92,6 +92,9 @@ class WebSocketSession:
     set of subscribers) to :meth:`notify` the client later, or :meth:`call` a method the client
     registered. ``closed`` tells whether the client is still there.
     """
+
+    #: the TLS client certificate's identity (wss:// with mTLS), for ``Context.identity``
+    identity = ""
 
     def __init__(self, server: Dispatcher, ws: Any, peer: str, headers: Mapping[str, str]) -> None:
         self.server = server
@@ -358,7 +361,7 @@ class WebSocketSession:
         st.ctx.cancel()
 
     def _make_ctx(self) -> Context:
-        return Context("", self.metadata, None, self.peer, "ws")
+        return Context("", self.metadata, None, self.peer, "ws", self.identity)
 
     def _respond(self, data: bytes | None) -> None:
         if data is None or self.ws.closed:
@@ -397,6 +400,8 @@ async def serve_websocket(
     peer = peer_name(request.transport) if request.transport is not None else (
         request.remote or "")
     session = WebSocketSession(server, ws, peer, dict(request.headers))
+    if request.transport is not None:
+        session.identity = peer_identity(request.transport)
     sessions.add(session)
     try:
         await session.run()
