@@ -171,7 +171,8 @@ async def test_unknown_server_options_are_errors_naming_them(wire: str, tmp_path
     await server.close()
 
 
-@pytest.mark.parametrize("wire", ["tcp", "http", "ws", "grpc", "any"])
+# (any:// takes a certificate since issue #15: it then also speaks TLS, tests/security)
+@pytest.mark.parametrize("wire", ["tcp", "http", "ws", "grpc"])
 async def test_tls_options_on_a_plaintext_wire_are_refused(wire: str, tmp_path: Path) -> None:
     server = wirecall.Server()
     with pytest.raises(ValueError, match=r"'certfile', 'keyfile' \(TLS is not available"):
@@ -351,3 +352,17 @@ async def test_a_protobuf_message_on_msgpack_names_the_fix(on_wire: Any, wire: s
         reply = await proto.call("Greeter.SayHello", helloworld_pb2.HelloRequest(name="x"),
                                  result_type=helloworld_pb2.HelloReply, timeout=5)
         assert reply.message == "Hello, x"
+
+
+@pytest.mark.parametrize("wire", ["tcp", "ws", "grpc"])
+async def test_the_blocking_client_refuses_unknown_options_too(on_wire: Any, wire: str) -> None:
+    import wirecall.sync
+
+    await on_wire(wire, Calc())
+    url = on_wire.server.urls[0]
+
+    def dial() -> None:
+        wirecall.sync.connect(url, timout=3)
+
+    with pytest.raises(ValueError, match=r"'timout'; accepted: .*timeout"):
+        await asyncio.to_thread(dial)

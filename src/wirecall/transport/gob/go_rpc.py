@@ -59,6 +59,10 @@ def go_error(text: str) -> RpcError:
     if text.startswith("method ") and (text.endswith(": call it with client.stream()")
                                        or text.endswith(": call it with client.call()")):
         return Unimplemented(message=text)  # a wirecall server's mode mismatch (errors.wrong_mode)
+    if text.startswith("unauthenticated: "):  # wirecall.auth's texts (Go errors carry no code)
+        return RpcError(Status.UNAUTHENTICATED, text)
+    if text.startswith("permission denied: "):
+        return RpcError(Status.PERMISSION_DENIED, text)
     return RpcError(Status.UNKNOWN, text)
 
 
