@@ -156,6 +156,12 @@ class SyncClient:
         self._bridge: _LoopThread | None = None
         self._aclient: Client | None = None
         if self._native:
+            if options:  # the blocking socket takes only the named parameters above
+                raise ValueError(
+                    f"{self.url.scheme}:// sync client does not accept option(s) "
+                    f"{', '.join(repr(k) for k in sorted(options))}; accepted: codec, "
+                    "idle_timeout, keepalive, max_message_size, timeout (and call_timeout, "
+                    "interceptors, metadata, pool_size)")
             self._conns[0] = self._dial()
         else:
             self._bridge = _LoopThread()
@@ -169,9 +175,13 @@ class SyncClient:
                                           or value != default):
                     options.setdefault(key, value)
             # a ClusterClient has Client's calling API (duck-typed, see docs/cluster.md)
-            aclient: Any = (ClusterClient if cluster else Client)(
-                target, pool_size=pool_size, connect_timeout=timeout, **options
-            )
+            try:
+                aclient: Any = (ClusterClient if cluster else Client)(
+                    target, pool_size=pool_size, connect_timeout=timeout, **options
+                )
+            except BaseException:  # an unknown option, a missing extra: no thread left
+                self._bridge.stop()
+                raise
             self._aclient = aclient
             try:
                 self._bridge.run(aclient.connect())
