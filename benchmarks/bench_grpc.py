@@ -1,4 +1,7 @@
-"""gRPC side by side: wirecall (server + client) vs grpcio asyncio vs grpclib, one run.
+"""gRPC side by side: wirecall (server + client) on each HTTP/2 backend (``wirecall``: ngh2,
+``wirecall-h2``: h2) vs grpcio asyncio vs grpclib vs a bare ngh2 loop (``ngh2-bare``: the
+same calls on ngh2 + uvloop with no framework, written here: the Python limit for gRPC), one
+run.
 
 Unary ``Calculator.Add`` (protobuf, ``benchmarks/protos/benchcalc.proto``) sequential and with
 64 calls in flight on one connection, and a server stream of small messages (messages/s).
@@ -6,6 +9,7 @@ Each server runs in its own process (wirecall and grpclib on uvloop, grpcio on i
 loop); the client runs here. Rounds are interleaved; medians are reported with ratios.
 
     .venv/bin/python benchmarks/bench_grpc.py --rounds 5 --seconds 1.5
+    .venv/bin/python benchmarks/bench_grpc.py --peers wirecall,grpcio,grpclib,wirecall-h2,ngh2-bare
     .venv/bin/python benchmarks/bench_grpc.py --profile wirecall   # pyinstrument, if installed
 """
 
@@ -35,7 +39,7 @@ STREAM_N = 20000
 # -- servers (run with --serve NAME in a subprocess) --------------------------------------
 
 
-async def serve_wirecall() -> None:
+async def serve_wirecall(backend: str = "ngh2") -> None:
     from wirecall import Server
 
     class Calc(wc.CalculatorBase):  # type: ignore[misc,name-defined]
@@ -48,9 +52,75 @@ async def serve_wirecall() -> None:
 
     server = Server()
     server.register(Calc())
-    [url] = await server.start("grpc://127.0.0.1:0")
+    [url] = await server.start("grpc://127.0.0.1:0", http2_backend=backend)
     print(url.rsplit(":", 1)[1], flush=True)
     await server.serve_forever()
+
+
+def _frame(payload: bytes) -> bytes:
+    return b"\0" + len(payload).to_bytes(4, "big") + payload
+
+
+def _messages(buf: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i + 5 <= len(buf):
+        n = int.from_bytes(buf[i + 1:i + 5], "big")
+        out.append(buf[i + 5:i + 5 + n])
+        i += 5 + n
+    return out
+
+
+_RESP = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+_OK = [(b"grpc-status", b"0")]
+
+
+class BareNgh2Server(asyncio.Protocol):
+    """gRPC Add and Count on ngh2 with nothing else: the bare loop."""
+
+    def connection_made(self, transport: Any) -> None:
+        import ngh2
+
+        self.ngh2 = ngh2
+        self.t = transport
+        self.c = ngh2.Connection(ngh2.Role.SERVER)
+        self.c.initiate_connection({3: 1000})
+        self.paths: dict[int, bytes] = {}
+        self.bufs: dict[int, bytes] = {}
+        transport.write(self.c.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        ng, c = self.ngh2, self.c
+        c.receive_data(data)
+        for ev in c.events():
+            t = type(ev)
+            if t is ng.RequestReceived:
+                self.paths[ev.stream_id] = dict(ev.headers)[b":path"]
+            elif t is ng.DataReceived:
+                sid = ev.stream_id
+                buf = self.bufs.get(sid, b"") + ev.data
+                if not ev.end_stream:
+                    self.bufs[sid] = buf
+                    continue
+                self.bufs.pop(sid, None)
+                path = self.paths.pop(sid)
+                [msg] = _messages(buf)
+                c.send_response(sid, _RESP)
+                if path.endswith(b"/Add"):
+                    req = pb.AddRequest.FromString(msg)
+                    c.send_data(sid, _frame(pb.AddReply(sum=req.a + req.b).SerializeToString()))
+                else:
+                    n = pb.CountRequest.FromString(msg).n
+                    c.send_data(sid, b"".join(
+                        _frame(pb.Tick(i=i).SerializeToString()) for i in range(n)))
+                c.send_trailers(sid, _OK)
+        self.t.write(c.data_to_send())
+
+
+async def serve_ngh2_bare() -> None:
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(BareNgh2Server, "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
 
 
 async def serve_grpcio() -> None:
@@ -107,7 +177,9 @@ async def serve_grpclib() -> None:
     await server.wait_closed()
 
 
-SERVERS = {"wirecall": serve_wirecall, "grpcio": serve_grpcio, "grpclib": serve_grpclib}
+SERVERS: dict[str, Callable[[], Awaitable[None]]] = {
+    "wirecall": serve_wirecall, "wirecall-h2": lambda: serve_wirecall("h2"),
+    "grpcio": serve_grpcio, "grpclib": serve_grpclib, "ngh2-bare": serve_ngh2_bare}
 
 
 # -- clients --------------------------------------------------------------------------------
@@ -124,12 +196,14 @@ class Peer:
 
 class WirecallPeer(Peer):
     name = "wirecall"
+    backend = "ngh2"
 
     async def open(self, port: int) -> None:
         from wirecall.transport import grpc as tg
         from wirecall.transport.base import parse_url
 
-        self.conn = await tg.connect(parse_url(f"grpc://127.0.0.1:{port}"))
+        self.conn = await tg.connect(parse_url(f"grpc://127.0.0.1:{port}"),
+                                     http2_backend=self.backend)
 
     async def add(self, a: int, b: int) -> int:
         r = await self.conn.call("benchcalc.Calculator.Add", [pb.AddRequest(a=a, b=b)],
@@ -145,6 +219,78 @@ class WirecallPeer(Peer):
 
     async def close(self) -> None:
         await self.conn.aclose()
+
+
+class WirecallH2Peer(WirecallPeer):
+    name = "wirecall-h2"
+    backend = "h2"
+
+
+class BareNgh2Client(asyncio.Protocol):
+    def __init__(self) -> None:
+        import ngh2
+
+        self.ngh2 = ngh2
+        self.c = ngh2.Connection(ngh2.Role.CLIENT)
+        self.c.initiate_connection()
+        self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.bufs: dict[int, bytes] = {}
+        self.flush_due = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+        transport.write(self.c.data_to_send())
+
+    def flush(self) -> None:
+        self.flush_due = False
+        self.t.write(self.c.data_to_send())
+
+    def request(self, path: bytes, msg: bytes) -> asyncio.Future[bytes]:
+        sid = self.c.send_request([
+            (b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+            (b":authority", b"bench"), (b"te", b"trailers"),
+            (b"content-type", b"application/grpc")])
+        self.c.send_data(sid, _frame(msg), end_stream=True)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.waiting[sid] = fut
+        if not self.flush_due:
+            self.flush_due = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return fut
+
+    def data_received(self, data: bytes) -> None:
+        ng, c = self.ngh2, self.c
+        c.receive_data(data)
+        for ev in c.events():
+            t = type(ev)
+            if t is ng.DataReceived:
+                self.bufs[ev.stream_id] = self.bufs.get(ev.stream_id, b"") + ev.data
+            elif t is ng.TrailersReceived:
+                self.waiting.pop(ev.stream_id).set_result(self.bufs.pop(ev.stream_id, b""))
+        if c.want_write:
+            self.t.write(c.data_to_send())
+
+
+class BareNgh2Peer(Peer):
+    name = "ngh2-bare"
+
+    async def open(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.t, self.p = await loop.create_connection(BareNgh2Client, "127.0.0.1", port)
+
+    async def add(self, a: int, b: int) -> int:
+        buf = await self.p.request(b"/benchcalc.Calculator/Add",
+                                   pb.AddRequest(a=a, b=b).SerializeToString())
+        [msg] = _messages(buf)
+        return int(pb.AddReply.FromString(msg).sum)
+
+    async def count(self, n: int) -> int:
+        buf = await self.p.request(b"/benchcalc.Calculator/Count",
+                                   pb.CountRequest(n=n).SerializeToString())
+        return sum(1 for m in _messages(buf) if pb.Tick.FromString(m) is not None)
+
+    async def close(self) -> None:
+        self.t.close()
 
 
 class GrpcioPeer(Peer):
@@ -197,7 +343,8 @@ class GrpclibPeer(Peer):
 
 
 PEERS: dict[str, type[Peer]] = {"wirecall": WirecallPeer, "grpcio": GrpcioPeer,
-                                "grpclib": GrpclibPeer}
+                                "grpclib": GrpclibPeer, "wirecall-h2": WirecallH2Peer,
+                                "ngh2-bare": BareNgh2Peer}
 
 
 async def sequential(peer: Peer, seconds: float) -> float:
@@ -308,12 +455,12 @@ def main() -> None:
     ap.add_argument("--serve", choices=list(SERVERS))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=1.0)
-    ap.add_argument("--peers", default="wirecall,grpcio,grpclib")
+    ap.add_argument("--peers", default="wirecall,grpcio,grpclib,wirecall-h2,ngh2-bare")
     ap.add_argument("--all-stream", action="store_true", help="also stream with grpclib")
     ap.add_argument("--profile", choices=["server", "client"], default=None)
     args = ap.parse_args()
     if args.serve:
-        if args.serve != "grpcio":
+        if args.serve != "grpcio":  # (wirecall: ngh2 or h2 per its name)
             try:
                 import uvloop
 

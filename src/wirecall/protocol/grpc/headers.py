@@ -37,6 +37,7 @@ _RESERVED = frozenset(
         "connection", "host", "accept-encoding", "content-encoding",
     }
 )
+_RESERVED_B = frozenset(k.encode() for k in _RESERVED)
 
 
 # -- small codecs of the gRPC header grammar ----------------------------------------------
@@ -100,9 +101,12 @@ def decode_metadata(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
     """Header pairs to custom metadata (``-bin`` values as bytes); reserved headers dropped.
     Repeated keys are joined with ``,`` (the HTTP rule; ``-bin`` values concatenated)."""
     out: dict[str, Any] = {}
+    skip = _RESERVED_B
     for rk, rv in headers:
+        if rk in skip or rk[:1] == b":":  # (most headers of a call: decided on the bytes)
+            continue
         k = rk.decode("ascii", "replace")
-        if k.startswith(":") or k in _RESERVED:
+        if k in _RESERVED:
             continue
         if k.endswith("-bin"):
             try:
