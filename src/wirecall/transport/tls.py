@@ -128,7 +128,7 @@ class CertReloader:
 
 
 _RELOADERS: weakref.WeakSet[CertReloader] = weakref.WeakSet()
-_sighup_installed = False
+_sighup_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
 
 
 def reload_all() -> int:
@@ -137,12 +137,14 @@ def reload_all() -> int:
 
 
 def _install_sighup() -> None:
-    global _sighup_installed
-    if _sighup_installed:
-        return
+    """SIGHUP reloads every certificate (once per event loop; the main thread only)."""
+    global _sighup_loop
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_all)
-        _sighup_installed = True
+        loop = asyncio.get_running_loop()
+        if _sighup_loop is not None and _sighup_loop() is loop:
+            return
+        loop.add_signal_handler(signal.SIGHUP, reload_all)
+        _sighup_loop = weakref.ref(loop)
 
 
 def server_context(scheme: str, certfile: str | None = None, keyfile: str | None = None,
