@@ -181,8 +181,21 @@ async def _drive(run: _Run, client: Any, method: str, call_params: Any,
     with contextlib.suppress(NotImplementedError, RuntimeError):  # (not the main thread)
         loop.add_signal_handler(signal.SIGINT, interrupt)
     perf = time.perf_counter
-    call = client.invoke
     timeout = args.timeout
+    # the client's fast path (client.call) where the params allow it, as an application calls
+    reserved = {"timeout", "metadata", "result_type"}
+    if isinstance(call_params, list):
+        positional, named = tuple(call_params), {}
+    elif isinstance(call_params, dict) and not (reserved & call_params.keys()):
+        positional, named = (), dict(call_params)
+    else:
+        positional, named = None, {}
+    fast = client.call
+
+    async def call(m: str, p: Any, *, timeout: float | None, result_type: Any) -> Any:
+        if positional is None:
+            return await client.invoke(m, p, timeout=timeout, result_type=result_type)
+        return await fast(m, *positional, timeout=timeout, result_type=result_type, **named)
 
     async def one(record: bool) -> None:
         t0 = perf()
