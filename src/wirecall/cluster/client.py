@@ -224,9 +224,11 @@ class ClusterClient:
 
     async def _retire(self, ep: EndpointState, grace: float = 30.0) -> None:
         deadline = time.monotonic() + grace
-        while ep.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await ep.client.close()
+        try:
+            while ep.pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await ep.client.close()
 
     async def _sweep(self, interval: float = 0.25) -> None:
         while True:
@@ -656,6 +658,10 @@ class ClusterClient:
         self._by_id.clear()
         for c in clients:
             await c.close()
+        for task in list(self._retiring):  # warm-ups and retiring endpoints
+            task.cancel()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     aclose = close
 
