@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # (serve --workers re-runs it)
     handler = args.handler
     try:
         if not inspect.iscoroutinefunction(handler):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
+from ..workers import WORKER_ENV
 from .cluster import add_register_flags, register_from_args
 from .common import CommandError, Subparsers, add_command, build_server, load_target
 
@@ -25,6 +28,10 @@ def add_parser(sub: Subparsers) -> None:
     s.add_argument("--listen", action="append", metavar="URL",
                    help="address to listen on (repeatable; port 0 picks a free port); "
                         "default tcp://127.0.0.1:1234")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N worker processes sharing every listener (SO_REUSEPORT), supervised: "
+                        "restarted if they die, SIGTERM drains all, SIGHUP replaces them one by "
+                        "one (docs/workers.md)")
     s.add_argument("--debug", action="store_true",
                    help="send handler exceptions' text and traceback to callers (default: an "
                         "opaque INTERNAL reference, logged here)")
@@ -56,6 +63,10 @@ def add_observability_flags(s: argparse.ArgumentParser) -> None:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and WORKER_ENV not in os.environ:
+        return await _supervise(args)
     server = build_server(load_target(args.target), args.debug)
     # standard gRPC services, opt-in (docs/grpc.md); imported only when asked for (grpc extra)
     try:
@@ -78,7 +89,8 @@ async def serve(args: argparse.Namespace) -> int:
         obs = Observability(server, admin=args.admin, metrics=args.metrics,
                             tracing=args.tracing, tracing_sample=args.tracing_sample,
                             access_log=args.access_log)
-    urls = await server.start(*(args.listen or ["tcp://127.0.0.1:1234"]))
+    share = {"reuse_port": True} if WORKER_ENV in os.environ else {}
+    urls = await server.start(*(args.listen or [DEFAULT_LISTEN]), **share)
     for u in urls:
         print(f"listening on {u}", flush=True)
     registered = await register_from_args(server, args)
@@ -97,3 +109,32 @@ async def serve(args: argparse.Namespace) -> int:
             await obs.close()
     print("stopped", flush=True)
     return 0
+
+
+DEFAULT_LISTEN = "tcp://127.0.0.1:1234"
+
+
+async def _supervise(args: argparse.Namespace) -> int:
+    """``--workers N``: this process supervises N copies of the same command."""
+    from wirecall.workers import fix_ports, serve_workers
+
+    urls, held = fix_ports(args.listen or [DEFAULT_LISTEN])
+    argv: list[str] = []
+    raw = list(getattr(args, "raw_argv", None) or sys.argv[1:])
+    i = 0
+    while i < len(raw):  # the same command without --workers and --listen
+        a = raw[i]
+        if a in ("--workers", "--listen"):
+            i += 2
+            continue
+        if not a.startswith(("--workers=", "--listen=")):
+            argv.append(a)
+        i += 1
+    for u in urls:
+        argv += ["--listen", u]
+    try:
+        return await serve_workers(argv, urls, args.workers)
+    finally:
+        for s in held:
+            s.close()
+
