@@ -33,6 +33,7 @@ from .common import (
     Subparsers,
     add_command,
     client_options,
+    dial_options,
     params,
     positive,
     print_rpc_error,
@@ -141,7 +142,7 @@ async def bench(args: argparse.Namespace) -> int:
     call_params: Any = params(args.data if args.data is not None else args.params)
     try:
         client = await connect(args.url, timeout=args.connect_timeout,
-                               pool_size=args.connections)
+                               pool_size=args.connections, **dial_options(args, args.url))
     except RpcError as exc:
         return print_rpc_error(exc)
     method, result_type = args.method.replace("/", "."), Any

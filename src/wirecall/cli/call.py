@@ -25,6 +25,7 @@ from .common import (
     Subparsers,
     add_command,
     client_options,
+    dial_options,
     json_out,
     metadata,
     params,
@@ -84,7 +85,8 @@ async def call(args: argparse.Namespace) -> int:
     raw = args.data if args.data is not None else args.params
     md = metadata(args.metadata)
     try:
-        client = await connect(args.url, timeout=args.connect_timeout)
+        client = await connect(args.url, timeout=args.connect_timeout,
+                               **dial_options(args, args.url))
     except RpcError as exc:
         return print_rpc_error(exc)
     try:

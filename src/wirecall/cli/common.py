@@ -224,3 +224,69 @@ def client_options(sp: argparse.ArgumentParser) -> None:
                     help="call timeout in seconds (none: wait as long as it takes)")
     sp.add_argument("--connect-timeout", type=positive(float), default=5.0,
                     help="dial timeout in seconds")
+    g = sp.add_argument_group("TLS (tls://, https://, wss://, gobs://, grpcs://, quic://; "
+                              "docs/security.md)")
+    g.add_argument("--ca", metavar="PEM", help="CA certificate(s) to verify the server with "
+                   "(default: the system's)")
+    g.add_argument("--client-cert", metavar="PEM",
+                   help="client certificate for mTLS (the file may also hold the key)")
+    g.add_argument("--client-key", metavar="PEM", help="the client certificate's key")
+
+
+#: schemes that take certificates (TLS wires; any:// serves TLS when given one)
+TLS_CLIENT_SCHEMES = frozenset({"tls", "https", "wss", "gobs", "grpcs", "quic"})
+TLS_SERVER_SCHEMES = TLS_CLIENT_SCHEMES | {"any"}
+
+
+def dial_options(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """The TLS options ``--ca``/``--client-cert``/``--client-key`` give a dial of ``url``;
+    on a plaintext scheme they are an error (they would be silently unused)."""
+    given = {k: v for k, v in (("cafile", getattr(args, "ca", None)),
+                               ("certfile", getattr(args, "client_cert", None)),
+                               ("keyfile", getattr(args, "client_key", None))) if v}
+    if not given:
+        return {}
+    scheme = url.partition("://")[0] if "://" in url else "tcp"
+    if scheme not in TLS_CLIENT_SCHEMES:
+        names = ", ".join(f"{s}://" for s in sorted(TLS_CLIENT_SCHEMES))
+        raise CommandError(f"--ca/--client-cert need a TLS address ({names}), not {scheme}://")
+    if scheme == "quic":
+        given.pop("certfile", None)
+        given.pop("keyfile", None)
+    return given
+
+
+def add_tls_server_flags(s: argparse.ArgumentParser) -> None:
+    """``--cert``, ``--key``, ``--ca``, ``--client-cert`` for ``serve``."""
+    g = s.add_argument_group("TLS (docs/security.md): applies to tls://, https://, wss://, "
+                             "gobs://, grpcs://, quic:// and any:// listeners")
+    g.add_argument("--cert", metavar="PEM", help="server certificate (chain); reloaded on "
+                   "change and on SIGHUP")
+    g.add_argument("--key", metavar="PEM", help="the server certificate's key")
+    g.add_argument("--ca", metavar="PEM", help="verify client certificates against this CA "
+                   "(mTLS; the identity reaches handlers as Context.identity)")
+    g.add_argument("--client-cert", choices=("required", "optional"), default=None,
+                   help="with --ca: whether clients must present a certificate "
+                        "(default required)")
+
+
+def listen_options(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """``Server.start`` options for ``url`` from the TLS flags (none on a plaintext scheme)."""
+    scheme = url.partition("://")[0] if "://" in url else "tcp"
+    if not getattr(args, "cert", None):
+        if getattr(args, "ca", None):
+            raise CommandError("--ca (client certificates) needs --cert and --key")
+        return {}
+    if scheme not in TLS_SERVER_SCHEMES:
+        return {}
+    out: dict[str, Any] = {"certfile": args.cert}
+    if args.key:
+        out["keyfile"] = args.key
+    if scheme != "quic":
+        if args.ca:
+            out["cafile"] = args.ca
+            out["client_cert"] = args.client_cert or "required"
+        elif args.client_cert:
+            raise CommandError("--client-cert needs --ca (the CA client certificates are "
+                               "verified against)")
+    return out

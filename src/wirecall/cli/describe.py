@@ -12,7 +12,15 @@ from wirecall.errors import RpcError
 from wirecall.transport.base import parse_url
 
 from . import protojson
-from .common import CommandError, Subparsers, add_command, client_options, json_out, print_rpc_error
+from .common import (
+    CommandError,
+    Subparsers,
+    add_command,
+    client_options,
+    dial_options,
+    json_out,
+    print_rpc_error,
+)
 
 __all__ = ["add_parser", "describe", "render_method", "schema_type"]
 
@@ -39,7 +47,8 @@ def add_parser(sub: Subparsers) -> None:
 
 async def describe(args: argparse.Namespace) -> int:
     try:
-        client = await connect(args.url, timeout=args.connect_timeout)
+        client = await connect(args.url, timeout=args.connect_timeout,
+                               **dial_options(args, args.url))
     except RpcError as exc:
         return print_rpc_error(exc)
     try:

@@ -9,7 +9,14 @@ from typing import Any
 from wirecall.client import connect
 from wirecall.errors import RpcError
 
-from .common import Subparsers, add_command, client_options, json_out, print_rpc_error
+from .common import (
+    Subparsers,
+    add_command,
+    client_options,
+    dial_options,
+    json_out,
+    print_rpc_error,
+)
 
 __all__ = ["add_parser", "list_methods", "render"]
 
@@ -28,7 +35,8 @@ def add_parser(sub: Subparsers) -> None:
 
 async def list_methods(args: argparse.Namespace) -> int:
     try:
-        client = await connect(args.url, timeout=args.connect_timeout)
+        client = await connect(args.url, timeout=args.connect_timeout,
+                               **dial_options(args, args.url))
     except RpcError as exc:
         return print_rpc_error(exc)
     try:
