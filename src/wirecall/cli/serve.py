@@ -8,7 +8,15 @@ import sys
 
 from ..workers import WORKER_ENV
 from .cluster import add_register_flags, register_from_args
-from .common import CommandError, Subparsers, add_command, build_server, load_target
+from .common import (
+    CommandError,
+    Subparsers,
+    add_command,
+    add_tls_server_flags,
+    build_server,
+    listen_options,
+    load_target,
+)
 
 __all__ = ["add_parser", "serve"]
 
@@ -39,6 +47,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="serve grpc.health.v1.Health (grpc_health_probe, load balancers)")
     s.add_argument("--reflection", action="store_true",
                    help="serve gRPC server reflection (grpcurl, grpc_cli)")
+    add_tls_server_flags(s)
     add_observability_flags(s)
     add_register_flags(s)
     s.set_defaults(handler=serve)
@@ -90,7 +99,9 @@ async def serve(args: argparse.Namespace) -> int:
                             tracing=args.tracing, tracing_sample=args.tracing_sample,
                             access_log=args.access_log)
     share = {"reuse_port": True} if WORKER_ENV in os.environ else {}
-    urls = await server.start(*(args.listen or [DEFAULT_LISTEN]), **share)
+    urls: list[str] = []
+    for listen in args.listen or [DEFAULT_LISTEN]:  # the TLS flags apply per scheme
+        urls += await server.start(listen, **share, **listen_options(args, listen))
     for u in urls:
         print(f"listening on {u}", flush=True)
     registered = await register_from_args(server, args)
