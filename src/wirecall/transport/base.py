@@ -54,7 +54,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
 }
 
 
-_SOCKET = frozenset({"backlog", "reuse_port"})
+_SOCKET = frozenset({"backlog", "reuse_port", "max_connections", "max_connections_per_peer"})
 _HTTP_SERVER = frozenset({
     "paths", "go_paths", "ws_path", "health_path", "ready_path", "go_rpc_path", "max_body",
     "max_header_size", "header_timeout", "body_timeout", "keepalive_timeout", "linger_timeout",

@@ -33,6 +33,7 @@ from asyncio import sslproto
 from typing import TYPE_CHECKING, Any, Final
 
 from .base import URL, Listener
+from .sockets import ConnectionSet
 from .tls import DEFAULT_HANDSHAKE_TIMEOUT, pop_server_tls
 
 if TYPE_CHECKING:
@@ -137,7 +138,11 @@ class SniffProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
-        self.listener._track(self.transport)
+        if not self.inside_tls:  # (a TLS connection counts once: its socket)
+            if not self.listener.admit(self.transport):
+                self.transport.abort()
+                return
+            self.listener._track(self.transport)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.listener.sniff_timeout, self._timeout)
 
@@ -224,9 +229,31 @@ class SniffListener(Listener):
         self._aserver: asyncio.AbstractServer | None = None
         self._transports: set[asyncio.Transport] = set()
         self._protocols: list[Any] = []
+        #: connection limits (``max_connections``, ``max_connections_per_peer``)
+        self.limits = ConnectionSet()
         #: TLS: a connection whose first byte is a TLS record is decrypted, then sniffed
         self.ssl: ssl.SSLContext | None = None
         self.handshake_timeout = 10.0
+
+    def admit(self, transport: asyncio.Transport) -> bool:
+        """Within ``max_connections`` / ``max_connections_per_peer`` (counted over the open
+        connections this listener accepted: linear in their number, only when a limit is set)?"""
+        if self.limits.max_total is None and self.limits.max_per_peer is None:
+            return True
+        self._transports = {t for t in self._transports if not t.is_closing()}
+        why = ""
+        if self.limits.max_total is not None and len(self._transports) >= self.limits.max_total:
+            why = f"max_connections {self.limits.max_total}"
+        elif self.limits.max_per_peer is not None:
+            host = _host(transport)
+            n = sum(1 for t in self._transports if _host(t) == host)
+            if n >= self.limits.max_per_peer:
+                why = f"max_connections_per_peer {self.limits.max_per_peer}"
+        if why:
+            self.limits.refused += 1
+            log.warning("sniff: refusing a connection from %s: over %s", _host(transport), why)
+            return False
+        return True
 
     def _track(self, transport: asyncio.Transport) -> None:
         if len(self._transports) > 64:
@@ -284,6 +311,11 @@ class SniffListener(Listener):
         await asyncio.sleep(0)
 
 
+def _host(transport: Any) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
 def _closed(p: Any) -> bool:
     t = getattr(p, "transport", None)
     return t is None or bool(t.is_closing())
@@ -303,7 +335,10 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> SniffListener:
     reuse_port = bool(opts.pop("reuse_port", False))
     handshake_timeout = float(opts.pop("tls_handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
     tls = pop_server_tls(url.scheme, opts)  # any:// with a certificate also speaks TLS
+    limits = ConnectionSet()
+    limits.set_limits(opts)
     listener = SniffListener(server, "", opts, timeout)
+    listener.limits = limits
     listener.ssl = tls
     listener.handshake_timeout = handshake_timeout
     loop = asyncio.get_running_loop()

@@ -87,15 +87,61 @@ class ConnectionSet(set[Any]):
         self.accepted = 0
         self.left_received = 0
         self.left_sent = 0
+        #: connection limits (options ``max_connections``, ``max_connections_per_peer``):
+        #: a connection over either is closed as it arrives (logged), the others unaffected
+        self.max_total: int | None = None
+        self.max_per_peer: int | None = None
+        self.refused = 0
+        self._per_peer: dict[str, int] = {}
+        self._hosts: dict[Any, str] = {}
+
+    def set_limits(self, opts: dict[str, Any]) -> None:
+        """Take ``max_connections`` and ``max_connections_per_peer`` out of ``opts``."""
+        for key, attr in (("max_connections", "max_total"),
+                          ("max_connections_per_peer", "max_per_peer")):
+            v = opts.pop(key, None)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"{key} must be a positive integer, got {v!r}")
+                setattr(self, attr, v)
 
     def add(self, conn: Any) -> None:
         if conn not in self:
+            limited = self.max_total is not None or self.max_per_peer is not None
+            if limited and not self._admit(conn):
+                return
             self.accepted += 1
             super().add(conn)
+
+    def _admit(self, conn: Any) -> bool:
+        transport = getattr(conn, "transport", None)
+        host = _peer_host(transport)
+        n = self._per_peer.get(host, 0)
+        if self.max_total is not None and len(self) >= self.max_total:
+            why = f"max_connections {self.max_total}"
+        elif self.max_per_peer is not None and n >= self.max_per_peer:
+            why = f"max_connections_per_peer {self.max_per_peer}"
+        else:
+            self._per_peer[host] = n + 1
+            self._hosts[conn] = host
+            return True
+        self.refused += 1
+        logging.getLogger("wirecall.transport").warning(
+            "refusing a connection from %s: over %s", host or "?", why)
+        if transport is not None:
+            transport.abort()
+        return False
 
     def discard(self, conn: Any) -> None:
         if conn in self:
             super().discard(conn)
+            host = self._hosts.pop(conn, None)
+            if host is not None:
+                left = self._per_peer.get(host, 1) - 1
+                if left > 0:
+                    self._per_peer[host] = left
+                else:
+                    self._per_peer.pop(host, None)
             received, sent = tcp_bytes(getattr(conn, "transport", None))
             self.left_received += received
             self.left_sent += sent
@@ -108,6 +154,14 @@ class ConnectionSet(set[Any]):
             received += r
             sent += s
         return received, sent
+
+
+def _peer_host(transport: Any) -> str:
+    try:
+        peer = transport.get_extra_info("peername") if transport is not None else None
+    except AttributeError:
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
 class ServedConnection(Protocol):
@@ -155,12 +209,16 @@ async def listen(
     backlog: int = 1024,
     reuse_port: bool = False,
     ssl_handshake_timeout: float | None = None,
+    connection_limits: ConnectionSet | None = None,
 ) -> ConnectionListener:
     """Bind ``url`` (``unix://`` or host:port; port 0 picks one) and serve connections made by
     ``protocol(listener)``. The listener's ``url`` gets the real address. ``reuse_port``:
     several processes may listen on the same TCP port (SO_REUSEPORT; the kernel spreads
     connections among them)."""
     lst = listener if listener is not None else ConnectionListener()
+    if connection_limits is not None:
+        lst.connections.max_total = connection_limits.max_total
+        lst.connections.max_per_peer = connection_limits.max_per_peer
     loop = asyncio.get_running_loop()
     if url.scheme == "unix":
         if os.path.exists(url.path):
@@ -184,6 +242,9 @@ def socket_options(opts: dict[str, Any], scheme: str = "") -> dict[str, Any]:
     """Take ``backlog`` and ``reuse_port`` out of a transport's options, for :func:`listen`;
     given the ``scheme``, the TLS options too (``ssl_context``: see ``transport.tls``)."""
     out: dict[str, Any] = {}
+    limits = ConnectionSet()
+    limits.set_limits(opts)
+    out["connection_limits"] = limits
     if scheme:
         handshake = opts.pop("tls_handshake_timeout", None)
         ctx = pop_server_tls(scheme, opts)

@@ -730,7 +730,11 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
             opts["ws_path"] = url.path
     elif url.path and url.path != "/" and "paths" not in opts:
         opts["paths"] = (url.path, "/rpc")
+    limits = ConnectionSet()
+    limits.set_limits(opts)  # max_connections, max_connections_per_peer
     svc = HttpService(server, **opts)
+    svc.connections.max_total = limits.max_total
+    svc.connections.max_per_peer = limits.max_per_peer
     svc.scheme = "https" if url.scheme == "wss" else "http" if url.scheme == "ws" else url.scheme
     loop = asyncio.get_running_loop()
     aserver = await loop.create_server(
