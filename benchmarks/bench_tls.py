@@ -1,0 +1,163 @@
+"""TLS vs plaintext on the native protocol (issue #15): ``tls://`` against ``tcp://``.
+
+Two workloads, each on one connection to a server in its own process:
+
+* calls/s with 64 calls in flight (``Echo.Say`` with a short string);
+* 64 KiB echo in MB/s (``Echo.Bytes``: 64 KiB up and 64 KiB back per call, 8 in flight;
+  MB/s counts the request and the reply).
+
+Rounds interleave the two wires (tcp, tls, then tls, tcp ...) so drift on a shared machine
+hits both; the figures are medians over the rounds, and the ratio is the median of the paired
+per-round ratios. Certificates: an EC P-256 CA and server certificate made for the run
+(``tests/support/tls.py``); TLS 1.3 as negotiated by Python's ``ssl`` (OpenSSL).
+
+    .venv/bin/python benchmarks/bench_tls.py [--rounds 5] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import wirecall  # noqa: E402
+
+
+class Echo:
+    @wirecall.method(inline=True)
+    def Say(self, text: str) -> str:
+        return text
+
+    @wirecall.method(inline=True)
+    def Bytes(self, data: bytes) -> bytes:
+        return data
+
+
+def _loop_policy() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(url: str, cert: str, key: str) -> None:
+    server = wirecall.Server()
+    server.register(Echo())
+    opts = {"certfile": cert, "keyfile": key} if url.startswith("tls") else {}
+    [real] = await server.start(url, **opts)
+    print(real, flush=True)
+    await server.serve_forever(handle_signals=True)
+
+
+async def _calls(url: str, opts: dict[str, Any], seconds: float) -> float:
+    c = await wirecall.connect(url, **opts)
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await c.call("Echo.Say", "hello", timeout=10)
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(64)))
+    rate = done / (time.perf_counter() - t0)
+    await c.close()
+    return rate
+
+
+async def _bulk(url: str, opts: dict[str, Any], seconds: float) -> float:
+    c = await wirecall.connect(url, **opts)
+    blob = os.urandom(64 * 1024)
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            out = await c.call("Echo.Bytes", blob, timeout=10)
+            assert len(out) == len(blob)
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(8)))
+    mbps = done * 2 * len(blob) / (time.perf_counter() - t0) / 1e6
+    await c.close()
+    return mbps
+
+
+def _start(url: str, cert: str, key: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", url, cert, key],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    real = proc.stdout.readline().strip()
+    if not real:
+        proc.kill()
+        raise RuntimeError(f"server for {url} did not start")
+    return proc, real
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--serve", nargs=3, metavar=("URL", "CERT", "KEY"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    _loop_policy()
+    if args.serve:
+        asyncio.run(_serve(*args.serve))
+        return
+    from support.tls import make_certs
+
+    with tempfile.TemporaryDirectory() as d:
+        certs = make_certs(Path(d))
+        procs = {}
+        urls = {}
+        for wire in ("tcp", "tls"):
+            procs[wire], urls[wire] = _start(f"{wire}://127.0.0.1:0", certs.server.cert,
+                                             certs.server.key)
+        client_opts = {"tcp": {}, "tls": {"cafile": certs.ca}}
+        results: dict[str, dict[str, list[float]]] = {
+            w: {"calls": [], "bulk": []} for w in ("tcp", "tls")}
+        try:
+            for r in range(args.rounds):
+                order = ("tcp", "tls") if r % 2 == 0 else ("tls", "tcp")
+                for kind, fn in (("calls", _calls), ("bulk", _bulk)):
+                    for wire in order:
+                        v = asyncio.run(fn(urls[wire], client_opts[wire], args.seconds))
+                        results[wire][kind].append(v)
+                print(f"round {r + 1}/{args.rounds}: "
+                      + ", ".join(f"{w} {results[w]['calls'][-1]:,.0f} calls/s "
+                                  f"{results[w]['bulk'][-1]:,.0f} MB/s" for w in order),
+                      file=sys.stderr, flush=True)
+        finally:
+            for p in procs.values():
+                p.terminate()
+                p.wait(10)
+    print(f"\nbench_tls: {args.rounds} interleaved rounds of {args.seconds:g}s, "
+          f"Python {platform.python_version()}, {os.cpu_count()} CPUs (shared machine)\n")
+    print("| workload | tcp:// | tls:// | tls/tcp (median of paired ratios) |")
+    print("|---|---|---|---|")
+    for kind, label, unit in (("calls", "calls/s, 64 in flight", "{:,.0f}"),
+                              ("bulk", "64 KiB echo MB/s, 8 in flight", "{:,.0f}")):
+        plain, tls = results["tcp"][kind], results["tls"][kind]
+        ratio = statistics.median(t / p for t, p in zip(tls, plain, strict=True))
+        print(f"| {label} | {unit.format(statistics.median(plain))} | "
+              f"{unit.format(statistics.median(tls))} | {ratio:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
