@@ -109,27 +109,30 @@ def _branch_from(row: Sequence[Any]) -> Branch:
 
 
 def _insert_branches(cur: Cursor, d: Dialect, branches: list[Branch], start: int) -> None:
+    if not branches:
+        return
     now = time.time()
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?)"] * len(branches))
+    params: list[Any] = []
     for i, b in enumerate(branches):
-        cur.execute(d.q("INSERT INTO txn_branch (gid, branch_id, op, seq, url, method, payload, "
-                        "status, attempts, last_error, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?)"),
-                    (b.gid, b.branch_id, b.op, start + i, b.url, b.method,
-                     json.dumps(b.payload), b.status, now))
+        params += [b.gid, b.branch_id, b.op, start + i, b.url, b.method, json.dumps(b.payload),
+                   b.status, now]
+    cur.execute(d.q("INSERT INTO txn_branch (gid, branch_id, op, seq, url, method, payload, "
+                    f"status, attempts, last_error, updated_at) VALUES {rows}"), params)
 
 
 def create(g: GlobalTx, branches: list[Branch]) -> Op:
     """Insert the global transaction and its branches; False if the gid exists."""
 
     def op(cur: Cursor, d: Dialect) -> bool:
-        cur.execute(d.q("SELECT 1 FROM txn_global WHERE gid = ?"), (g.gid,))
-        if cur.fetchone() is not None:
-            return False
         cur.execute(d.q(f"INSERT INTO txn_global ({', '.join(GLOBAL_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(GLOBAL_COLUMNS))})"),
+                        f"VALUES ({', '.join('?' * len(GLOBAL_COLUMNS))}) "
+                        "ON CONFLICT (gid) DO NOTHING"),
                     (g.gid, g.mode, g.status, g.options.to_json(), g.created_at, g.updated_at,
                      g.timeout_at, g.next_due, g.interval, g.owner, g.lease_until, g.reason,
                      g.rounds))
+        if cur.rowcount != 1:
+            return False  # the gid exists
         _insert_branches(cur, d, branches, 0)
         return True
 
@@ -212,6 +215,18 @@ def record(b: Branch, owner: str, outcome: str, detail: str, lease_until: float,
 
     def op(cur: Cursor, d: Dialect) -> bool:
         now = time.time()
+        if d.postgres and not gv:  # one statement, one round trip
+            cur.execute(d.q(
+                "WITH g AS (UPDATE txn_global SET lease_until = ?, updated_at = ? "
+                "WHERE gid = ? AND owner = ? RETURNING gid), "
+                "b AS (UPDATE txn_branch SET status = ?, attempts = ?, last_error = ?, "
+                "updated_at = ? WHERE gid IN (SELECT gid FROM g) AND branch_id = ? AND op = ? "
+                "RETURNING gid) "
+                "INSERT INTO txn_history (gid, branch_id, op, at, outcome, detail) "
+                "SELECT gid, ?, ?, ?, ?, ? FROM g"),
+                (lease_until, now, b.gid, owner, b.status, b.attempts, b.last_error, now,
+                 b.branch_id, b.op, b.branch_id, b.op, now, outcome, detail[:500]))
+            return bool(cur.rowcount == 1)
         sets = ", ".join(["lease_until = ?", "updated_at = ?", *(f"{k} = ?" for k in gv)])
         cur.execute(d.q(f"UPDATE txn_global SET {sets} WHERE gid = ? AND owner = ?"),
                     (lease_until, now, *gv.values(), b.gid, owner))
