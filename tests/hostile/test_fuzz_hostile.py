@@ -213,4 +213,7 @@ def test_fuzz_listener_keeps_serving(scheme: str) -> None:
         hit()
         report = probe.stop()
         assert srv.alive(), srv.describe()
-        assert_served(report)
+        try:
+            assert_served(report)
+        except AssertionError as exc:  # what the server logged meanwhile helps find why
+            raise AssertionError(f"{exc}\nlast inputs: {seen[-3:]}\n{srv.describe()}") from None
