@@ -133,7 +133,8 @@ def main() -> None:
     for scheme in ("tcp", "grpc"):
         one = statistics.median(results[(scheme, 1)])
         many = statistics.median(results[(scheme, n)])
-        print(f"| {scheme}:// | {one:,.0f} | {many:,.0f} | {many / one:.2f}x | {n} |")
+        print(f"| {scheme}:// | {one:,.0f} | {many:,.0f} | {many / one:.2f}x | "
+              f"{len(_cpus(args.server_cpus))} |")
 
 
 def _cpus(spec: str) -> set[int]:
