@@ -134,3 +134,31 @@ async def test_callable_tokens_and_default_deny() -> None:
     auth.authorize("svc", "A.open")
     with pytest.raises(wirecall.PermissionDenied):
         auth.authorize("svc", "A.other")  # no rule: denied by default="deny"
+
+
+async def test_https_takes_a_standard_authorization_header(serve: Any, certs: Certs) -> None:
+    """curl -H 'Authorization: Bearer ...' (no wirecall metadata prefix) authenticates too."""
+    import asyncio
+    import json
+    import ssl
+
+    url = await serve(TLS["https"])
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=certs.ca)
+
+    async def post(headers: str) -> dict[str, Any]:
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx,
+                                                       server_hostname="localhost")
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "Bank.Balance",
+                           "params": ["bob"]}).encode()
+        writer.write(f"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n"
+                     .encode() + body)
+        raw = await reader.read()
+        writer.close()
+        return dict(json.loads(raw.split(b"\r\n\r\n", 1)[1]))
+
+    ok = await post("Authorization: Bearer tok-alice\r\n")
+    assert ok["result"] == "bob:token"
+    denied = await post("")
+    assert denied["error"]["data"]["status"] == "UNAUTHENTICATED", denied

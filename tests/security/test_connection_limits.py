@@ -112,3 +112,28 @@ async def test_bad_limit_values_are_errors() -> None:
     with pytest.raises(ValueError, match="does not accept option 'max_conections'"):
         await server.start("tcp://127.0.0.1:0", max_conections=3)
     await server.close()
+
+
+@pytest.mark.parametrize("wire", ["tls", "https", "any"])
+async def test_a_stalled_tls_handshake_is_closed(wire: str, certs: Certs) -> None:
+    server = wirecall.Server()
+    address = {"tls": "tls://127.0.0.1:0", "https": "https://127.0.0.1:0",
+               "any": "any://127.0.0.1:0"}[wire]
+    [url] = await server.start(address, certfile=certs.server.cert, keyfile=certs.server.key,
+                               tls_handshake_timeout=0.3)
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        # the first bytes of a ClientHello record, then nothing
+        writer.write(b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03")
+        t0 = asyncio.get_running_loop().time()
+        try:
+            data = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionError:
+            data = b""
+        elapsed = asyncio.get_running_loop().time() - t0
+        assert data == b"" or data[:1] == b"\x15"  # closed (maybe after a TLS alert)
+        assert elapsed < 4, elapsed
+        writer.close()
+    finally:
+        await server.close(drain_timeout=1)

@@ -492,8 +492,8 @@ class HttpProtocol(asyncio.Protocol):
                         self._complete(slot, text(400, f"bad {TIMEOUT_HEADER}: {value!r}",
                                                    close=slot[1]))
                         return
-            elif ln == b"traceparent" or ln == b"tracestate":  # W3C trace context, as sent
-                if metadata is None:                             # by other HTTP clients
+            elif ln in (b"traceparent", b"tracestate", b"authorization"):  # W3C trace
+                if metadata is None:     # context and credentials, as other clients send them
                     metadata = {}
                 metadata.setdefault(ln.decode(), value.decode("latin-1"))
         if ctype is not None:
