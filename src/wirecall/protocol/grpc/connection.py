@@ -186,6 +186,7 @@ class GrpcConnection:
         #: server side: SETTINGS, PING, PRIORITY and unknown frames per second (a client
         #: reads its server's frames, however many, and stops reading when it cannot write)
         self.control_guard = None if client_side else FloodGuard(control_limit)
+        self.backend.count_control = self.control_guard is not None
         self._conn_window = connection_window
         self._partial_ack = stream_window // 4
         # INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE (, ENABLE_PUSH)

@@ -153,6 +153,8 @@ class Http2Backend:
     name = ""
     #: the largest DATA chunk worth handing over at once
     max_frame: int = 16384
+    #: count control frames in :meth:`receive` (off: nobody reads the count)
+    count_control: bool = True
 
     def initiate(self, settings: dict[int, int], connection_window: int) -> None:
         raise NotImplementedError

@@ -93,7 +93,7 @@ class Ngh2Backend(Http2Backend):
         return control
 
     def receive(self, data: bytes) -> tuple[list[object], int]:
-        control = self._scan(data)
+        control = self._scan(data) if self.count_control else 0
         c = self.c
         try:
             c.receive_data(data)
@@ -236,5 +236,19 @@ class Ngh2Backend(Http2Backend):
         return len(self._outbound)
 
 
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
 def _enc(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode(), v.encode()) for k, v in headers]
+    # most header fields of a call repeat (":status 200", the content-type, the path...):
+    # encoded once, kept (up to 4096 fields)
+    cache = _ENCODED
+    out = []
+    for kv in headers:
+        b = cache.get(kv)
+        if b is None:
+            b = (kv[0].encode(), kv[1].encode())
+            if len(cache) < 4096:
+                cache[kv] = b
+        out.append(b)
+    return out
