@@ -120,7 +120,10 @@ async def test_errors_are_retried_with_backoff(txn: TxnClient, bankc: wirecall.C
     hist = [h for h in q["history"] if h["branch_id"] == "02"]
     assert [h["outcome"] for h in hist] == ["retry", "retry", "retry", "success"]
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(hist)]
-    assert gaps[1] > gaps[0] * 1.5  # the interval doubles (0.05, 0.1, 0.2)
+    # the interval doubles (0.05, 0.1, 0.2): each retry waits at least that long (a lower
+    # bound only -- a loaded machine makes the gaps longer, never shorter)
+    for gap, interval in zip(gaps, (0.05, 0.1, 0.2), strict=True):
+        assert gap >= interval * 0.9, (gaps, interval)
     assert "UNAVAILABLE" in hist[0]["detail"]
 
 
