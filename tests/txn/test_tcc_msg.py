@@ -93,7 +93,7 @@ async def test_tcc_global_timeout_while_prepared(txn: TxnClient, bankc: wirecall
     """The business process vanishes after its try: the coordinator cancels at the timeout."""
     before = await money(bankc)
     g = gid()
-    t = txn.tcc(g, dict(FAST, timeout=0.5))
+    t = txn.tcc(g, dict(FAST, timeout=1.5))
     await t.__aenter__()
     await t.branch("out", bank.url, "Bank.TryOut", "Bank.ConfirmOut", "Bank.CancelOut",
                    {"account": "acct4", "amount": 3})
@@ -196,7 +196,7 @@ async def test_msg_check_back_when_the_submitter_never_submits(
     before = await money(bankc)
     g = gid()
     msg = txn.msg(g, msg_branches(bank.url, "acct3", 6), query_prepared=qp(bank.url),
-                  options=dict(FAST, timeout=0.3))
+                  options=dict(FAST, timeout=1.0))
     await msg.prepare()
     if local_committed:
         await bankc.call("Bank.MsgTransOut", g, "acct2", 6)
@@ -219,7 +219,7 @@ async def test_msg_check_back_in_progress_asks_again(
     g = gid()
     await bankc.call("Bank.Fault", "QueryPrepared", "FAILED_PRECONDITION", 2)
     msg = txn.msg(g, msg_branches(bank.url, "acct3", 1), query_prepared=qp(bank.url),
-                  options=dict(FAST, timeout=0.2))
+                  options=dict(FAST, timeout=1.0))
     await msg.prepare()
     await bankc.call("Bank.MsgTransOut", g, "acct2", 1)
     assert (await txn.wait(g, 10))["status"] == "succeeded"
