@@ -102,7 +102,7 @@ async def test_tcc_and_msg_on_the_postgres_store(pg_store: str, ha_bank: BankPro
             m = txn.msg(g2, [{"url": ha_bank.url, "action": "Bank.TransIn",
                               "payload": {"account": "acct1", "amount": 5}}],
                         query_prepared={"url": ha_bank.url, "method": "Bank.QueryPrepared"},
-                        options=dict(FAST, timeout=0.3))
+                        options=dict(FAST, timeout=1.0))
             await m.prepare()
             await bankc.call("Bank.MsgTransOut", g2, "acct2", 5)
             assert (await txn.wait(g2, 10))["status"] == "succeeded"  # by check-back
