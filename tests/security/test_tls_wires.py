@@ -123,3 +123,33 @@ def test_alpn_names(certs: Certs) -> None:
     assert isinstance(ctx, ssl.SSLContext)
     assert tls.ALPN["tls"] == ["wirecall"]
     _ = asyncio  # (kept for the async tests above)
+
+
+def test_sync_client_over_mtls(certs: Certs) -> None:
+    """wirecall.sync (the blocking client) dials tls:// with a client certificate too."""
+    import threading
+
+    from wirecall import sync
+
+    loop = asyncio.new_event_loop()
+    server = wirecall.Server()
+    server.register(Who())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        [url] = asyncio.run_coroutine_threadsafe(server.start(
+            "tls://127.0.0.1:0", certfile=certs.server.cert, keyfile=certs.server.key,
+            cafile=certs.ca), loop).result(10)
+        c = sync.connect(url, cafile=certs.ca, certfile=certs.client.cert,
+                         keyfile=certs.client.key)
+        try:
+            out = c.call("Who.Me", "s", timeout=5)
+        finally:
+            c.close()
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(drain_timeout=1), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert out["identity"] == "spiffe://wirecall.test/client-a"
+    assert out["transport"] == "tls"

@@ -69,7 +69,7 @@ class CertReloader:
         self.certfile, self.keyfile, self.cafile = certfile, keyfile, cafile
         self._stamp = self._mtimes()
         self.reloads = 0
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def _mtimes(self) -> tuple[float, ...]:
         out = []
@@ -100,9 +100,10 @@ class CertReloader:
         return False
 
     def watch(self, interval: float) -> None:
-        """Poll the files every ``interval`` seconds on the running loop, until the context
-        (which holds this reloader) is gone with its listener; no loop running: no polling."""
-        if interval <= 0 or self._task is not None:
+        """Check the files every ``interval`` seconds on the running loop (timer callbacks,
+        not a task: nothing is left pending when the loop closes), until the context (which
+        holds this reloader) is gone with its listener; no loop running: no polling."""
+        if interval <= 0 or self._timer is not None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -110,21 +111,19 @@ class CertReloader:
             return
         ref = weakref.ref(self)
 
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                me = ref()
-                if me is None:
-                    return
-                me.check()
-                del me
+        def tick() -> None:
+            me = ref()
+            if me is None or me._timer is None:
+                return
+            me.check()
+            me._timer = loop.call_later(interval, tick)
 
-        self._task = loop.create_task(poll())
+        self._timer = loop.call_later(interval, tick)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 _RELOADERS: weakref.WeakSet[CertReloader] = weakref.WeakSet()
