@@ -72,3 +72,43 @@ async def test_go_client_with_an_untrusted_certificate_fails_the_handshake(certs
         assert out.get("dial", {}).get("dial") or add.get("error"), out
     finally:
         await server.close(drain_timeout=1)
+
+
+async def test_go_tls_client_through_the_sniffing_listener(certs: Certs) -> None:
+    """any:// with a certificate: Go's TLS gob client is decrypted, then sniffed as gob."""
+    server = wirecall.Server()
+    server.register(Calculator())
+    server.register(Who())
+    [url] = await server.start("any://127.0.0.1:0", certfile=certs.server.cert,
+                               keyfile=certs.server.key, cafile=certs.ca,
+                               client_cert="optional")
+    try:
+        out = await _go(url.split("//", 1)[1], certs, certs.client)
+        assert out["Calculator.Add"]["result"] == 5
+        assert out["Who.Me"]["result"].endswith(" spiffe://wirecall.test/client-a")
+    finally:
+        await server.close(drain_timeout=1)
+
+
+async def test_go_jsonrpc_over_tls_through_the_sniffing_listener(certs: Certs) -> None:
+    """Go's net/rpc/jsonrpc over TLS (what ``jsonrpc.NewClient(tls.Dial(...))`` sends),
+    through any:// with a certificate."""
+    import json
+    import ssl
+
+    server = wirecall.Server()
+    server.register(Calculator())
+    [url] = await server.start("any://127.0.0.1:0", certfile=certs.server.cert,
+                               keyfile=certs.server.key)
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    try:
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx,
+                                                       server_hostname="localhost")
+        writer.write(b'{"method":"Calculator.Add","params":[{"A":20,"B":22}],"id":7}\n')
+        line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        reply = json.loads(line)
+        assert reply == {"id": 7, "result": 42, "error": None}
+    finally:
+        await server.close(drain_timeout=1)
