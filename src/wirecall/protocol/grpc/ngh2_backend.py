@@ -100,9 +100,11 @@ class Ngh2Backend(Http2Backend):
             evs: list[Any] = c.events()
         except ngh2.DenialOfServiceError as exc:
             self._dead = True
+            self._last_goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"HTTP/2 flood")
             raise BackendError(ErrorCodes.ENHANCE_YOUR_CALM, f"HTTP/2 flood: {exc}") from None
         except ngh2.NGH2Error as exc:
             self._dead = True
+            self._last_goaway(ErrorCodes.PROTOCOL_ERROR, b"HTTP/2 protocol error")
             raise BackendError(ErrorCodes.PROTOCOL_ERROR, f"HTTP/2 protocol error: {exc}") from None
         out: list[object] = []
         for ev in evs:
@@ -141,6 +143,13 @@ class Ngh2Backend(Http2Backend):
             elif t is ngh2.PingAcknowledged:
                 out.append(H2PingAck(ev.opaque_data))
         return out, control
+
+    def _last_goaway(self, code: int, debug: bytes) -> None:
+        """The session is dead (nghttp2 will not write any more): the GOAWAY telling the peer
+        why is built here, so it is not closed on without a word (issue #18)."""
+        payload = (self._highest_in & 0x7FFFFFFF).to_bytes(4, "big") + int(code).to_bytes(
+            4, "big") + debug
+        self._early += len(payload).to_bytes(3, "big") + bytes([7, 0, 0, 0, 0, 0]) + payload
 
     def data_to_send(self) -> bytes:
         try:
@@ -217,11 +226,14 @@ class Ngh2Backend(Http2Backend):
         except ngh2.NGH2Error:
             pass
 
-    def graceful_goaway(self) -> int:
-        last = self._highest_in
+    def graceful_goaway(self, last: int | None) -> int:
         with contextlib.suppress(ngh2.NGH2Error):
+            if last is not None and not self.client_side:
+                self.c.send_shutdown_notice()  # GOAWAY naming 2^31-1
+                return last
+            last = self._highest_in
             self.c.send_goaway(0, last_stream_id=last)
-        return last
+        return last if last is not None else self._highest_in
 
     def ping(self, data: bytes) -> None:
         self.c.ping(data)
