@@ -193,37 +193,39 @@ class CallStats:
         perf = _perf
         bounds = BUCKETS
         every = TIME_EVERY - 1
-        tick = [0]
 
         def counted(*args: Any) -> Any:
-            n = tick[0] = tick[0] + 1
-            timed = not n & every
-            t0 = perf() if timed else 0.0
-            try:
-                result = handler(*args)
-            except BaseException as exc:
-                ctx = get_ctx()
-                if ctx is not None:
-                    self._finish(self._stats(method, wire_of(ctx), "call"), ctx,
-                                 status_of(exc), perf() - t0 if timed else -1.0)
-                raise
             ctx = get_ctx()
             if ctx is None:
-                return result
+                return handler(*args)
             wire = ctx.transport
             if wire == "tcp" and ctx.peer[:1] == "u":  # a Unix socket's peer is "unix:..."
                 wire = "unix"
             st = by_wire.get(wire)
             if st is None:
                 st = by_wire[wire] = self._stats(method, wire, "call")
-            st.count += 1
-            if timed:
-                d = perf() - t0
-                st.timed += 1
-                st.total_seconds += d
-                st.buckets[_bisect(bounds, d)] += 1
-                if d > self._slow_floor:
-                    self._note_slow(st, ctx, "OK", d)
+            n = st.count + 1
+            if n & every:  # not timed: count it (an exception counts as its status)
+                try:
+                    result = handler(*args)
+                except BaseException as exc:
+                    self._finish(st, ctx, status_of(exc), -1.0)
+                    raise
+                st.count = n
+                return result
+            t0 = perf()
+            try:
+                result = handler(*args)
+            except BaseException as exc:
+                self._finish(st, ctx, status_of(exc), perf() - t0)
+                raise
+            d = perf() - t0
+            st.count = n
+            st.timed += 1
+            st.total_seconds += d
+            st.buckets[_bisect(bounds, d)] += 1
+            if d > self._slow_floor:
+                self._note_slow(st, ctx, "OK", d)
             return result
 
         return counted
