@@ -4,7 +4,9 @@ Two workloads, each on one connection to a server in its own process:
 
 * calls/s with 64 calls in flight (``Echo.Say`` with a short string);
 * 64 KiB echo in MB/s (``Echo.Bytes``: 64 KiB up and 64 KiB back per call, 8 in flight;
-  MB/s counts the request and the reply).
+  MB/s counts the request and the reply);
+* and, for the cost of ``wirecall.auth.Auth``, calls/s on plain tcp:// with a bearer token
+  checked on every call (measured after the tcp/tls pair in each round).
 
 Rounds interleave the two wires (tcp, tls, then tls, tcp ...) so drift on a shared machine
 hits both; the figures are medians over the rounds, and the ratio is the median of the paired
@@ -53,7 +55,14 @@ def _loop_policy() -> None:
 
 
 async def _serve(url: str, cert: str, key: str) -> None:
-    server = wirecall.Server()
+    auth = url.endswith("#auth")
+    url = url.removesuffix("#auth")
+    if auth:
+        from wirecall.auth import Auth
+
+        server = wirecall.Server(interceptors=[Auth(tokens={"bench-token": "bench"})])
+    else:
+        server = wirecall.Server()
     server.register(Echo())
     opts = {"certfile": cert, "keyfile": key} if url.startswith("tls") else {}
     [real] = await server.start(url, **opts)
@@ -62,7 +71,7 @@ async def _serve(url: str, cert: str, key: str) -> None:
 
 
 async def _calls(url: str, opts: dict[str, Any], seconds: float) -> float:
-    c = await wirecall.connect(url, **opts)
+    c = await wirecall.connect(url, **opts)  # (metadata= in opts: sent with every call)
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -126,17 +135,20 @@ def main() -> None:
         certs = make_certs(Path(d))
         procs = {}
         urls = {}
-        for wire in ("tcp", "tls"):
-            procs[wire], urls[wire] = _start(f"{wire}://127.0.0.1:0", certs.server.cert,
-                                             certs.server.key)
-        client_opts = {"tcp": {}, "tls": {"cafile": certs.ca}}
+        for wire in ("tcp", "tls", "auth"):
+            listen = "tcp://127.0.0.1:0#auth" if wire == "auth" else f"{wire}://127.0.0.1:0"
+            procs[wire], urls[wire] = _start(listen, certs.server.cert, certs.server.key)
+        from wirecall.auth import bearer
+
+        client_opts: dict[str, dict[str, Any]] = {
+            "tcp": {}, "tls": {"cafile": certs.ca}, "auth": {"metadata": bearer("bench-token")}}
         results: dict[str, dict[str, list[float]]] = {
-            w: {"calls": [], "bulk": []} for w in ("tcp", "tls")}
+            w: {"calls": [], "bulk": []} for w in ("tcp", "tls", "auth")}
         try:
             for r in range(args.rounds):
                 order = ("tcp", "tls") if r % 2 == 0 else ("tls", "tcp")
                 for kind, fn in (("calls", _calls), ("bulk", _bulk)):
-                    for wire in order:
+                    for wire in (*order, "auth") if kind == "calls" else order:
                         v = asyncio.run(fn(urls[wire], client_opts[wire], args.seconds))
                         results[wire][kind].append(v)
                 print(f"round {r + 1}/{args.rounds}: "
@@ -157,6 +169,10 @@ def main() -> None:
         ratio = statistics.median(t / p for t, p in zip(tls, plain, strict=True))
         print(f"| {label} | {unit.format(statistics.median(plain))} | "
               f"{unit.format(statistics.median(tls))} | {ratio:.2f}x |")
+    auth = results["auth"]["calls"]
+    ratio = statistics.median(a / p for a, p in zip(auth, results["tcp"]["calls"], strict=True))
+    print(f"\nAuth (bearer token, an interceptor: the native fast lane is off) on tcp://, "
+          f"64 in flight: {statistics.median(auth):,.0f} calls/s, {ratio:.2f}x plain tcp://")
 
 
 if __name__ == "__main__":
