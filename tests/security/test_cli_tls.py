@@ -90,3 +90,38 @@ def test_tls_flags_on_a_plaintext_address_are_errors(certs: Certs) -> None:
     r = run("serve", "wirecall.tutorial.calculator:Calculator", "--listen",
             "tls://127.0.0.1:0", "--ca", certs.ca)
     assert r.returncode != 0 and "--ca (client certificates) needs --cert" in r.stderr
+
+
+def test_serve_with_auth_flags(server_process: Any, certs: Certs, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# token principal\nt-alice alice\nt-ops ops\n")
+    proc = server_process("wirecall.tutorial.calculator:Calculator", "tls://127.0.0.1:0",
+                          "--cert", certs.server.cert, "--key", certs.server.key,
+                          "--ca", certs.ca, "--client-cert", "optional",
+                          "--auth-tokens", str(tokens), "--allow", "Calculator.Divide=ops")
+    url = proc.start()
+    args = ["Calculator.Add", '{"A": 1, "B": 2}', "--ca", certs.ca]
+    r = run("call", url, *args)
+    assert r.returncode != 0 and "UNAUTHENTICATED" in r.stderr, r.stderr
+    r = run("call", url, *args, "-m", "authorization=Bearer t-alice")
+    assert r.returncode == 0 and r.stdout.strip() == "3", r.stderr
+    div = ["Calculator.Divide", '{"A": 8, "B": 2}', "--ca", certs.ca]
+    r = run("call", url, *div, "-m", "authorization=Bearer t-alice")
+    assert r.returncode != 0 and "PERMISSION_DENIED" in r.stderr, r.stderr
+    r = run("call", url, *div, "-m", "authorization=Bearer t-ops")
+    assert r.returncode == 0 and r.stdout.strip() == "4.0", r.stderr
+    # a client certificate authenticates too (its identity is no 'ops': Divide is denied)
+    mtls = ["--client-cert", certs.client.cert, "--client-key", certs.client.key]
+    assert run("call", url, *args, *mtls).stdout.strip() == "3"
+    assert proc.stop() == 0
+
+
+def test_auth_flag_errors(certs: Certs, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_text("only-a-token\n")
+    r = run("serve", "wirecall.tutorial.calculator:Calculator", "--listen", "tcp://127.0.0.1:0",
+            "--auth-tokens", str(bad))
+    assert r.returncode != 0 and "want 'TOKEN PRINCIPAL'" in r.stderr, r.stderr
+    r = run("serve", "wirecall.tutorial.calculator:Calculator", "--listen", "tcp://127.0.0.1:0",
+            "--allow", "A.*=ops")
+    assert r.returncode != 0 and "--allow needs --auth-tokens" in r.stderr, r.stderr

@@ -270,6 +270,48 @@ def add_tls_server_flags(s: argparse.ArgumentParser) -> None:
                         "(default required)")
 
 
+def add_auth_flags(s: argparse.ArgumentParser) -> None:
+    """``--auth-tokens FILE`` and ``--allow PATTERN=WHO,...`` for ``serve`` (wirecall.auth)."""
+    g = s.add_argument_group("authentication (docs/security.md)")
+    g.add_argument("--auth-tokens", metavar="FILE",
+                   help="require credentials: bearer tokens, one 'TOKEN PRINCIPAL' per line "
+                        "(# comments); with --ca, client certificates authenticate too")
+    g.add_argument("--allow", action="append", default=[], metavar="PATTERN=WHO[,WHO]",
+                   help="who may call the methods matching PATTERN (fnmatch; '*' as WHO: any "
+                        "authenticated caller); repeatable, first match wins")
+
+
+def auth_from_args(args: argparse.Namespace) -> Any:
+    """The ``wirecall.auth.Auth`` the flags describe, or None without ``--auth-tokens``."""
+    if not getattr(args, "auth_tokens", None):
+        if getattr(args, "allow", None):
+            raise CommandError("--allow needs --auth-tokens (who the callers are)")
+        return None
+    from wirecall.auth import Auth
+
+    tokens: dict[str, str] = {}
+    try:
+        with open(args.auth_tokens, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                parts = line.split()
+                if len(parts) != 2:
+                    raise CommandError(f"{args.auth_tokens}:{n}: want 'TOKEN PRINCIPAL'")
+                tokens[parts[0]] = parts[1]
+    except OSError as exc:
+        raise CommandError(f"--auth-tokens: cannot read {args.auth_tokens}: "
+                           f"{exc.strerror}") from None
+    rules: dict[str, list[str]] = {}
+    for item in args.allow:
+        pattern, eq, who = item.partition("=")
+        if not eq or not pattern or not who:
+            raise CommandError(f"--allow wants PATTERN=WHO[,WHO], got {item!r}")
+        rules[pattern] = [w.strip() for w in who.split(",") if w.strip()]
+    return Auth(tokens=tokens, rules=rules)
+
+
 def listen_options(args: argparse.Namespace, url: str) -> dict[str, Any]:
     """``Server.start`` options for ``url`` from the TLS flags (none on a plaintext scheme)."""
     scheme = url.partition("://")[0] if "://" in url else "tcp"

@@ -11,8 +11,10 @@ from .cluster import add_register_flags, register_from_args
 from .common import (
     CommandError,
     Subparsers,
+    add_auth_flags,
     add_command,
     add_tls_server_flags,
+    auth_from_args,
     build_server,
     listen_options,
     load_target,
@@ -48,6 +50,7 @@ def add_parser(sub: Subparsers) -> None:
     s.add_argument("--reflection", action="store_true",
                    help="serve gRPC server reflection (grpcurl, grpc_cli)")
     add_tls_server_flags(s)
+    add_auth_flags(s)
     add_observability_flags(s)
     add_register_flags(s)
     s.set_defaults(handler=serve)
@@ -91,6 +94,9 @@ async def serve(args: argparse.Namespace) -> int:
         flag = "--health" if args.health else "--reflection"
         raise CommandError(f"{flag} needs the grpc extra ({exc.name} is missing): "
                            "pip install 'wirecall[grpc]'") from None
+    auth = auth_from_args(args)
+    if auth is not None:
+        server.add_interceptor(auth)
     obs = None
     if args.admin or args.metrics or args.tracing or args.access_log:
         from wirecall.observability.install import Observability
