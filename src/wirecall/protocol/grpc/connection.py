@@ -114,6 +114,9 @@ _H2_STATUS_TO_GRPC = {
     503: Status.UNAVAILABLE, 504: Status.UNAVAILABLE,
 }
 
+_MAX_STREAM_ID = 2**31 - 1
+_DRAIN_PING = b"wcdrain\x00"  # the PING between the two GOAWAYs of a graceful shutdown
+
 #: RST_STREAM code of a stream the peer did not process (safe to send again)
 REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
 
@@ -201,6 +204,7 @@ class GrpcConnection:
         # can_open_stream); None: the peer's SETTINGS_MAX_CONCURRENT_STREAMS
         self._stream_cap: int | None = None
         self.draining = False
+        self.drain_pending = False
         self.goaway_last = 0
         #: DATA bytes handed to h2 since the last :meth:`data_to_send` (a cue to write early)
         self.unsent = 0
@@ -223,12 +227,21 @@ class GrpcConnection:
         self.closed = True
 
     def graceful_goaway(self) -> None:
-        """GOAWAY(NO_ERROR) naming the last stream we will process; streams already open
-        carry on."""
+        """Graceful shutdown in two steps (RFC 9113 section 6.8): GOAWAY(NO_ERROR) with the
+        highest stream id, so requests the client sent before reading it are still served,
+        and a PING; once the PING is acknowledged (every such request has arrived), the final
+        GOAWAY naming the last stream processed. Streams already open carry on;
+        ``drain_pending`` is True until the final GOAWAY."""
         if self.closed or self.draining:
             return
         self.draining = True
-        self.goaway_last = self.backend.graceful_goaway()
+        self.drain_pending = True
+        self.goaway_last = self.backend.graceful_goaway(_MAX_STREAM_ID)
+        try:
+            self.backend.ping(_DRAIN_PING)
+        except BackendError:  # the connection is ending anyway: no second step
+            self.drain_pending = False
+            self.goaway_last = self.backend.graceful_goaway(None)
 
     def ping(self, data: bytes) -> None:
         self.backend.ping(data)
@@ -487,6 +500,11 @@ class GrpcConnection:
         out.append(ConnectionClosed(ev.error_code, ev.last_stream_id, reason))
 
     def _on_ping_ack(self, ev: Any, out: list[Any], now: float) -> None:
+        if ev.data == _DRAIN_PING and self.drain_pending:
+            self.drain_pending = False
+            if not self.closed:
+                self.goaway_last = self.backend.graceful_goaway(None)
+            return
         out.append(PingAcked(ev.data))
 
     def _on_closed(self, ev: Any, out: list[Any], now: float) -> None:

@@ -149,9 +149,10 @@ class H2Backend(Http2Backend):
     def goaway(self, error_code: int, debug: bytes) -> None:
         self.h2.close_connection(error_code=error_code, additional_data=debug or None)
 
-    def graceful_goaway(self) -> int:
+    def graceful_goaway(self, last: int | None) -> int:
         # h2's close_connection would stop the open streams, so the frame is built here
-        last: int = self.h2.highest_inbound_stream_id
+        if last is None:
+            last = int(self.h2.highest_inbound_stream_id)
         f = hyperframe.frame.GoAwayFrame(0)
         f.last_stream_id = last
         f.error_code = 0
@@ -159,7 +160,10 @@ class H2Backend(Http2Backend):
         return last
 
     def ping(self, data: bytes) -> None:
-        self.h2.ping(data)
+        try:
+            self.h2.ping(data)
+        except h2.exceptions.H2Error as exc:
+            raise BackendError(ErrorCodes.INTERNAL_ERROR, str(exc)) from None
 
     def peer_max_streams(self) -> int:
         n: int = self.h2.remote_settings.max_concurrent_streams

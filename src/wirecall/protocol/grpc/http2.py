@@ -205,12 +205,13 @@ class Http2Backend:
         """GOAWAY and close: no stream is processed any more."""
         raise NotImplementedError
 
-    def graceful_goaway(self) -> int:
-        """GOAWAY(NO_ERROR) naming the highest stream received; open streams carry on.
-        Returns that stream id."""
+    def graceful_goaway(self, last: int | None) -> int:
+        """GOAWAY(NO_ERROR) naming ``last`` (2^31-1: the shutdown notice), or with None the
+        highest stream received; open streams carry on. Returns the stream id named."""
         raise NotImplementedError
 
     def ping(self, data: bytes) -> None:
+        """PING; raises :class:`BackendError` on a connection that is closing."""
         raise NotImplementedError
 
     def peer_max_streams(self) -> int:

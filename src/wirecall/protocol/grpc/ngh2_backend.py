@@ -236,7 +236,10 @@ class Ngh2Backend(Http2Backend):
         return last if last is not None else self._highest_in
 
     def ping(self, data: bytes) -> None:
-        self.c.ping(data)
+        try:
+            self.c.ping(data)
+        except ngh2.NGH2Error as exc:
+            raise BackendError(ErrorCodes.INTERNAL_ERROR, str(exc)) from None
 
     def peer_max_streams(self) -> int:
         try:

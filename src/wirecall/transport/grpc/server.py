@@ -181,7 +181,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._flush()
         if self.calls:
             self._wake_writers()
-        if self._draining and not self.calls and not self._held:
+        if self._draining and not self.calls and not self._held and not self.conn.drain_pending:
             self._close_transport()
 
     def _handle(self, events: deque[Any]) -> None:
@@ -238,7 +238,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
     def _on_call(self, ev: gp.CallStarted) -> None:
         sid = ev.stream_id
         try:
-            if self._draining:
+            if self._draining and sid > self.conn.goaway_last:
                 raise Unavailable(message="server is shutting down")
             spec = self._resolve(ev.path)
             info = spec.proto
@@ -417,7 +417,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             self.conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
                                     content_type=call.wire.content_type)
         self._schedule_flush()
-        if self._draining and not self.calls and not self._held:
+        if self._draining and not self.calls and not self._held and not self.conn.drain_pending:
             self._close_transport()
 
     def _fail_call(self, call: _ServerCall, err: RpcError) -> None:
@@ -481,7 +481,8 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._draining = True
         self.conn.graceful_goaway()
         self._flush()
-        if not self.calls and not self._held:
+        # (closed once the client acknowledged the GOAWAY's PING: see graceful_goaway)
+        if not self.calls and not self._held and not self.conn.drain_pending:
             self._close_transport()
 
     def _close_transport(self) -> None:
