@@ -166,3 +166,12 @@ def test_unix_is_refused_with_workers() -> None:
          "--workers", "2"], capture_output=True, text=True, env=env, timeout=30)
     assert r.returncode == 2
     assert "--workers cannot share unix://" in r.stderr
+
+
+def test_workers_must_be_positive() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    r = subprocess.run(
+        [sys.executable, "-m", "wirecall.cli", "serve", TARGET, "--workers", "0"],
+        capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 2
+    assert "--workers must be at least 1, got 0" in r.stderr

@@ -4,6 +4,8 @@ acknowledged as the application consumes it, not on receipt (both backends)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from wirecall import Server
@@ -95,3 +97,14 @@ def test_flow_control_acknowledged_as_messages_are_consumed(http2_backend: str) 
         c.receive(s.data_to_send())
     assert c.pending(sid) < before
     assert len(got) == 20 and all(e.payload == msg for e in got)
+
+
+def test_without_ngh2_h2_is_the_fallback_and_naming_ngh2_says_what_to_install(
+    http2_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WIRECALL_GRPC_HTTP2")
+    monkeypatch.setitem(sys.modules, "ngh2", None)  # import ngh2 raises ImportError
+    assert resolve_backend(None) == "h2"
+    assert GrpcConnection(client_side=True).backend.name == "h2"
+    with pytest.raises(ImportError, match=r"pip install 'wirecall\[grpc\]'"):
+        resolve_backend("ngh2")

@@ -16,7 +16,7 @@ frame that ends a stream is followed by :class:`H2Ended`.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -233,11 +233,19 @@ def resolve_backend(name: str | None = None) -> str:
     if not name:
         name = os.environ.get(ENV_VAR, "").strip() or None
     if name is None:
-        return "ngh2" if importlib.util.find_spec("ngh2") is not None else "h2"
+        return "ngh2" if _installed("ngh2") else "h2"
     if name not in BACKENDS:
         raise ValueError(f"unknown HTTP/2 backend {name!r} (http2_backend / {ENV_VAR}): "
                          f"use one of {', '.join(BACKENDS)}")
-    if importlib.util.find_spec(name) is None:
+    if not _installed(name):
         raise ImportError(f"the {name} HTTP/2 backend needs {name}: "
                           "pip install 'wirecall[grpc]'")
     return name
+
+
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
