@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .context import Context
-    from .limits import Limits
     from .errors import RpcError
+    from .limits import Limits
 
 __all__ = [
     "BIDI_STREAM",
