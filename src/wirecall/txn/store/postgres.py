@@ -21,15 +21,12 @@ import threading
 from typing import Any
 
 from . import sql
-from .base import Store, settle
+from .base import STOP, Store, run_writer, settle
 from .sql import Dialect, Op
 
 __all__ = ["EXTRA_HINT", "PostgresStore"]
 
 EXTRA_HINT = "the PostgreSQL store needs psycopg 3: pip install 'wirecall[txn-postgres]'"
-_STOP = object()
-
-
 def _psycopg() -> Any:
     try:
         import psycopg
@@ -74,30 +71,7 @@ class PostgresStore(Store):
         return conn
 
     def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
-        try:
-            conn = self._connect()
-        except Exception as exc:  # handed to the awaiting open()
-            loop.call_soon_threadsafe(settle, ready, False, exc)
-            return
-        loop.call_soon_threadsafe(settle, ready, True, None)
-        try:
-            while True:
-                first = self._q.get()
-                if first is _STOP:
-                    return
-                group = [first]
-                while len(group) < self.max_group:
-                    try:
-                        item = self._q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        self._q.put(_STOP)
-                        break
-                    group.append(item)
-                conn = self._run_group(conn, group)
-        finally:
-            conn.close()
+        run_writer(loop, ready, self._q, self.max_group, self._connect, self._run_group)
 
     def _run_group(self, conn: Any, group: list[Any]) -> Any:
         psycopg = _psycopg()
@@ -148,7 +122,7 @@ class PostgresStore(Store):
         if not self._threads:
             return
         for _ in self._threads:
-            self._q.put(_STOP)
+            self._q.put(STOP)
         loop = asyncio.get_running_loop()
         for t in self._threads:
             await loop.run_in_executor(None, t.join)

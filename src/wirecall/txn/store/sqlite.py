@@ -17,13 +17,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import sql
-from .base import Store, settle
+from .base import STOP, Store, run_writer, settle
 from .sql import Dialect, Op
 
 __all__ = ["SqliteStore", "path_from_url"]
-
-_STOP = object()
-
 
 def path_from_url(url: str) -> str:
     """``sqlite:///rel/path.db`` is relative, ``sqlite:////abs/path.db`` absolute;
@@ -71,32 +68,9 @@ class SqliteStore(Store):
         return conn
 
     def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
-        try:
-            conn = self._connect()
-        except Exception as exc:
-            loop.call_soon_threadsafe(settle, ready, False, exc)
-            return
-        loop.call_soon_threadsafe(settle, ready, True, None)
-        try:
-            while True:
-                first = self._q.get()
-                if first is _STOP:
-                    return
-                group = [first]
-                while len(group) < self.max_group:
-                    try:
-                        item = self._q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        self._q.put(_STOP)
-                        break
-                    group.append(item)
-                self._run_group(conn, group)
-        finally:
-            conn.close()
+        run_writer(loop, ready, self._q, self.max_group, self._connect, self._run_group)
 
-    def _run_group(self, conn: sqlite3.Connection, group: list[Any]) -> None:
+    def _run_group(self, conn: sqlite3.Connection, group: list[Any]) -> sqlite3.Connection:
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -118,6 +92,7 @@ class SqliteStore(Store):
             results = [(False, exc)] * len(group)
         for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
             loop.call_soon_threadsafe(settle, fut, ok, value)
+        return conn
 
     async def run(self, op: Op) -> Any:
         if self._thread is None:
@@ -130,7 +105,7 @@ class SqliteStore(Store):
     async def close(self) -> None:
         if self._thread is None:
             return
-        self._q.put(_STOP)
+        self._q.put(STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._thread = None
 
