@@ -31,7 +31,9 @@ from .protocol.frames import MAX_TIMEOUT
 from .streaming.model import PendingStream
 from .transport.base import ClientConnection, check_options, load_transport, parse_url
 
-__all__ = ["MAX_IN_FLIGHT", "Call", "Client", "check_timeout", "connect", "stub_methods"]
+__all__ = [
+    "MAX_IN_FLIGHT", "Call", "Client", "Stub", "check_timeout", "connect", "stub_methods",
+]
 
 T = TypeVar("T")
 
@@ -322,7 +324,7 @@ class Client:
         defaults to ``api.__wirecall_service__`` or the class name. Replies are decoded into
         the declared return type. (Typed as ``Callable[..., T]`` so a Protocol is accepted.)
         """
-        return typing.cast(T, _Stub(self, typing.cast(type, api), name))
+        return typing.cast(T, Stub(self, typing.cast(type, api), name))
 
     def stream(
         self,
@@ -422,7 +424,10 @@ def stub_methods(api: type[Any]) -> dict[str, tuple[inspect.Signature, Any]]:
     return out
 
 
-class _Stub:
+class Stub:
+    """The typed proxy of :meth:`Client.stub` (and of the cluster client's): calls
+    ``client.invoke("<service>.<method>", args, result_type=<declared return type>)``."""
+
     def __init__(self, client: Any, api: type[Any], name: str | None) -> None:
         self._client = client
         self._service = name or getattr(api, "__wirecall_service__", None) or api.__name__

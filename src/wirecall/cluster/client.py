@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..client import Call, Client, call_options, check_timeout, stub_methods
+from ..client import Call, Client, Stub, call_options, check_timeout, stub_methods
 from ..context import CURRENT
 from ..errors import ConnectError, DeadlineExceeded, RpcError, Unavailable
 from ..interceptors import ClientCall, ClientInterceptor, chain
@@ -625,7 +625,7 @@ class ClusterClient:
             pol = policy_of(getattr(api, attr))
             if pol is not None and f"{service}.{attr}" not in self.policies:
                 self.set_policy(f"{service}.{attr}", pol)
-        return typing.cast(T, _ClusterStub(self, api, service))
+        return typing.cast(T, Stub(self, api, service))
 
     def stream(self, method: str, /, params: Any = None, *, timeout: float | None = _UNSET,
                metadata: Mapping[str, str] | None = None, result_type: Any = Any) -> Any:
@@ -673,31 +673,6 @@ class ClusterClient:
 
     def __repr__(self) -> str:
         return f"<ClusterClient {self.target} {len(self.live)} endpoint(s)>"
-
-
-class _ClusterStub:
-    def __init__(self, client: ClusterClient, api: type[Any], service: str) -> None:
-        self._client = client
-        self._service = service
-        self._methods = stub_methods(api)
-
-    def __getattr__(self, attr: str) -> Any:
-        try:
-            sig, rtype = self._methods[attr]
-        except KeyError:
-            raise AttributeError(f"{self._service} stub has no method {attr!r}") from None
-        full = f"{self._service}.{attr}"
-        client = self._client
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                bound = sig.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise TypeError(f"{full}: {exc}") from None
-            return client.invoke(full, list(bound.args), result_type=rtype)
-
-        call.__name__ = attr
-        return call
 
 
 async def connect(target: str, *, timeout: float | None = 10.0, **options: Any
