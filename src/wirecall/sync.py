@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import codec as codecs
-from .client import Client, call_options, check_timeout, stub_methods
+from .client import MAX_IN_FLIGHT, Client, call_options, check_timeout, stub_methods
 from .cluster.client import ClusterClient
 from .cluster.resolver import is_cluster_target
 from .context import CURRENT
-from .errors import RpcError, Unavailable, Unimplemented
+from .errors import DeadlineExceeded, RpcError, Unavailable, Unimplemented
 from .interceptors import ClientCall
 from .protocol import frames as fr
 from .streaming.model import EOF
@@ -148,6 +148,14 @@ class SyncClient:
         self._codec = codecs.get(codec)
         self._max = max_message_size
         self._native = self.url.scheme in ("tcp", "unix")
+        #: calls past this many in flight on one connection wait for a free slot, their
+        #: deadline running: the rule of every wire (see wirecall.Client)
+        chosen = options.pop("max_in_flight", None)
+        self.max_in_flight = MAX_IN_FLIGHT if chosen is None else int(chosen)
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
+        if chosen is not None and not self._native:
+            options["max_in_flight"] = self.max_in_flight  # the async client applies it
         self._lock = threading.Lock()
         self._conns: list[BlockingConnection | None] = [None] * max(1, pool_size)
         self._retry_at = 0.0
@@ -160,8 +168,8 @@ class SyncClient:
                 raise ValueError(
                     f"{self.url.scheme}:// sync client does not accept option(s) "
                     f"{', '.join(repr(k) for k in sorted(options))}; accepted: codec, "
-                    "idle_timeout, keepalive, max_message_size, timeout (and call_timeout, "
-                    "interceptors, metadata, pool_size)")
+                    "idle_timeout, keepalive, max_in_flight, max_message_size, timeout (and "
+                    "call_timeout, interceptors, metadata, pool_size)")
             self._conns[0] = self._dial()
         else:
             self._bridge = _LoopThread()
@@ -228,6 +236,18 @@ class SyncClient:
                     return conns[i]  # type: ignore[return-value]
             return min((c for c in conns if c is not None), key=lambda x: x.pending)
 
+    def _wait_slot(self, conn: BlockingConnection, timeout: float | None, method: str) -> None:
+        """Wait until ``conn`` has fewer than ``max_in_flight`` calls in flight (replies are
+        read meanwhile by the threads waiting for them, or the pump for ``go()`` futures);
+        the call's deadline runs while it waits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while conn.pending >= self.max_in_flight and not conn.unusable:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(
+                    message=f"deadline exceeded before {method} was sent: {self.max_in_flight} "
+                    "calls in flight on the connection")
+            time.sleep(0.0005)
+
     def _prepare(
         self, method: str, timeout: float | None, metadata: Mapping[str, str] | None
     ) -> tuple[float | None, Mapping[str, str] | None]:
@@ -261,6 +281,8 @@ class SyncClient:
                 timeout = self.call_timeout
             if timeout is not None:
                 timeout = check_timeout(timeout)
+            if conn.pending >= self.max_in_flight:
+                self._wait_slot(conn, timeout, method)
             if timeout is None and not metadata:
                 return conn.roundtrip(method, params, result_type)
             slot = ReplySlot(result_type)
@@ -296,6 +318,8 @@ class SyncClient:
             md: Mapping[str, str] | None, rtype: Any) -> Any:
         if self._native:
             conn = self._conn()
+            if conn.pending >= self.max_in_flight:
+                self._wait_slot(conn, timeout, method)
             slot = ReplySlot(rtype)
             cid = conn.send(method, params, timeout, md, slot)
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -321,7 +345,10 @@ class SyncClient:
         params: Any = kwargs if kwargs else list(args)
         tmo, md = self._prepare(method, timeout, metadata)
         if self._native:
-            return self._conn().submit(method, params, tmo, md, result_type)
+            conn = self._conn()
+            if conn.pending >= self.max_in_flight:
+                self._wait_slot(conn, tmo, method)
+            return conn.submit(method, params, tmo, md, result_type)
         assert self._bridge is not None and self._aclient is not None
         return self._bridge.submit(
             self._aclient.invoke(method, params, timeout=tmo, metadata=md, result_type=result_type)
