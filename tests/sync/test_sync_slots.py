@@ -25,17 +25,17 @@ def test_2000_go_calls_on_one_blocking_connection_all_succeed(scheme: str, tmp_p
 
 
 def test_threads_past_the_limit_wait_for_a_slot() -> None:
-    with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url, max_in_flight=4) as c:
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            out = list(pool.map(lambda i: c.call("Probe.Sleep", 0.05, str(i), timeout=10),
-                                range(32)))
+    with (ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url, max_in_flight=4) as c,
+          concurrent.futures.ThreadPoolExecutor(16) as pool):
+        out = list(pool.map(lambda i: c.call("Probe.Sleep", 0.05, str(i), timeout=10),
+                            range(32)))
     assert out == ["slept 0.05"] * 32
 
 
 def test_a_call_waiting_for_a_slot_keeps_its_deadline() -> None:
     with ThreadServer(Probe()) as srv, wirecall.sync.connect(srv.url, max_in_flight=2) as c:
         slow = [c.go("Probe.Sleep", 1.0, "s", timeout=10) for _ in range(2)]
-        with pytest.raises(DeadlineExceeded, match="before Probe.Sleep was sent"):
+        with pytest.raises(DeadlineExceeded, match=r"before Probe\.Sleep was sent"):
             c.call("Probe.Sleep", 0.0, "late", timeout=0.2)
         assert [f.result(10) for f in slow] == ["slept 1.0"] * 2
 
