@@ -6,34 +6,7 @@ import); :mod:`wirecall.streaming.handler` drives a streaming handler on the ser
 transport importing the model loads nothing of the server side). Users import from here.
 """
 
-from .model import (
-    EOF,
-    ClientStream,
-    Inbound,
-    OnDone,
-    PendingStream,
-    ResponseMetadata,
-    Send,
-    bind_response_metadata,
-    expire_later,
-    flush_initial_metadata,
-    reset_response_metadata,
-    send_initial_metadata,
-    set_trailing_metadata,
-)
+from . import model
+from .model import *  # noqa: F403  (the names of model.__all__)
 
-__all__ = [
-    "EOF",
-    "ClientStream",
-    "Inbound",
-    "OnDone",
-    "PendingStream",
-    "ResponseMetadata",
-    "Send",
-    "bind_response_metadata",
-    "expire_later",
-    "flush_initial_metadata",
-    "reset_response_metadata",
-    "send_initial_metadata",
-    "set_trailing_metadata",
-]
+__all__ = list(model.__all__)
