@@ -185,9 +185,9 @@ class CallStats:
 
     def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         """The native fast lane's inline handler, counted. Every call is counted (by status);
-        one call in :data:`TIME_EVERY` is timed into the histogram (the handler only: an
-        inline handler runs in a microsecond or two, about what two clock reads cost on a
-        virtual machine), so the duration histogram's count is a sample of the calls."""
+        one call in :data:`TIME_EVERY` per wire is timed into the histogram (the handler
+        only: an inline handler runs in a microsecond or two, and timing it costs about as
+        much again), so the duration histogram's count is a sample of the calls."""
         by_wire: dict[str, MethodStats] = {}
         get_ctx = CURRENT.get
         perf = _perf
