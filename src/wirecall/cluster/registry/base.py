@@ -108,6 +108,22 @@ class Lease(abc.ABC):
             except Exception:
                 log.exception("lease on_lost callback failed")
 
+    async def _keepalive_loop(self) -> None:
+        """Renew every ``ttl / 3`` until lost; while the registry is unreachable, retry more
+        often, and give the lease up once it cannot have been renewed within its ttl."""
+        while not self.lost.is_set():
+            try:
+                await self.keepalive_once()
+                delay = self.ttl / 3
+            except LeaseLost:
+                return
+            except RegistryError:
+                if time.monotonic() >= self.expires_at:
+                    self.mark_lost("not renewed within its ttl (registry unreachable)")
+                    return
+                delay = min(0.5, self.ttl / 10)
+            await asyncio.sleep(delay)
+
     @abc.abstractmethod
     async def keepalive_once(self) -> None:
         """Renew now (raises ``LeaseLost`` if the registry no longer knows the lease)."""

@@ -112,20 +112,6 @@ class ZkLease(Lease):
             raise
         self.mark_renewed(sent)
 
-    async def _keepalive_loop(self) -> None:
-        while not self.lost.is_set():
-            try:
-                await self.keepalive_once()
-                delay = self.ttl / 3
-            except LeaseLost:
-                return
-            except RegistryError:
-                if time.monotonic() >= self.expires_at:
-                    self.mark_lost("not renewed within its ttl (registry unreachable)")
-                    return
-                delay = min(0.5, self.ttl / 10)
-            await asyncio.sleep(delay)
-
     async def revoke(self) -> None:
         self.revoking = True
         if self._task is not None:
