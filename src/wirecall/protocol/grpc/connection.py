@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from ...status import Status
 from ..flood import FloodGuard
+from . import http2
 from .events import (
     CallStarted,
     ConnectionClosed,
@@ -50,24 +51,7 @@ from .headers import (
     percent_decode,
     percent_encode,
 )
-from .http2 import (
-    BackendError,
-    ErrorCodes,
-    H2Closed,
-    H2Data,
-    H2Ended,
-    H2GoAway,
-    H2PingAck,
-    H2Request,
-    H2Reset,
-    H2Response,
-    H2Settings,
-    H2Trailers,
-    H2Window,
-    Http2Backend,
-    StreamGone,
-    resolve_backend,
-)
+from .http2 import BackendError, ErrorCodes, Http2Backend, StreamGone, resolve_backend
 from .messages import (
     PREFIX,
     MessageError,
@@ -513,17 +497,17 @@ class GrpcConnection:
             out.append(StreamReset(ev.stream_id, ev.error_code))
 
     _dispatch: ClassVar[dict[type, Any]] = {
-        H2Request: _on_request,
-        H2Response: _on_response,
-        H2Trailers: _on_trailers,
-        H2Data: _on_data,
-        H2Ended: _on_ended,
-        H2Reset: _on_reset,
-        H2Closed: _on_closed,
-        H2Window: _on_window,
-        H2Settings: _on_settings,
-        H2GoAway: _on_goaway,
-        H2PingAck: _on_ping_ack,
+        http2.H2Request: _on_request,
+        http2.H2Response: _on_response,
+        http2.H2Trailers: _on_trailers,
+        http2.H2Data: _on_data,
+        http2.H2Ended: _on_ended,
+        http2.H2Reset: _on_reset,
+        http2.H2Closed: _on_closed,
+        http2.H2Window: _on_window,
+        http2.H2Settings: _on_settings,
+        http2.H2GoAway: _on_goaway,
+        http2.H2PingAck: _on_ping_ack,
     }
 
     # -- app input -------------------------------------------------------------------

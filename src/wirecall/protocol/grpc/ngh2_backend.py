@@ -18,23 +18,8 @@ from typing import Any
 
 import ngh2
 
-from .http2 import (
-    BackendError,
-    ErrorCodes,
-    H2Closed,
-    H2Data,
-    H2Ended,
-    H2GoAway,
-    H2PingAck,
-    H2Request,
-    H2Reset,
-    H2Response,
-    H2Settings,
-    H2Trailers,
-    H2Window,
-    Http2Backend,
-    StreamGone,
-)
+from . import http2
+from .http2 import BackendError, ErrorCodes, Http2Backend, StreamGone
 
 __all__ = ["Ngh2Backend"]
 
@@ -107,6 +92,9 @@ class Ngh2Backend(Http2Backend):
             self._last_goaway(ErrorCodes.PROTOCOL_ERROR, b"HTTP/2 protocol error")
             raise BackendError(ErrorCodes.PROTOCOL_ERROR, f"HTTP/2 protocol error: {exc}") from None
         out: list[object] = []
+        # the frequent event classes as locals, bound once per call (the rare ones: http2.X)
+        H2Data, H2Ended, H2Window = http2.H2Data, http2.H2Ended, http2.H2Window
+        H2Request, H2Response, H2Trailers = http2.H2Request, http2.H2Response, http2.H2Trailers
         for ev in evs:
             t = type(ev)
             if t is ngh2.DataReceived:
@@ -131,17 +119,17 @@ class Ngh2Backend(Http2Backend):
             elif t is ngh2.StreamClosed:
                 self._outbound.discard(ev.stream_id)
                 if ev.error_code:
-                    out.append(H2Closed(ev.stream_id, ev.error_code))
+                    out.append(http2.H2Closed(ev.stream_id, ev.error_code))
             elif t is ngh2.StreamReset:
-                out.append(H2Reset(ev.stream_id, ev.error_code))
+                out.append(http2.H2Reset(ev.stream_id, ev.error_code))
             elif t is ngh2.WindowUpdated:
                 out.append(H2Window(ev.stream_id))
             elif t is ngh2.SettingsReceived:
-                out.append(H2Settings())
+                out.append(http2.H2Settings())
             elif t is ngh2.GoAwayReceived:
-                out.append(H2GoAway(ev.error_code, ev.last_stream_id, ev.debug_data))
+                out.append(http2.H2GoAway(ev.error_code, ev.last_stream_id, ev.debug_data))
             elif t is ngh2.PingAcknowledged:
-                out.append(H2PingAck(ev.opaque_data))
+                out.append(http2.H2PingAck(ev.opaque_data))
         return out, control
 
     def _last_goaway(self, code: int, debug: bytes) -> None:
