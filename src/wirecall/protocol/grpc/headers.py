@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "CALL_UNARY_HEADER",
     "COMPRESSIONS",
     "CONTENT_TYPE",
     "USER_AGENT",
@@ -26,6 +27,9 @@ CONTENT_TYPE = "application/grpc"
 ACCEPT_ENCODING = "identity,gzip"  # what this side can inflate (sent as grpc-accept-encoding)
 COMPRESSIONS = ("identity", "gzip")
 USER_AGENT = "wirecall-grpc/0.1"
+#: the header a wirecall client adds to a call made as a unary call (the server then answers
+#: a streaming method called that way with the error naming its mode; gRPC has no call mode)
+CALL_UNARY_HEADER = ("wirecall-call", "unary")
 _MAX_TIMEOUT_DIGITS = 8
 
 # Headers the gRPC layer owns; they never show up as (or can be set through) custom metadata.

@@ -134,12 +134,13 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             raise self._reason or Unavailable(message=f"connection to {self.authority} closed")
 
     def _start(self, method: str, wire: MessageWire, timeout: float | None,
-               metadata: Mapping[str, Any] | None) -> int:
+               metadata: Mapping[str, Any] | None, unary: bool = False) -> int:
         try:
             return self.conn.start_request(
                 method_path(method), authority=self.authority, scheme=self.scheme,
                 metadata=metadata, timeout=timeout, content_type=wire.content_type,
                 encoding="gzip" if self.compress else "identity", user_agent=self.user_agent,
+                unary=unary,
             )
         except ValueError as exc:
             raise InvalidArgument(message=str(exc)) from None
@@ -167,7 +168,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         if self._queue or not conn.can_open_stream():  # wait for a stream, in turn
             self._queue.append(call)
         else:
-            self._send_unary(call, self._start(method, wire, timeout, metadata), payload)
+            self._send_unary(call, self._start(method, wire, timeout, metadata, True), payload)
         if timeout is not None:
             call.timer = self._loop.call_later(timeout, self._expire, call, method, timeout)
         self._batched += 1
@@ -263,7 +264,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                     continue
                 try:
                     sid = self._start(entry.method, entry.wire, self._left(entry.timer),
-                                      entry.metadata)
+                                      entry.metadata, True)
                 except RpcError as exc:
                     self._finish_unary(0, entry, exc)
                     continue

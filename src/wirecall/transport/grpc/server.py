@@ -23,7 +23,14 @@ from typing import Any
 from ... import codec as codecs
 from ...codec.protobuf import MessageWire
 from ...context import Context
-from ...errors import Internal, ResourceExhausted, RpcError, Unavailable, Unimplemented
+from ...errors import (
+    Internal,
+    ResourceExhausted,
+    RpcError,
+    Unavailable,
+    Unimplemented,
+    wrong_mode,
+)
 from ...protocol import grpc as gp
 from ...protocol.grpc.http2 import resolve_backend
 from ...seam import BIDI_STREAM, CLIENT_STREAM, UNARY, Dispatcher, MethodInfo
@@ -46,6 +53,8 @@ from ..sockets import (
 )
 from ..tls import DEFAULT_HANDSHAKE_TIMEOUT, SERVER_KEYS, peer_identity, pop_server_tls
 from .common import HIGH_WATER, alpn_h2
+
+_CALL_KEY = gp.CALL_UNARY_HEADER[0]  # marks a wirecall client's unary call (headers.py)
 
 __all__ = ["GrpcServerProtocol", "make_server_protocol", "serve", "server_ssl_context"]
 
@@ -254,6 +263,8 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
                 assert not isinstance(c, str)
                 wire = MessageWire(c, spec.request_type, spec.result_type, ev.content_type)
                 mode = spec.mode
+            if ev.metadata.pop(_CALL_KEY, None) is not None and mode != UNARY:
+                raise wrong_mode(spec.name, mode)  # a wirecall client's unary call
         except RpcError as exc:
             self.conn.send_trailers(sid, exc.status, exc.message, content_type=ev.content_type)
             return
