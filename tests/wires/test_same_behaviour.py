@@ -87,7 +87,7 @@ async def test_a_client_stream_called_as_unary_names_its_mode(on_wire: Any, wire
     assert "Calc.Double is a bidi stream: call it with client.stream()" in ei.value.message
 
 
-@pytest.mark.parametrize("wire", ["tcp", "unix", "ws", "any"])
+@pytest.mark.parametrize("wire", ["tcp", "unix", "ws", "any", "grpc"])
 async def test_a_unary_method_opened_as_a_stream_names_its_mode(on_wire: Any, wire: str) -> None:
     c = await on_wire(wire, Calc())
     with pytest.raises(Unimplemented, match=r"method Calc\.Add is unary: call it with "

@@ -41,6 +41,7 @@ from .events import (
 )
 from .headers import (
     ACCEPT_ENCODING,
+    CALL_STREAM_HEADER,
     CALL_UNARY_HEADER,
     COMPRESSIONS,
     CONTENT_TYPE,
@@ -606,12 +607,12 @@ class GrpcConnection:
         self, path: str, *, authority: str, scheme: str = "http",
         metadata: Mapping[str, Any] | None = None, timeout: float | None = None,
         content_type: str = CONTENT_TYPE, encoding: str = "identity",
-        user_agent: str = USER_AGENT, end_stream: bool = False, unary: bool = False,
+        user_agent: str = USER_AGENT, end_stream: bool = False, unary: bool | None = None,
     ) -> int:
-        """Open a call's stream (client side). ``unary`` marks a call its caller made as a
-        unary call (``wirecall-call: unary``), so that a wirecall server can answer a
-        streaming method called that way with the error naming the method's mode; gRPC
-        itself carries no call mode, and other peers ignore the header."""
+        """Open a call's stream (client side). ``unary`` says how the caller made the call
+        (``wirecall-call: unary`` or ``stream``; None: say nothing), so that a wirecall
+        server can answer a method called in a mode it does not have with the error naming
+        the method's mode; gRPC itself carries no call mode, and other peers ignore it."""
         hdrs = [
             (":method", "POST"), (":scheme", scheme), (":path", path),
             (":authority", authority), ("te", "trailers"), ("content-type", content_type),
@@ -623,8 +624,8 @@ class GrpcConnection:
             raise ValueError(f"unsupported grpc-encoding {encoding!r}")
         if encoding != "identity":
             hdrs.append(("grpc-encoding", encoding))
-        if unary:
-            hdrs.append(CALL_UNARY_HEADER)
+        if unary is not None:
+            hdrs.append(CALL_UNARY_HEADER if unary else CALL_STREAM_HEADER)
         hdrs.extend(encode_metadata(metadata))
         sid = self.backend.send_request(hdrs, end_stream)
         self.streams[sid] = _Stream(

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "CALL_STREAM_HEADER",
     "CALL_UNARY_HEADER",
     "COMPRESSIONS",
     "CONTENT_TYPE",
@@ -27,9 +28,11 @@ CONTENT_TYPE = "application/grpc"
 ACCEPT_ENCODING = "identity,gzip"  # what this side can inflate (sent as grpc-accept-encoding)
 COMPRESSIONS = ("identity", "gzip")
 USER_AGENT = "wirecall-grpc/0.1"
-#: the header a wirecall client adds to a call made as a unary call (the server then answers
-#: a streaming method called that way with the error naming its mode; gRPC has no call mode)
+#: the header a wirecall client adds to say how its caller made the call, a unary call or a
+#: stream (the server then answers a method called in a mode it does not have with the error
+#: naming its mode; gRPC itself carries no call mode, other peers ignore the header)
 CALL_UNARY_HEADER = ("wirecall-call", "unary")
+CALL_STREAM_HEADER = ("wirecall-call", "stream")
 _MAX_TIMEOUT_DIGITS = 8
 
 # Headers the gRPC layer owns; they never show up as (or can be set through) custom metadata.

@@ -134,7 +134,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
             raise self._reason or Unavailable(message=f"connection to {self.authority} closed")
 
     def _start(self, method: str, wire: MessageWire, timeout: float | None,
-               metadata: Mapping[str, Any] | None, unary: bool = False) -> int:
+               metadata: Mapping[str, Any] | None, unary: bool) -> int:
         try:
             return self.conn.start_request(
                 method_path(method), authority=self.authority, scheme=self.scheme,
@@ -327,7 +327,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     def _open(self, st: GrpcClientStream, timeout: float | None,
               metadata: Mapping[str, Any] | None, first: bytes | None) -> None:
         """Open the HTTP/2 stream of a streaming call (and send a server stream's request)."""
-        sid = st.sid = self._start(st.method, st.wire, timeout, metadata)
+        sid = st.sid = self._start(st.method, st.wire, timeout, metadata, False)
         self.calls[sid] = st.ref
         st._cancel_on_collect(lambda: self._collected(sid))
         if first is not None:

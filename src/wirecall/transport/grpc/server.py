@@ -263,8 +263,9 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
                 assert not isinstance(c, str)
                 wire = MessageWire(c, spec.request_type, spec.result_type, ev.content_type)
                 mode = spec.mode
-            if ev.metadata.pop(_CALL_KEY, None) is not None and mode != UNARY:
-                raise wrong_mode(spec.name, mode)  # a wirecall client's unary call
+            made = ev.metadata.pop(_CALL_KEY, None)  # how a wirecall client's caller made it
+            if made is not None and (made == "unary") != (mode == UNARY):
+                raise wrong_mode(spec.name, mode)
         except RpcError as exc:
             self.conn.send_trailers(sid, exc.status, exc.message, content_type=ev.content_type)
             return
