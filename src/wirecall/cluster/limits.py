@@ -37,7 +37,8 @@ __all__ = ["AdaptiveConcurrency", "MethodLimit", "method_limits"]
 class AdaptiveConcurrency:
     """A concurrency limit that finds itself (AIMD on latency, after Netflix's
     concurrency-limits "Vegas"/"gradient" family): every ``window`` completed calls it compares
-    their mean latency with the lowest mean seen (re-learnt every ``relearn`` windows): within
+    their mean latency with the lowest latency seen (allowed to rise by at most 1.5x every
+``relearn`` windows, or at once to a lower one): within
     ``tolerance`` x that, the limit grows by ``sqrt(limit)``; above it, it shrinks by
     ``backoff``. Queueing in the server shows up as latency, so the limit settles near what the
     server completes without queueing."""
@@ -74,7 +75,9 @@ class AdaptiveConcurrency:
         self._sum, self._n = 0.0, 0
         self._windows += 1
         if self._windows % self.relearn == 0:
-            self.best = low  # conditions change: learn the floor again
+            # conditions change: let the floor rise, but by steps, so that one window in which
+            # every call queued cannot make queueing the new normal (a ratchet upwards)
+            self.best = min(low, self.best * 1.5)
         self.best = min(self.best, low)  # the latency of a call that did not queue
         if mean <= self.tolerance * self.best:
             self.limit = min(self.max_limit, self.limit + math.sqrt(self.limit))
