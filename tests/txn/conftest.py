@@ -5,14 +5,16 @@ distinct gids, per process)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+import wirecall
 from support.postgres import postgres_cluster  # noqa: F401  (the session fixture)
 from support.txn import BankProcess, CoordinatorProcess
 from support.txn_bank import init_bank
+from wirecall.txn.client import TxnClient
 
 #: fast knobs for tests: short backoff, short branch timeout
 FAST = {"retry_interval": 0.05, "max_retry_interval": 0.2, "branch_timeout": 2.0}
@@ -45,3 +47,18 @@ def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinato
 
 def bank_db(bank: BankProcess) -> Path:
     return Path(bank.db)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def txn(coordinator: CoordinatorProcess) -> AsyncIterator[TxnClient]:
+    async with await TxnClient.connect(coordinator.url) as t:
+        yield t
+
+
+@pytest.fixture
+async def bankc(bank: BankProcess) -> AsyncIterator[wirecall.Client]:
+    c = await wirecall.connect(bank.url)
+    await c.call("Bank.ClearFaults")
+    yield c
+    await c.call("Bank.ClearFaults")
+    await c.close()

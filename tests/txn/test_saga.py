@@ -8,33 +8,17 @@ saga with a dependency graph (order forward and backward), bad input, the RPC re
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import wirecall
-from support.txn import BankProcess, CoordinatorProcess
+from support.txn import BankProcess
 from txn.conftest import FAST, gid
 from wirecall.errors import InvalidArgument, NotFound
 from wirecall.txn.client import TxnClient
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def txn(coordinator: CoordinatorProcess) -> AsyncIterator[TxnClient]:
-    async with await TxnClient.connect(coordinator.url) as t:
-        yield t
-
-
-@pytest.fixture
-async def bankc(bank: BankProcess) -> AsyncIterator[wirecall.Client]:
-    c = await wirecall.connect(bank.url)
-    await c.call("Bank.ClearFaults")
-    yield c
-    await c.call("Bank.ClearFaults")
-    await c.close()
 
 
 def transfer(url: str, src: str, dst: str, amount: int) -> list[dict[str, Any]]:

@@ -7,32 +7,16 @@ rolled back, in progress)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 import wirecall
-from support.txn import BankProcess, CoordinatorProcess
+from support.txn import BankProcess
 from txn.conftest import FAST, gid
 from wirecall.errors import Aborted, FailedPrecondition
 from wirecall.txn.client import TxnClient
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def txn(coordinator: CoordinatorProcess) -> AsyncIterator[TxnClient]:
-    async with await TxnClient.connect(coordinator.url) as t:
-        yield t
-
-
-@pytest.fixture
-async def bankc(bank: BankProcess) -> AsyncIterator[wirecall.Client]:
-    c = await wirecall.connect(bank.url)
-    await c.call("Bank.ClearFaults")
-    yield c
-    await c.call("Bank.ClearFaults")
-    await c.close()
 
 
 async def money(bankc: wirecall.Client) -> dict[str, list[int]]:
