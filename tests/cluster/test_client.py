@@ -16,7 +16,7 @@ import pytest
 
 import wirecall
 import wirecall.sync
-from support.cluster_nodes import Node, start_nodes, static_target
+from support.cluster_nodes import Node, all_ready, start_nodes, static_target
 from support.faultproxy import FaultProxy
 from wirecall.cluster.client import ClusterClient
 from wirecall.cluster.entry import Entry
@@ -46,6 +46,7 @@ async def test_every_wire_spreads_over_the_endpoints(scheme: str) -> None:
     client = await wirecall.connect(static_target(urls))
     try:
         assert isinstance(client, ClusterClient)
+        await all_ready(client)
         got = Counter(await asyncio.gather(*(client.call("Node.Work", 1.0, timeout=20)
                                              for _ in range(60))))
         assert set(got) == {"n0", "n1", "n2"}

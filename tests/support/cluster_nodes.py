@@ -55,6 +55,17 @@ async def start_nodes(n: int, scheme: str = "tcp", **kw: Any) -> tuple[list[wire
     return servers, nodes, urls
 
 
+async def all_ready(client: Any, timeout: float = 20.0) -> None:
+    """Wait until every endpoint of a cluster client has been dialled: until then the ready
+    ones take all the calls, so a test that counts the spread starts from here."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not all(r["ready"] for r in client.endpoints()):
+        assert time.monotonic() < deadline, client.endpoints()
+        await asyncio.sleep(0.02)
+
+
 def static_target(urls: list[str]) -> str:
     return "static://" + ",".join(urls)
 

@@ -99,7 +99,8 @@ class EndpointState:
         now = time.monotonic() if now is None else now
         return {
             "id": self.id, "url": self.url, "state": self.state(now), "zone": self.zone,
-            "weight": self.weight, "version": self.entry.version, "pending": self.pending,
+            "weight": self.weight, "version": self.entry.version, "ready": self.ready,
+            "pending": self.pending,
             "ewma_ms": round(self.ewma * 1000, 3), "breaker": self.breaker.state,
             "calls": self.stats.calls, "failures": self.stats.failures,
             "ejections": self.stats.ejections,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 from collections import Counter
 
 import wirecall
+from support.cluster_nodes import all_ready
 from wirecall.cluster.client import ClusterClient
 from wirecall.transport.quic import write_self_signed
 
@@ -35,11 +35,7 @@ async def test_a_static_target_of_quic_servers_spreads_the_calls() -> None:
         client = await wirecall.connect(f"static://{hostports}?wire=quic", cafile=crt)
         try:
             assert isinstance(client, ClusterClient)
-            deadline = time.monotonic() + 20  # endpoints take calls once their handshake is done
-            while (time.monotonic() < deadline
-                   and {r["state"] for r in client.endpoints()} != {"ok"}):
-                await client.call("Node.Work", timeout=10)
-                await asyncio.sleep(0.05)
+            await all_ready(client)  # a QUIC endpoint takes calls once its handshake is done
             assert {r["state"] for r in client.endpoints()} == {"ok"}
             got = Counter(await asyncio.gather(*(client.call("Node.Work", timeout=20)
                                                  for _ in range(90))))
