@@ -9,11 +9,18 @@ publish-to-receive latency (p50/p99) with 1, 10 and 100 subscribers, for
 * redis-py publishing and subscribing directly (one PubSub connection per subscriber): the
   floor a Python user would write by hand.
 
-Throughput: the publisher keeps ``--window`` publishes in flight; throughput = deliveries /
-(last delivery - first publish). Latency: then 200 messages one at a time, each published once
-every subscriber has the previous one; latency = publish to the last subscriber's receipt.
-Rounds are interleaved (system order rotates) and medians reported. Clients run in this
-process; servers and Redis in their own.
+Every contender is measured the same way, by the same worker processes: one **publisher
+process** and ``--sub-procs`` **subscriber processes** (the subscribers spread over them), each
+subscriber on its own connection (a redis-py ``PubSub`` connection, or a wirecall client
+connection carrying one ``Subscribe`` stream); the servers and Redis run in their own
+processes. Per message the publisher does one publish and waits for its reply (redis-py:
+``PUBLISH`` answered with the receiver count; RPC servers: ``Publish`` answered with
+``success``), ``--window`` of them in flight; each subscriber parses the message text.
+
+Throughput: deliveries / (last delivery in any subscriber process - first publish).
+Latency: then ``LATENCY_MESSAGES`` messages at a low fixed rate (one publish at a time, a pause
+between them), each delivery's publish-to-receipt time (CLOCK_MONOTONIC, shared by the
+processes). Rounds are interleaved (system order rotates) and medians reported.
 
     .venv/bin/python benchmarks/bench_pubsub.py --rounds 3
 """
@@ -22,29 +29,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import wirecall  # noqa: E402
-from interop.grpc_go import harness  # noqa: E402
-from support.redis import RedisServer  # noqa: E402
-from support.servers import free_port  # noqa: E402
-from wirecall.pubsub.service import (  # noqa: E402
-    PublishRequest,
-    PubSubStub,
-    SubscribeRequest,
-)
-
-Publish = Callable[[str], Awaitable[Any]]
+LATENCY_MESSAGES = 200
+IDLE = 10.0  # a subscriber process gives up after this long without a message
 
 
 class Result:
@@ -52,162 +50,261 @@ class Result:
         self.rate, self.p50, self.p99, self.lost = rate, p50, p99, lost
 
 
-async def drive(publish: Publish, streams: list[Any], read: Callable[[Any], Awaitable[str]],
-                n_msgs: int, window: int) -> Result:
-    """Publish ``n_msgs`` with ``window`` in flight; each stream reads them all."""
-    lat: list[float] = []
-    last = [0.0]
-    if window == 1:  # paced: the next publish once every subscriber has the previous one
-        return await paced(publish, streams, read, n_msgs, lat)
+# -- worker processes -------------------------------------------------------------------
 
-    async def reader(st: Any) -> int:
-        got = 0
-        try:
-            while got < n_msgs:
-                text = await asyncio.wait_for(read(st), 10)
-                now = time.perf_counter()
-                lat.append(now - float(text.split(" ", 1)[0]))
-                last[0] = max(last[0], now)
-                got += 1
-        except TimeoutError:
-            pass
-        return got
-
-    readers = [asyncio.ensure_future(reader(s)) for s in streams]
-    sem = asyncio.Semaphore(window)
-
-    async def one(i: int) -> None:
-        try:
-            await publish(f"{time.perf_counter()} m{i} " + "x" * 64)
-        finally:
-            sem.release()
-
-    t0 = time.perf_counter()
-    pubs = []
-    for i in range(n_msgs):
-        await sem.acquire()
-        pubs.append(asyncio.ensure_future(one(i)))
-    await asyncio.gather(*pubs)
-    counts = await asyncio.gather(*readers)
-    total = sum(counts)
-    lat.sort()
-    elapsed = (last[0] or time.perf_counter()) - t0
-    return Result(total / elapsed, lat[len(lat) // 2] * 1e3 if lat else 0,
-                  lat[int(len(lat) * 0.99)] * 1e3 if lat else 0, n_msgs * len(streams) - total)
+async def _line() -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
-LATENCY_MESSAGES = 200
+def _say(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
-async def throughput_and_latency(publish: Publish, streams: list[Any],
-                                 read: Callable[[Any], Awaitable[str]], n_msgs: int,
-                                 window: int) -> Result:
-    """Throughput with ``window`` publishes in flight, then latency one publish at a time
-    (each waits until every subscriber has it: the path's latency, not a queue's)."""
-    loaded = await drive(publish, streams, read, n_msgs, window)
-    paced = await drive(publish, streams, read, LATENCY_MESSAGES, 1)
-    return Result(loaded.rate, paced.p50, paced.p99, loaded.lost + paced.lost)
+async def _rpc_connect(url: str) -> Any:
+    import wirecall
+
+    return await wirecall.connect(url, **({"codec": "proto"} if url.startswith("tcp") else {}))
 
 
-async def paced(publish: Publish, streams: list[Any], read: Callable[[Any], Awaitable[str]],
-                n_msgs: int, lat: list[float]) -> Result:
-    lost = 0
-    for i in range(n_msgs):
-        t = time.perf_counter()
-        await publish(f"{t} p{i}")
-        for st in streams:
-            try:
-                await asyncio.wait_for(read(st), 10)
-            except TimeoutError:
-                lost += 1
-                continue
-        lat.append(time.perf_counter() - t)  # when the last subscriber had it
-    lat.sort()
-    return Result(0, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, lost)
+async def sub_worker(spec: dict[str, Any]) -> None:
+    """Subscribe ``spec["subs"]`` subscribers, say ready, count the throughput messages, say
+    drained, then record the latency messages' publish-to-receipt times."""
+    n_msgs, n_lat = spec["msgs"], spec["lat_msgs"]
+    closers: list[Any] = []
+    readers: list[Any] = []
+    if spec["kind"] == "redis":
+        import redis.asyncio as aioredis
 
-
-def numsub(r: RedisServer, ch: str) -> int:
-    return int(r.command("PUBSUB", "NUMSUB", ch).split(b"\r\n")[-2][1:])
-
-
-async def rpc_system(url: str, n_subs: int, n_msgs: int, window: int, *, confirm: bool,
-                     redis: RedisServer | None, streams: bool = False) -> Result:
-    """A PubSub server at ``url`` (wirecall or Go), driven by wirecall's client."""
-    topic = f"bench{time.monotonic_ns()}"
-    kw = {"codec": "proto"} if url.startswith("tcp") else {}
-    pub = await wirecall.connect(url, **kw)
-    sub_clients = [await wirecall.connect(url, **kw) for _ in range(max(1, n_subs // 10))]
-    stub = PubSubStub(pub)
-    subs = []
-    try:
-        for i in range(n_subs):
-            md = {"wirecall-group": f"g{i}"} if streams else {}
-            if confirm:
-                md["wirecall-pubsub-confirm"] = "1"
-            st = PubSubStub(sub_clients[i % len(sub_clients)]).Subscribe(
-                SubscribeRequest(topic=topic), metadata=md)
-            subs.append(st)
-        if confirm:  # wirecall: the first message says the subscription is live
-            for st in subs:
-                await asyncio.wait_for(st.recv(), 20)
-        else:  # the Go server: one Redis subscription per subscriber
-            assert redis is not None
-            deadline = time.monotonic() + 20
-            while numsub(redis, topic) < n_subs and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-
-        async def publish(m: str) -> Any:
-            return await stub.Publish(PublishRequest(topic=topic, message=m), timeout=30)
-
-        async def read(st: Any) -> str:
-            return str((await st.recv()).message)
-
-        return await throughput_and_latency(publish, subs, read, n_msgs, window)
-    finally:
-        for st in subs:
-            st.cancel()
-        for c in (pub, *sub_clients):
-            await c.close()
-
-
-async def redis_direct(redis: RedisServer, n_subs: int, n_msgs: int, window: int) -> Result:
-    import redis.asyncio as aioredis
-
-    topic = f"bench{time.monotonic_ns()}"
-    r = aioredis.Redis.from_url(redis.url, protocol=2, max_connections=4 * n_subs + 64)
-    pss = []
-    try:
-        for _ in range(n_subs):
+        r = aioredis.Redis.from_url(spec["url"], protocol=2, max_connections=spec["subs"] + 4)
+        closers.append(r.aclose)
+        for _ in range(spec["subs"]):
             ps = r.pubsub(ignore_subscribe_messages=True)
-            await ps.subscribe(topic)
+            await ps.subscribe(spec["topic"])
             await ps.get_message(timeout=5)  # the subscribe confirmation
-            pss.append(ps)
+            closers.insert(0, ps.aclose)
+
+            async def read(ps: Any = ps) -> str:
+                while True:
+                    msg = await ps.get_message(timeout=None)
+                    if msg is not None and msg["type"] == "message":
+                        return str(msg["data"].decode())
+
+            readers.append(read)
+    else:
+        from wirecall.pubsub.service import PubSubStub, SubscribeRequest
+
+        for i in range(spec["subs"]):
+            client = await _rpc_connect(spec["url"])
+            closers.append(client.close)
+            md = {"wirecall-group": f"g{spec['first'] + i}"} if spec["kind"] == "streams" else {}
+            if spec["kind"] != "go":
+                md["wirecall-pubsub-confirm"] = "1"
+            st = PubSubStub(client).Subscribe(SubscribeRequest(topic=spec["topic"]),
+                                              metadata=md)
+            closers.insert(0, st.cancel)
+            if spec["kind"] != "go":  # the first message says the subscription is live
+                await asyncio.wait_for(st.recv(), 20)
+
+            async def read(st: Any = st) -> str:
+                return str((await st.recv()).message)
+
+            readers.append(read)
+    _say({"ready": True})
+    got = [0]
+    last = [0.0]
+    lats: list[float] = []
+    phase_done = asyncio.Event()
+    drained = [0]
+
+    async def reader(read: Any) -> None:
+        mine = 0
+        try:
+            while mine < n_msgs + n_lat:
+                text = await asyncio.wait_for(read(), IDLE)
+                now = time.monotonic()
+                kind, sent, _ = text.split(" ", 2)
+                if kind == "w":  # the publisher's warm-up, if it came after subscribing
+                    continue
+                mine += 1
+                if kind == "t":
+                    got[0] += 1
+                    last[0] = max(last[0], now)
+                    if mine == n_msgs:
+                        drained[0] += 1
+                        if drained[0] == len(readers):
+                            phase_done.set()
+                else:
+                    lats.append(now - float(sent))
+        except TimeoutError:
+            drained[0] += 1  # gave up: count it as drained so the run goes on
+            if drained[0] >= len(readers):
+                phase_done.set()
+
+    tasks = [asyncio.ensure_future(reader(rd)) for rd in readers]
+    await phase_done.wait()
+    _say({"drained": True})
+    await asyncio.gather(*tasks)
+    _say({"got": got[0], "last": last[0], "lats": lats})
+    for close in closers:
+        r = close()
+        if asyncio.iscoroutine(r):
+            await r
+
+
+async def pub_worker(spec: dict[str, Any]) -> None:
+    """Say ready; on ``go`` publish the throughput messages (``window`` in flight, each waits
+    for its reply), say the start time; on ``lat`` the latency messages, one at a time."""
+    topic, pad = spec["topic"], "x" * 64
+    if spec["kind"] == "redis":
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(spec["url"], protocol=2,
+                                    max_connections=spec["window"] + 4)
 
         async def publish(m: str) -> Any:
             return await r.publish(topic, m)
 
-        async def read(ps: Any) -> str:
-            while True:
-                msg = await ps.get_message(timeout=None)
-                if msg is not None and msg["type"] == "message":
-                    return str(msg["data"].decode())
+        close: Any = r.aclose
+    else:
+        from wirecall.pubsub.service import PublishRequest, PubSubStub
 
-        return await throughput_and_latency(publish, pss, read, n_msgs, window)
+        client = await _rpc_connect(spec["url"])
+        stub = PubSubStub(client)
+
+        async def publish(m: str) -> Any:
+            return await stub.Publish(PublishRequest(topic=topic, message=m), timeout=30)
+
+        close = client.close
+    await publish(f"w 0 {pad}")  # warm the connection (no subscriber counts a "w")
+    _say({"ready": True})
+    await _line()
+    sem = asyncio.Semaphore(spec["window"])
+
+    async def one(i: int) -> None:
+        try:
+            await publish(f"t {time.monotonic()} {i} {pad}")
+        finally:
+            sem.release()
+
+    t0 = time.monotonic()
+    pubs = []
+    for i in range(spec["msgs"]):
+        await sem.acquire()
+        pubs.append(asyncio.ensure_future(one(i)))
+    await asyncio.gather(*pubs)
+    _say({"t0": t0, "published": time.monotonic()})
+    await _line()
+    for i in range(spec["lat_msgs"]):
+        await publish(f"l {time.monotonic()} {i}")
+        await asyncio.sleep(spec["lat_gap"])
+    _say({"done": True})
+    await close()
+
+
+def worker_main(role: str, spec_json: str) -> None:
+    spec = json.loads(spec_json)
+    coro = sub_worker(spec) if role == "sub" else pub_worker(spec)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+# -- the orchestrator ----------------------------------------------------------------------
+
+class Worker:
+    def __init__(self, role: str, spec: dict[str, Any]) -> None:
+        self.role, self.spec = role, spec
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Worker:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--worker", self.role, json.dumps(self.spec),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 26)
+        return self
+
+    async def read(self, timeout: float = 120) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"{self.role} worker exited ({self.spec['kind']})")
+        return dict(json.loads(line))
+
+    def tell(self, word: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(word.encode() + b"\n")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+def numsub(r: Any, ch: str) -> int:
+    return int(r.command("PUBSUB", "NUMSUB", ch).split(b"\r\n")[-2][1:])
+
+
+async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
+                  args: argparse.Namespace) -> Result:
+    kind, url = servers.target(system)
+    topic = f"bench{time.monotonic_ns()}"
+    procs = min(n_subs, args.sub_procs)
+    base = {"kind": kind, "url": url, "topic": topic, "msgs": n_msgs,
+            "lat_msgs": LATENCY_MESSAGES}
+    subs = []
+    first = 0
+    for p in range(procs):
+        k = n_subs // procs + (1 if p < n_subs % procs else 0)
+        subs.append(Worker("sub", {**base, "subs": k, "first": first}))
+        first += k
+    pub = Worker("pub", {**base, "window": args.window,
+                         "lat_gap": max(0.001, n_subs * 0.0001)})
+    workers = [*subs, pub]
+    try:
+        await asyncio.gather(*(w.start() for w in workers))
+        await asyncio.gather(*(w.read() for w in workers))  # ready
+        if kind == "go":  # no confirmation: one Redis subscription per subscriber
+            deadline = time.monotonic() + 20
+            while numsub(servers.redis, topic) < n_subs and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        pub.tell("go")
+        started = await pub.read()
+        await asyncio.gather(*(w.read(IDLE * 3) for w in subs))  # drained
+        pub.tell("lat")
+        await pub.read()
+        ends = await asyncio.gather(*(w.read(IDLE * 3) for w in subs))
     finally:
-        for ps in pss:
-            await ps.aclose()
-        await r.aclose()
+        for w in workers:
+            await w.stop()
+    total = sum(e["got"] for e in ends)
+    last = max(e["last"] for e in ends) or time.monotonic()
+    lats = sorted(x for e in ends for x in e["lats"])
+    lost = (n_msgs + LATENCY_MESSAGES) * n_subs - total - len(lats)
+    return Result(total / (last - started["t0"]),
+                  lats[len(lats) // 2] * 1e3 if lats else 0,
+                  lats[int(len(lats) * 0.99)] * 1e3 if lats else 0, lost)
 
 
 class Servers:
-    """Redis, the wirecall servers (one per broker) and the Go server, for the whole run."""
+    """Redis, the wirecall servers (one per broker and wire) and the Go server, for the
+    whole run."""
 
     def __init__(self) -> None:
+        from support.redis import RedisServer
+
         self.redis = RedisServer().start()
         self.procs: list[subprocess.Popen[str]] = []
         self.urls: dict[str, str] = {}
 
     def wirecall(self, name: str, scheme: str, broker: str) -> None:
+        from support.servers import free_port
+
         url = f"{scheme}://127.0.0.1:{free_port()}"
         log = open(f"/tmp/bench_pubsub-{name}.log", "w")  # noqa: SIM115  (the server's log)
         p = subprocess.Popen([sys.executable, "-m", "wirecall.tutorial.pubsub", "serve", url,
@@ -220,9 +317,32 @@ class Servers:
         self.urls[name] = url
 
     def go(self) -> None:
+        from interop.grpc_go import harness
+
+        harness.build("pubsub_server")
         srv = harness.start("pubsub_server", "127.0.0.1:0", self.redis.address)
         self.procs.append(srv.proc)
         self.urls["go"] = f"grpc://{srv.addr}"
+
+    def start_for(self, systems: list[str]) -> None:
+        redis_url = self.redis.url
+        streams_url = redis_url.replace("redis://", "redis+streams://") + "?maxlen=100000"
+        for system in systems:
+            key = WIRECALL.get(system)
+            if key is not None and key not in self.urls:
+                scheme, broker = key.split("-")
+                self.wirecall(key, scheme, {"ps": redis_url, "st": streams_url,
+                                            "mem": "memory://"}[broker])
+        if "Go server (redigo)" in systems:
+            self.go()
+
+    def target(self, system: str) -> tuple[str, str]:
+        if system == "redis-py direct":
+            return "redis", self.redis.url
+        if system == "Go server (redigo)":
+            return "go", self.urls["go"]
+        key = WIRECALL[system]
+        return ("streams" if key.endswith("st") else "wirecall"), self.urls[key]
 
     def close(self) -> None:
         for p in self.procs:
@@ -231,24 +351,12 @@ class Servers:
         self.redis.close()
 
 
+WIRECALL = {"wirecall grpc Pub/Sub": "grpc-ps", "wirecall tcp Pub/Sub": "tcp-ps",
+            "wirecall grpc Streams": "grpc-st", "wirecall tcp Streams": "tcp-st",
+            "wirecall grpc memory": "grpc-mem", "wirecall tcp memory": "tcp-mem"}
 SYSTEMS = ["redis-py direct", "wirecall grpc Pub/Sub", "wirecall tcp Pub/Sub",
            "wirecall grpc Streams", "wirecall tcp Streams", "wirecall grpc memory",
-           "Go server (redigo)"]
-
-
-async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
-                  window: int) -> Result:
-    r = servers.redis
-    if system == "redis-py direct":
-        return await redis_direct(r, n_subs, n_msgs, window)
-    if system == "Go server (redigo)":
-        return await rpc_system(servers.urls["go"], n_subs, n_msgs, window, confirm=False,
-                                redis=r)
-    key = {"wirecall grpc Pub/Sub": "ps-grpc", "wirecall tcp Pub/Sub": "ps-tcp",
-           "wirecall grpc Streams": "st-grpc", "wirecall tcp Streams": "st-tcp",
-           "wirecall grpc memory": "mem-grpc"}[system]
-    return await rpc_system(servers.urls[key], n_subs, n_msgs, window, confirm=True, redis=r,
-                            streams=key.startswith("st"))
+           "wirecall tcp memory", "Go server (redigo)"]
 
 
 async def main() -> None:
@@ -257,33 +365,29 @@ async def main() -> None:
     ap.add_argument("--deliveries", type=int, default=20_000,
                     help="messages x subscribers per measurement (at least 200 messages)")
     ap.add_argument("--window", type=int, default=32, help="publishes in flight")
+    ap.add_argument("--sub-procs", type=int, default=4,
+                    help="subscriber processes (the subscribers spread over them)")
     ap.add_argument("--subs", default="1,10,100")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     args = ap.parse_args()
     systems = args.systems.split(",")
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        ap.error(f"unknown system(s): {', '.join(unknown)}")
     servers = Servers()
     try:
-        await asyncio.to_thread(harness.build, "pubsub_server")
-        redis_url = servers.redis.url
-        servers.wirecall("ps-grpc", "grpc", redis_url)
-        servers.wirecall("ps-tcp", "tcp", redis_url)
-        servers.wirecall("st-grpc", "grpc", redis_url.replace("redis://", "redis+streams://")
-                         + "?maxlen=100000")
-        servers.wirecall("st-tcp", "tcp", redis_url.replace("redis://", "redis+streams://")
-                         + "?maxlen=100000")
-        servers.wirecall("mem-grpc", "grpc", "memory://")
-        servers.go()
+        await asyncio.to_thread(servers.start_for, systems)
         results: dict[tuple[str, int], list[Result]] = {}
         for rnd in range(args.rounds):
             order = systems[rnd % len(systems):] + systems[:rnd % len(systems)]
             for n in (int(x) for x in args.subs.split(",")):
                 n_msgs = max(200, args.deliveries // n)
                 for system in order:
-                    res = await measure(servers, system, n, n_msgs, args.window)
+                    res = await measure(servers, system, n, n_msgs, args)
                     results.setdefault((system, n), []).append(res)
                     print(f"round {rnd + 1} {system:24} subs={n:<4} {res.rate:>10,.0f} msg/s "
-                          f"p50 {res.p50:7.2f} ms p99 {res.p99:7.2f} ms lost {res.lost}",
-                          file=sys.stderr, flush=True)
+                          f"p50 {res.p50:7.2f} ms p99 {res.p99:7.2f} ms lost {res.lost} "
+                          f"load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
         report(results, systems, [int(x) for x in args.subs.split(",")], args)
     finally:
         servers.close()
@@ -295,37 +399,40 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
         return statistics.median(getattr(r, attr) for r in results[(system, n)])
 
     print(f"\n{args.rounds} interleaved rounds, medians; {args.deliveries} deliveries per "
-          f"throughput measurement, {args.window} publishes in flight; latency: "
-          f"{LATENCY_MESSAGES} paced messages, publish to the last subscriber; "
-          f"{os.cpu_count()} cores (shared)\n")
+          f"throughput measurement, {args.window} publishes in flight, subscribers in "
+          f"{args.sub_procs} processes; latency: {LATENCY_MESSAGES} paced messages; "
+          f"{os.cpu_count()} cores (shared), load average {os.getloadavg()}\n")
     print("| system | subscribers | messages/s delivered | p50 ms | p99 ms | lost |")
     print("|---|---|---|---|---|---|")
     for n in subs:
         for s in systems:
             print(f"| {s} | {n} | {med(s, n, 'rate'):,.0f} | {med(s, n, 'p50'):.2f} | "
                   f"{med(s, n, 'p99'):.2f} | {med(s, n, 'lost'):.0f} |")
-    print("\n| subscribers | grpc Pub/Sub / redis-py | tcp Pub/Sub / redis-py | "
-          "grpc Pub/Sub / Go | tcp Pub/Sub / Go | grpc Streams / grpc Pub/Sub | "
-          "tcp Streams / tcp Pub/Sub |")
-    print("|---|---|---|---|---|---|---|")
+
     def ratio(a: str, b: str, n: int) -> str:
         if (a, n) not in results or (b, n) not in results:
             return "-"
         return f"{med(a, n, 'rate') / med(b, n, 'rate'):.2f}x"
 
+    pairs = [("wirecall tcp Pub/Sub", "redis-py direct"), ("wirecall grpc Pub/Sub",
+             "redis-py direct"), ("wirecall tcp Pub/Sub", "Go server (redigo)"),
+             ("wirecall grpc Pub/Sub", "Go server (redigo)"),
+             ("wirecall tcp Streams", "wirecall tcp Pub/Sub"),
+             ("wirecall grpc Streams", "wirecall grpc Pub/Sub")]
+    pairs = [(a, b) for a, b in pairs if a in systems and b in systems]
+    print("\n| subscribers | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |")
+    print("|---|" + "---|" * len(pairs))
     for n in subs:
-        print(f"| {n} | {ratio('wirecall grpc Pub/Sub', 'redis-py direct', n)} | "
-              f"{ratio('wirecall tcp Pub/Sub', 'redis-py direct', n)} | "
-              f"{ratio('wirecall grpc Pub/Sub', 'Go server (redigo)', n)} | "
-              f"{ratio('wirecall tcp Pub/Sub', 'Go server (redigo)', n)} | "
-              f"{ratio('wirecall grpc Streams', 'wirecall grpc Pub/Sub', n)} | "
-              f"{ratio('wirecall tcp Streams', 'wirecall tcp Pub/Sub', n)} |")
+        print(f"| {n} | " + " | ".join(ratio(a, b, n) for a, b in pairs) + " |")
 
 
 if __name__ == "__main__":
-    try:  # clients on uvloop too, when installed (servers: wirecall.tutorial.pubsub does it)
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        worker_main(sys.argv[2], sys.argv[3])
     else:
-        uvloop.run(main())
+        try:  # the orchestrator only waits; workers and servers run on uvloop when installed
+            import uvloop
+        except ImportError:
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
