@@ -118,8 +118,9 @@ class TcpClientStream(ClientStream[Any]):
                 w.set_result(None)
             return
         body = ev.body  # type: ignore[attr-defined]
-        if not len(body):
-            return
+        if not len(body) and ev.end_stream:  # type: ignore[attr-defined]
+            return  # a bare half-close marker (the protocol's form), not a message
+        # an empty body is a message: protobuf encodes StringValue("") as zero bytes
         try:
             if ev.compressed:  # type: ignore[attr-defined]
                 body = fr.decompress(body, self.owner.conn.max_frame_size)
