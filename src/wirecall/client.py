@@ -138,7 +138,20 @@ class Call:
 
 
 class Client:
-    """A client for one target address; many calls in flight over a pool of connections."""
+    """A client for one target address; many calls in flight over a pool of connections.
+
+    ``Client(target)`` with a cluster target (``static://``, ``dns://``, ``etcd://``,
+    ``zk://``) returns a ``wirecall.cluster.client.ClusterClient`` (the same calling API over
+    many endpoints, docs/cluster.md), like :func:`connect`; it starts discovery on first use.
+    """
+
+    def __new__(cls, target: str, *args: Any, **options: Any) -> Client:
+        scheme, sep, _ = target.partition("://") if isinstance(target, str) else ("", "", "")
+        if sep and scheme in CLUSTER_TARGETS and cls is Client:
+            # found by name (the cluster client is built on this module: no import cycle)
+            cluster = importlib.import_module(CLUSTER_TARGETS[scheme])
+            return typing.cast(Client, cluster.ClusterClient(target, *args, **options))
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -24,7 +24,6 @@ from typing import Any
 
 from wirecall.client import connect
 from wirecall.errors import RpcError
-from wirecall.transport.base import parse_url
 
 from . import protojson
 from .call import method_mode
@@ -147,7 +146,7 @@ async def bench(args: argparse.Namespace) -> int:
         return print_rpc_error(exc)
     method, result_type = args.method.replace("/", "."), Any
     try:
-        pm = await protojson.resolve(client, parse_url(args.url).scheme, args.method, args.proto)
+        pm = await protojson.resolve(client, client.url.scheme, args.method, args.proto)
         if pm is not None:
             method, result_type = pm.name, pm.response
             call_params = [protojson.from_json(pm, call_params)]

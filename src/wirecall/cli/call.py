@@ -17,7 +17,6 @@ from typing import Any
 
 from wirecall.client import Client, connect
 from wirecall.errors import RpcError
-from wirecall.transport.base import parse_url
 
 from . import protojson
 from .common import (
@@ -91,7 +90,7 @@ async def call(args: argparse.Namespace) -> int:
         return print_rpc_error(exc)
     try:
         method = args.method
-        pm = await protojson.resolve(client, parse_url(args.url).scheme, method, args.proto)
+        pm = await protojson.resolve(client, client.url.scheme, method, args.proto)
         if pm is not None:
             method = pm.name
             mode = pm.mode

@@ -9,7 +9,6 @@ from typing import Any
 
 from wirecall.client import Client, connect
 from wirecall.errors import RpcError
-from wirecall.transport.base import parse_url
 
 from . import protojson
 from .common import (
@@ -53,7 +52,7 @@ async def describe(args: argparse.Namespace) -> int:
         return print_rpc_error(exc)
     try:
         if args.method is not None:
-            pm = await protojson.resolve(client, parse_url(args.url).scheme, args.method,
+            pm = await protojson.resolve(client, client.url.scheme, args.method,
                                          args.proto)
             if pm is not None:
                 print(_render_proto(pm))

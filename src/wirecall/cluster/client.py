@@ -25,6 +25,7 @@ from ..errors import ConnectError, DeadlineExceeded, RpcError, Unavailable
 from ..interceptors import ClientCall, ClientInterceptor, chain
 from ..status import Status
 from ..streaming.model import PendingStream
+from ..transport.base import CLIENT_OPTIONS, URL, check_options
 from .balancer import Balancer, hash_key, make_balancer
 from .breaker import AdaptiveThrottle, BreakerState, CircuitBreaker
 from .endpoint import EndpointState
@@ -42,7 +43,7 @@ from .policy import (
     policy_of,
     pushback_ms,
 )
-from .resolver import Resolver, make_resolver, parse_target
+from .resolver import Resolver, StaticResolver, make_resolver, parse_target
 
 __all__ = ["HASH_KEY", "ClusterClient", "connect"]
 
@@ -109,6 +110,7 @@ class ClusterClient:
         self.call_timeout = call_timeout
         self.metadata = dict(metadata or {})
         self.interceptors = list(interceptors)
+        self._check_options(transport_options)
         self._client_opts = dict(transport_options, pool_size=pool_size,
                                  connect_timeout=connect_timeout)
         self._by_id: dict[str, EndpointState] = {}
@@ -122,6 +124,25 @@ class ClusterClient:
         self._closed = False
         self._registry_down = False
         self._retiring: set[asyncio.Future[None]] = set()
+
+    def _check_options(self, options: Mapping[str, Any]) -> None:
+        """Unknown transport options are errors now, not when an endpoint is dialled: checked
+        against the wires a static list names or ``?wire=``; otherwise (entries not known yet)
+        an option no client wire accepts."""
+        opts = {k: v for k, v in options.items() if k != "max_in_flight"}
+        if isinstance(self.resolver, StaticResolver):
+            schemes = {scheme for e in self.resolver.entries for scheme in e.addrs}
+        elif self.spec.wire is not None:
+            schemes = {self.spec.wire}
+        else:
+            known = frozenset().union(*CLIENT_OPTIONS.values())
+            unknown = sorted(set(opts) - known)
+            if unknown:
+                raise ValueError(f"{self.target}: no client wire accepts option(s) "
+                                 + ", ".join(repr(u) for u in unknown))
+            return
+        for scheme in sorted(schemes):
+            check_options(scheme, "client", opts)
 
     # -- discovery ------------------------------------------------------------------------
 
@@ -235,6 +256,13 @@ class ClusterClient:
             await asyncio.sleep(interval)
             if self.outlier is not None:
                 self.outlier.sweep(self.live, time.monotonic())
+
+    @property
+    def url(self) -> URL:
+        """An endpoint's address (its ``scheme`` is the wire the calls go on), as
+        ``Client.url`` (the CLI reads it to decide on gRPC reflection)."""
+        live = self.live
+        return live[0].client.url if live else URL(self.spec.wire or "tcp")
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Each endpoint's state: url, state (ok / ejected / breaker-open / ...), zone, weight,

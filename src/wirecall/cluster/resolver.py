@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from .entry import Entry, decode_entry, service_prefix
-from .registry import open_registry
+from .registry import Registry, open_registry, parse_registry_url
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -160,12 +160,22 @@ class RegistryResolver(Resolver):
 
     def __init__(self, registry_url: str, service: str,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
-        self.registry = open_registry(registry_url)
+        # the registry client is opened on the loop that watches (a blocking client builds
+        # this in its caller's thread and runs it on its own loop thread); a missing extra
+        # fails here, at once
+        if parse_registry_url(registry_url)[0] == "etcd":
+            from .registry import etcd  # noqa: F401
+        else:
+            from .registry import zookeeper  # noqa: F401
+        self.url = registry_url
+        self.registry: Registry | None = None
         self.prefix = service_prefix(service)
         self.on_error = on_error
 
     async def updates(self) -> AsyncIterator[list[Entry]]:
         known: dict[str, Entry] = {}
+        if self.registry is None:
+            self.registry = open_registry(self.url)
         async for batch in self.registry.watch_prefix(self.prefix, on_error=self.on_error):
             for ev in batch:
                 if ev.kind == "reset":
@@ -180,7 +190,8 @@ class RegistryResolver(Resolver):
             yield list(known.values())
 
     async def close(self) -> None:
-        await self.registry.close()
+        if self.registry is not None:
+            await self.registry.close()
 
 
 def make_resolver(t: ClusterTarget, on_error: Callable[[BaseException], None] | None = None
