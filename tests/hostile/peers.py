@@ -45,6 +45,8 @@ PROBE_INTERVAL = 0.05
 PROBE_TIMEOUT = 2.0
 #: ... and its 99th percentile latency must stay under this (seconds)
 P99_BOUND = 0.5
+#: a call slower than this (seconds) is noted with its start time (``ProbeReport.slow``)
+SLOW_CALL = 0.5
 #: a file to append one JSON line per observation to (``benchmarks/hostile_report.py``)
 REPORT_FILE = os.environ.get("HOSTILE_REPORT", "")
 
@@ -303,6 +305,10 @@ class ProbeReport:
     url: str
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: ``time.monotonic()`` at the start of each failed call, and of each call slower than
+    #: :data:`SLOW_CALL` (start, latency): to line them up with what a test sent meanwhile
+    failed_at: list[float] = field(default_factory=list)
+    slow: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -378,8 +384,12 @@ class Prober:
                                       result_type=self.result_type)
                 except Exception as exc:
                     self.report.failures.append(f"{type(exc).__name__}: {exc}"[:200])
+                    self.report.failed_at.append(t0)
                 else:
-                    self.report.latencies.append(time.monotonic() - t0)
+                    took = time.monotonic() - t0
+                    self.report.latencies.append(took)
+                    if took > SLOW_CALL:
+                        self.report.slow.append((t0, took))
                 await asyncio.sleep(max(0.0, PROBE_INTERVAL - (time.monotonic() - t0)))
         finally:
             with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -188,13 +189,13 @@ def _probe_for(srv: ServerProc, scheme: str) -> Prober:
 def test_fuzz_listener_keeps_serving(scheme: str) -> None:
     with ServerProc(f"{scheme}://127.0.0.1:0") as srv, _probe_for(srv, scheme) as probe:
         addr = _address(srv, scheme)
-        seen: list[bytes] = []
+        seen: list[tuple[float, bytes]] = []  # (when it was sent, its first 200 bytes)
 
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not _long,
                   suppress_health_check=list(HealthCheck))
         @given(data=INPUTS[scheme])
         def hit(data: bytes) -> None:
-            seen.append(data[:200])
+            seen.append((time.monotonic(), data[:200]))
             try:
                 sock = raw_connect(addr, timeout=2.0)
             except OSError as exc:
@@ -213,6 +214,13 @@ def test_fuzz_listener_keeps_serving(scheme: str) -> None:
         hit()
         report = probe.stop()
         assert srv.alive(), srv.describe()
+        if _long:  # a long run reports what was sent around each failed or slow call
+            for t0, what in [(t, "FAILED") for t in report.failed_at] + [
+                    (t, f"slow {took * 1000:.0f} ms") for t, took in report.slow]:
+                near = [(round(t - t0, 3), d) for t, d in seen if t0 - 1.0 <= t <= t0 + 2.5]
+                print(f"{scheme}: probe call at {t0:.3f} {what}; inputs sent from 1 s before "
+                      f"to 2.5 s after (s from the call's start): {near}")
+            print(f"{scheme}: {len(seen)} examples; {report}")
         try:
             assert_served(report)
         except AssertionError as exc:  # what the server logged meanwhile helps find why

@@ -38,6 +38,8 @@ BATCH_CALLS = 2000
 LARGE_BATCH = 50_000
 #: the server's RSS may grow at most this much while one connection misbehaves
 ATTACK_RSS_GROWTH = 64 * MiB
+#: ... and must come back within this of where it started once the offender has left
+RSS_MARGIN = 32 * MiB
 #: an HTTP/2 control-frame flood must end in GOAWAY(ENHANCE_YOUR_CALM) within this
 FLOOD_SECONDS = 3.0
 #: frames per write of the flooding client
@@ -203,3 +205,70 @@ def test_h2_control_frame_flood_gets_enhance_your_calm(kind: str) -> None:
         assert closed, "the flooding connection was not closed"
         assert peak - base <= ATTACK_RSS_GROWTH, f"RSS +{(peak - base) / MiB:.0f} MiB"
         assert_served(report)
+
+
+#: pipelined requests in one write of the peer that never reads (~300 KiB: the server's
+#: first read alone holds ~1,700 of them)
+PIPELINED = 2000
+
+
+def _pipelined_big(n: int, size: int) -> bytes:
+    body = b'{"jsonrpc":"2.0","method":"Svc.Big","params":[%d],"id":%d}'
+    return b"".join(http_post("/rpc", body % (size, i)) for i in range(1, n + 1))
+
+
+def test_http_pipelining_peer_that_never_reads_is_bounded() -> None:
+    """2,000 pipelined requests for 500 kB answers, in one write, never read: the server
+    starts at most ``max_pipeline`` (64) of them and none while the answers are unread
+    (every request of a read used to start at once: ~1,700 x 500 kB), so its RSS stays
+    bounded; the offender, reading later, gets its answers in order."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0") as srv, \
+            Prober(srv.url("tcp")) as probe, Prober(srv.url("http") + "/jsonrpc") as http_probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("http"), rcvbuf=4096)
+        sent, _ = send_for(sock, iter([_pipelined_big(PIPELINED, 500_000)]), 2.0)
+        time.sleep(2.0)
+        peak = srv.peak_rss
+        alive = srv.alive()
+        data, closed = read_until_closed(sock, 1.0, limit=4 * MiB)  # read a little now
+        sock.close()
+        reports = probe.stop(), http_probe.stop()
+        assert alive, srv.describe()
+        assert peak - base <= ATTACK_RSS_GROWTH, (
+            f"{sent // 1024} KiB of pipelined requests never read: RSS "
+            f"+{(peak - base) / MiB:.0f} MiB (bound {ATTACK_RSS_GROWTH / MiB:.0f} MiB)")
+        first = parse_http_responses(data)
+        assert first and first[0].status == 200 and b'"id":1}' in first[0].body, data[:300]
+        assert not closed, "a peer within the budget was closed"
+        assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
+
+
+def test_http_unsent_bytes_over_the_budget_close_with_a_reason() -> None:
+    """A slow call, then nine pipelined 3 MB answers, unread, with
+    ``limits.max_unsent_bytes`` 1 MiB: the answers queued behind the slow one pass the
+    budget, so the first unanswered request gets a 503 naming the budget and the connection
+    closes (the answers held in order used to pile up without bound: 63 x 8 MB here by
+    default)."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0",
+                    limits={"max_unsent_bytes": MiB}) as srv, \
+            Prober(srv.url("tcp")) as probe, Prober(srv.url("http") + "/jsonrpc") as http_probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("http"), rcvbuf=4096)
+        hold = http_post("/rpc", b'{"jsonrpc":"2.0","method":"Svc.Hold","params":[0.5],"id":0}')
+        send_for(sock, iter([hold + _pipelined_big(9, 3_000_000)]), 2.0)
+        time.sleep(1.0)
+        data, closed = read_until_closed(sock, 5.0)
+        sock.close()
+        reports = probe.stop(), http_probe.stop()
+        responses = parse_http_responses(data)
+        statuses = [r.status for r in responses]
+        assert closed, f"not closed past the budget: {statuses}"
+        assert statuses and statuses[-1] == 503, statuses
+        assert b"limits.max_unsent_bytes" in responses[-1].body, responses[-1].body
+        assert statuses[:-1] == [200] * (len(statuses) - 1) and len(statuses) < 10, statuses
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"

@@ -29,6 +29,8 @@ __all__ = [
     "batch_calls",
     "convert_item",
     "convert_result",
+    "go_dialect",
+    "origin_form",
     "window_increment",
 ]
 
@@ -104,3 +106,35 @@ def batch_calls(calls: Iterable[BatchItem]) -> list[BatchCall]:
         else:
             raise TypeError(f"a batch element is a BatchCall or (method, params), got {c!r}")
     return out
+
+
+def origin_form(target: bytes) -> bytes:
+    """``http://host/path?q`` -> ``/path?q`` (absolute-form, RFC 9112 §3.2.2: servers must
+    accept it); any other target is returned unchanged."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return target
+    end = len(rest)
+    for c in (b"/", b"?", b"#"):
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    origin = rest[end:]
+    if not origin.startswith(b"/"):
+        origin = b"/" + origin
+    return origin
+
+
+def go_dialect(body: bytes) -> bytes:
+    """A body for a Go path: a single request's ``"jsonrpc"`` member is dropped, so it is
+    answered as Go's server answers every request (``{"id", "result", "error"}``); batches
+    and anything else go on as they are."""
+    if b'"jsonrpc"' not in body or body.lstrip()[:1] != b"{":
+        return body
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if type(doc) is dict and doc.pop("jsonrpc", None) is not None:
+        return msgspec.json.encode(doc)
+    return body

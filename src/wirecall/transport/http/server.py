@@ -32,14 +32,12 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from ...context import Context
 from ...protocol import netrpc as nr
 from ..base import URL, Listener
 from ..sockets import ConnectionSet
 from ..tls import DEFAULT_HANDSHAKE_TIMEOUT, peer_identity, pop_server_tls
-from .common import META_PREFIX, TIMEOUT_HEADER
+from .common import META_PREFIX, TIMEOUT_HEADER, go_dialect, origin_form
 from .dispatch import CallSlots, handle_body
 from .responses import response, text
 from .websocket import WebSocketSession, serve_websocket
@@ -58,24 +56,6 @@ _JSON_TYPES = frozenset({b"application/json", b"application/json-rpc", b"applica
 _IDLE, _HEADERS, _BODY, _DONE = 0, 1, 2, 3
 # routes
 _R_NONE, _R_RPC, _R_HEALTH, _R_READY, _R_WS, _R_REJECT, _R_GO = range(7)
-
-
-def _origin_form(target: bytes) -> bytes:
-    """``http://host/path?q`` -> ``/path?q`` (absolute-form, RFC 9112 §3.2.2: servers must
-    accept it); any other target is returned unchanged."""
-    scheme, sep, rest = target.partition(b"://")
-    if not sep or scheme.lower() not in (b"http", b"https"):
-        return target
-    end = len(rest)
-    for c in (b"/", b"?", b"#"):
-        i = rest.find(c)
-        if 0 <= i < end:
-            end = i
-    origin = rest[end:]
-    if not origin.startswith(b"/"):
-        origin = b"/" + origin
-    return origin
-
 
 
 class HttpService:
@@ -120,6 +100,8 @@ class HttpService:
         self.keepalive_timeout = keepalive_timeout
         self.linger_timeout = linger_timeout
         self.max_pipeline = max_pipeline
+        #: bytes of responses a peer may leave unread (``Limits(max_unsent_bytes=)``)
+        self.max_unsent = server.limits.max_unsent_bytes
         self.ws_heartbeat = ws_heartbeat
         self.connections: ConnectionSet = ConnectionSet()  # HttpProtocol
         self.accepted = 0  # connections accepted so far (keep-alive reuse shows here)
@@ -183,7 +165,14 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.identity = ""
+        #: one slot per request read, in order: [response bytes or None, close after it]
         self._queue: collections.deque[list[Any]] = collections.deque()
+        #: requests read (their slots queued) but not started: past ``max_pipeline`` started
+        #: or while the peer is not reading, the rest of a read waits here (see _run_deferred)
+        self._deferred: collections.deque[tuple[list[Any], tuple[Any, ...]]] = (
+            collections.deque())
+        self._deferred_scheduled = False
+        self._held = 0  # bytes of answers ready but queued behind an earlier, unanswered one
         self._state = _IDLE
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -230,6 +219,7 @@ class HttpProtocol(asyncio.Protocol):
         # the request it was reading) is freed without the cyclic GC
         self._parser = None
         self._body = []
+        self._deferred.clear()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -237,7 +227,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if len(self._queue) < self.svc.max_pipeline:
+        if self._deferred:
+            self._schedule_deferred()
+        elif len(self._queue) < self.svc.max_pipeline:
             self._resume_reading()
 
     def eof_received(self) -> bool | None:
@@ -373,7 +365,7 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(431, f"request headers over {svc.max_header_size} bytes")
             return
         if self._url[:1] != b"/":
-            self._url = _origin_form(self._url)
+            self._url = origin_form(self._url)
         path = self._url.split(b"?", 1)[0]
         method = self._parser.get_method()
         if path in svc.paths:
@@ -445,24 +437,18 @@ class HttpProtocol(asyncio.Protocol):
             return  # the HttpParserUpgrade that follows hands the connection over
         keep = self._parser.should_keep_alive() and not self.svc.goaway_sent
         slot: list[Any] = [None, not keep]
-        self._queue.append(slot)
-        if len(self._queue) >= self.svc.max_pipeline:
+        q = self._queue
+        q.append(slot)
+        if len(q) >= self.svc.max_pipeline:
             self._pause_reading()
-        if route in (_R_RPC, _R_GO):
-            self._handle_rpc(slot)
-        elif route in (_R_HEALTH, _R_READY):
-            if route == _R_HEALTH or self.svc.ready:
-                resp = text(200, "ok" if route == _R_HEALTH else "ready", close=slot[1])
-            else:
-                resp = text(503, "shutting down", close=slot[1])
-            if self._parser.get_method() == b"HEAD":
-                resp = resp[: resp.index(b"\r\n\r\n") + 4]
-            self._complete(slot, resp)
+        req = (route, self._headers, self._body, self._parser.get_method() == b"HEAD",
+               self._reject)
+        # one read may hold thousands of pipelined requests (httptools parses all of it):
+        # at most max_pipeline run at once, none while the peer leaves answers unread
+        if self._deferred or self._writing_paused or len(q) > self.svc.max_pipeline:
+            self._deferred.append((slot, req))
         else:
-            rej = self._reject or text(404, "not found")
-            if slot[1]:
-                rej = rej.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
-            self._complete(slot, rej)
+            self._dispatch(slot, *req)
         self._reset_request()
         self._state = _IDLE
         if not self._queue:
@@ -470,13 +456,50 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._deadline = None
 
+    def _dispatch(self, slot: list[Any], route: int, headers: list[tuple[bytes, bytes]],
+                  body: list[bytes], head: bool, reject: bytes | None) -> None:
+        if route in (_R_RPC, _R_GO):
+            self._handle_rpc(slot, route, headers, body)
+        elif route in (_R_HEALTH, _R_READY):
+            if route == _R_HEALTH or self.svc.ready:
+                resp = text(200, "ok" if route == _R_HEALTH else "ready", close=slot[1])
+            else:
+                resp = text(503, "shutting down", close=slot[1])
+            if head:
+                resp = resp[: resp.index(b"\r\n\r\n") + 4]
+            self._complete(slot, resp)
+        else:
+            rej = reject or text(404, "not found")
+            if slot[1]:
+                rej = rej.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+            self._complete(slot, rej)
+
+    def _schedule_deferred(self) -> None:
+        if not self._deferred_scheduled:
+            self._deferred_scheduled = True
+            self._loop.call_soon(self._run_deferred)
+
+    def _run_deferred(self) -> None:
+        """Start the requests waiting in ``_deferred`` while there is room (on a later loop
+        turn than the answers that made room, so one connection's pipeline takes turns)."""
+        self._deferred_scheduled = False
+        d = self._deferred
+        limit = self.svc.max_pipeline
+        while d and not self._closed and not self._writing_paused and (
+                len(self._queue) - len(d) < limit):
+            slot, req = d.popleft()
+            self._dispatch(slot, *req)
+        if not d and not self._writing_paused and len(self._queue) < limit:
+            self._resume_reading()
+
     # -- JSON-RPC ---------------------------------------------------------------------
 
-    def _handle_rpc(self, slot: list[Any]) -> None:
+    def _handle_rpc(self, slot: list[Any], route: int, headers: list[tuple[bytes, bytes]],
+                    body_parts: list[bytes]) -> None:
         ctype = None
         metadata: dict[str, str] | None = None
         timeout: float | None = None
-        for name, value in self._headers:
+        for name, value in headers:
             ln = name.lower()
             if ln == b"content-type":
                 ctype = value
@@ -510,7 +533,7 @@ class HttpProtocol(asyncio.Protocol):
             if cs and cs.startswith(b"charset=") and cs[8:].strip(b'"') not in (b"utf-8", b"utf8"):
                 self._complete(slot, text(415, "JSON-RPC bodies must be UTF-8", close=slot[1]))
                 return
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        body = body_parts[0] if len(body_parts) == 1 else b"".join(body_parts)
         deadline = None if timeout is None else time.monotonic() + timeout
         md: Mapping[str, str] = metadata if metadata is not None else {}
         peer = self.peer
@@ -536,7 +559,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._complete(slot, response(503 if refused else 200, data, close=close))
 
-        if self._route == _R_GO:
+        if route == _R_GO:
             body = go_dialect(body)
         handle_body(server, body, make_ctx, respond, peer, self._slots)
 
@@ -547,17 +570,29 @@ class HttpProtocol(asyncio.Protocol):
         if self._closed or self.transport is None:
             return
         q = self._queue
-        if q[0] is not slot:
-            return
         transport = self.transport
+        if q[0] is not slot:  # answered out of order: held until those before it are
+            self._held += len(data)
+            if self._held + transport.get_write_buffer_size() > self.svc.max_unsent:
+                self._over_unsent()
+            return
         while q and q[0][0] is not None:
             s = q.popleft()
-            transport.write(s[0])
+            data = s[0]
+            if s is not slot:
+                self._held -= len(data)
+            if self._writing_paused and (
+                    transport.get_write_buffer_size() + len(data) > self.svc.max_unsent):
+                self._over_unsent()
+                return
+            transport.write(data)
             if s[1]:
                 q.clear()
                 self._close_after_write()
                 return
-        if not q:
+        if self._deferred:
+            self._schedule_deferred()
+        elif not q:
             if self._reading_paused and not self._writing_paused:
                 self._resume_reading()
             if self._state == _IDLE:
@@ -574,9 +609,29 @@ class HttpProtocol(asyncio.Protocol):
 
     def _close_after_write(self) -> None:
         self._closed = True
+        self._deferred.clear()
         self.svc.connections.discard(self)
         if self.transport is not None:
             self.transport.close()
+
+    def _over_unsent(self) -> None:
+        """The answers the peer has not read (sent, or queued behind an earlier one) would
+        pass the budget: the first unanswered request gets a 503 saying why instead, and the
+        connection closes once that is read, or is aborted after ``linger_timeout``."""
+        assert self.transport is not None
+        transport = self.transport
+        msg = (f"closing: the answers not read yet would pass limits.max_unsent_bytes "
+               f"({self.svc.max_unsent} bytes; {transport.get_write_buffer_size()} unread, "
+               f"{self._held} queued); this request and those after it are not answered "
+               f"(their calls may have run)")
+        log.warning("%s: %s", self.peer, msg)
+        self._queue.clear()
+        self._held = 0
+        transport.write(text(503, msg, close=True))
+        self._close_after_write()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(self.svc.linger_timeout, transport.abort)
 
     def _fail(self, status: int, message: str) -> None:
         """Refuse the current request and close (lingering: drain what the client still sends,
@@ -696,21 +751,6 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
     return HttpProtocol(svc)
 
 
-def go_dialect(body: bytes) -> bytes:
-    """A body for a Go path: a single request's ``"jsonrpc"`` member is dropped, so it is
-    answered as Go's server answers every request (``{"id", "result", "error"}``); batches
-    and anything else go on as they are."""
-    if b'"jsonrpc"' not in body or body.lstrip()[:1] != b"{":
-        return body
-    try:
-        doc = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return body
-    if type(doc) is dict and doc.pop("jsonrpc", None) is not None:
-        return msgspec.json.encode(doc)
-    return body
-
-
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     """Listen on ``http://host:port[/path]``; ``path`` replaces ``/jsonrpc`` (``/rpc`` stays).
 
@@ -723,6 +763,7 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     drain_delay = float(opts.pop("drain_delay", url.query.get("drain_delay", 0.0)))
     backlog = int(opts.pop("backlog", 1024))
     reuse_port = bool(opts.pop("reuse_port", False))
+    inherited = opts.pop("sock", None)  # a listening socket from wirecall serve --workers
     handshake = float(opts.pop("tls_handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
     tls = pop_server_tls(url.scheme, opts)
     if url.scheme in ("ws", "wss"):  # ws://host:port/ws: the path is the WebSocket's (#10)
@@ -737,11 +778,12 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> HttpListener:
     svc.connections.max_per_peer = limits.max_per_peer
     svc.scheme = "https" if url.scheme == "wss" else "http" if url.scheme == "ws" else url.scheme
     loop = asyncio.get_running_loop()
+    where: dict[str, Any] = ({"sock": inherited} if inherited is not None else {
+        "host": url.host or None, "port": url.port, "backlog": backlog, "reuse_address": True,
+        "reuse_port": reuse_port or None})
     aserver = await loop.create_server(
-        svc.protocol, url.host or None, url.port, backlog=backlog, reuse_address=True,
-        reuse_port=reuse_port or None, ssl=tls,
-        ssl_handshake_timeout=handshake if tls is not None else None,
-    )
+        svc.protocol, ssl=tls, ssl_handshake_timeout=handshake if tls is not None else None,
+        **where)
     sock = aserver.sockets[0].getsockname()
     host = url.host or sock[0]
     if url.scheme in ("ws", "wss"):  # the address a ws:// client dials
