@@ -75,7 +75,9 @@ class Coordinator:
         self.counters: Counter[str] = Counter({k: 0 for k in COUNTERS})
         self._clients: dict[str, wirecall.Client] = {}
         self._active: dict[str, asyncio.Task[None]] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        #: Wait()ers by gid; the driver answers them with the terminal state it wrote (or
+        #: None: read the store)
+        self._waiters: dict[str, list[asyncio.Future[GlobalTx | None]]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._wakers: set[asyncio.Task[None]] = set()
@@ -241,27 +243,33 @@ class Coordinator:
         deadline = time.monotonic() + timeout
         while True:
             # listen first, then read: a driver finishing in between still wakes us
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[GlobalTx | None] = asyncio.get_running_loop().create_future()
             waiters = self._waiters.setdefault(gid, [])
             waiters.append(fut)
             try:
-                g, _ = await self.load(gid)
                 left = deadline - time.monotonic()
-                if g.terminal or left <= 0:
-                    return g
+                # a transaction this coordinator is driving needs no read: its driver answers
+                # with the terminal state it wrote, or None when it stops short of one
+                if gid not in self._active or left <= 0:
+                    g, _ = await self.load(gid)
+                    left = deadline - time.monotonic()
+                    if g.terminal or left <= 0:
+                        return g
                 with contextlib.suppress(asyncio.TimeoutError):
                     # woken by the driver here, or re-read now and then (another coordinator)
-                    await asyncio.wait_for(fut, min(left, 1.0))
+                    done = await asyncio.wait_for(fut, min(left, 1.0))
+                    if done is not None:
+                        return done
             finally:
                 with contextlib.suppress(ValueError):
                     waiters.remove(fut)
                 if not waiters and self._waiters.get(gid) is waiters:
                     del self._waiters[gid]
 
-    def _notify(self, gid: str) -> None:
+    def _notify(self, gid: str, done: GlobalTx | None = None) -> None:
         for fut in self._waiters.pop(gid, []):
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(done)
 
     # -- the driver ------------------------------------------------------------------------
 
@@ -269,6 +277,7 @@ class Coordinator:
         """Load once, then step in memory while every fenced write succeeds; a refused
         status change (an operator's abort, say) reloads; a refused record (another
         coordinator took the lease) stops."""
+        final: GlobalTx | None = None
         try:
             while not self._closing:
                 if state is None:
@@ -280,6 +289,8 @@ class Coordinator:
                         return
                 verdict = await self._step(*state)
                 if verdict == STOP:
+                    if state[0].terminal:  # written (a refused write returns RELOAD)
+                        final = state[0]
                     return
                 if verdict == RELOAD:
                     state = None
@@ -289,7 +300,7 @@ class Coordinator:
             log.exception("txn %s: driving failed", gid)
         finally:
             self._active.pop(gid, None)
-            self._notify(gid)
+            self._notify(gid, final)
 
     async def _step(self, g: GlobalTx, branches: list[Branch]) -> str:
         """One step of ``g`` (mutated in memory as its rows are written)."""
@@ -300,7 +311,10 @@ class Coordinator:
         if step.query:
             return await self._check_back(g)
         if step.calls:
-            outcomes = await asyncio.gather(*(self._call(g, b) for b in step.calls))
+            if len(step.calls) == 1:  # an ordered saga's step: no task per call
+                outcomes = [await self._call(g, step.calls[0])]
+            else:
+                outcomes = await asyncio.gather(*(self._call(g, b) for b in step.calls))
             if None in outcomes:
                 return STOP  # lost the lease
             if Outcome.FAILURE in outcomes and g.mode == Mode.SAGA:

@@ -5,7 +5,9 @@ like the SQLite store: operations queued while a commit was in flight run in the
 transaction of a free writer, and all of them are answered after that one commit. If any
 operation of a group fails (a deadlock with another coordinator, a bug), the group is rolled
 back and each of its operations is run again in a transaction of its own, so one failure
-fails alone.
+fails alone. The connections are in autocommit mode: a group is ``BEGIN`` ... ``COMMIT``, but
+an operation alone that is one statement (:func:`.sql.single`) is sent as just that statement,
+its own implicit transaction, durable when its answer arrives: one round trip instead of three.
 
 Several coordinators may use the same database: due transactions are claimed with
 ``FOR UPDATE SKIP LOCKED`` and held by a lease that every write of the owner renews and
@@ -33,6 +35,17 @@ def _psycopg() -> Any:
     except ImportError as exc:
         raise RuntimeError(EXTRA_HINT) from exc
     return psycopg
+
+
+def _commit(cur: Any) -> None:
+    cur.execute("COMMIT")
+    if cur.statusmessage != "COMMIT":  # PostgreSQL answers ROLLBACK to a failed transaction
+        raise RuntimeError(f"transaction not committed: {cur.statusmessage}")
+
+
+def _rollback(conn: Any) -> None:
+    if conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
 
 
 class PostgresStore(Store):
@@ -68,6 +81,7 @@ class PostgresStore(Store):
             for stmt in sql.schema(self.dialect):
                 cur.execute(stmt)
         conn.commit()
+        conn.autocommit = True  # transactions are explicit from here on (see _run_group)
         return conn
 
     def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
@@ -77,30 +91,54 @@ class PostgresStore(Store):
         psycopg = _psycopg()
         results: list[tuple[bool, Any]]
         try:
-            with conn.cursor() as cur:
-                results = [(True, op(cur, self.dialect)) for op, _f, _l in group]
-            conn.commit()
-            self.commits += 1
+            if len(group) == 1:
+                results = [self._run_alone(conn, group[0][0])]
+            else:
+                with conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    results = [(True, op(cur, self.dialect)) for op, _f, _l in group]
+                    _commit(cur)
+                self.commits += 1
         except psycopg.OperationalError as exc:  # the connection broke: fail this group
             results = [(False, exc)] * len(group)
             conn = self._reconnect(conn)
         except Exception:  # one op failed (or a deadlock): each again, alone
-            conn.rollback()
             results = []
+            broken = False
+            with contextlib.suppress(psycopg.OperationalError):
+                _rollback(conn)
             for op, _f, _l in group:
                 try:
-                    with conn.cursor() as cur:
-                        value = op(cur, self.dialect)
-                    conn.commit()
-                    self.commits += 1
-                    results.append((True, value))
-                except Exception as exc:  # this op's failure goes to its caller
-                    conn.rollback()
+                    results.append(self._run_alone(conn, op))
+                except psycopg.OperationalError as exc:
                     results.append((False, exc))
+                    broken = True
+            if broken:
+                conn = self._reconnect(conn)
         self.ops += len(group)
         for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
             loop.call_soon_threadsafe(settle, fut, ok, value)
         return conn
+
+    def _run_alone(self, conn: Any, op: Op) -> tuple[bool, Any]:
+        """``op`` in a transaction of its own: its failure is its result (a broken
+        connection is raised, for the group to reconnect)."""
+        psycopg = _psycopg()
+        try:
+            with conn.cursor() as cur:
+                if getattr(op, "single", False):  # autocommit: the statement is the transaction
+                    value = op(cur, self.dialect)
+                else:
+                    cur.execute("BEGIN")
+                    value = op(cur, self.dialect)
+                    _commit(cur)
+            self.commits += 1
+            return True, value
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # this op's failure goes to its caller
+            _rollback(conn)
+            return False, exc
 
     def _reconnect(self, conn: Any) -> Any:
         with contextlib.suppress(Exception):

@@ -32,6 +32,7 @@ __all__ = [
     "register",
     "release_owned",
     "schema",
+    "single",
     "update_global",
 ]
 
@@ -62,6 +63,13 @@ class Dialect:
 
 
 Op = Callable[[Cursor, Dialect], Any]
+
+
+def single(op: Op) -> Op:
+    """Mark ``op`` as one SQL statement on PostgreSQL: run alone, the store may send it in
+    autocommit (its own implicit transaction), without the BEGIN and COMMIT round trips."""
+    op.single = True  # type: ignore[attr-defined]
+    return op
 
 GLOBAL_COLUMNS = ("gid", "mode", "status", "options", "created_at", "updated_at", "timeout_at",
                   "next_due", "interval_s", "owner", "lease_until", "reason", "rounds")
@@ -108,35 +116,49 @@ def _branch_from(row: Sequence[Any]) -> Branch:
                   last_error=row[8], updated_at=row[9])
 
 
+_BRANCH_INSERT = ("INSERT INTO txn_branch (gid, branch_id, op, seq, url, method, payload, "
+                  "status, attempts, last_error, updated_at) ")
+_BRANCH_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?)"
+_GLOBAL_INSERT = (f"INSERT INTO txn_global ({', '.join(GLOBAL_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(GLOBAL_COLUMNS))}) ON CONFLICT (gid) DO NOTHING")
+
+
+def _branch_params(branches: list[Branch], start: int) -> list[Any]:
+    now = time.time()
+    params: list[Any] = []
+    for i, b in enumerate(branches):
+        payload = "null" if b.payload is None else json.dumps(b.payload)
+        params += [b.gid, b.branch_id, b.op, start + i, b.url, b.method, payload, b.status, now]
+    return params
+
+
 def _insert_branches(cur: Cursor, d: Dialect, branches: list[Branch], start: int) -> None:
     if not branches:
         return
-    now = time.time()
-    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?)"] * len(branches))
-    params: list[Any] = []
-    for i, b in enumerate(branches):
-        params += [b.gid, b.branch_id, b.op, start + i, b.url, b.method, json.dumps(b.payload),
-                   b.status, now]
-    cur.execute(d.q("INSERT INTO txn_branch (gid, branch_id, op, seq, url, method, payload, "
-                    f"status, attempts, last_error, updated_at) VALUES {rows}"), params)
+    rows = ", ".join([_BRANCH_ROW] * len(branches))
+    cur.execute(d.q(f"{_BRANCH_INSERT}VALUES {rows}"), _branch_params(branches, start))
 
 
 def create(g: GlobalTx, branches: list[Branch]) -> Op:
-    """Insert the global transaction and its branches; False if the gid exists."""
+    """Insert the global transaction and its branches; False if the gid exists. On
+    PostgreSQL one statement (the branches inserted only if the global row was)."""
+    gparams = (g.gid, g.mode, g.status, g.options.to_json(), g.created_at, g.updated_at,
+               g.timeout_at, g.next_due, g.interval, g.owner, g.lease_until, g.reason, g.rounds)
 
     def op(cur: Cursor, d: Dialect) -> bool:
-        cur.execute(d.q(f"INSERT INTO txn_global ({', '.join(GLOBAL_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(GLOBAL_COLUMNS))}) "
-                        "ON CONFLICT (gid) DO NOTHING"),
-                    (g.gid, g.mode, g.status, g.options.to_json(), g.created_at, g.updated_at,
-                     g.timeout_at, g.next_due, g.interval, g.owner, g.lease_until, g.reason,
-                     g.rounds))
+        if d.postgres and branches:
+            rows = ", ".join([_BRANCH_ROW] * len(branches))
+            cur.execute(d.q(f"WITH g AS ({_GLOBAL_INSERT} RETURNING gid) {_BRANCH_INSERT}"
+                            f"SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT FROM g)"),
+                        [*gparams, *_branch_params(branches, 0)])
+            return bool(cur.rowcount > 0)  # nothing inserted: the gid exists
+        cur.execute(d.q(_GLOBAL_INSERT), gparams)
         if cur.rowcount != 1:
             return False  # the gid exists
         _insert_branches(cur, d, branches, 0)
         return True
 
-    return op
+    return single(op)
 
 
 def load(gid: str) -> Op:
@@ -201,7 +223,7 @@ def update_global(gid: str, *, expect_status: Sequence[str] | None = None,
         cur.execute(d.q(f"UPDATE txn_global SET {sets} WHERE {' AND '.join(where)}"), params)
         return bool(cur.rowcount == 1)
 
-    return op
+    return single(op)
 
 
 def record(b: Branch, owner: str, outcome: str, detail: str, lease_until: float,
@@ -240,7 +262,7 @@ def record(b: Branch, owner: str, outcome: str, detail: str, lease_until: float,
                     (b.gid, b.branch_id, b.op, now, outcome, detail[:500]))
         return True
 
-    return op
+    return op if gv else single(op)  # without global values: one statement on PostgreSQL
 
 
 def add_history(gid: str, branch_id: str, op_name: str, outcome: str, detail: str) -> Op:
@@ -249,7 +271,7 @@ def add_history(gid: str, branch_id: str, op_name: str, outcome: str, detail: st
                         "VALUES (?, ?, ?, ?, ?, ?)"),
                     (gid, branch_id, op_name, time.time(), outcome, detail[:500]))
 
-    return op
+    return single(op)
 
 
 def claim_due(owner: str, now: float, lease_until: float, limit: int) -> Op:
@@ -266,7 +288,7 @@ def claim_due(owner: str, now: float, lease_until: float, limit: int) -> Op:
                     (owner, lease_until, *statuses, now, now, limit))
         return [r[0] for r in cur.fetchall()]
 
-    return op
+    return single(op)
 
 
 def release_owned(owner: str) -> Op:
@@ -277,7 +299,7 @@ def release_owned(owner: str) -> Op:
                     (owner,))
         return int(cur.rowcount)
 
-    return op
+    return single(op)
 
 
 def list_globals(status: str | None, limit: int) -> Op:
@@ -291,7 +313,7 @@ def list_globals(status: str | None, limit: int) -> Op:
                         (limit,))
         return [_global_from(r) for r in cur.fetchall()]
 
-    return op
+    return single(op)
 
 
 def count_by_status() -> Op:
@@ -299,7 +321,7 @@ def count_by_status() -> Op:
         cur.execute("SELECT status, COUNT(*) FROM txn_global GROUP BY status")
         return {r[0]: int(r[1]) for r in cur.fetchall()}
 
-    return op
+    return single(op)
 
 
 def history(gid: str) -> Op:
@@ -308,4 +330,4 @@ def history(gid: str) -> Op:
                         "WHERE gid = ? ORDER BY id"), (gid,))
         return [HistoryEntry(*r) for r in cur.fetchall()]
 
-    return op
+    return single(op)

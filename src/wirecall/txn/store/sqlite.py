@@ -72,6 +72,8 @@ class SqliteStore(Store):
 
     def _run_group(self, conn: sqlite3.Connection, group: list[Any]) -> sqlite3.Connection:
         results: list[tuple[bool, Any]] = []
+        if len(group) == 1:  # alone: its own transaction, no savepoint needed
+            return self._run_one(conn, group[0])
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op, _fut, _loop in group:
@@ -92,6 +94,26 @@ class SqliteStore(Store):
             results = [(False, exc)] * len(group)
         for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
             loop.call_soon_threadsafe(settle, fut, ok, value)
+        return conn
+
+    def _run_one(self, conn: sqlite3.Connection, item: Any) -> sqlite3.Connection:
+        op, fut, loop = item
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result: tuple[bool, Any] = (True, op(conn.cursor(), self.dialect))
+            except Exception as exc:  # the op's own failure: nothing of it is kept
+                conn.execute("ROLLBACK")
+                result = (False, exc)
+            else:
+                conn.execute("COMMIT")
+                self.commits += 1
+            self.ops += 1
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            result = (False, exc)
+        loop.call_soon_threadsafe(settle, fut, *result)
         return conn
 
     async def run(self, op: Op) -> Any:
