@@ -19,12 +19,15 @@ from typing import Any
 from ..client import Client, connect
 from .service import (
     CONFIRM_KEY,
+    PublishMessage,
     PublishRequest,
+    PubSubStreamStub,
     PubSubStub,
     SubscribeRequest,
 )
 
-__all__ = ["RemoteSubscription", "publish", "remote_subscription"]
+__all__ = ["RemoteSubscription", "StreamPublisher", "publish", "remote_subscription",
+           "stream_publisher"]
 
 _JSON_SCHEMES = ("ws", "wss", "http", "https")
 _OPTION_KEYS = {"group": "wirecall-group", "consumer": "wirecall-consumer",
@@ -58,6 +61,58 @@ async def publish(url: str, topic: str, message: str, *, timeout: float = 10,
     finally:
         if own:
             await c.close()
+
+
+class StreamPublisher:
+    """Many messages over one ``wirecall_pubsub.PubSubStream.Publish`` stream: ``send`` does
+    not wait for the broker (only for the stream's flow control); leaving the ``async with``
+    waits until the server published them all and sets :attr:`published` and
+    :attr:`receivers` (an error, e.g. ``UNAVAILABLE``, is raised there). The server must
+    register :class:`~wirecall.pubsub.service.PubSubStream` (else ``UNIMPLEMENTED``)."""
+
+    def __init__(self, url: str, *, timeout: float | None = None,
+                 client: Client | None = None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.published = 0
+        self.receivers = 0
+        self._own = client is None
+        self._client = client
+        self._stream: Any = None
+        self._json = _scheme(url) in _JSON_SCHEMES
+
+    async def __aenter__(self) -> StreamPublisher:
+        if self._client is None:
+            self._client = await _connect(self.url)
+        if self._json:
+            self._stream = self._client.stream("wirecall_pubsub.PubSubStream.Publish",
+                                               timeout=self.timeout)
+        else:
+            self._stream = PubSubStreamStub(self._client).Publish(timeout=self.timeout)
+        return self
+
+    async def send(self, topic: str, message: str) -> None:
+        """Queue one message (waits only while the stream's window is shut)."""
+        await self._stream.send({"topic": topic, "message": message} if self._json
+                                else PublishMessage(topic=topic, message=message))
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                await self._stream.done_writing()
+                r = await self._stream.result()
+                self.published = int(r["published"] if self._json else r.published)
+                self.receivers = int(r["receivers"] if self._json else r.receivers)
+            else:
+                self._stream.cancel()
+        finally:
+            if self._own and self._client is not None:
+                await self._client.close()
+                self._client = None
+
+
+def stream_publisher(url: str, **options: Any) -> StreamPublisher:
+    return StreamPublisher(url, **options)
 
 
 class RemoteSubscription:

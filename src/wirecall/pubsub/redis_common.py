@@ -56,11 +56,16 @@ class AutoPipeline:
         self._reader: asyncio.Task[None] | None = None
 
     async def execute(self, *args: Any) -> Any:
+        return await self.submit(*args)
+
+    def submit(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command; the future of its reply (no task, no wait: a caller may have
+        many in flight and collect them later)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((args, fut))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write())
-        return await fut
+        return fut
 
     async def _write(self) -> None:
         await asyncio.sleep(0)  # let this loop turn's commands join the batch

@@ -120,6 +120,12 @@ class RedisPubSubBroker:
                     raise unavailable("publish", exc, topic=topic) from None
         return 0
 
+    def publish_nowait(self, topic: str, message: str) -> asyncio.Future[Any]:
+        """Queue a ``PUBLISH`` on the pipelined connection without waiting: the future of
+        its reply (the receiver count). A failure is not retried here: the caller publishes
+        that message again with :meth:`publish` (which retries once, then says UNAVAILABLE)."""
+        return self._pipe.submit("PUBLISH", topic, message)
+
     # -- subscribing ------------------------------------------------------------------
 
     def subscribe(self, topic: str, *, pattern: bool = False,

@@ -297,13 +297,23 @@ class RedisStreamsBroker:
         self._errors = redis_errors()
         self._subs: set[_StreamSubscription] = set()
 
-    async def publish(self, topic: str, message: str) -> int:
+    def _xadd(self, topic: str, message: str) -> list[Any]:
         args: list[Any] = ["XADD", topic]
         if self.maxlen is not None:
             args += ["MAXLEN", "~", self.maxlen]
         if self.max_age_ms is not None:
             args += ["MINID", "~", f"{int(time.time() * 1000) - self.max_age_ms}-0"]
         args += ["*", "m", message]
+        return args
+
+    def publish_nowait(self, topic: str, message: str) -> asyncio.Future[Any]:
+        """Queue an ``XADD`` on the pipelined connection without waiting: the future of its
+        reply (the entry id; the message is stored once it is done). A failure is not retried
+        here: the caller publishes that message again with :meth:`publish`."""
+        return self._pipe.submit(*self._xadd(topic, message))
+
+    async def publish(self, topic: str, message: str) -> int:
+        args = self._xadd(topic, message)
         for attempt in (1, 2):  # a connection Redis dropped fails once: retry on a fresh one
             try:
                 await self._pipe.execute(*args)  # pipelined with the other publishes

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,17 @@ from .urls import open_broker
 __all__ = [
     "CONFIRM_KEY",
     "PROTO",
+    "STREAM_PROTO",
     "SUBSCRIBED_HEADER",
     "SUBSCRIBE_METADATA",
     "PubSub",
+    "PubSubStream",
+    "PubSubStreamStub",
     "PubSubStub",
+    "PublishMessage",
     "PublishRequest",
     "PublishResponse",
+    "PublishSummary",
     "SubscribeRequest",
     "SubscribeResponse",
     "subscribe_options",
@@ -45,6 +52,15 @@ PublishResponse: Any = pubsub_pb2.PublishResponse
 SubscribeRequest: Any = pubsub_pb2.SubscribeRequest
 SubscribeResponse: Any = pubsub_pb2.SubscribeResponse
 PubSubStub: Any = _wc.PubSubStub
+#: wirecall's addition: ``wirecall_pubsub.PubSubStream.Publish``, a client stream of messages
+STREAM_PROTO = Path(__file__).parent / "pubsub_stream.proto"
+pubsub_stream_pb2, _wcs = load_proto(STREAM_PROTO)
+assert _wcs is not None
+PublishMessage: Any = pubsub_stream_pb2.PublishMessage
+PublishSummary: Any = pubsub_stream_pb2.PublishSummary
+PubSubStreamStub: Any = _wcs.PubSubStreamStub
+#: a stream publish leaves at most this many of its messages unanswered by the broker
+MAX_UNANSWERED = 1024
 
 
 #: request metadata a subscriber may send, and the broker option each one sets
@@ -132,6 +148,64 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
                 yield reply(topic)
             async for message in sub:
                 yield reply(message)
+
+
+class PubSubStream(_wcs.PubSubStreamBase):  # type: ignore[misc,name-defined]
+    """``wirecall_pubsub.PubSubStream``: ``Publish`` takes a stream of messages and publishes
+    each as it arrives without waiting for the broker in between (on Redis they go out
+    pipelined, a loop turn's worth per write), at most :data:`MAX_UNANSWERED` unanswered;
+    the reply, once all are published, counts them. The broker is a :class:`PubSub`'s
+    (register both), a :class:`Broker` or a broker URL.
+
+    A message the broker failed is published again the ordinary way (``Broker.publish``:
+    retried once on a fresh connection, else the stream ends with ``UNAVAILABLE``), so on a
+    connection loss it may arrive after later ones; a bad message (empty topic) ends the
+    stream with ``INVALID_ARGUMENT``, the messages before it published."""
+
+    def __init__(self, broker: PubSub | Broker | str | None = None) -> None:
+        if isinstance(broker, PubSub):
+            broker = broker.broker
+        elif isinstance(broker, str):
+            broker = open_broker(broker)
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+
+    async def Publish(self, requests: AsyncIterator[Any], context: Context) -> Any:
+        broker = self.broker
+        submit = getattr(broker, "publish_nowait", None)
+        pending: deque[tuple[asyncio.Future[Any], str, str]] = deque()
+        published = receivers = 0
+        as_json = False
+        try:
+            async for request in requests:
+                as_json = isinstance(request, dict)
+                topic, message = _fields(request, "PublishMessage", ("topic", "message"))
+                if submit is None:  # a broker without pipelining (memory://)
+                    receivers += await broker.publish(topic, message)
+                    published += 1
+                    continue
+                pending.append((submit(topic, message), topic, message))
+                while pending and (pending[0][0].done() or len(pending) > MAX_UNANSWERED):
+                    receivers += await self._settle(*pending.popleft())
+                    published += 1
+            while pending:
+                receivers += await self._settle(*pending.popleft())
+                published += 1
+        finally:
+            for fut, _, _ in pending:  # the stream failed: nobody waits for these
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()
+        if as_json:
+            return {"published": published, "receivers": receivers}
+        return PublishSummary(published=published, receivers=receivers)
+
+    async def _settle(self, fut: asyncio.Future[Any], topic: str, message: str) -> int:
+        try:
+            reply = await fut
+        except Exception:  # lost with its connection: again, the ordinary way
+            return await self.broker.publish(topic, message)
+        return reply if isinstance(reply, int) else 1
 
 
 def _proto_reply(message: str) -> Any:
