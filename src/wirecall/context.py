@@ -43,6 +43,12 @@ class Context(msgspec.Struct, eq=False, weakref=True):
     #: the peer certificate's identity on a TLS wire with a client certificate (its first
     #: URI or DNS subjectAltName, else its CN; see ``transport.tls.peer_identity``), else ""
     identity: str = ""
+    #: bytes of the request message as it came off the wire (the frame, HTTP or WebSocket
+    #: body, gRPC message, gob or JSON value), and of the encoded reply once the transport has
+    #: written it (an error reply too): -1 where not known (a stream, a batch item, a gRPC
+    #: error, which travels in trailers)
+    request_size: int = -1
+    response_size: int = -1
     _cancelled: bool = False
     _task: Any = None
 

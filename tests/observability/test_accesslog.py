@@ -16,7 +16,8 @@ from wirecall.observability.accesslog import AccessLog
 
 TEXT = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<wire>\S+) (?P<peer>\S+) (?P<method>\S+) "
-    r"(?P<kind>call|stream) (?P<status>[A-Z_]+) (?P<ms>\d+\.\d{3})ms$")
+    r"(?P<kind>call|stream) (?P<status>[A-Z_]+) (?P<ms>\d+\.\d{3})ms (?P<req>\d+|-) "
+    r"(?P<resp>\d+|-)$")
 
 
 async def test_json_lines_on_every_wire(tmp_path: Path) -> None:

@@ -6,19 +6,22 @@
     AccessLog(server, stream=open(path, "a")) # or any text stream
 
 A line names the time, the wire, the peer, the method, the kind (``call`` or ``stream``), the
-status and the duration. Text::
+status, the duration and the request and response sizes in bytes as the wire carried them
+(``Context.request_size``/``response_size``, set by each transport; ``-``/``null`` where not
+known: streams, batch items). Text::
 
-    2026-12-07T17:40:00.123Z tcp 127.0.0.1:53122 Calculator.Add call OK 0.081ms
+    2026-12-07T17:40:00.123Z tcp 127.0.0.1:53122 Calculator.Add call OK 0.081ms 9 1
 
 JSON lines (one object per line)::
 
     {"ts":"2026-12-07T17:40:00.123Z","wire":"tcp","peer":"127.0.0.1:53122",
-     "method":"Calculator.Add","kind":"call","status":"OK","duration_ms":0.081}
+     "method":"Calculator.Add","kind":"call","status":"OK","duration_ms":0.081,
+     "request_bytes":9,"response_bytes":1}
 
-Lines are queued as calls end and written to the stream every 50 ms or 512 lines (many calls
-cost one write), and at :meth:`close` (``wirecall serve`` closes it after the drain).
-Request and response sizes are not in the line: the observer sees calls after decoding (see
-docs/observability.md).
+A finished call is queued as a record and formatted when the queue is written: every 50 ms
+or 512 lines (many calls cost one write), and at :meth:`close` (``wirecall serve`` closes it
+after the drain). Formatting late is what lets the line carry the response size: the
+transport encodes the reply after the observer saw the call end.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ class AccessLog:
         self.stream: IO[str] = stream if stream is not None else sys.stderr
         self._flush_scheduled = False
         self._clock = _Clock()
-        self._pending: list[str] = []
+        #: finished calls not yet written: (method, ctx, kind, status, seconds, wall time)
+        self._pending: list[tuple[str, Context, str, str | None, float, float]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._mids: dict[tuple[str, str, str, str], str] = {}
         if server is not None:
@@ -112,11 +116,11 @@ class AccessLog:
         t0 = _perf()
 
         def done(result: Any, err: BaseException | None) -> None:
+            t1 = _perf()
             try:
-                t1 = _perf()
-                self.write(method, ctx, kind, err, t1 - t0, t1)
+                on_done(result, err)  # the transport answers (and sets the response size)
             finally:
-                on_done(result, err)
+                self.write(method, ctx, kind, err, t1 - t0, t1)
 
         return done
 
@@ -170,28 +174,40 @@ class AccessLog:
         self._mids[key] = mid
         return mid
 
-    def line(self, method: str, ctx: Context, kind: str, err: BaseException | None,
+    def line(self, method: str, ctx: Context, kind: str, err: BaseException | str | None,
              seconds: float, wall: float | None = None) -> str:
         """The line for one call (without the newline). A method name or peer that is not
-        plain printable text is written as a JSON string, so a line stays one line."""
-        status = "OK" if err is None else status_of(err)
+        plain printable text is written as a JSON string, so a line stays one line.
+        ``err``: the call's error, or its status name."""
+        status = "OK" if err is None else err if isinstance(err, str) else status_of(err)
         ts = self._clock.stamp(_time() if wall is None else wall)
         mid = self._middle(method, ctx, kind)
+        req = ctx.request_size
+        resp = ctx.response_size
         if self.fmt == "json":
-            return f'{{"ts":"{ts}",{mid},"status":"{status}","duration_ms":{seconds * 1e3:.3f}}}'
-        return f"{ts} {mid} {status} {seconds * 1e3:.3f}ms"
+            return (f'{{"ts":"{ts}",{mid},"status":"{status}","duration_ms":{seconds * 1e3:.3f},'
+                    f'"request_bytes":{req if req >= 0 else "null"},'
+                    f'"response_bytes":{resp if resp >= 0 else "null"}}}')
+        return (f"{ts} {mid} {status} {seconds * 1e3:.3f}ms {req if req >= 0 else '-'} "
+                f"{resp if resp >= 0 else '-'}")
 
     def write(self, method: str, ctx: Context, kind: str, err: BaseException | None,
               seconds: float, end: float | None = None) -> None:
-        """Queue the line (``end``: ``perf_counter()`` when the call ended, to date it
-        without another clock read); the queue goes to the stream every
+        """Queue the call (``end``: ``perf_counter()`` when the call ended, to date it
+        without another clock read); the queue is formatted and goes to the stream every
         :data:`FLUSH_AFTER` seconds or :data:`FLUSH_LINES` lines, whichever comes first (at
-        once outside a running loop), and at :meth:`close`."""
-        wall = None if end is None else self._clock.wall(end)
+        once outside a running loop), and at :meth:`close`. The line is formatted then, not
+        now: by then the transport has set ``ctx.response_size``."""
+        wall = self._clock.wall(_perf() if end is None else end)
         pending = self._pending
-        pending.append(self.line(method, ctx, kind, err, seconds, wall))
-        if len(pending) >= FLUSH_LINES:
-            self.flush()
+        pending.append((method, ctx, kind, None if err is None else status_of(err), seconds,
+                        wall))
+        if len(pending) == FLUSH_LINES:
+            # not now: the transport has not yet answered this call (its size)
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
         elif not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()
@@ -206,9 +222,11 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        lines, self._pending = self._pending, []
+        records, self._pending = self._pending, []
         with contextlib.suppress(OSError, ValueError):  # a closed stream: nothing to write
-            if lines:
+            if records:
+                line = self.line
+                lines = [line(*rec) for rec in records]
                 lines.append("")
                 self.stream.write("\n".join(lines))
             self.stream.flush()

@@ -307,6 +307,8 @@ class JsonValueSplitter:
         self._depth = 0
         self._in_str = False  # the scan position is inside a string
         self._esc = False  # ... right after a backslash (the next byte is escaped)
+        #: the size in bytes of each value the last :meth:`feed` returned, in order
+        self.sizes: list[int] = []
 
     @property
     def buffered(self) -> int:
@@ -320,7 +322,8 @@ class JsonValueSplitter:
         if fresh and buf.endswith(b"\n") and len(buf) <= self.max_size:
             # Fast path: Go's encoder writes one value per line (tried on new bytes only).
             try:
-                vals = [_json_decode(line) for line in bytes(buf).splitlines() if line.strip()]
+                lines = [line for line in bytes(buf).splitlines() if line.strip()]
+                vals = [_json_decode(line) for line in lines]
             except msgspec.DecodeError:
                 pass
             else:
@@ -329,8 +332,10 @@ class JsonValueSplitter:
                         raise ProtocolError(f"expected a JSON object, got {_json_kind(v)}")
                 buf.clear()
                 self._i = 0
+                self.sizes = [len(line) + 1 for line in lines]
                 return vals
         out: list[Any] = []
+        self.sizes = []
         i = self._scan(buf, self._i, out)
         # drop consumed bytes
         cut = self._start if self._start >= 0 else i
@@ -398,6 +403,7 @@ class JsonValueSplitter:
         raw = bytes(buf[self._start : end])
         try:
             out.append(_json_decode(raw))
+            self.sizes.append(len(raw))
         except msgspec.DecodeError as exc:
             raise ProtocolError(f"invalid JSON: {exc}") from None
         self._start = -1

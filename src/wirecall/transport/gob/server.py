@@ -178,7 +178,7 @@ class GobServerProtocol(GoServerProtocol):
             self.conn.send_error(seq, method, over)
             return
         ctx = Context(method, EMPTY_METADATA, None, self.peer, self.scheme,
-                      self.identity)
+                      self.identity, len(call.body.data))
         self.calls[ctx] = ctx
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -201,7 +201,9 @@ class GobServerProtocol(GoServerProtocol):
         conn = self.conn
         if exc is None:
             try:
+                before = conn.queued
                 conn.send_reply(seq, method, result, plan.reply_type(result))
+                ctx.response_size = conn.queued - before
             except (GobError, TypeError, ValueError, AttributeError) as err:
                 msg = err.message if isinstance(err, RpcError) else str(err)
                 conn.send_error(seq, method, f"cannot encode the reply of {method}: {msg}")

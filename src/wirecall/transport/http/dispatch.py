@@ -205,13 +205,18 @@ def handle_items(
             _start(server, call, call_ctx(make_ctx, call), notified, slots)
             return
 
+        ctx = call_ctx(make_ctx, call)
+        ctx.request_size = len(body)  # the body (HTTP) or message (WebSocket) of this call
+
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is None:
-                respond(_result_bytes(call, result))
+                data = _result_bytes(call, result)
             else:
-                respond(_encode_reply(j2.error_reply(call, as_rpc_error(exc))))
+                data = _encode_reply(j2.error_reply(call, as_rpc_error(exc)))
+            ctx.response_size = len(data)
+            respond(data)
 
-        _start(server, call, call_ctx(make_ctx, call), done, slots)
+        _start(server, call, ctx, done, slots)
         return
 
     replies: list[j2.Reply] = []

@@ -44,8 +44,11 @@ def start_go_json_call(
     reply: Reply,
     transport: str = "jsonrpc",
     calls: dict[Any, Context] | None = None,
+    identity: str = "",
+    size: int = -1,
 ) -> Context | None:
-    """Serve one decoded Go JSON-RPC request object; ``reply`` gets the response line.
+    """Serve one decoded Go JSON-RPC request object (``size``: its bytes on the wire);
+    ``reply`` gets the response line.
 
     Raises :class:`ProtocolError` for input Go would drop the connection on. Returns the
     call's context (None if the call was answered without running a handler). A call that
@@ -71,7 +74,7 @@ def start_go_json_call(
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         reply(gj.encode_response(rid, error=f"json: {exc}"))
         return None
-    ctx = Context(spec.name, EMPTY_METADATA, None, peer, transport)
+    ctx = Context(spec.name, EMPTY_METADATA, None, peer, transport, identity, size)
 
     def done(result: Any, exc: BaseException | None) -> None:
         if calls is not None:
@@ -84,6 +87,7 @@ def start_go_json_call(
         else:
             rerr = exc if isinstance(exc, RpcError) else server.error_from(exc, ctx)
             data = gj.encode_response(rid, error=rerr.message)
+        ctx.response_size = len(data)
         reply(data)
 
     if calls is not None:
@@ -119,7 +123,7 @@ async def handle_http_body(
         objs = splitter.feed(body + b"\n")
     except ProtocolError:
         objs = []
-    for obj in objs:
+    for obj, size in zip(objs, splitter.sizes, strict=True):
         if slots is not None and not slots.take():
             rid = obj.get("id") if isinstance(obj, dict) else None
             out.append(gj.encode_response(rid, error=(
@@ -128,7 +132,7 @@ async def handle_http_body(
         pending += 1
         counted = reply if slots is None else _given_back(slots, reply)
         try:
-            start_go_json_call(server, obj, peer, counted, transport="http")
+            start_go_json_call(server, obj, peer, counted, transport="http", size=size)
         except ProtocolError:
             pending -= 1
             if slots is not None:
@@ -163,6 +167,8 @@ class GoJsonServerProtocol(GoServerProtocol):
     conn: EncodedParts
     log = log
     wire = "jsonrpc"
+    #: the wire's name in Context.transport ("jsonrpcs" over TLS)
+    scheme = "jsonrpc"
 
     def __init__(
         self, server: Dispatcher, listener: ConnectionListener | None = None, **_: Any
@@ -177,19 +183,21 @@ class GoJsonServerProtocol(GoServerProtocol):
         except ProtocolError as exc:
             self.close_with(exc.message)
             return
-        self._serve(objs)
+        self._serve(list(zip(objs, self.splitter.sizes, strict=True)))
 
     def _unfinished(self) -> bool:
         return self.splitter.buffered > 0
 
-    def _start(self, item: Any) -> None:
+    def _start(self, sized: Any) -> None:
+        item, size = sized
         over = self._over_limit()
         if over is not None:
             rid = item.get("id") if isinstance(item, dict) else None
             self._reply(gj.encode_response(rid, error=over))
             return
         try:
-            start_go_json_call(self.server, item, self.peer, self._reply, calls=self.calls)
+            start_go_json_call(self.server, item, self.peer, self._reply, calls=self.calls,
+                               transport=self.scheme, identity=self.identity, size=size)
         except ProtocolError as exc:
             self.close_with(exc.message)
 

@@ -276,6 +276,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._on_refused(ev)  # type: ignore[arg-type]
         elif t is fr.PongReceived:
             self._ping_outstanding = False
+            if self.drain_pending and ev.opaque == self.DRAIN_PING:  # type: ignore[attr-defined]
+                self._final_goaway()
         elif t is fr.GoAwayReceived:
             self.going_away = True
         elif t is fr.MessageReceived or t is fr.WindowUpdated:
@@ -315,7 +317,9 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             CURRENT.reset(token)
         if self._compress_threshold is None:
             try:
-                self.conn.send_response(cid, self._encode(result))
+                data = self._encode(result)
+                ctx.response_size = len(data)
+                self.conn.send_response(cid, data)
                 return True
             except Exception:  # not encodable, too large: reported by _reply
                 pass
@@ -341,7 +345,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
                 and not self.going_away_sent
                 and self._run_fast(
                     cid, lane, body, Context(method, EMPTY_METADATA, None, self.peer, self.scheme,
-                                           self.identity)
+                                           self.identity, len(body))
                 )
             ):
                 conn = self.conn
@@ -375,6 +379,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self.peer,
             self.scheme,
             self.identity,
+            len(ev.body),
         )
         server = self.server
         body = ev.body
@@ -436,6 +441,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         session, rtype = coded
         try:
             body, md = session.encode(result, rtype)
+            ctx.response_size = len(body)
             self.conn.send_response(cid, body, md)
         except Exception as exc:
             self._reply_error(cid, ctx, Internal(
@@ -530,6 +536,7 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         if th is not None and len(body) >= th and conn.peer_accepts_compression:
             body = zlib.compress(body, 1)
             compressed = True
+        ctx.response_size = len(body)
         try:
             conn.send_response(cid, body, compressed=compressed)
         except FrameTooLarge:
@@ -543,9 +550,10 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
         if self.call_codecs.calls:
             self.call_codecs.calls.pop(cid, None)
         err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, ctx)
-        self.conn.send_error(
-            cid, err.status, err.message, encode_error_details(self.codec, err.details)
-        )
+        conn = self.conn
+        before = conn.queued_bytes
+        conn.send_error(cid, err.status, err.message, encode_error_details(self.codec, err.details))
+        ctx.response_size = conn.queued_bytes - before  # the error frame
 
     # -- writing -----------------------------------------------------------------------
 
@@ -559,9 +567,27 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._flush()
             self.transport.close()
 
+    #: a two-step GOAWAY waits for the answer to this PING (see :meth:`goaway`)
+    DRAIN_PING = b"wcdrain!"
+    drain_pending = False
+
     def goaway(self) -> None:
-        if self.transport is None:
+        """Refuse new calls: a GOAWAY naming the last call seen. With a hand-over
+        (``Server.handoff``, set for ``wirecall serve --workers``) in two steps, as gRPC's: a
+        GOAWAY naming every call id and a PING first, so calls the client sent before it read
+        the GOAWAY are still served; the final GOAWAY once the PING is answered."""
+        if self.transport is None or self.going_away_sent or self.drain_pending:
             return
+        if getattr(self.server, "handoff", 0) > 0:
+            self.drain_pending = True
+            self.conn.send_goaway(0xFFFFFFFF, Status.UNAVAILABLE, "server is shutting down")
+            self.conn.send_ping(self.DRAIN_PING)
+            self._flush()
+            return
+        self._final_goaway()
+
+    def _final_goaway(self) -> None:
+        self.drain_pending = False
         self.going_away_sent = True
         self.conn.send_goaway(self.last_call_id, Status.UNAVAILABLE, "server is shutting down")
         self._flush()
