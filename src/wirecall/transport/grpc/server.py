@@ -141,60 +141,6 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # (uvloop's is not a subclass)
-        if self.conn.queued > HIGH_WATER:
-            self._check_unsent()
-
-    def _check_unsent(self) -> None:
-        """Replies waiting for the peer's flow-control window, and (while the socket's
-        buffer is over its high-water mark) those the peer has not read, against
-        ``limits.max_unsent_bytes``: over it, the connection is closed."""
-        t = self.transport
-        if t is None or self._closing or t.is_closing():
-            return
-        total = self.conn.queued + (t.get_write_buffer_size() if self._paused_out else 0)
-        if total <= self._max_unsent:
-            return
-        reason = (f"more than {self._max_unsent} bytes of replies unsent "
-                  "(limits.max_unsent_bytes): the peer does not read them or grants no "
-                  "flow-control window")
-        log.warning("closing gRPC connection from %s: %s", self.peer, reason)
-        self.conn.drop_queued()
-        if self._paused_out:  # it does not read: it would not read a GOAWAY either
-            self._abort_all()
-            t.abort()
-            return
-        self.conn.goaway(ErrorCodes.ENHANCE_YOUR_CALM, reason)
-        self._abort_all(linger=True)
-
-    # -- the unfinished-frame time limit ---------------------------------------------
-
-    def _arm_frame_timer(self) -> None:
-        self._frame_timer = self._loop.call_later(self._frame_timeout, self._on_frame_timer)
-
-    def _on_frame_timer(self) -> None:
-        """Every ``limits.frame_timeout`` while something is unfinished: what was already
-        unfinished at the previous check (the same HTTP/2 frame, header block or gRPC
-        message) closes the connection, so a peer gets between one and two timeouts."""
-        self._frame_timer = None
-        if self.transport is None or self._closing:
-            return
-        if self._reading_paused:  # we stopped reading: the peer cannot finish anything
-            self._marks = set()
-            self._arm_frame_timer()
-            return
-        marks, watching = self.conn.unfinished_marks()
-        stale = marks & self._marks
-        self._marks = marks if watching else set()
-        if stale:
-            kind = min(stale)[0]
-            what = "gRPC message" if kind == "message" else f"HTTP/2 {kind}"
-            limit = self._frame_timeout
-            reason = f"{what} not completed within {limit:g}s (limits.frame_timeout)"
-            log.warning("closing gRPC connection from %s: %s", self.peer, reason)
-            self.conn.goaway(ErrorCodes.ENHANCE_YOUR_CALM, reason)
-            self._abort_all(linger=True)
-        elif watching:
-            self._arm_frame_timer()
         set_nodelay(transport)
         self.peer = peer_name(transport)
         self.identity = peer_identity(transport)
@@ -373,6 +319,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._fail_call(call, exc)
             return
         params = [msg] if call.wire.codec is None else msg
+        call.ctx.request_size = len(call.request)
         call.request = None
         if call.mode == UNARY:
             sid = call.sid
@@ -384,7 +331,6 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             finally:
                 reset_response_metadata(token)
         else:
-        call.ctx.request_size = len(call.request)
             self._start_stream(call, params)
 
     def _start_stream(self, call: _ServerCall, params: Any) -> None:
@@ -431,6 +377,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
                                             f"the limit of {conn.max_message_size}")
                 else:
                     self._headers(call)
+                    call.ctx.response_size = len(payload)
                     conn.send_message(sid, payload)
                     conn.send_trailers(sid, Status.OK, "", call.md.trailing or None)
         if exc is not None:
@@ -442,7 +389,6 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._batched += 1
         if conn.unsent > HIGH_WATER or self._batched >= WRITE_BATCH:
             self._flush()  # a big reply or a full batch: write it now (may pause us)
-                    call.ctx.response_size = len(payload)
         else:
             self._schedule_flush()
 
