@@ -17,6 +17,18 @@ any authenticated caller); the first pattern that matches decides (exact names a
 before patterns); a method no rule matches is open to any authenticated caller unless
 ``default="deny"``. ``public`` patterns need no credentials (health checks).
 
+Two ways to install it, the same checks either way:
+
+* ``auth.install(server)`` (what ``wirecall serve --auth-tokens`` does): a **call observer**
+  that refuses a call before it starts, so an inline handler stays inline and the native fast
+  lane stays open (a token is checked in microseconds: a hash and a dict lookup). Used when the
+  token check is synchronous (static tokens, or a plain function); an ``async`` token check
+  makes ``install`` add the interceptor instead. As an observer, the check runs before the
+  method is looked up: a caller without credentials gets ``UNAUTHENTICATED`` for an unknown
+  method too (it learns nothing about which methods exist).
+* ``Server(interceptors=[auth])`` / ``server.add_interceptor(auth)``: every call then runs in
+  a task (what any interceptor costs: docs/security.md measures both).
+
 Go's wires (gob, Go JSON-RPC) carry no metadata (only mTLS authenticates there) and no status
 code: the error text starts with ``unauthenticated:`` or ``permission denied:`` so a Go client
 can tell them apart (wirecall's own gob/JSON-RPC clients map them back to the status).
@@ -28,13 +40,17 @@ can tell them apart (wirecall's own gob/JSON-RPC clients map them back to the st
 from __future__ import annotations
 
 import fnmatch
-import hmac
+import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import PermissionDenied, Unauthenticated
-from .interceptors import ServerCall
+from .context import Context, current_context
+from .errors import Internal, PermissionDenied, Unauthenticated
+from .interceptors import OnDone, ServerCall
+
+if TYPE_CHECKING:
+    from .server import Server
 
 __all__ = [
     "AUTH_KEY",
@@ -50,6 +66,13 @@ UNAUTHENTICATED_PREFIX = "unauthenticated: "
 PERMISSION_DENIED_PREFIX = "permission denied: "
 
 TokenCheck = Callable[[str], "str | Awaitable[str | None] | None"]
+_sha256 = hashlib.sha256
+#: per-method decisions cached (method names come from the network: bounded)
+_MAX_CACHED = 4096
+
+
+def _digest(token: str) -> bytes:
+    return _sha256(token.encode()).digest()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -74,6 +97,9 @@ class Auth:
             raise ValueError(f"Auth default must be 'allow' or 'deny', not {default!r}")
         self._check: TokenCheck | None = None
         self._tokens: dict[str, str] = {}
+        #: the static tokens by SHA-256 digest: a lookup compares digests, never the secret
+        #: itself, so its timing tells nothing about a token (and costs one hash, not a loop)
+        self._digests: dict[bytes, str] = {}
         if callable(tokens):
             self._check = tokens
         elif isinstance(tokens, Mapping):
@@ -84,6 +110,16 @@ class Auth:
             self._tokens = {str(t): "bearer" for t in tokens}
         if any(not t for t in self._tokens):
             raise ValueError("Auth tokens: an empty token would let anyone in")
+        self._digests = {_digest(t): p for t, p in self._tokens.items()}
+        #: True when the token check must be awaited (``install`` then adds the interceptor)
+        self.is_async = self._check is not None and (
+            inspect.iscoroutinefunction(self._check)
+            or inspect.iscoroutinefunction(type(self._check).__call__))
+        #: method -> (public, principals allowed or None): the rules decided once per method
+        self._decided: dict[str, tuple[bool, frozenset[str] | None]] = {}
+        #: read by the server: a guard wraps fast-lane handlers inside the other observers
+        #: (so the access log and metrics see refused calls)
+        self.guard = True
         self.mtls = mtls
         self.identities = frozenset(identities) if identities is not None else None
         self._exact: dict[str, frozenset[str]] = {}
@@ -99,27 +135,94 @@ class Auth:
         self.public = tuple(public)
         self.default = default
 
-    async def __call__(self, call: ServerCall, proceed: Callable[[Any], Awaitable[Any]]) -> Any:
-        method = call.method
-        if self.public and any(fnmatch.fnmatchcase(method, p) for p in self.public):
-            return await proceed(call)
-        principal = await self.authenticate(call.context.metadata, call.context.identity)
-        self.authorize(principal, method)
-        return await proceed(call)
+    # -- installed as a call observer (the cheap path) ---------------------------------
 
-    async def authenticate(self, metadata: Mapping[str, str], identity: str) -> str:
-        """The caller's principal, or :class:`Unauthenticated`."""
+    def install(self, server: Server) -> None:
+        """Check every call of ``server``: as a call observer (inline handlers and the
+        native fast lane stay as they are) unless the token check is ``async``, then as an
+        interceptor."""
+        if self.is_async:
+            server.add_interceptor(self)
+        else:
+            server.add_observer(self)
+
+    def _decide(self, method: str) -> tuple[bool, frozenset[str] | None]:
+        d = self._decided.get(method)
+        if d is None:
+            if len(self._decided) >= _MAX_CACHED:
+                self._decided.clear()
+            public = any(fnmatch.fnmatchcase(method, p) for p in self.public)
+            d = self._decided[method] = (public, self.allowed(method))
+        return d
+
+    def check(self, method: str, ctx: Context) -> None:
+        """Raise :class:`Unauthenticated` or :class:`PermissionDenied` unless the caller
+        of ``ctx`` may call ``method`` (synchronously: the observer's check)."""
+        public, who = self._decide(method)
+        if public:
+            return
+        principal = self._principal(ctx.metadata, ctx.identity)
+        if who is None:
+            if self.default == "allow":
+                return
+        elif "*" in who or principal in who:
+            return
+        raise PermissionDenied(message=PERMISSION_DENIED_PREFIX
+                               + f"{principal!r} may not call {method}")
+
+    def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
+        self.check(method, ctx)  # raising refuses the call (Server reports it to on_done)
+        return on_done
+
+    def stream_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
+        self.check(method, ctx)
+        return on_done
+
+    def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """The native fast lane's inline handler, checked first (keeps the lane open)."""
+        if self._decide(method)[0]:
+            return handler  # public: nothing to check
+        check = self.check
+
+        def guarded(*args: Any) -> Any:
+            ctx = current_context()
+            if ctx is None:  # (never on the lane: the transport sets the Context)
+                raise Internal(message="no call context")
+            check(method, ctx)
+            return handler(*args)
+
+        return guarded
+
+    def _principal(self, metadata: Mapping[str, str], identity: str) -> str:
+        """:meth:`authenticate`, synchronously (the token check must not be async)."""
         header = metadata.get(AUTH_KEY)
-        if header is not None:
-            scheme, _, token = header.strip().partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                raise Unauthenticated(message=UNAUTHENTICATED_PREFIX
-                                      + "the authorization metadata must be 'Bearer <token>'")
-            principal = await self._token_principal(token)
-            if principal is None:
-                raise Unauthenticated(message=UNAUTHENTICATED_PREFIX + "invalid bearer token")
-            return principal
+        if header is None:
+            return self._certificate_principal(identity)
+        token = self._bearer(header)
+        if self._check is None:
+            principal: Any = self._digests.get(_digest(token))
+        else:
+            principal = self._check(token)
+            if inspect.isawaitable(principal):
+                close = getattr(principal, "close", None)
+                if close is not None:
+                    close()
+                raise Internal(message="the Auth token check returned an awaitable: install "
+                               "an async check with server.add_interceptor(auth)")
+        if principal is None:
+            raise Unauthenticated(message=UNAUTHENTICATED_PREFIX + "invalid bearer token")
+        return str(principal)
+
+    @staticmethod
+    def _bearer(header: str) -> str:
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated(message=UNAUTHENTICATED_PREFIX
+                                  + "the authorization metadata must be 'Bearer <token>'")
+        return token
+
+    def _certificate_principal(self, identity: str) -> str:
         if self.mtls and identity:
             if self.identities is not None and identity not in self.identities:
                 raise Unauthenticated(message=UNAUTHENTICATED_PREFIX
@@ -129,17 +232,32 @@ class Auth:
                               "'authorization: Bearer <token>' metadata"
                               + (" or a client certificate" if self.mtls else ""))
 
-    async def _token_principal(self, token: str) -> str | None:
-        if self._check is not None:
+    # -- installed as an interceptor -------------------------------------------------------
+
+    async def __call__(self, call: ServerCall, proceed: Callable[[Any], Awaitable[Any]]) -> Any:
+        method = call.method
+        if self._decide(method)[0]:
+            return await proceed(call)
+        principal = await self.authenticate(call.context.metadata, call.context.identity)
+        self.authorize(principal, method)
+        return await proceed(call)
+
+    async def authenticate(self, metadata: Mapping[str, str], identity: str) -> str:
+        """The caller's principal, or :class:`Unauthenticated`."""
+        header = metadata.get(AUTH_KEY)
+        if header is None:
+            return self._certificate_principal(identity)
+        token = self._bearer(header)
+        if self._check is None:
+            principal = self._digests.get(_digest(token))
+        else:
             out = self._check(token)
             if inspect.isawaitable(out):
                 out = await out
-            return None if out is None else str(out)
-        found = None
-        for known, principal in self._tokens.items():  # constant time per token
-            if hmac.compare_digest(known.encode(), token.encode()):
-                found = principal
-        return found
+            principal = None if out is None else str(out)
+        if principal is None:
+            raise Unauthenticated(message=UNAUTHENTICATED_PREFIX + "invalid bearer token")
+        return principal
 
     def allowed(self, method: str) -> frozenset[str] | None:
         """The principals ``rules`` allow on ``method`` (None: no rule matches)."""
@@ -152,7 +270,7 @@ class Auth:
 
     def authorize(self, principal: str, method: str) -> None:
         """:class:`PermissionDenied` unless ``principal`` may call ``method``."""
-        who = self.allowed(method)
+        who = self._decide(method)[1]
         if who is None:
             if self.default == "allow":
                 return

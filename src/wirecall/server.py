@@ -136,11 +136,18 @@ class Server:
         the call or the stream (``stream``: ``(inbound, send)`` or None for a unary call)."""
         name = method if isinstance(method, str) else method.name
         for obs in self._observers:
-            if stream is None:
-                on_done = obs.call_started(name, ctx, on_done)
-            else:
-                on_done = obs.stream_started(name, ctx, on_done)
+            try:
+                if stream is None:
+                    on_done = obs.call_started(name, ctx, on_done)
+                else:
+                    on_done = obs.stream_started(name, ctx, on_done)
+            except RpcError as exc:  # an observer refused the call (auth.Auth)
+                refused = exc
+        if refused is not None:  # (every other observer saw it start and sees it end)
+            on_done(None, refused)
+            return None
         if stream is None:
+        refused: RpcError | None = None
             return self.start_call(method, params, ctx, on_done, observed=True)
         return start_stream(self, method, params, ctx, stream[0], stream[1], on_done)
 
@@ -222,8 +229,9 @@ class Server:
         if dec is None:
             return None
         func: Callable[..., Any] | None = spec.func
-        # observers keep the lane only if each wraps the handler itself (CallObserver)
-        for obs in reversed(self._observers):
+        # observers keep the lane only if each wraps the handler itself (CallObserver);
+        # a guard (auth.Auth) wraps it innermost, so the others see the calls it refuses
+        for obs in reversed(sorted(self._observers, key=lambda o: getattr(o, "guard", False))):
             wrap = getattr(obs, "fast_handler", None)
             func = wrap(spec.name, func) if wrap is not None else None
             if func is None:

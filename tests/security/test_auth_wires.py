@@ -55,7 +55,8 @@ async def serve(certs: Certs, tmp_path: Any) -> AsyncIterator[Any]:
     servers: list[wirecall.Server] = []
 
     async def start(address: str, mtls: bool = False) -> str:
-        server = wirecall.Server(interceptors=[make_auth()])
+        server = wirecall.Server()
+        make_auth().install(server)  # a call observer (test_auth_fast.py: the interceptor)
         server.register(Bank())
         servers.append(server)
         opts: dict[str, Any] = {}

@@ -96,7 +96,7 @@ async def serve(args: argparse.Namespace) -> int:
                            "pip install 'wirecall[grpc]'") from None
     auth = auth_from_args(args)
     if auth is not None:
-        server.add_interceptor(auth)
+        auth.install(server)  # a call observer: the fast lane stays open (auth.py)
     obs = None
     if args.admin or args.metrics or args.tracing or args.access_log:
         from wirecall.observability.install import Observability
