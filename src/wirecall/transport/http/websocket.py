@@ -42,7 +42,7 @@ from .common import (
     convert_item,
     window_increment,
 )
-from .dispatch import as_rpc_error, call_ctx, handle_items
+from .dispatch import CallSlots, as_rpc_error, call_ctx, handle_items
 
 if TYPE_CHECKING:
     from ...seam import Dispatcher, MethodInfo
@@ -109,8 +109,10 @@ class WebSocketSession:
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._streams: dict[Any, _WsServerStream] = {}
-        self._inflight = 0  # calls (and streams) started and not yet answered
-        self._max_inflight = max(1, int(server.max_concurrent_calls))
+        #: calls (a batch's each) and streams running, against ``max_concurrent_calls``
+        self._slots = CallSlots(max(1, int(server.max_concurrent_calls)))
+        #: stream credit one grant may raise a stream's to (``Limits(max_stream_credit=)``)
+        self._max_credit = server.limits.max_stream_credit
 
     @property
     def closed(self) -> bool:
@@ -227,35 +229,17 @@ class WebSocketSession:
         self._handle(j2.parse_document(doc), data)
 
     def _handle(self, parsed: tuple[list[j2.Call | j2.ErrorReply], bool], data: bytes) -> None:
+        """Each call (a batch's each) takes a slot of ``max_concurrent_calls`` while it runs;
+        past the limit a call is answered RESOURCE_EXHAUSTED at once (in a batch: that
+        element; the batch's answer still has one element per call, as JSON-RPC 2.0 peers
+        expect)."""
         items, is_batch = parsed
-        n = sum(1 for it in items if type(it) is j2.Call)
-        if n and self._inflight and self._inflight + n > self._max_inflight:
-            self._refuse(items, is_batch)
-            return
-        self._inflight += n
-
-        def respond(out: bytes | None) -> None:
-            self._inflight -= n
-            self._respond(out)
-
         token = _current_ws.set(self)
         try:
-            handle_items(self.server, items, is_batch, data, self._make_ctx, respond, self.peer)
+            handle_items(self.server, items, is_batch, data, self._make_ctx, self._respond,
+                         self.peer, self._slots)
         finally:
             _current_ws.reset(token)
-
-    def _refuse(self, items: list[j2.Call | j2.ErrorReply], is_batch: bool) -> None:
-        """Over ``max_concurrent_calls`` calls in flight on this WebSocket (as on the native
-        protocol): answer RESOURCE_EXHAUSTED at once instead of starting more handlers."""
-        err = ResourceExhausted(message=f"too many calls in flight on this WebSocket "
-                                        f"(limit {self._max_inflight})")
-        replies = []
-        for it in items:
-            if type(it) is j2.ErrorReply:
-                replies.append(it.reply)
-            elif not it.notify:  # type: ignore[union-attr]
-                replies.append(j2.error_reply(it, err))  # type: ignore[arg-type]
-        self._respond(j2.encode_replies(replies, is_batch))
 
     # -- streaming calls: wirecall's convention on JSON-RPC 2.0 (docs/http.md) ----------
 
@@ -265,10 +249,9 @@ class WebSocketSession:
             self._respond(j2.encode(j2.error_reply(call, InvalidArgument(
                 message=f"a streaming call with id {id!r} is already open"))))
             return
-        if self._inflight >= self._max_inflight:
-            self._refuse([call], False)
+        if not self._slots.take():
+            self._respond(j2.encode(j2.error_reply(call, self._slots.refusal())))
             return
-        self._inflight += 1
         ctx = call_ctx(self._make_ctx, call)
         client_streams = spec.mode in (CLIENT_STREAM, BIDI_STREAM)
         st = _WsServerStream(ctx, None, spec.request_type)
@@ -298,7 +281,7 @@ class WebSocketSession:
             await self._send(j2.encode(j2.request_object(STREAM_ITEM, {"id": id, "item": item})))
 
         def on_done(_r: Any, exc: BaseException | None) -> None:
-            self._inflight -= 1
+            self._slots.give()
             if self._streams.get(id) is st:
                 del self._streams[id]
             if st.dead:
@@ -327,8 +310,8 @@ class WebSocketSession:
             return  # a late message for a call that already ended: ignored
         if method == STREAM_WINDOW:
             n = window_increment(p)
-            if n:
-                st.credit += n
+            if n:  # credit past what a stream may buffer is clamped (as on the native wire)
+                st.credit = min(st.credit + n, self._max_credit)
                 st.wake()
             return
         inbound = st.inbound

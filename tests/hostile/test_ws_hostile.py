@@ -1,0 +1,110 @@
+"""Hostile peers on WebSocket (``ws://``): JSON-RPC 2.0 batches and stream credit, issue #18.
+
+The offender speaks raw JSON-RPC over aiohttp's WebSocket client; the server runs in a
+subprocess (:class:`~hostile.peers.ServerProc`) with well-behaved clients calling alongside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from hostile.peers import MiB, Prober, ServerProc, assert_served, stats
+
+#: the per-connection call limit (``Server(max_concurrent_calls=...)``, default 1024)
+MAX_CALLS = 1024
+#: calls in one batch sent on a WebSocket with nothing in flight
+BATCH_CALLS = 3000
+#: the default ``Limits.max_stream_credit`` and the window every stream starts with
+MAX_CREDIT = 256
+INITIAL_WINDOW = 16
+#: the server's RSS may grow at most this much while one connection misbehaves ...
+ATTACK_RSS_GROWTH = 64 * MiB
+#: ... and must come back within this of where it started once the offender has left
+RSS_MARGIN = 32 * MiB
+
+
+def _servers() -> ServerProc:
+    return ServerProc("ws://127.0.0.1:0", "tcp://127.0.0.1:0")
+
+
+async def _one_batch(url: str, batch: list[dict[str, Any]], tcp_url: str) -> tuple[Any, Any]:
+    """Send one batch on a fresh WebSocket; its answer, and ``Svc.Stats`` 0.5 s in."""
+    async with aiohttp.ClientSession() as s, s.ws_connect(url, max_msg_size=0) as ws:
+        await ws.send_str(json.dumps(batch))
+        await asyncio.sleep(0.5)
+        mid = await asyncio.to_thread(stats, tcp_url)
+        msg = await asyncio.wait_for(ws.receive(), 10)
+        return json.loads(msg.data), mid
+
+
+def test_ws_batch_admits_at_most_the_call_limit() -> None:
+    """One batch of 3,000 calls on a WebSocket with nothing in flight: at most the
+    per-connection call limit run at once (the whole batch used to run); each call over it
+    is that element's RESOURCE_EXHAUSTED error, and the batch is answered as one array with
+    an element per call (what JSON-RPC 2.0 peers expect of a batch)."""
+    with _servers() as srv, Prober(srv.url("tcp")) as probe, Prober(srv.url("ws")) as wsp:
+        base = srv.settled_rss()
+        batch = [{"jsonrpc": "2.0", "method": "Svc.Hold", "params": [1.0], "id": i}
+                 for i in range(BATCH_CALLS)]
+        answer, mid = asyncio.run(_one_batch(srv.url("ws"), batch, srv.url("tcp")))
+        reports = probe.stop(), wsp.stop()
+        final = stats(srv.url("tcp"))
+        assert final["peak"] <= MAX_CALLS, (
+            f"{final['peak']} calls ran at once from one WebSocket batch (limit {MAX_CALLS}; "
+            f"0.5 s in: {mid})")
+        assert isinstance(answer, list) and len(answer) == BATCH_CALLS, str(answer)[:300]
+        refused = [a for a in answer if (a.get("error") or {}).get("data", {}).get("status")
+                   == "RESOURCE_EXHAUSTED"]
+        assert len(refused) == BATCH_CALLS - final["started"], (len(refused), final)
+        assert "too many calls in flight" in refused[0]["error"]["message"], refused[0]
+        assert sorted(a["id"] for a in answer) == list(range(BATCH_CALLS))
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
+
+
+async def _huge_grant(url: str, seconds: float) -> int:
+    """Open a server stream, grant it 2^20 items of credit at once, read for ``seconds``:
+    the items received."""
+    items = 0
+    async with aiohttp.ClientSession() as s, s.ws_connect(url, max_msg_size=0) as ws:
+        await ws.send_str(json.dumps(
+            {"jsonrpc": "2.0", "method": "Svc.Flood", "params": [1000], "id": 1}))
+        await ws.send_str(json.dumps(
+            {"jsonrpc": "2.0", "method": "rpc.stream.window", "params": {"id": 1, "n": 1 << 20}}))
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), left)
+            except TimeoutError:
+                break
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            if json.loads(msg.data).get("method") == "rpc.stream.item":
+                items += 1
+        await ws.send_str(json.dumps(
+            {"jsonrpc": "2.0", "method": "rpc.stream.cancel", "params": {"id": 1}}))
+    return items
+
+
+def test_ws_stream_credit_is_clamped() -> None:
+    """One ``rpc.stream.window`` granting 2^20 items: the server sends no more than
+    ``limits.max_stream_credit`` (256) past the initial window before the next grant (it
+    used to take the whole grant: thousands of 1 kB items a second); the clamp is not an
+    error, the stream goes on when credit comes back."""
+    with _servers() as srv, Prober(srv.url("tcp")) as probe, Prober(srv.url("ws")) as wsp:
+        base = srv.settled_rss()
+        items = asyncio.run(_huge_grant(srv.url("ws"), 1.5))
+        reports = probe.stop(), wsp.stop()
+        assert 0 < items <= INITIAL_WINDOW + MAX_CREDIT, (
+            f"{items} stream items sent on one grant of 2^20 (clamp {MAX_CREDIT})")
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
