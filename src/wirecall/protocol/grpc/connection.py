@@ -194,6 +194,12 @@ class GrpcConnection:
         self.goaway_last = 0
         #: DATA bytes handed to h2 since the last :meth:`data_to_send` (a cue to write early)
         self.unsent = 0
+        #: bytes of messages queued on streams, waiting for the peer's flow-control window
+        #: (the server's ``limits.max_unsent_bytes`` counts them)
+        self.queued = 0
+        #: a message has been left unfinished by a read (cleared by :meth:`unfinished_marks`
+        #: once none is): the transport then arms the unfinished-frame timer
+        self.partial = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -371,7 +377,7 @@ class GrpcConnection:
                     code = Status.UNKNOWN
             elif k == b"grpc-message":
                 message = percent_decode(v.decode("latin-1"))
-        self.streams.pop(sid, None)
+        self._drop(sid)
         cap = self._stream_cap
         if cap is not None:  # a call completed: the peer retired one more stream
             self._stream_cap = (
@@ -403,6 +409,8 @@ class GrpcConnection:
                 st.unacked -= c
                 st.preacked = 0
                 credits.append(c)
+            if st.reader.buffered:
+                self.partial = True
             if st.encoding == "gzip":
                 msgs = [
                     (False, gzip_decompress(p, self.max_message_size) if c else p)
@@ -437,7 +445,7 @@ class GrpcConnection:
             return
         if self.client_side:
             # END_STREAM without trailers (they come as TrailersReceived before this).
-            self.streams.pop(sid, None)
+            self._drop(sid)
             out.append(TrailersReceived(sid, Status.INTERNAL, "stream ended without trailers", {}))
             return
         if not st.reader.at_boundary():
@@ -447,7 +455,7 @@ class GrpcConnection:
 
     def _on_reset(self, ev: Any, out: list[Any], now: float) -> None:
         sid = ev.stream_id
-        self.streams.pop(sid, None)  # (may be gone already: a send raced with the reset)
+        self._drop(sid)  # (may be gone already: a send raced with the reset)
         if self.client_side and ev.error_code == REFUSED_STREAM:
             self._stream_cap = max(1, self.backend.open_outbound())
         out.append(StreamReset(sid, int(ev.error_code)))
@@ -495,7 +503,7 @@ class GrpcConnection:
 
     def _on_closed(self, ev: Any, out: list[Any], now: float) -> None:
         """The backend reset a stream itself (a stream-level protocol error)."""
-        if self.streams.pop(ev.stream_id, None) is not None:
+        if self._drop(ev.stream_id) is not None:
             out.append(StreamReset(ev.stream_id, ev.error_code))
 
     _dispatch: ClassVar[dict[type, Any]] = {
@@ -562,6 +570,7 @@ class GrpcConnection:
             framed = frame_message(payload)
         st.out.append(framed)
         st.out_bytes += len(framed)
+        self.queued += len(framed)
         self._flush(stream_id)
 
     def pending(self, stream_id: int) -> int:
@@ -597,6 +606,7 @@ class GrpcConnection:
         if st is None:
             st = self.streams[sid] = _Stream(MessageReader(self.max_message_size, False))
         st.out.clear()
+        self.queued -= st.out_bytes
         st.out_bytes = 0
         self.send_trailers(sid, status, message)
         out.append(StreamFailed(sid, status, message))
@@ -665,7 +675,7 @@ class GrpcConnection:
 
     def reset(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
         """Cancel a stream (RST_STREAM)."""
-        self.streams.pop(stream_id, None)
+        self._drop(stream_id)
         self.backend.reset_stream(stream_id, error_code)
 
     def _client_fail(self, sid: int, status: Status, message: str, out: list[Any]) -> None:
@@ -696,6 +706,7 @@ class GrpcConnection:
                     end = not out and st.end_stream_after and st.end_after is None
                     h.send_data(sid, chunk, end_stream=end)
                     st.out_bytes -= n
+                    self.queued -= n
                     self.unsent += n
                     window -= n
                     if end:
@@ -713,4 +724,40 @@ class GrpcConnection:
                 st.end_stream_after = False
                 h.end_stream(sid)
         except StreamGone:
-            self.streams.pop(sid, None)
+            self._drop(sid)
+
+    def _drop(self, sid: int) -> _Stream | None:
+        """Forget a stream (and what it still had queued)."""
+        st = self.streams.pop(sid, None)
+        if st is not None and st.out_bytes:
+            self.queued -= st.out_bytes
+        return st
+
+    def drop_queued(self) -> None:
+        """Drop every message still waiting for window (the connection is being closed)."""
+        for st in self.streams.values():
+            st.out.clear()
+            st.out_bytes = 0
+        self.queued = 0
+
+    # -- the unfinished-frame time limit ---------------------------------------------
+
+    def unfinished_marks(self) -> tuple[set[tuple[Any, ...]], bool]:
+        """What the peer started sending and has not finished, each as a mark that stays
+        the same while the same thing stays unfinished: an HTTP/2 frame or header block
+        (the backend's), and a stream's gRPC message whose rest the receive windows let the
+        peer send (one held back by our own flow control, because the application has not
+        consumed earlier messages, is not the peer's doing and is not marked). Also whether
+        anything at all is unfinished, marked or not (the timer keeps watching)."""
+        b = self.backend
+        marks: set[tuple[Any, ...]] = set(b.unfinished_marks())
+        partial = False
+        for sid, st in self.streams.items():
+            r = st.reader
+            left = r.remaining
+            if left:
+                partial = True
+                if b.recv_window(sid) >= left:
+                    marks.add(("message", sid, r.count))
+        self.partial = partial
+        return marks, partial or bool(marks)

@@ -33,6 +33,8 @@ from .http2 import (
 
 __all__ = ["H2Backend"]
 
+_PREFACE = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 #: events of frames that cost their sender nothing (counted for the flood guard)
 _CONTROL = frozenset({
     h2.events.RemoteSettingsChanged, h2.events.PingReceived, h2.events.PriorityUpdated,
@@ -55,6 +57,8 @@ class H2Backend(Http2Backend):
         self.client_side = client_side
         self.h2 = h2.connection.H2Connection(cfg)
         self._extra = b""
+        self._offset = 0  # bytes received so far
+        self._block_start = 0  # stream offset at which a pending header block was first seen
 
     def initiate(self, settings: dict[int, int], connection_window: int) -> None:
         self.h2.local_settings = h2.settings.Settings(
@@ -67,6 +71,7 @@ class H2Backend(Http2Backend):
             self.h2.increment_flow_control_window(extra)
 
     def receive(self, data: bytes) -> tuple[list[object], int]:
+        self._offset += len(data)
         try:
             evs = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -83,7 +88,38 @@ class H2Backend(Http2Backend):
                 r = conv(self, ev)
                 if r is not None:
                     out.append(r)
+        if self.count_control:
+            buf = self.h2.incoming_buffer
+            block = bool(getattr(buf, "_headers_buffer", None))
+            if block and not self.unfinished_block:
+                self._block_start = self._offset
+            self.unfinished_block = block
+            self.unfinished = (block or bool(getattr(buf, "_data", None))
+                               or 0 < getattr(buf, "_preamble_len", 0) < _PREFACE)
         return out, control
+
+    #: a header block awaits CONTINUATION (h2's frame buffer holds it)
+    unfinished_block = False
+
+    def unfinished_marks(self) -> list[tuple[str, int]]:
+        # (h2 keeps the frame being received in its frame buffer: the private attributes
+        # read here are h2 4.x's; a release without them just has no marks)
+        buf = self.h2.incoming_buffer
+        marks = []
+        pending = len(getattr(buf, "_data", b""))
+        if pending or 0 < getattr(buf, "_preamble_len", 0) < _PREFACE:
+            marks.append(("frame", self._offset - pending))
+        if getattr(buf, "_headers_buffer", None):
+            marks.append(("header block", self._block_start))
+        return marks
+
+    def recv_window(self, stream_id: int) -> int:
+        try:
+            w: int = self.h2.streams[stream_id].inbound_flow_control_window
+            cw: int = self.h2.inbound_flow_control_window
+        except (h2.exceptions.H2Error, KeyError, AttributeError):
+            return 0
+        return w if w < cw else cw
 
     def _goaway(self, ev: Any) -> H2GoAway:
         if int(ev.error_code) == 0:

@@ -153,8 +153,23 @@ class Http2Backend:
     name = ""
     #: the largest DATA chunk worth handing over at once
     max_frame: int = 16384
-    #: count control frames in :meth:`receive` (off: nobody reads the count)
+    #: count control frames in :meth:`receive` (off: nobody reads the count); the server
+    #: side, which counts them, also keeps :attr:`unfinished` up to date
     count_control: bool = True
+    #: after :meth:`receive` (server side): an HTTP/2 frame (or the preface, or a header
+    #: block awaiting CONTINUATION) has started arriving and is not complete
+    unfinished: bool = False
+
+    def unfinished_marks(self) -> list[tuple[str, int]]:
+        """What is unfinished (see :attr:`unfinished`), each as a mark that stays the same
+        while the same frame or header block stays unfinished (the stream offset where it
+        started)."""
+        return []
+
+    def recv_window(self, stream_id: int) -> int:
+        """Bytes the peer may still send on this stream now (the smaller of the stream's and
+        the connection's receive windows)."""
+        raise NotImplementedError
 
     def initiate(self, settings: dict[int, int], connection_window: int) -> None:
         raise NotImplementedError

@@ -34,7 +34,7 @@ class MessageError(Exception):
 class MessageReader:
     """Splits one stream's DATA into gRPC messages; refuses oversize ones from the prefix."""
 
-    __slots__ = ("_buf", "_need", "compressed_ok", "encoding", "max_size")
+    __slots__ = ("_buf", "_need", "compressed_ok", "count", "encoding", "max_size")
 
     def __init__(self, max_size: int, compressed_ok: bool) -> None:
         self._buf = bytearray()
@@ -42,10 +42,18 @@ class MessageReader:
         self.max_size = max_size
         self.compressed_ok = compressed_ok
         self.encoding = "identity"  # the peer's grpc-encoding (named in errors)
+        self.count = 0  # messages completed (marks the one being read: the frame timer)
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still to come of the message being read (0 at a message boundary)."""
+        if not self._buf:
+            return 0
+        return (PREFIX if self._need < 0 else PREFIX + self._need) - len(self._buf)
 
     def feed(self, data: bytes) -> list[tuple[bool, bytes]]:
         buf = self._buf
@@ -80,6 +88,7 @@ class MessageReader:
             out.append((buf[0] == 1, bytes(buf[PREFIX:end])))
             del buf[:end]
             self._need = -1
+            self.count += 1
 
     def at_boundary(self) -> bool:
         return not self._buf

@@ -41,6 +41,10 @@ class Ngh2Backend(Http2Backend):
         self.client_side = client_side
         self._skip = 0 if client_side else _PREFACE  # bytes left of the current frame
         self._head = b""  # a partial frame header
+        self._offset = 0  # bytes scanned so far (the stream offset of the next read)
+        self._frame_start = 0  # stream offset of the frame being received
+        self._in_block = False  # a header block awaits CONTINUATION ...
+        self._block_start = 0  # ... since this stream offset
         self._outbound: set[int] = set()
         self._highest_in = 0
         self._dead = False
@@ -53,29 +57,62 @@ class Ngh2Backend(Http2Backend):
 
     def _scan(self, data: bytes) -> int:
         """Control frames whose header is in ``data`` (SETTINGS and PING not acks, PRIORITY,
-        PRIORITY_UPDATE, unknown types)."""
+        PRIORITY_UPDATE, unknown types). Also follows where frames and header blocks start
+        and end, for :attr:`unfinished` (the unfinished-frame time limit)."""
         n = len(data)
         skip = self._skip
+        base = self._offset
+        self._offset = base + n
         if skip >= n:
-            self._skip = skip - n
+            self._skip = skip = skip - n
+            self.unfinished = skip > 0 or self._in_block
             return 0
         if self._head:
+            base -= len(self._head)
             data = self._head + data
             n = len(data)
             self._head = b""
-        i = skip
+        i = start = skip
         control = 0
+        in_block = self._in_block
         while i + 9 <= n:
             t = data[i + 3]
             if t >= 0xA or t == 2 or ((t == 4 or t == 6) and not data[i + 4] & 1):
                 control += 1
+            elif t == 1 or t == 9 or t == 5:  # HEADERS, CONTINUATION, PUSH_PROMISE
+                if not in_block:
+                    self._block_start = base + i
+                in_block = not data[i + 4] & 4  # END_HEADERS
+            start = i
             i += 9 + int.from_bytes(data[i:i + 3], "big")
         if i > n:
             self._skip = i - n
+            self._frame_start = base + start
+            self.unfinished = True
         else:
             self._skip = 0
             self._head = data[i:]
+            self._frame_start = base + i
+            self.unfinished = i < n or in_block
+        self._in_block = in_block
         return control
+
+    def unfinished_marks(self) -> list[tuple[str, int]]:
+        marks = []
+        if (self._skip and self._offset) or self._head:
+            marks.append(("frame", self._frame_start))
+        if self._in_block:
+            marks.append(("header block", self._block_start))
+        return marks
+
+    def recv_window(self, stream_id: int) -> int:
+        c = self.c
+        try:
+            w: int = c.stream_local_window_size(stream_id)
+            cw: int = c.local_window_size
+        except (ngh2.NGH2Error, ValueError):
+            return 0
+        return w if w < cw else cw
 
     def receive(self, data: bytes) -> tuple[list[object], int]:
         control = self._scan(data) if self.count_control else 0
@@ -83,6 +120,11 @@ class Ngh2Backend(Http2Backend):
         try:
             c.receive_data(data)
             evs: list[Any] = c.events()
+        except ngh2.ConnectionStateError:
+            # the session already ended (a GOAWAY received and no stream left open): what
+            # arrives now is dropped, the events already queued (a request refused before it
+            # was sent, REFUSED_STREAM) are delivered
+            evs = c.events()
         except ngh2.DenialOfServiceError as exc:
             self._dead = True
             self._last_goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"HTTP/2 flood")

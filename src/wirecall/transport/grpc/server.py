@@ -32,7 +32,7 @@ from ...errors import (
     wrong_mode,
 )
 from ...protocol import grpc as gp
-from ...protocol.grpc.http2 import resolve_backend
+from ...protocol.grpc.http2 import ErrorCodes, resolve_backend
 from ...seam import BIDI_STREAM, CLIENT_STREAM, UNARY, Dispatcher, MethodInfo
 from ...status import Status
 from ...streaming.model import (
@@ -132,10 +132,69 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._closing = False
         self._lingering = False
         self._batched = 0  # unary replies queued since the last write
+        lim = server.limits
+        self._max_unsent = lim.max_unsent_bytes
+        self._frame_timeout = lim.frame_timeout
+        self._frame_timer: asyncio.TimerHandle | None = None  # unfinished frames' time limit
+        self._marks: set[tuple[Any, ...]] = set()  # what was unfinished at the last check
 
     def _flush(self) -> None:
         self._batched = 0
         super()._flush()
+        if self.conn.queued > HIGH_WATER:
+            self._check_unsent()
+
+    def _check_unsent(self) -> None:
+        """Replies waiting for the peer's flow-control window, and (while the socket's
+        buffer is over its high-water mark) those the peer has not read, against
+        ``limits.max_unsent_bytes``: over it, the connection is closed."""
+        t = self.transport
+        if t is None or self._closing or t.is_closing():
+            return
+        total = self.conn.queued + (t.get_write_buffer_size() if self._paused_out else 0)
+        if total <= self._max_unsent:
+            return
+        reason = (f"more than {self._max_unsent} bytes of replies unsent "
+                  "(limits.max_unsent_bytes): the peer does not read them or grants no "
+                  "flow-control window")
+        log.warning("closing gRPC connection from %s: %s", self.peer, reason)
+        self.conn.drop_queued()
+        if self._paused_out:  # it does not read: it would not read a GOAWAY either
+            self._abort_all()
+            t.abort()
+            return
+        self.conn.goaway(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+        self._abort_all(linger=True)
+
+    # -- the unfinished-frame time limit ---------------------------------------------
+
+    def _arm_frame_timer(self) -> None:
+        self._frame_timer = self._loop.call_later(self._frame_timeout, self._on_frame_timer)
+
+    def _on_frame_timer(self) -> None:
+        """Every ``limits.frame_timeout`` while something is unfinished: what was already
+        unfinished at the previous check (the same HTTP/2 frame, header block or gRPC
+        message) closes the connection, so a peer gets between one and two timeouts."""
+        self._frame_timer = None
+        if self.transport is None or self._closing:
+            return
+        if self._reading_paused:  # we stopped reading: the peer cannot finish anything
+            self._marks = set()
+            self._arm_frame_timer()
+            return
+        marks, watching = self.conn.unfinished_marks()
+        stale = marks & self._marks
+        self._marks = marks if watching else set()
+        if stale:
+            kind = min(stale)[0]
+            what = "gRPC message" if kind == "message" else f"HTTP/2 {kind}"
+            limit = self._frame_timeout
+            reason = f"{what} not completed within {limit:g}s (limits.frame_timeout)"
+            log.warning("closing gRPC connection from %s: %s", self.peer, reason)
+            self.conn.goaway(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+            self._abort_all(linger=True)
+        elif watching:
+            self._arm_frame_timer()
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -151,6 +210,9 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
         if self.listener is not None:
             self.listener.connections.discard(self)
         for call in list(self.calls.values()):
@@ -161,13 +223,13 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
     def pause_writing(self) -> None:
         # The peer is not reading: stop reading its requests too (no new calls are parsed
         # while their replies could not be written); streams' send() waits on _paused.
-        self._paused = True
+        self._paused = self._paused_out = True
         if not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self._paused = self._paused_out = False
         if self._held:
             self._handle(self._held)
             self._after_events()
@@ -179,7 +241,10 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:  # closing after an error GOAWAY: what the peer sends is dropped
             return
-        events = self.conn.receive(data, self._loop.time())
+        conn = self.conn
+        events = conn.receive(data, self._loop.time())
+        if self._frame_timer is None and (conn.partial or conn.backend.unfinished):
+            self._arm_frame_timer()
         if self._held:  # still working through what was parsed before a pause
             self._held.extend(events)
         else:
