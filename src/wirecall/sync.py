@@ -173,14 +173,15 @@ class SyncClient:
             self._conns[0] = self._dial()
         else:
             self._bridge = _LoopThread()
-            # the facade's own defaults go only to transports that take them; a value the
+            # the facade's own defaults go only to transports that take them (a cluster's
+            # wire is known later: its endpoints keep their own defaults); a value the
             # caller chose goes anyway (an inapplicable one is then an error naming it)
             accepted = CLIENT_OPTIONS.get(self.url.scheme)
             for key, value, default in (("keepalive", keepalive, 30.0),
                                         ("idle_timeout", idle_timeout, None),
                                         ("codec", codec, "msgpack")):
-                if value is not None and (cluster or accepted is None or key in accepted
-                                          or value != default):
+                if value is not None and (value != default or (not cluster and (
+                        accepted is None or key in accepted))):
                     options.setdefault(key, value)
             # a ClusterClient has Client's calling API (duck-typed, see docs/cluster.md)
             try:

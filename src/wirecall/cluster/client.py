@@ -24,7 +24,6 @@ from ..context import CURRENT
 from ..errors import ConnectError, DeadlineExceeded, RpcError, Unavailable
 from ..interceptors import ClientCall, ClientInterceptor, chain
 from ..status import Status
-from ..streaming.model import PendingStream
 from ..transport.base import CLIENT_OPTIONS, URL, check_options
 from .balancer import Balancer, hash_key, make_balancer
 from .breaker import AdaptiveThrottle, BreakerState, CircuitBreaker
@@ -44,6 +43,7 @@ from .policy import (
     pushback_ms,
 )
 from .resolver import Resolver, StaticResolver, make_resolver, parse_target
+from .streams import STREAM_BUFFER, ClusterStream
 
 __all__ = ["HASH_KEY", "ClusterClient", "connect"]
 
@@ -84,6 +84,7 @@ class ClusterClient:
         resolver: Resolver | None = None,
         ewma_tau: float = 2.0,
         allow_empty: bool = False,
+        stream_buffer: int = STREAM_BUFFER,
         pool_size: int = 1,
         connect_timeout: float | None = 10.0,
         call_timeout: float | None = None,
@@ -107,6 +108,9 @@ class ClusterClient:
         self.budget = retry_budget or RetryBudget()
         self.ewma_tau = ewma_tau
         self.allow_empty = allow_empty
+        if stream_buffer < 0:
+            raise ValueError(f"stream_buffer must be >= 0, got {stream_buffer}")
+        self.stream_buffer = stream_buffer
         self.call_timeout = call_timeout
         self.metadata = dict(metadata or {})
         self.interceptors = list(interceptors)
@@ -656,19 +660,13 @@ class ClusterClient:
         return typing.cast(T, Stub(self, api, service))
 
     def stream(self, method: str, /, params: Any = None, *, timeout: float | None = _UNSET,
-               metadata: Mapping[str, str] | None = None, result_type: Any = Any) -> Any:
-        """A streaming call on one endpoint (picked by the balancer; streams are not
-        retried or hedged)."""
-        tmo = self.call_timeout if timeout is _UNSET else timeout
-        md = {**self.metadata, **(metadata or {})} or None
-
-        async def opener() -> Any:
-            if not self.live:
-                await self.connect()
-            ep = self.pick(self.policy_for(method))
-            return ep.client.stream(method, params, timeout=tmo, metadata=md,
-                                    result_type=result_type)
-        return PendingStream(opener)
+               metadata: Mapping[str, str] | None = None, result_type: Any = Any
+               ) -> ClusterStream:
+        """A streaming call on one endpoint at a time, retried on another while it is not
+        committed when the method's policy allows (:mod:`wirecall.cluster.streams`)."""
+        tmo, md = call_options(
+            method, self.call_timeout if timeout is _UNSET else timeout, metadata, self.metadata)
+        return ClusterStream(self, method, params, tmo, md, result_type, self.stream_buffer)
 
     async def ping(self) -> float:
         if not self.live:
