@@ -61,7 +61,7 @@ def record(**fields: Any) -> None:
 # -- the server under test -----------------------------------------------------------------
 
 SERVER_SCRIPT = r"""
-import asyncio, gc, json, resource, sys
+import asyncio, gc, json, resource, sys, time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,6 +114,15 @@ async def main() -> None:
     server.register(Svc(), name="Svc")
     urls = await server.start(*cfg["urls"], **cfg["options"])
     print("READY " + " ".join(urls), flush=True)
+    if cfg.get("watch_loop"):  # note each time the event loop was stalled for > 0.3 s
+        async def watch() -> None:
+            while True:
+                t0 = time.monotonic()
+                await asyncio.sleep(0.05)
+                late = time.monotonic() - t0 - 0.05
+                if late > 0.3:
+                    print(f"LOOP-STALL {t0:.3f} {late:.3f}", file=sys.stderr, flush=True)
+        watcher = asyncio.ensure_future(watch())
     await server.serve_forever(handle_signals=True)
 
 
@@ -148,8 +157,10 @@ class ServerProc:
         options: dict[str, Any] | None = None,
         gc_disabled: bool = False,
         limits: dict[str, Any] | None = None,
+        watch_loop: bool = False,
     ) -> None:
         self.cfg = {
+            "watch_loop": watch_loop,
             "urls": list(urls),
             "server": server or {},
             "limits": limits or {},
@@ -261,6 +272,14 @@ class ServerProc:
                 return now
             last = now
         return last
+
+    def loop_stalls(self) -> list[tuple[float, float]]:
+        """(``time.monotonic()`` at its start, seconds) of each event-loop stall over 0.3 s
+        the server noted (``watch_loop=True``); the clock is the machine's, as the tests'."""
+        self._stderr.seek(0)
+        return [(float(w[1]), float(w[2])) for w in (
+            line.split() for line in self._stderr.read().decode(errors="replace").splitlines())
+            if len(w) == 3 and w[0] == "LOOP-STALL"]
 
     def stderr_tail(self, n: int = 3000) -> str:
         self._stderr.seek(0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -187,7 +188,20 @@ def _probe_for(srv: ServerProc, scheme: str) -> Prober:
 
 @pytest.mark.parametrize("scheme", list(INPUTS))
 def test_fuzz_listener_keeps_serving(scheme: str) -> None:
-    with ServerProc(f"{scheme}://127.0.0.1:0") as srv, _probe_for(srv, scheme) as probe:
+    stalls: list[tuple[float, float]] = []  # this process's own pauses (long runs)
+    stop = threading.Event()
+
+    def heartbeat() -> None:  # a thread that should wake every 10 ms: when it does not,
+        while not stop.is_set():  # this process (driver and probe alike) was held up
+            t0 = time.monotonic()
+            time.sleep(0.01)
+            if time.monotonic() - t0 > 0.3:
+                stalls.append((t0, time.monotonic() - t0))
+
+    if _long:
+        threading.Thread(target=heartbeat, daemon=True).start()
+    with ServerProc(f"{scheme}://127.0.0.1:0", watch_loop=bool(_long)) as srv, \
+            _probe_for(srv, scheme) as probe:
         addr = _address(srv, scheme)
         seen: list[tuple[float, bytes]] = []  # (when it was sent, its first 200 bytes)
 
@@ -213,8 +227,12 @@ def test_fuzz_listener_keeps_serving(scheme: str) -> None:
 
         hit()
         report = probe.stop()
+        stop.set()
         assert srv.alive(), srv.describe()
         if _long:  # a long run reports what was sent around each failed or slow call
+            mine = [(round(a, 3), round(b, 3)) for a, b in stalls]
+            print(f"{scheme}: server event-loop stalls > 0.3 s: {srv.loop_stalls()}; "
+                  f"this process's stalls > 0.3 s: {mine}")
             for t0, what in [(t, "FAILED") for t in report.failed_at] + [
                     (t, f"slow {took * 1000:.0f} ms") for t, took in report.slow]:
                 near = [(round(t - t0, 3), d) for t, d in seen if t0 - 1.0 <= t <= t0 + 2.5]

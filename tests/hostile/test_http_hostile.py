@@ -272,3 +272,34 @@ def test_http_unsent_bytes_over_the_budget_close_with_a_reason() -> None:
         assert_served(*reports)
         after = srv.settled_rss()
         assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
+
+
+def test_http_batch_answer_is_bounded() -> None:
+    """One batch of 2,000 calls answering 1 MB each (a 140 kB request for a 2 GB answer),
+    with ``limits.max_unsent_bytes`` 8 MiB: once the results pass the budget the calls not
+    started yet are answered RESOURCE_EXHAUSTED naming it instead of run."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0",
+                    limits={"max_unsent_bytes": 8 * MiB}) as srv, \
+            Prober(srv.url("tcp")) as probe, Prober(srv.url("http") + "/jsonrpc") as http_probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("http"))
+        body = _batch(2000, "Svc.Big", [1_000_000], 1)
+        reader = SocketReader(sock, 10.0, done=lambda d: bool(parse_http_responses(d)))
+        send_for(sock, iter([http_post("/rpc", body)]), 2.0)
+        reader.join()
+        sock.close()
+        reports = probe.stop(), http_probe.stop()
+        alive = srv.alive()
+        assert alive, srv.describe()
+        [resp] = parse_http_responses(reader.data) or [None]
+        assert resp is not None and resp.status == 200, reader.data[:300]
+        answer = json.loads(resp.body)
+        results = [a for a in answer if "result" in a]
+        refused = [a for a in answer if "max_unsent_bytes" in (a.get("error") or {}).get(
+            "message", "")]
+        assert len(answer) == 2000 and len(results) + len(refused) == 2000, len(answer)
+        assert 8 <= len(results) <= 16, f"{len(results)} results of 1 MB (budget 8 MiB)"
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"

@@ -41,10 +41,13 @@ class CallSlots:
     """The calls in flight on one connection against the server's per-connection limit
     (``Server(max_concurrent_calls=...)``): counted by what runs, a batch's calls included."""
 
-    __slots__ = ("limit", "running")
+    __slots__ = ("limit", "max_answer", "running")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_answer: int | None = None) -> None:
         self.limit = limit
+        #: bytes a batch's answer may reach (``Limits(max_unsent_bytes=)``): past them the
+        #: batch's calls not started yet are answered RESOURCE_EXHAUSTED instead of run
+        self.max_answer = max_answer
         self.running = 0
 
     def take(self) -> bool:
@@ -184,7 +187,9 @@ def handle_items(
 
     ``slots``: the connection's calls in flight; a call over its limit is answered
     ``RESOURCE_EXHAUSTED`` (in a batch: that element). A batch starts :data:`BATCH_TURN`
-    calls per loop turn, so a large one does not stall the other connections."""
+    calls per loop turn, so a large one does not stall the other connections; once its
+    results pass ``slots.max_answer`` bytes, the calls not started yet are answered
+    ``RESOURCE_EXHAUSTED`` instead of run (one answer cannot grow without bound)."""
     if not is_batch:
         item = items[0]
         if (item.raw is not None or (type(item) is j2.ErrorReply and item.stream)) and _serve_go(
@@ -221,6 +226,8 @@ def handle_items(
 
     replies: list[j2.Reply] = []
     left = [len(items)]
+    size = [0]  # bytes of the results so far
+    cap = slots.max_answer if slots is not None else None
 
     def one_done() -> None:
         left[0] -= 1
@@ -235,7 +242,15 @@ def handle_items(
                 one_done()
                 continue
             c: j2.Call = item  # type: ignore[assignment]
-            _start(server, c, call_ctx(make_ctx, c), _batch_cb(c, replies, one_done), slots)
+            if cap is not None and size[0] > cap:
+                if not c.notify:
+                    replies.append(j2.error_reply(c, ResourceExhausted(
+                        message=f"not run: the batch's answer passed limits.max_unsent_bytes "
+                                f"({cap} bytes)")))
+                one_done()
+                continue
+            _start(server, c, call_ctx(make_ctx, c), _batch_cb(c, replies, one_done, size),
+                   slots)
         if end < len(items):
             asyncio.get_running_loop().call_soon(run, end)
 
@@ -243,14 +258,14 @@ def handle_items(
 
 
 def _batch_cb(
-    call: j2.Call, replies: list[j2.Reply], one_done: Callable[[], None]
+    call: j2.Call, replies: list[j2.Reply], one_done: Callable[[], None], size: list[int]
 ) -> Callable[[Any, BaseException | None], None]:
     def cb(result: Any, exc: BaseException | None) -> None:
         if not call.notify:
             if exc is None:
                 reply = j2.result_reply(call, result)
                 try:
-                    j2.encode(result)
+                    size[0] += len(j2.encode(result))
                 except (TypeError, ValueError, msgspec.EncodeError) as e:
                     err = Internal(message=f"cannot encode the result of {call.method}: {e}")
                     reply = j2.error_reply(call, err)

@@ -185,7 +185,7 @@ class HttpProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._header_bytes = 0
         #: JSON-RPC calls in flight on this connection (batches included) against the limit
-        self._slots = CallSlots(self.server.max_concurrent_calls)
+        self._slots = CallSlots(self.server.max_concurrent_calls, service.max_unsent)
         self._reset_request()
 
     def _reset_request(self) -> None:

@@ -110,7 +110,8 @@ class WebSocketSession:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._streams: dict[Any, _WsServerStream] = {}
         #: calls (a batch's each) and streams running, against ``max_concurrent_calls``
-        self._slots = CallSlots(max(1, int(server.max_concurrent_calls)))
+        self._slots = CallSlots(max(1, int(server.max_concurrent_calls)),
+                                server.limits.max_unsent_bytes)
         #: stream credit one grant may raise a stream's to (``Limits(max_stream_credit=)``)
         self._max_credit = server.limits.max_stream_credit
 
