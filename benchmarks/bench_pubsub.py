@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,8 +47,23 @@ IDLE = 10.0  # a subscriber process gives up after this long without a message
 
 
 class Result:
-    def __init__(self, rate: float, p50: float, p99: float, lost: int) -> None:
+    def __init__(self, rate: float, p50: float, p99: float, lost: int,
+                 cpu: dict[str, float] | None = None) -> None:
         self.rate, self.p50, self.p99, self.lost = rate, p50, p99, lost
+        #: CPU microseconds per delivery during the throughput phase, by process kind
+        self.cpu = cpu or {}
+
+
+def _cpu() -> float:
+    """This process's CPU seconds (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def proc_cpu(pid: int) -> float:
+    """Another process's CPU seconds (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- worker processes -------------------------------------------------------------------
@@ -111,6 +127,7 @@ async def sub_worker(spec: dict[str, Any]) -> None:
 
             readers.append(read)
     _say({"ready": True})
+    cpu0 = _cpu()
     got = [0]
     last = [0.0]
     lats: list[float] = []
@@ -143,7 +160,7 @@ async def sub_worker(spec: dict[str, Any]) -> None:
 
     tasks = [asyncio.ensure_future(reader(rd)) for rd in readers]
     await phase_done.wait()
-    _say({"drained": True})
+    _say({"drained": True, "cpu": _cpu() - cpu0})
     await asyncio.gather(*tasks)
     _say({"got": got[0], "last": last[0], "lats": lats})
     for close in closers:
@@ -153,9 +170,16 @@ async def sub_worker(spec: dict[str, Any]) -> None:
 
 
 async def pub_worker(spec: dict[str, Any]) -> None:
-    """Say ready; on ``go`` publish the throughput messages (``window`` in flight, each waits
-    for its reply), say the start time; on ``lat`` the latency messages, one at a time."""
-    topic, pad = spec["topic"], "x" * 64
+    """Say ready; on ``go`` publish the throughput messages and say the start time; on
+    ``lat`` the latency messages, one at a time with a pause between them.
+
+    ``mode`` ``each``: every publish waits for its reply, ``window`` in flight (redis-py:
+    ``PUBLISH``; RPC servers: the unary ``Publish``). ``batch``: without a reply each:
+    redis-py pipelines ``window`` ``PUBLISH`` per write (one batch in flight, its replies
+    read together); wirecall streams them into ``PubSubStream.Publish`` (the server pipelines
+    them to Redis; one reply at the end)."""
+    topic, pad, mode = spec["topic"], "x" * 64, spec["mode"]
+    stream: Any = None
     if spec["kind"] == "redis":
         import redis.asyncio as aioredis
 
@@ -165,35 +189,59 @@ async def pub_worker(spec: dict[str, Any]) -> None:
         async def publish(m: str) -> Any:
             return await r.publish(topic, m)
 
+        async def publish_batch(ms: list[str]) -> None:
+            for i in range(0, len(ms), spec["window"]):
+                pipe = r.pipeline(transaction=False)
+                for m in ms[i:i + spec["window"]]:
+                    pipe.publish(topic, m)
+                await pipe.execute()
+
         close: Any = r.aclose
     else:
+        from wirecall.pubsub.client import stream_publisher
         from wirecall.pubsub.service import PublishRequest, PubSubStub
 
         client = await _rpc_connect(spec["url"])
         stub = PubSubStub(client)
 
         async def publish(m: str) -> Any:
+            if stream is not None:
+                return await stream.send(topic, m)
             return await stub.Publish(PublishRequest(topic=topic, message=m), timeout=30)
 
-        close = client.close
+        async def publish_batch(ms: list[str]) -> None:
+            for m in ms:
+                await stream.send(topic, m)
+
+        async def close() -> None:
+            if stream is not None:
+                await stream.__aexit__(None, None, None)
+            await client.close()
+
+        if mode == "batch":
+            stream = await stream_publisher(spec["url"], client=client).__aenter__()
     await publish(f"w 0 {pad}")  # warm the connection (no subscriber counts a "w")
     _say({"ready": True})
     await _line()
-    sem = asyncio.Semaphore(spec["window"])
-
-    async def one(i: int) -> None:
-        try:
-            await publish(f"t {time.monotonic()} {i} {pad}")
-        finally:
-            sem.release()
-
+    cpu0 = _cpu()
     t0 = time.monotonic()
-    pubs = []
-    for i in range(spec["msgs"]):
-        await sem.acquire()
-        pubs.append(asyncio.ensure_future(one(i)))
-    await asyncio.gather(*pubs)
-    _say({"t0": t0, "published": time.monotonic()})
+    if mode == "batch":
+        await publish_batch([f"t {time.monotonic()} {i} {pad}" for i in range(spec["msgs"])])
+    else:
+        sem = asyncio.Semaphore(spec["window"])
+
+        async def one(i: int) -> None:
+            try:
+                await publish(f"t {time.monotonic()} {i} {pad}")
+            finally:
+                sem.release()
+
+        pubs = []
+        for i in range(spec["msgs"]):
+            await sem.acquire()
+            pubs.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*pubs)
+    _say({"t0": t0, "published": time.monotonic(), "cpu": _cpu() - cpu0})
     await _line()
     for i in range(spec["lat_msgs"]):
         await publish(f"l {time.monotonic()} {i}")
@@ -202,9 +250,26 @@ async def pub_worker(spec: dict[str, Any]) -> None:
     await close()
 
 
-def worker_main(role: str, spec_json: str) -> None:
-    spec = json.loads(spec_json)
-    coro = sub_worker(spec) if role == "sub" else pub_worker(spec)
+async def server_worker(url: str, broker: str) -> None:
+    """A wirecall PubSub server: the tutorial's ``PubSub`` and ``PubSubStream`` on one
+    broker (``python -m wirecall.tutorial.pubsub serve`` serves the first only)."""
+    from wirecall import Server
+    from wirecall.pubsub.service import PubSub, PubSubStream
+
+    server = Server()
+    service = PubSub(broker)
+    server.register(service)
+    server.register(PubSubStream(service))
+    print("listening on", *(await server.start(url)), flush=True)
+    await server.serve_forever(handle_signals=True)
+
+
+def worker_main(role: str, *argv: str) -> None:
+    if role == "server":
+        coro: Any = server_worker(*argv)
+    else:
+        spec = json.loads(argv[0])
+        coro = sub_worker(spec) if role == "sub" else pub_worker(spec)
     try:
         import uvloop
     except ImportError:
@@ -264,6 +329,7 @@ async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
         subs.append(Worker("sub", {**base, "subs": k, "first": first}))
         first += k
     pub = Worker("pub", {**base, "window": args.window,
+                         "mode": "batch" if system in BATCH else "each",
                          "lat_gap": max(0.001, n_subs * 0.0001)})
     workers = [*subs, pub]
     try:
@@ -273,9 +339,14 @@ async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
             deadline = time.monotonic() + 20
             while numsub(servers.redis, topic) < n_subs and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
+        others = servers.pids(system)
+        before = {k: proc_cpu(pid) for k, pid in others.items()}
         pub.tell("go")
         started = await pub.read()
-        await asyncio.gather(*(w.read(IDLE * 3) for w in subs))  # drained
+        drained = await asyncio.gather(*(w.read(IDLE * 3) for w in subs))
+        cpu = {k: proc_cpu(pid) - before[k] for k, pid in others.items()}
+        cpu["publisher"] = started["cpu"]
+        cpu["subscribers"] = sum(d["cpu"] for d in drained)
         pub.tell("lat")
         await pub.read()
         ends = await asyncio.gather(*(w.read(IDLE * 3) for w in subs))
@@ -286,9 +357,11 @@ async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
     last = max(e["last"] for e in ends) or time.monotonic()
     lats = sorted(x for e in ends for x in e["lats"])
     lost = (n_msgs + LATENCY_MESSAGES) * n_subs - total - len(lats)
+    per = 1e6 / max(1, total)
     return Result(total / (last - started["t0"]),
                   lats[len(lats) // 2] * 1e3 if lats else 0,
-                  lats[int(len(lats) * 0.99)] * 1e3 if lats else 0, lost)
+                  lats[int(len(lats) * 0.99)] * 1e3 if lats else 0, lost,
+                  {k: v * per for k, v in cpu.items()})
 
 
 class Servers:
@@ -301,20 +374,22 @@ class Servers:
         self.redis = RedisServer().start()
         self.procs: list[subprocess.Popen[str]] = []
         self.urls: dict[str, str] = {}
+        self.server_pids: dict[str, int] = {}
 
     def wirecall(self, name: str, scheme: str, broker: str) -> None:
         from support.servers import free_port
 
         url = f"{scheme}://127.0.0.1:{free_port()}"
         log = open(f"/tmp/bench_pubsub-{name}.log", "w")  # noqa: SIM115  (the server's log)
-        p = subprocess.Popen([sys.executable, "-m", "wirecall.tutorial.pubsub", "serve", url,
-                              broker], stdout=subprocess.PIPE, stderr=log,
+        p = subprocess.Popen([sys.executable, __file__, "--worker", "server", url, broker],
+                             stdout=subprocess.PIPE, stderr=log,
                              text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert p.stdout is not None
         line = p.stdout.readline()
         assert line.startswith("listening on"), line
         self.procs.append(p)
         self.urls[name] = url
+        self.server_pids[name] = p.pid
 
     def go(self) -> None:
         from interop.grpc_go import harness
@@ -323,12 +398,13 @@ class Servers:
         srv = harness.start("pubsub_server", "127.0.0.1:0", self.redis.address)
         self.procs.append(srv.proc)
         self.urls["go"] = f"grpc://{srv.addr}"
+        self.server_pids["go"] = srv.proc.pid
 
     def start_for(self, systems: list[str]) -> None:
         redis_url = self.redis.url
         streams_url = redis_url.replace("redis://", "redis+streams://") + "?maxlen=100000"
         for system in systems:
-            key = WIRECALL.get(system)
+            key = WIRECALL.get(BATCH.get(system, system))
             if key is not None and key not in self.urls:
                 scheme, broker = key.split("-")
                 self.wirecall(key, scheme, {"ps": redis_url, "st": streams_url,
@@ -336,7 +412,18 @@ class Servers:
         if "Go server (redigo)" in systems:
             self.go()
 
+    def pids(self, system: str) -> dict[str, int]:
+        """The server processes a system's messages go through: Redis, and its RPC server."""
+        assert self.redis.proc is not None
+        system = BATCH.get(system, system)
+        out = {"redis": self.redis.proc.pid}
+        key = "go" if system == "Go server (redigo)" else WIRECALL.get(system)
+        if key is not None:
+            out["server"] = self.server_pids[key]
+        return out
+
     def target(self, system: str) -> tuple[str, str]:
+        system = BATCH.get(system, system)
         if system == "redis-py direct":
             return "redis", self.redis.url
         if system == "Go server (redigo)":
@@ -354,9 +441,14 @@ class Servers:
 WIRECALL = {"wirecall grpc Pub/Sub": "grpc-ps", "wirecall tcp Pub/Sub": "tcp-ps",
             "wirecall grpc Streams": "grpc-st", "wirecall tcp Streams": "tcp-st",
             "wirecall grpc memory": "grpc-mem", "wirecall tcp memory": "tcp-mem"}
+#: the publishers that do not wait per message (``mode`` ``batch``, see ``pub_worker``)
+BATCH = {"redis-py direct (pipelined)": "redis-py direct",
+         "wirecall tcp Pub/Sub (stream publish)": "wirecall tcp Pub/Sub",
+         "wirecall grpc Pub/Sub (stream publish)": "wirecall grpc Pub/Sub",
+         "wirecall tcp Streams (stream publish)": "wirecall tcp Streams"}
 SYSTEMS = ["redis-py direct", "wirecall grpc Pub/Sub", "wirecall tcp Pub/Sub",
            "wirecall grpc Streams", "wirecall tcp Streams", "wirecall grpc memory",
-           "wirecall tcp memory", "Go server (redigo)"]
+           "wirecall tcp memory", "Go server (redigo)", *BATCH]
 
 
 async def main() -> None:
@@ -387,7 +479,9 @@ async def main() -> None:
                     results.setdefault((system, n), []).append(res)
                     print(f"round {rnd + 1} {system:24} subs={n:<4} {res.rate:>10,.0f} msg/s "
                           f"p50 {res.p50:7.2f} ms p99 {res.p99:7.2f} ms lost {res.lost} "
-                          f"load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+                          f"load {os.getloadavg()[0]:.2f} cpu µs/delivery "
+                          + " ".join(f"{k} {v:.1f}" for k, v in res.cpu.items()),
+                          file=sys.stderr, flush=True)
         report(results, systems, [int(x) for x in args.subs.split(",")], args)
     finally:
         servers.close()
@@ -402,12 +496,19 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
           f"throughput measurement, {args.window} publishes in flight, subscribers in "
           f"{args.sub_procs} processes; latency: {LATENCY_MESSAGES} paced messages; "
           f"{os.cpu_count()} cores (shared), load average {os.getloadavg()}\n")
-    print("| system | subscribers | messages/s delivered | p50 ms | p99 ms | lost |")
-    print("|---|---|---|---|---|---|")
+    def cpu(system: str, n: int, kind: str) -> str:
+        vals = [r.cpu[kind] for r in results[(system, n)] if kind in r.cpu]
+        return f"{statistics.median(vals):.1f}" if vals else "-"
+
+    print("| system | subscribers | messages/s delivered | p50 ms | p99 ms | lost | "
+          "CPU µs per delivery: server | Redis | publisher | subscribers |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in subs:
         for s in systems:
             print(f"| {s} | {n} | {med(s, n, 'rate'):,.0f} | {med(s, n, 'p50'):.2f} | "
-                  f"{med(s, n, 'p99'):.2f} | {med(s, n, 'lost'):.0f} |")
+                  f"{med(s, n, 'p99'):.2f} | {med(s, n, 'lost'):.0f} | "
+                  + " | ".join(cpu(s, n, k) for k in ("server", "redis", "publisher",
+                                                      "subscribers")) + " |")
 
     def ratio(a: str, b: str, n: int) -> str:
         if (a, n) not in results or (b, n) not in results:
@@ -418,7 +519,11 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
              "redis-py direct"), ("wirecall tcp Pub/Sub", "Go server (redigo)"),
              ("wirecall grpc Pub/Sub", "Go server (redigo)"),
              ("wirecall tcp Streams", "wirecall tcp Pub/Sub"),
-             ("wirecall grpc Streams", "wirecall grpc Pub/Sub")]
+             ("wirecall grpc Streams", "wirecall grpc Pub/Sub"),
+             ("wirecall tcp Pub/Sub (stream publish)", "redis-py direct (pipelined)"),
+             ("wirecall grpc Pub/Sub (stream publish)", "redis-py direct (pipelined)"),
+             ("wirecall tcp Pub/Sub (stream publish)", "Go server (redigo)"),
+             ("wirecall tcp Streams (stream publish)", "wirecall tcp Pub/Sub (stream publish)")]
     pairs = [(a, b) for a, b in pairs if a in systems and b in systems]
     print("\n| subscribers | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |")
     print("|---|" + "---|" * len(pairs))
@@ -427,8 +532,8 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        worker_main(sys.argv[2], sys.argv[3])
+    if len(sys.argv) >= 4 and sys.argv[1] == "--worker":
+        worker_main(sys.argv[2], *sys.argv[3:])
     else:
         try:  # the orchestrator only waits; workers and servers run on uvloop when installed
             import uvloop
