@@ -147,11 +147,15 @@ class Options:
         return o
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        # every field is plain JSON data already (asdict would deep-copy it first)
+        return json.dumps({f: getattr(self, f) for f in _OPTION_FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Options:
         return cls(**json.loads(text))
+
+
+_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(Options))
 
 
 @dataclasses.dataclass

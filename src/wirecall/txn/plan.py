@@ -29,15 +29,18 @@ class Step:
     wait_until: float | None = None
 
 
-def _forward_ops(mode: str) -> str:
-    return {Mode.SAGA: BranchOp.ACTION, Mode.MSG: BranchOp.ACTION, Mode.TCC: BranchOp.CONFIRM,
-            Mode.XA: BranchOp.COMMIT}[Mode(mode)]
-
-
-def _backward_ops(mode: str) -> str:
-    # a msg has no backward operations: rolled back means its local transaction was
-    return {Mode.SAGA: BranchOp.COMPENSATE, Mode.MSG: "",
-            Mode.TCC: BranchOp.CANCEL, Mode.XA: BranchOp.ROLLBACK}[Mode(mode)]
+# plain strings (an enum's class attribute costs a metaclass lookup each time: this is run
+# once per step of every transaction)
+_FORWARD = {str(k): str(v) for k, v in {
+    Mode.SAGA: BranchOp.ACTION, Mode.MSG: BranchOp.ACTION, Mode.TCC: BranchOp.CONFIRM,
+    Mode.XA: BranchOp.COMMIT}.items()}
+# a msg has no backward operations: rolled back means its local transaction was
+_BACKWARD = {str(k): str(v) for k, v in {
+    Mode.SAGA: BranchOp.COMPENSATE, Mode.MSG: "", Mode.TCC: BranchOp.CANCEL,
+    Mode.XA: BranchOp.ROLLBACK}.items()}
+_SAGA, _MSG, _ACTION = str(Mode.SAGA), str(Mode.MSG), str(BranchOp.ACTION)
+_PREPARED, _SUBMITTED = str(TxStatus.PREPARED), str(TxStatus.SUBMITTED)
+_TERMINAL = frozenset({str(TxStatus.SUCCEEDED), str(TxStatus.FAILED)})
 
 
 def _deps(g: GlobalTx, ops: list[Branch]) -> dict[str, list[str]]:
@@ -51,20 +54,21 @@ def _deps(g: GlobalTx, ops: list[Branch]) -> dict[str, list[str]]:
 
 def next_step(g: GlobalTx, branches: list[Branch], now: float) -> Step:
     """What to do with ``g`` now."""
-    if g.terminal:
+    if g.status in _TERMINAL:
         return Step()
     timed_out = g.timeout_at is not None and now >= g.timeout_at
-    if g.status == TxStatus.PREPARED:
-        if g.mode == Mode.MSG:
+    if g.status == _PREPARED:
+        if g.mode == _MSG:
             if timed_out:
                 return Step(query=True)
             return Step(wait_until=g.timeout_at if g.timeout_at is not None else now + 10)
         if timed_out:
             return Step(status=TxStatus.ABORTING, reason="global timeout while prepared")
         return Step(wait_until=g.timeout_at if g.timeout_at is not None else now + IDLE_RECHECK)
-    if g.status == TxStatus.SUBMITTED:
-        ops = [b for b in branches if b.op == _forward_ops(g.mode)]
-        if g.mode == Mode.SAGA:
+    if g.status == _SUBMITTED:
+        fwd_op = _FORWARD[g.mode]
+        ops = [b for b in branches if b.op == fwd_op]
+        if g.mode == _SAGA:
             if any(b.status == "failed" for b in ops):
                 failed = next(b for b in ops if b.status == "failed")
                 return Step(status=TxStatus.ABORTING,
@@ -74,7 +78,7 @@ def next_step(g: GlobalTx, branches: list[Branch], now: float) -> Step:
         pending = [b for b in ops if b.status != "succeeded"]
         if not pending:
             return Step(status=TxStatus.SUCCEEDED)
-        if g.mode in (Mode.SAGA, Mode.MSG):
+        if g.mode in (_SAGA, _MSG):
             deps = _deps(g, ops)
             done = {b.branch_id for b in ops if b.status == "succeeded"}
             ready = [b for b in pending if all(d in done for d in deps.get(b.branch_id, []))]
@@ -82,13 +86,14 @@ def next_step(g: GlobalTx, branches: list[Branch], now: float) -> Step:
         return Step(calls=pending)
     # aborting: every backward op, reverse dependency order (a branch's compensation waits
     # for the compensations of the branches that depended on it)
-    ops = [b for b in branches if b.op == _backward_ops(g.mode)]
+    back_op = _BACKWARD[g.mode]
+    ops = [b for b in branches if b.op == back_op]
     pending = [b for b in ops if b.status != "succeeded"]
     if not pending:
         return Step(status=TxStatus.FAILED, reason=g.reason)
-    if g.mode != Mode.SAGA:
+    if g.mode != _SAGA:
         return Step(calls=pending)
-    fwd = [b for b in branches if b.op == BranchOp.ACTION]
+    fwd = [b for b in branches if b.op == _ACTION]
     deps = _deps(g, fwd)
     dependents: dict[str, list[str]] = {b.branch_id: [] for b in fwd}
     for bid, ds in deps.items():

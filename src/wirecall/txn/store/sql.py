@@ -81,7 +81,9 @@ _UPDATABLE = frozenset({"status", "updated_at", "timeout_at", "next_due", "inter
 
 def schema(d: Dialect) -> list[str]:
     real = "DOUBLE PRECISION" if d.postgres else "REAL"
-    serial = "BIGSERIAL PRIMARY KEY" if d.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    # (SQLite: a rowid, not AUTOINCREMENT, which writes sqlite_sequence on every insert;
+    # history rows are never deleted, so ids still only grow)
+    serial = "BIGSERIAL PRIMARY KEY" if d.postgres else "INTEGER PRIMARY KEY"
     return [
         f"""CREATE TABLE IF NOT EXISTS txn_global (
             gid TEXT PRIMARY KEY, mode TEXT NOT NULL, status TEXT NOT NULL,

@@ -16,11 +16,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..model import BranchOp, Mode, Outcome, TxStatus
 from . import sql
 from .base import STOP, Store, run_writer, settle
 from .sql import Dialect, Op
 
 __all__ = ["SqliteStore", "path_from_url"]
+
+# bound as the plain strings they are (without an adapter, sqlite3 treats a str subclass as an
+# object to adapt: two failed attribute lookups, an exception formatted, per parameter)
+for _enum in (BranchOp, Mode, Outcome, TxStatus):
+    sqlite3.register_adapter(_enum, str)
 
 def path_from_url(url: str) -> str:
     """``sqlite:///rel/path.db`` is relative, ``sqlite:////abs/path.db`` absolute;
@@ -60,6 +66,9 @@ class SqliteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # small pages for a new file: a commit writes (and checksums) whole pages into the
+        # WAL, and a step touches 3-5 of them with rows of ~100 bytes
+        conn.execute("PRAGMA page_size=1024")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # durable at commit, not only at checkpoint
         conn.execute("PRAGMA busy_timeout=10000")
