@@ -370,3 +370,38 @@ async def test_a_latency_outlier_is_ejected() -> None:
         assert nodes[3].calls == before
     finally:
         await close_all(servers, client)
+
+
+class Gauge:
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+
+    @wirecall.method
+    async def Hold(self, ms: float) -> int:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await asyncio.sleep(ms / 1000)
+        finally:
+            self.now -= 1
+        return self.peak
+
+
+async def test_inline_path_keeps_hash_keys_and_the_in_flight_limit() -> None:
+    """The inline (fast) call path honours a hash key given in the call's metadata and the
+    per-connection ``max_in_flight`` queueing, as the full path does."""
+    servers, _, urls = await start_nodes(3)
+    gauge = Gauge()
+    servers[0].register(gauge, name="Gauge")
+    client = await wirecall.connect(static_target(urls), balancer="ring_hash")
+    one = await wirecall.connect(static_target(urls[:1]), max_in_flight=2)
+    try:
+        await all_ready(client)
+        by_key = {k: {await client.call("Node.Who", metadata={"wirecall-hash-key": k})
+                      for _ in range(6)} for k in ("alice", "bob", "carol", "dave", "erin")}
+        assert all(len(v) == 1 for v in by_key.values()), by_key
+        assert len({next(iter(v)) for v in by_key.values()}) >= 2
+        await asyncio.gather(*(one.call("Gauge.Hold", 30.0) for _ in range(8)))
+        assert gauge.peak == 2
+    finally:
+        await close_all(servers, client, one)

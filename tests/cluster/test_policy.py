@@ -211,3 +211,41 @@ def test_adaptive_floor_rises_by_steps_when_relearnt() -> None:
         a.sample(0.050)  # window 2 (a relearn): every call queued behind others
     assert a.best <= 0.005 * 1.5 + 1e-12
     assert a.limit < grown  # 50 ms is over tolerance x floor: the limit shrank
+
+
+@pytest.mark.parametrize("scheme", ["gob", "jsonrpc"])
+async def test_go_wires_carry_no_pushback_the_breaker_takes_over(scheme: str) -> None:
+    """Go's gob and JSON-RPC 1.0 wires carry an error text only: a server's refusal arrives
+    as UNKNOWN without pushback, and the endpoint's breaker (5 failures in a row) takes it
+    out of rotation instead (docs/cluster.md, Pushback)."""
+    from support.cluster_nodes import Node, static_target
+    from wirecall.cluster.client import ClusterClient
+
+    servers, urls = [], []
+    for i, limits in enumerate(({"Node.Who": MethodLimit(rate=0.01, burst=1)}, {})):
+        s = wirecall.Server(interceptors=[method_limits(limits)] if limits else [])
+        s.register(Node(f"n{i}"), name="Node")
+        urls += await s.start(f"{scheme}://127.0.0.1:0")
+        servers.append(s)
+    client = ClusterClient(static_target(urls), balancer="round_robin", outlier=None,
+                           throttle=False)
+    try:
+        await client.connect()
+        answers: list[str] = []
+        errors: list[wirecall.RpcError] = []
+        for _ in range(24):
+            try:
+                answers.append(await client.call("Node.Who"))
+            except wirecall.RpcError as exc:
+                errors.append(exc)
+        assert len(errors) == 5  # then n0's breaker is open
+        assert all(e.status == wirecall.Status.UNKNOWN and "rate limit" in e.message
+                   and pushback_ms(e) is None for e in errors)
+        assert [(e.endpoint, e.detail) for e in client.events.recent(kind="breaker")] == [
+            (urls[0], "closed->open")]
+        assert client.events.counters["pushback"] == 0
+        assert answers[-8:] == ["n1"] * 8
+    finally:
+        await client.close()
+        for s in servers:
+            await s.close()

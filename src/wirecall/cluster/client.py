@@ -385,15 +385,20 @@ class ClusterClient:
             return await self.invoke(method, kwargs, timeout=timeout, metadata=metadata,
                                      result_type=result_type)
         if (not self.interceptors and not self.metadata and CURRENT.get() is None
-                and not (self.policies and matching(self.policies, method))):
-            # the hot path, inline: default policy, a healthy endpoint with a connection that
-            # starts calls without a task (what Client.call does for one endpoint)
+                and not (self.policies and matching(self.policies, method))
+                and (metadata is None or HASH_KEY not in metadata)):
+            # the hot path, inline: default policy, no hash key, a healthy endpoint with a
+            # connection that starts calls without a task (what Client.call does)
             live = self.live
-            ep = live[0] if len(live) == 1 else self._fast_endpoint()
-            if ep is not None and (ep.removed or ep.breaker.state is not _CLOSED):
-                ep = None
-            conn = None if ep is None else ep.client.pool.get_nowait()
-            if ep is not None and conn is not None and conn.fast_start:
+            timed = len(live) != 1  # latency and call ages feed P2C: one endpoint needs none
+            ep = self._fast_endpoint() if timed else live[0]
+            if ep is None:
+                return await self._run(method, args, True, timeout, metadata, result_type)
+            client = ep.client
+            conn = client.pool.get_nowait()
+            br = ep.breaker
+            if (conn is not None and conn.fast_start and br.state is _CLOSED and not ep.removed
+                    and conn.pending < client.max_in_flight):
                 if timeout is _UNSET:
                     timeout = self.call_timeout
                 if timeout is not None:
@@ -404,42 +409,56 @@ class ClusterClient:
                     self.events.emit("throttled", "", method)
                     raise Unavailable(message=f"{method}: rejected locally by adaptive "
                                       "throttling (the backends are refusing calls)")
-                br = ep.breaker
                 gen = br.generation
                 ep.pending += 1
-                ep.started_sum += t0
+                if timed:
+                    ep.started_sum += t0
                 cid, fut = conn.start(method, args, timeout, metadata, result_type)
                 try:
                     result = await fut
                 except asyncio.CancelledError:
                     conn.abandon(cid)
                     ep.pending -= 1
-                    ep.started_sum -= t0
+                    if timed:
+                        ep.started_sum -= t0
+                    if client._slot_waiters:
+                        client._wake_slot_waiter()
                     raise
                 except RpcError as exc:
                     ep.pending -= 1
-                    ep.started_sum -= t0
+                    if timed:
+                        ep.started_sum -= t0
+                    if client._slot_waiters:
+                        client._wake_slot_waiter()
                     return await self._fast_failed(ep, gen, exc, t0, method, args, timeout,
                                                    metadata, result_type)
-                end = _now()
+                if client._slot_waiters:  # calls queued past max_in_flight (Client.call)
+                    client._wake_slot_waiter()
                 ep.pending -= 1
-                ep.started_sum -= t0
                 ep.stats.calls += 1
-                rtt = end - t0  # PeakEWMA (EndpointState.observe, inlined)
-                if rtt > ep.ewma:
-                    ep.ewma = rtt
-                else:
-                    w = _exp((ep.ewma_at - end) / ep.tau)
-                    ep.ewma = ep.ewma * w + rtt * (1 - w)
-                ep.ewma_at = end
+                if timed:
+                    end = _now()
+                    ep.started_sum -= t0
+                    rtt = end - t0  # PeakEWMA (EndpointState.observe, inlined)
+                    if rtt > ep.ewma:
+                        ep.ewma = rtt
+                    else:
+                        w = _exp((ep.ewma_at - end) / ep.tau)
+                        ep.ewma = ep.ewma * w + rtt * (1 - w)
+                    ep.ewma_at = end
                 if br.streak or br.failure_ratio is not None or gen != br.generation:
-                    br.record(gen, True, end)
+                    br.record(gen, True, _now())
                 ep.consecutive_failures = 0
                 if th is not None:
                     th.requests += 1  # an accepted call (AdaptiveThrottle.record, inlined)
-                if self.budget.tokens < self.budget.max_tokens:
-                    self.budget.on_success()
+                budget = self.budget
+                if budget.tokens < budget.max_tokens:
+                    budget.on_success()
                 return result
+            # picked, but not for the inline path (another wire, breaker probing, no
+            # connection yet, every slot taken): the full path takes this endpoint (a second
+            # pick would skip one in round robin)
+            return await self._run(method, args, True, timeout, metadata, result_type, ep)
         return await self._run(method, args, True, timeout, metadata, result_type)
 
     async def _fast_failed(self, ep: EndpointState, gen: int, exc: RpcError, t0: float,
@@ -467,7 +486,8 @@ class ClusterClient:
         return await self._run(method, params, False, timeout, metadata, result_type)
 
     async def _run(self, method: str, params: Any, positional: bool, timeout: Any,
-                   metadata: Mapping[str, str] | None, result_type: Any) -> Any:
+                   metadata: Mapping[str, str] | None, result_type: Any,
+                   first: EndpointState | None = None) -> Any:
         timeout, md = call_options(
             method, self.call_timeout if timeout is _UNSET else timeout, metadata, self.metadata)
         if self.interceptors:
@@ -478,11 +498,12 @@ class ClusterClient:
                 return await self._dispatch(c.method, c.params, False, c.timeout,
                                             c.metadata, c.result_type)
             return await chain(self.interceptors, send)(cc)
-        return await self._dispatch(method, params, positional, timeout, md, result_type)
+        return await self._dispatch(method, params, positional, timeout, md, result_type,
+                                    first)
 
     async def _dispatch(self, method: str, params: Any, positional: bool,
                         timeout: float | None, md: Mapping[str, str] | None,
-                        result_type: Any) -> Any:
+                        result_type: Any, first: EndpointState | None = None) -> Any:
         if not self.live:
             await self.connect()
         pol = self.policy_for(method)
@@ -500,7 +521,7 @@ class ClusterClient:
             return await self._hedged(pol, key, method, params, positional, deadline, md,
                                       result_type)
         return await self._with_retries(pol, key, method, params, positional, deadline, md,
-                                        result_type)
+                                        result_type, first=first)
 
     @staticmethod
     def _remaining(method: str, deadline: float | None) -> float | None:
@@ -514,17 +535,21 @@ class ClusterClient:
     async def _with_retries(self, pol: MethodPolicy, key: int | None, method: str, params: Any,
                             positional: bool, deadline: float | None,
                             md: Mapping[str, str] | None, result_type: Any,
-                            tried: list[EndpointState] | None = None) -> Any:
+                            tried: list[EndpointState] | None = None,
+                            first: EndpointState | None = None) -> Any:
         tried = tried or []
         attempt = 0  # attempts that may have reached a server
         reroutes = len(tried)
         while True:
-            try:
-                ep = self.pick(pol, key, tried)
-            except RpcError:
-                if not tried:
-                    raise
-                ep = self.pick(pol, key)  # every endpoint tried: any usable one again
+            if first is not None:  # picked by the caller
+                ep, first = first, None
+            else:
+                try:
+                    ep = self.pick(pol, key, tried)
+                except RpcError:
+                    if not tried:
+                        raise
+                    ep = self.pick(pol, key)  # every endpoint tried: any usable one again
             try:
                 result = await self._attempt(ep, method, params, positional,
                                              self._remaining(method, deadline), md, result_type)
