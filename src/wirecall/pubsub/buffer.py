@@ -19,7 +19,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from ..errors import InvalidArgument, ResourceExhausted
 
-__all__ = ["OVERFLOW_POLICIES", "SubscriberBuffer", "check_policy"]
+__all__ = ["OVERFLOW_POLICIES", "SubscriberBuffer", "check_policy", "fan_out"]
 
 T = TypeVar("T")
 OVERFLOW_POLICIES: Final = ("drop_oldest", "close")
@@ -74,6 +74,13 @@ class SubscriberBuffer(Generic[T]):
             w.set_result(None)
         return True
 
+    def put_first(self, item: T) -> None:
+        """Put ``item`` before everything buffered (the service's confirmation message)."""
+        self._items.appendleft(item)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
     def fail(self, exc: BaseException) -> None:
         """End the iteration with ``exc`` once the buffered items are taken... except for
         overflow, which ends it at once (the items are what the subscriber fell behind on)."""
@@ -108,3 +115,24 @@ class SubscriberBuffer(Generic[T]):
         out = list(self._items)
         self._items.clear()
         return out
+
+
+def fan_out(subs: list[Any], message: str) -> list[Any] | None:
+    """Put ``message`` in every subscription's ``buffer``, as ``sub.convert(message)`` where
+    it has one, made once per message for all the subscriptions with the same ``convert``
+    (on a server, one reply object for all its subscribers). Returns the subscriptions whose
+    buffer closed on overflow (policy ``close``), or None."""
+    closed = None
+    made: dict[Any, Any] = {}
+    for sub in subs:
+        conv = sub.convert
+        if conv is None:
+            item: Any = message
+        else:
+            item = made.get(conv)
+            if item is None:
+                item = made[conv] = conv(message)
+        buf = sub.buffer
+        if not buf.put(item) and buf.closed:
+            closed = [*(closed or ()), sub]
+    return closed

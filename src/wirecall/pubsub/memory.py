@@ -3,29 +3,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .buffer import SubscriberBuffer, check_policy
+from .buffer import SubscriberBuffer, check_policy, fan_out
 from .options import reject_unknown
 
 __all__ = ["MemoryBroker"]
 
 
 class _MemorySubscription:
-    def __init__(self, broker: MemoryBroker, topic: str, pattern: bool) -> None:
+    def __init__(self, broker: MemoryBroker, topic: str, pattern: bool,
+                 convert: Callable[[str], Any] | None = None) -> None:
         self.broker = broker
         self.topic = topic
         self.pattern = pattern
-        self.buffer: SubscriberBuffer[str] = SubscriberBuffer(broker.limit, broker.overflow)
+        self.convert = convert
+        self.buffer: SubscriberBuffer[Any] = SubscriberBuffer(broker.limit, broker.overflow)
 
     @property
     def dropped(self) -> int:
         return self.buffer.dropped
-
-    def _deliver(self, message: str) -> None:
-        if not self.buffer.put(message) and self.buffer.closed:
-            self.broker._remove(self)
 
     async def live(self) -> None:
         return None
@@ -33,7 +32,7 @@ class _MemorySubscription:
     def __aiter__(self) -> _MemorySubscription:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> Any:  # a str, or what ``convert`` made of it
         return await self.buffer.get()
 
     async def aclose(self) -> None:
@@ -63,20 +62,20 @@ class MemoryBroker:
         self._patterns: list[_MemorySubscription] = []
 
     async def publish(self, topic: str, message: str) -> int:
-        subs = list(self._subs.get(topic, ()))
-        for s in subs:
-            s._deliver(message)
-        n = len(subs)
-        for p in list(self._patterns):
-            if fnmatchcase(topic, p.topic):
-                p._deliver(message)
-                n += 1
-        return n
+        subs = [*self._subs.get(topic, ()),
+                *(p for p in self._patterns if fnmatchcase(topic, p.topic))]
+        for sub in fan_out(subs, message) or ():  # closed on overflow
+            self._remove(sub)
+        return len(subs)
+
+    #: ``subscribe(..., convert=f)`` is taken (see ``RedisPubSubBroker.converts``)
+    converts = True
 
     def subscribe(self, topic: str, *, pattern: bool = False,
+                  convert: Callable[[str], Any] | None = None,
                   **options: Any) -> _MemorySubscription:
         reject_unknown("memory://", options, ())
-        sub = _MemorySubscription(self, topic, pattern)
+        sub = _MemorySubscription(self, topic, pattern, convert)
         if pattern:
             self._patterns.append(sub)
         else:

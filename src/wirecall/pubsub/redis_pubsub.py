@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable
 from typing import Any
 
-from .buffer import SubscriberBuffer, check_policy
+from .buffer import SubscriberBuffer, check_policy, fan_out
 from .options import reject_unknown
 from .redis_common import LOG, AutoPipeline, import_redis, redis_errors, unavailable
 
@@ -37,11 +38,13 @@ class _Channel:
 
 
 class _RedisSubscription:
-    def __init__(self, broker: RedisPubSubBroker, topic: str, pattern: bool) -> None:
+    def __init__(self, broker: RedisPubSubBroker, topic: str, pattern: bool,
+                 convert: Callable[[str], Any] | None = None) -> None:
         self.broker = broker
         self.topic = topic
         self.pattern = pattern
-        self.buffer: SubscriberBuffer[str] = SubscriberBuffer(broker.limit, broker.overflow)
+        self.convert = convert
+        self.buffer: SubscriberBuffer[Any] = SubscriberBuffer(broker.limit, broker.overflow)
         self._live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = False
 
@@ -56,7 +59,7 @@ class _RedisSubscription:
     def __aiter__(self) -> _RedisSubscription:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> Any:  # a str, or what ``convert`` made of it
         return await self.buffer.get()
 
     async def aclose(self) -> None:
@@ -128,12 +131,17 @@ class RedisPubSubBroker:
 
     # -- subscribing ------------------------------------------------------------------
 
+    #: ``subscribe(..., convert=f)`` is taken: the subscriber gets ``f(message)``, made once
+    #: per message for all the subscribers with the same ``f`` (the service's reply object)
+    converts = True
+
     def subscribe(self, topic: str, *, pattern: bool = False,
+                  convert: Callable[[str], Any] | None = None,
                   **options: Any) -> _RedisSubscription:
         reject_unknown("redis:// subscription", options, ())
         if self._closed:
             raise RuntimeError("the broker is closed")
-        sub = _RedisSubscription(self, topic, pattern)
+        sub = _RedisSubscription(self, topic, pattern, convert)
         table = self._patterns if pattern else self._channels
         name = topic.encode()
         ch = table.get(name)
@@ -254,11 +262,7 @@ class RedisPubSubBroker:
                 ch.waiters.clear()
 
     def _deliver(self, ch: _Channel, data: bytes) -> None:
-        message = data.decode("utf-8", "replace")
-        closed = None
-        for sub in ch.subs:
-            if not sub.buffer.put(message) and sub.buffer.closed:
-                closed = [*(closed or ()), sub]  # overflow policy "close"
+        closed = fan_out(ch.subs, data.decode("utf-8", "replace"))
         for sub in closed or ():
             self._spawn(sub.aclose())
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,27 +127,71 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
         return {"success": True} if isinstance(request, dict) else PublishResponse(success=True)
 
     async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[Any]:
+        # returns (not yields) the iterator: the transport drives it, closes it at the end
         (topic,) = _fields(request, "SubscribeRequest", ("topic",))
         # a request that came as a JSON object (ws://, http://) is answered with JSON objects
         reply = _json_reply if isinstance(request, dict) else _proto_reply
         opts = subscribe_options(context.metadata)
         lag = ACK_LAG.get(context.transport)
-        if lag is not None and getattr(self.broker, "acknowledges", False):
+        broker = self.broker
+        if lag is not None and getattr(broker, "acknowledges", False):
             opts["ack_lag"] = lag
+        converts = getattr(broker, "converts", False)
+        if converts:  # one reply object per message for all the subscribers of this server
+            opts["convert"] = reply
         try:
-            subscription = self.broker.subscribe(topic, **opts)
+            sub = broker.subscribe(topic, **opts)
         except InvalidArgument as exc:  # name the metadata the option came from
             keys = ", ".join(k for k, v in SUBSCRIBE_METADATA.items() if v in opts)
             raise InvalidArgument(message=f"{exc.message} (from metadata {keys})") from None
-        async with subscription as sub:
+        try:
             await sub.live()
             with contextlib.suppress(RuntimeError):  # no headers on this wire
                 send_initial_metadata({SUBSCRIBED_HEADER: topic})
             flush_initial_metadata()
-            if context.metadata.get(CONFIRM_KEY) == "1":
-                yield reply(topic)
-            async for message in sub:
-                yield reply(message)
+        except BaseException:
+            await sub.aclose()
+            raise
+        first = reply(topic) if context.metadata.get(CONFIRM_KEY) == "1" else None
+        if converts:  # the transport takes the replies straight from the buffer
+            if first is not None:
+                sub.buffer.put_first(first)  # type: ignore[attr-defined]
+            return _Delivery(sub, sub.buffer.get)  # type: ignore[attr-defined]
+        return _Delivery(sub, _converting(sub, reply, first))
+
+
+class _Delivery:
+    """What ``Subscribe`` returns: an async iterator of the replies, no generator between the
+    subscriber's buffer and the transport (``get``: the buffer's own, on brokers that make
+    the replies); ``aclose`` (the transport calls it when the stream ends, however it ends)
+    closes the subscription."""
+
+    __slots__ = ("_get", "_sub")
+
+    def __init__(self, sub: Any, get: Callable[[], Awaitable[Any]]) -> None:
+        self._sub = sub
+        self._get = get
+
+    def __aiter__(self) -> _Delivery:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._get()
+
+    async def aclose(self) -> None:
+        await self._sub.aclose()
+
+
+def _converting(sub: Any, reply: Callable[[str], Any], first: Any) -> Callable[[], Awaitable[Any]]:
+    """``get`` for brokers that hand over strings (Streams: acknowledging as it goes)."""
+    pending = [first] if first is not None else []
+
+    async def get() -> Any:
+        if pending:
+            return pending.pop()
+        return reply(await sub.__anext__())
+
+    return get
 
 
 class PubSubStream(_wcs.PubSubStreamBase):  # type: ignore[misc,name-defined]
