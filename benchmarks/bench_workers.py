@@ -54,13 +54,16 @@ def pinned(cpus: str, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus and shutil.which("taskset") else cmd
 
 
-def start_server(workers: int, cpus: str) -> tuple[subprocess.Popen[str], list[str]]:
+def start_server(workers: int, cpus: str, share: str = "reuseport"
+                 ) -> tuple[subprocess.Popen[str], list[str]]:
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop("WIRECALL_WORKER", None)
     cmd = [sys.executable, "-m", "wirecall.cli", "serve", TARGET, "--listen",
            "tcp://127.0.0.1:0", "--listen", "grpc://127.0.0.1:0", "--workers", str(workers)]
     if workers == 1:  # one plain process (no supervisor), as without --workers
         cmd = cmd[:-2]
+    else:
+        cmd += ["--share", share]
     proc = subprocess.Popen(pinned(cpus, cmd), stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     urls: list[str] = []
@@ -98,6 +101,8 @@ def main() -> None:
     ap.add_argument("--server-cpus", default=f"0-{half - 1}")
     ap.add_argument("--client-cpus", default=f"{half}-{cores - 1}" if cores > 1 else "0")
     ap.add_argument("--workers", type=int, default=0, help="N (default: server CPUs)")
+    ap.add_argument("--share", choices=("reuseport", "inherit", "both"), default="reuseport",
+                    help="how the N workers share the listeners (both: a column each)")
     args = ap.parse_args()
     if args.client:
         try:
@@ -110,16 +115,18 @@ def main() -> None:
         return
     n = args.workers or len(os.sched_getaffinity(0) & _cpus(args.server_cpus))
     shared = bool(_cpus(args.server_cpus) & _cpus(args.client_cpus))
-    results: dict[tuple[str, int], list[float]] = {}
+    shares = ["reuseport", "inherit"] if args.share == "both" else [args.share]
+    configs = [(1, "-")] + [(n, sh) for sh in shares]
+    results: dict[tuple[str, int, str], list[float]] = {}
     for r in range(args.rounds):
-        for workers in ((1, n) if r % 2 == 0 else (n, 1)):
-            proc, urls = start_server(workers, args.server_cpus)
+        for workers, share in configs[r % len(configs):] + configs[:r % len(configs)]:
+            proc, urls = start_server(workers, args.server_cpus, share)
             try:
                 time.sleep(0.5)
                 for url in urls:
                     scheme = url.split(":", 1)[0]
                     v = load(url, args.clients, args.seconds, args.client_cpus)
-                    results.setdefault((scheme, workers), []).append(v)
+                    results.setdefault((scheme, workers, share), []).append(v)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
@@ -127,14 +134,17 @@ def main() -> None:
     print(f"\ncores: {os.cpu_count()}; server CPUs {args.server_cpus} (taskset), client CPUs "
           f"{args.client_cpus}{' (shared with the server)' if shared else ''}; "
           f"{args.clients} client processes x {64 // args.clients} in flight")
-    print(f"\n| wire (medians of {args.rounds} rounds, calls/s) | 1 worker | {n} workers | "
-          f"scaling | server cores |")
-    print("|---|---|---|---|---|")
+    cols = "".join(f" {n} workers ({sh}) | scaling |" for sh in shares)
+    print(f"\n| wire (medians of {args.rounds} rounds, calls/s) | 1 worker |{cols} "
+          "server cores |")
+    print("|---|---|" + "---|---|" * len(shares) + "---|")
     for scheme in ("tcp", "grpc"):
-        one = statistics.median(results[(scheme, 1)])
-        many = statistics.median(results[(scheme, n)])
-        print(f"| {scheme}:// | {one:,.0f} | {many:,.0f} | {many / one:.2f}x | "
-              f"{len(_cpus(args.server_cpus))} |")
+        one = statistics.median(results[(scheme, 1, "-")])
+        row = f"| {scheme}:// | {one:,.0f} |"
+        for sh in shares:
+            many = statistics.median(results[(scheme, n, sh)])
+            row += f" {many:,.0f} | {many / one:.2f}x |"
+        print(f"{row} {len(_cpus(args.server_cpus))} |")
 
 
 def _cpus(spec: str) -> set[int]:

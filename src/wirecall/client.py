@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from .cluster import Pool
 from .context import CURRENT
-from .errors import DeadlineExceeded, InvalidArgument, Unimplemented
+from .errors import ConnectError, DeadlineExceeded, InvalidArgument, Unimplemented
 from .interceptors import ClientCall, ClientInterceptor, chain
 from .protocol.frames import MAX_TIMEOUT
 from .streaming.model import PendingStream
@@ -238,9 +238,25 @@ class Client:
             return await conn.call(
                 method, params if kwargs else list(args), timeout, metadata, result_type
             )
+        except ConnectError as exc:
+            return await self._resend(exc, conn, method, params if kwargs else list(args),
+                                      timeout, metadata, result_type)
         finally:
             if self._slot_waiters:
                 self._wake_slot_waiter()
+
+    async def _resend(self, exc: ConnectError, conn: ClientConnection, method: str, params: Any,
+                      timeout: float | None, metadata: Mapping[str, str] | None,
+                      result_type: Any) -> Any:
+        """A connection failed a call with :class:`ConnectError`: it was never sent (the
+        connection was going away: a GOAWAY crossed it). Sent once more on a live
+        connection, as grpc-go's transparent retry; any other failure is the caller's."""
+        if self._closed or not conn.closed:
+            raise exc
+        again = await self.pool.get()
+        if again is conn:
+            raise exc
+        return await again.call(method, params, timeout, metadata, result_type)
 
     async def _wait_for_slot(self, conn: ClientConnection, method: str,
                              timeout: float | None) -> float | None:
@@ -298,6 +314,8 @@ class Client:
             timeout = await self._wait_for_slot(conn, method, timeout)
         try:
             return await conn.call(method, params, timeout, md, result_type)
+        except ConnectError as exc:
+            return await self._resend(exc, conn, method, params, timeout, md, result_type)
         finally:
             if self._slot_waiters:
                 self._wake_slot_waiter()
@@ -309,6 +327,9 @@ class Client:
             timeout = await self._wait_for_slot(conn, cc.method, timeout)
         try:
             return await conn.call(cc.method, cc.params, timeout, cc.metadata, cc.result_type)
+        except ConnectError as exc:
+            return await self._resend(exc, conn, cc.method, cc.params, timeout, cc.metadata,
+                                      cc.result_type)
         finally:
             if self._slot_waiters:
                 self._wake_slot_waiter()

@@ -93,6 +93,12 @@ class Server:
         self._closed: asyncio.Event | None = None
         #: awaited first by close(), while the server still serves: deregistration
         self._before_drain: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        #: seconds of a hand-over at close() (0: none): after it stops accepting, connections
+        #: accepted just before get this long to send their first calls before the GOAWAY,
+        #: then clients get up to this long to acknowledge a two-step GOAWAY (calls they
+        #: sent meanwhile are served, not refused). ``wirecall serve --workers`` sets it, so a
+        #: retiring worker loses no call (docs/workers.md)
+        self.handoff = 0.0
         self.registry.register_function(self._describe, name="rpc.describe")
         # rpc.discover (the OpenRPC document) answers on every wire, as rpc.describe does
         from .observability.openrpc import register_discover
@@ -488,8 +494,12 @@ class Server:
                 log.exception("shutdown step %r failed", step)
         for lst in self.listeners:
             await lst.stop_accepting()
+        if self.handoff > 0:
+            await asyncio.sleep(self.handoff)
         for lst in self.listeners:
             lst.goaway()
+        if self.handoff > 0:
+            await self._settle(self.handoff)
         self._closing = True
         self._clear_lanes()  # new calls now take the general path, which refuses them
         if self._inflight:
@@ -506,6 +516,17 @@ class Server:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._closed.set()
+
+    async def _settle(self, limit: float) -> None:
+        """Wait (up to ``limit`` s) until no connection still waits for its client to
+        acknowledge a two-step GOAWAY (``drain_pending``: native and gRPC)."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end and any(
+            getattr(c, "drain_pending", False) or getattr(
+                getattr(c, "conn", None), "drain_pending", False)
+            for lst in self.listeners for c in list(getattr(lst, "connections", ()))
+        ):
+            await asyncio.sleep(0.005)
 
     async def __aenter__(self) -> Server:
         return self

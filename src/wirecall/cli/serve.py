@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..workers import WORKER_ENV
+from ..workers import SHARE_MODES, WORKER_ENV, inherited_sockets
 from .cluster import add_register_flags, register_from_args
 from .common import (
     CommandError,
@@ -42,6 +42,10 @@ def add_parser(sub: Subparsers) -> None:
                    help="N worker processes sharing every listener (SO_REUSEPORT), supervised: "
                         "restarted if they die, SIGTERM drains all, SIGHUP replaces them one by "
                         "one (docs/workers.md)")
+    s.add_argument("--share", choices=SHARE_MODES, default="auto",
+                   help="with --workers, how workers share a listener: auto (SO_REUSEPORT, an "
+                        "inherited socket for unix://), reuseport, or inherit (the supervisor "
+                        "binds once, workers accept from one queue)")
     s.add_argument("--debug", action="store_true",
                    help="send handler exceptions' text and traceback to callers (default: an "
                         "opaque INTERNAL reference, logged here)")
@@ -104,9 +108,14 @@ async def serve(args: argparse.Namespace) -> int:
         obs = Observability(server, admin=args.admin, metrics=args.metrics,
                             tracing=args.tracing, tracing_sample=args.tracing_sample,
                             access_log=args.access_log)
-    share = {"reuse_port": True} if WORKER_ENV in os.environ else {}
+    worker = WORKER_ENV in os.environ
+    if worker:  # a retiring worker hands its clients over without failing a call
+        server.handoff = WORKER_HANDOFF
+    listens = args.listen or [DEFAULT_LISTEN]
+    inherited = inherited_sockets(len(listens)) if worker else [None] * len(listens)
     urls: list[str] = []
-    for listen in args.listen or [DEFAULT_LISTEN]:  # the TLS flags apply per scheme
+    for listen, sock in zip(listens, inherited, strict=True):  # TLS flags apply per scheme
+        share = {"sock": sock} if sock is not None else {"reuse_port": True} if worker else {}
         urls += await server.start(listen, **share, **listen_options(args, listen))
     for u in urls:
         print(f"listening on {u}", flush=True)
@@ -129,29 +138,36 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:1234"
+#: ``Server.handoff`` of a worker (seconds): see docs/workers.md
+WORKER_HANDOFF = 0.25
 
 
 async def _supervise(args: argparse.Namespace) -> int:
     """``--workers N``: this process supervises N copies of the same command."""
-    from wirecall.workers import fix_ports, serve_workers
+    from wirecall.workers import serve_workers, share_listeners
 
-    urls, held = fix_ports(args.listen or [DEFAULT_LISTEN])
+    try:
+        shared = share_listeners(args.listen or [DEFAULT_LISTEN], args.share)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    urls = shared.urls
     argv: list[str] = []
     raw = list(getattr(args, "raw_argv", None) or sys.argv[1:])
     i = 0
-    while i < len(raw):  # the same command without --workers and --listen
+    while i < len(raw):  # the same command without --workers, --listen and --admin
         a = raw[i]
-        if a in ("--workers", "--listen"):
+        if a in ("--workers", "--listen", "--admin"):
             i += 2
             continue
-        if not a.startswith(("--workers=", "--listen=")):
+        if not a.startswith(("--workers=", "--listen=", "--admin=")):
             argv.append(a)
         i += 1
     for u in urls:
         argv += ["--listen", u]
+    if args.admin:  # each worker's own admin on loopback; the supervisor serves args.admin
+        argv += ["--admin", "http://127.0.0.1:0"]
     try:
-        return await serve_workers(argv, urls, args.workers)
+        return await serve_workers(argv, urls, args.workers, shared.fds, args.admin or "")
     finally:
-        for s in held:
-            s.close()
+        shared.close()
 

@@ -54,7 +54,8 @@ SCHEMES: dict[str, tuple[str, str]] = {
 }
 
 
-_SOCKET = frozenset({"backlog", "reuse_port", "max_connections", "max_connections_per_peer"})
+_SOCKET = frozenset({"backlog", "reuse_port", "max_connections", "max_connections_per_peer",
+                     "sock"})
 _HTTP_SERVER = frozenset({
     "paths", "go_paths", "ws_path", "health_path", "ready_path", "go_rpc_path", "max_body",
     "max_header_size", "header_timeout", "body_timeout", "keepalive_timeout", "linger_timeout",
@@ -70,7 +71,7 @@ _TLS_CLIENT = frozenset({"ssl", "cafile", "certfile", "keyfile", "server_hostnam
 #: naming it (a transport missing here checks its own options)
 SERVER_OPTIONS: dict[str, frozenset[str]] = {
     "tcp": _NATIVE_SERVER,
-    "unix": frozenset({"compress_threshold"}),
+    "unix": frozenset({"compress_threshold", "sock"}),
     "gob": _SOCKET,
     "jsonrpc": _SOCKET,
     "http": _HTTP_SERVER,

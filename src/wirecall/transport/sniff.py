@@ -333,6 +333,7 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> SniffListener:
     timeout = float(opts.pop("sniff_timeout", url.query.get("sniff_timeout", 10.0)))
     backlog = int(opts.pop("backlog", 1024))
     reuse_port = bool(opts.pop("reuse_port", False))
+    inherited = opts.pop("sock", None)  # a listening socket from wirecall serve --workers
     handshake_timeout = float(opts.pop("tls_handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
     tls = pop_server_tls(url.scheme, opts)  # any:// with a certificate also speaks TLS
     limits = ConnectionSet()
@@ -342,10 +343,10 @@ async def serve(server: Dispatcher, url: URL, **opts: Any) -> SniffListener:
     listener.ssl = tls
     listener.handshake_timeout = handshake_timeout
     loop = asyncio.get_running_loop()
-    aserver = await loop.create_server(
-        lambda: SniffProtocol(listener), url.host or None, url.port, backlog=backlog,
-        reuse_address=True, reuse_port=reuse_port or None,
-    )
+    where: dict[str, Any] = ({"sock": inherited} if inherited is not None else {
+        "host": url.host or None, "port": url.port, "backlog": backlog, "reuse_address": True,
+        "reuse_port": reuse_port or None})
+    aserver = await loop.create_server(lambda: SniffProtocol(listener), **where)
     listener._aserver = aserver
     sock = aserver.sockets[0].getsockname()
     listener.url = str(URL(url.scheme, url.host or sock[0], sock[1]))

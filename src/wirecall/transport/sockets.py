@@ -210,16 +210,31 @@ async def listen(
     reuse_port: bool = False,
     ssl_handshake_timeout: float | None = None,
     connection_limits: ConnectionSet | None = None,
+    sock: socket.socket | None = None,
 ) -> ConnectionListener:
     """Bind ``url`` (``unix://`` or host:port; port 0 picks one) and serve connections made by
     ``protocol(listener)``. The listener's ``url`` gets the real address. ``reuse_port``:
     several processes may listen on the same TCP port (SO_REUSEPORT; the kernel spreads
-    connections among them)."""
+    connections among them). ``sock``: an already bound, listening socket to serve instead
+    of binding ``url`` (inherited from ``wirecall serve --workers``; a unix path is then left
+    in place when the listener closes)."""
     lst = listener if listener is not None else ConnectionListener()
     if connection_limits is not None:
         lst.connections.max_total = connection_limits.max_total
         lst.connections.max_per_peer = connection_limits.max_per_peer
     loop = asyncio.get_running_loop()
+    if sock is not None and url.scheme == "unix":
+        lst._aserver = await loop.create_unix_server(lambda: protocol(lst), sock=sock)
+        lst.url = f"unix://{url.path}"
+        return lst
+    if sock is not None:
+        lst._aserver = await loop.create_server(
+            lambda: protocol(lst), sock=sock, ssl=ssl_context,
+            ssl_handshake_timeout=ssl_handshake_timeout if ssl_context is not None else None)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        lst.url = f"{url.scheme}://{shown}:{port}"
+        return lst
     if url.scheme == "unix":
         if os.path.exists(url.path):
             os.unlink(url.path)
@@ -255,6 +270,9 @@ def socket_options(opts: dict[str, Any], scheme: str = "") -> dict[str, Any]:
         out["backlog"] = int(opts.pop("backlog"))
     if "reuse_port" in opts:
         out["reuse_port"] = bool(opts.pop("reuse_port"))
+    if opts.get("sock") is not None:
+        out["sock"] = opts.pop("sock")
+    opts.pop("sock", None)
     return out
 
 

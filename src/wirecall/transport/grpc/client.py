@@ -472,8 +472,15 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 if (ev.error_code == gp.REFUSED_STREAM and c is not None
                         and self._retry_refused(c)):
                     continue
-                err = RpcError(gp.RESET_STATUS.get(ev.error_code, Status.INTERNAL),
-                               f"stream reset by the server (HTTP/2 error {ev.error_code})")
+                if ev.error_code == gp.REFUSED_STREAM and (self._goaway or self._closed):
+                    # not processed, and not to be retried on this connection: a ConnectError
+                    # (never sent), which wirecall.Client retries once on a live connection
+                    err: RpcError = ConnectError(
+                        message=f"{self.authority}: call refused unprocessed (REFUSED_STREAM) "
+                                "on a connection going away")
+                else:
+                    err = RpcError(gp.RESET_STATUS.get(ev.error_code, Status.INTERNAL),
+                                   f"stream reset by the server (HTTP/2 error {ev.error_code})")
                 if isinstance(c, UnaryCall):
                     self._finish_unary(ev.stream_id, c, err)
                 elif c is not None:
@@ -560,7 +567,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
                 self._flush()
                 self.transport.close()
             return
-        self._fail_queued(err)  # no new stream after GOAWAY: they were never sent
+        # no new stream after GOAWAY: they were never sent (wirecall.Client retries them)
+        self._fail_queued(ConnectError(message=f"{err.message}: call not sent"))
         for sid in [s for s in self.calls if s > ev.last_stream_id]:
             c = live_call(self.calls.pop(sid))
             if isinstance(c, UnaryCall):

@@ -276,6 +276,8 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._on_refused(ev)  # type: ignore[arg-type]
         elif t is fr.PongReceived:
             self._ping_outstanding = False
+            if self.drain_pending and ev.opaque == self.DRAIN_PING:  # type: ignore[attr-defined]
+                self._final_goaway()
         elif t is fr.GoAwayReceived:
             self.going_away = True
         elif t is fr.MessageReceived or t is fr.WindowUpdated:
@@ -565,9 +567,27 @@ class ServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._flush()
             self.transport.close()
 
+    #: a two-step GOAWAY waits for the answer to this PING (see :meth:`goaway`)
+    DRAIN_PING = b"wcdrain!"
+    drain_pending = False
+
     def goaway(self) -> None:
-        if self.transport is None:
+        """Refuse new calls: a GOAWAY naming the last call seen. With a hand-over
+        (``Server.handoff``, set for ``wirecall serve --workers``) in two steps, as gRPC's: a
+        GOAWAY naming every call id and a PING first, so calls the client sent before it read
+        the GOAWAY are still served; the final GOAWAY once the PING is answered."""
+        if self.transport is None or self.going_away_sent or self.drain_pending:
             return
+        if getattr(self.server, "handoff", 0) > 0:
+            self.drain_pending = True
+            self.conn.send_goaway(0xFFFFFFFF, Status.UNAVAILABLE, "server is shutting down")
+            self.conn.send_ping(self.DRAIN_PING)
+            self._flush()
+            return
+        self._final_goaway()
+
+    def _final_goaway(self) -> None:
+        self.drain_pending = False
         self.going_away_sent = True
         self.conn.send_goaway(self.last_call_id, Status.UNAVAILABLE, "server is shutting down")
         self._flush()
