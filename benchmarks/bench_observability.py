@@ -225,7 +225,15 @@ def main() -> int:
                     help="count instructions per call with callgrind instead (load-independent)")
     ap.add_argument("--calls", type=int, default=3000, help="(--instructions) calls on tcp://")
     ap.add_argument("--grpc-calls", type=int, default=400, help="(--instructions) on grpc://")
+    ap.add_argument("--variants", help="(--instructions) a |-separated subset (with off)")
     args = ap.parse_args()
+    if args.variants:
+        global VARIANTS
+        wanted = [v.strip() for v in args.variants.split("|")]
+        unknown = [v for v in wanted if v not in VARIANTS]
+        if unknown or "off" not in wanted:
+            ap.error(f"--variants: give 'off' and some of {VARIANTS}, not {unknown}")
+        VARIANTS = tuple(wanted)
     if args.instructions:
         return main_instructions({"tcp": args.calls, "grpc": args.grpc_calls})
     tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))

@@ -111,6 +111,10 @@ class Auth:
         if any(not t for t in self._tokens):
             raise ValueError("Auth tokens: an empty token would let anyone in")
         self._digests = {_digest(t): p for t, p in self._tokens.items()}
+        #: the usual header of each static token (``Bearer <token>``) -> principal: one dict
+        #: lookup per call (str hashes are keyed per process, so a miss's timing says
+        #: nothing about a token); other spellings go through the parse and the digest
+        self._headers = {f"Bearer {t}": p for t, p in self._tokens.items()}
         #: True when the token check must be awaited (``install`` then adds the interceptor)
         self.is_async = self._check is not None and (
             inspect.iscoroutinefunction(self._check)
@@ -198,9 +202,12 @@ class Auth:
         header = metadata.get(AUTH_KEY)
         if header is None:
             return self._certificate_principal(identity)
+        principal: Any = self._headers.get(header)
+        if principal is not None:
+            return principal  # type: ignore[no-any-return]
         token = self._bearer(header)
         if self._check is None:
-            principal: Any = self._digests.get(_digest(token))
+            principal = self._digests.get(_digest(token))
         else:
             principal = self._check(token)
             if inspect.isawaitable(principal):

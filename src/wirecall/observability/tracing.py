@@ -65,6 +65,32 @@ class _Otel:
         provider = tracer_provider or self.trace.get_tracer_provider()
         self.tracer = provider.get_tracer(_SCOPE)
         self.status_error = self.trace.Status(self.trace.StatusCode.ERROR)
+        #: an empty OpenTelemetry context: the parent of a server span whose caller sent no
+        #: ``traceparent`` (explicit, so the SDK and its sampler skip reading the current
+        #: context, and no ambient span of the server becomes the parent)
+        self.root = self.context.Context()
+        #: ``set_span_in_context(span, parent)``: the context with ``span`` current, built on
+        #: ``parent`` (given, so the current context is not read)
+        self.in_context = self.trace.set_span_in_context
+        #: (method, wire, peer) -> the span attributes (fixed for a peer's calls of a method;
+        #: the SDK copies them into each span)
+        self._attrs: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def attributes(self, method: str, ctx: Context | None) -> dict[str, Any]:
+        """The server span's attributes for a call of ``method`` (cached: the same dict is
+        handed to every span of that method, wire and peer; the SDK copies it)."""
+        if ctx is None:
+            return _attributes(method, "")
+        key = (method, ctx.transport, ctx.peer)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            if len(self._attrs) >= 4096:  # names and peers come from the network: bounded
+                self._attrs.clear()
+            attrs = _attributes(method, wire_of(ctx))
+            if ctx.peer:
+                attrs["net.peer.name"] = ctx.peer
+            attrs = self._attrs[key] = attrs
+        return attrs
 
     def end(self, span: Any, err: BaseException | None) -> None:
         if err is not None:
@@ -136,14 +162,10 @@ class ServerTracing:
         md = ctx.metadata
         if not self._traced(md):
             return on_done
-        parent = otel.propagator.extract(md) if "traceparent" in md else None
-        wire = wire_of(ctx)
-        attrs = _attributes(method, wire)
-        if ctx.peer:
-            attrs["net.peer.name"] = ctx.peer
-        span = otel.tracer.start_span(
-            method, context=parent, kind=otel.trace.SpanKind.SERVER, attributes=attrs)
-        current = otel.trace.set_span_in_context(span)
+        parent = otel.propagator.extract(md, otel.root) if "traceparent" in md else otel.root
+        span = otel.tracer.start_span(method, context=parent, kind=otel.trace.SpanKind.SERVER,
+                                      attributes=otel.attributes(method, ctx))
+        current = otel.in_context(span, parent)
         # we run in a copy of the caller's contextvars: the handler inherits this, and the
         # copy is dropped when the call has started (nothing to detach)
         otel.context.attach(current)
@@ -164,24 +186,24 @@ class ServerTracing:
         """The native fast lane's inline handler in a SERVER span, parented by the call's
         ``traceparent`` when its metadata has one (a plain call has none: a new trace)."""
         otel = self._otel
-        tracer, kind, set_span = otel.tracer, otel.trace.SpanKind.SERVER, \
-            otel.trace.set_span_in_context
+        start_span, kind = otel.tracer.start_span, otel.trace.SpanKind.SERVER
         attach, detach = otel.context.attach, otel.context.detach
-
+        attributes, in_context, extract, root = (
+            otel.attributes, otel.in_context, otel.propagator.extract, otel.root)
+        sample = self.sample
         traced_here = self._traced
 
         def traced(*args: Any) -> Any:
             ctx = current_context()
-            if not traced_here(ctx.metadata if ctx is not None else EMPTY_METADATA):
+            md = ctx.metadata if ctx is not None else EMPTY_METADATA
+            if md:
+                if not traced_here(md):
+                    return handler(*args)
+            elif sample < 1.0 and _random() >= sample:
                 return handler(*args)
-            attrs = _attributes(method, wire_of(ctx) if ctx is not None else "")
-            if ctx is not None and ctx.peer:
-                attrs["net.peer.name"] = ctx.peer
-            parent = None
-            if ctx is not None and "traceparent" in ctx.metadata:
-                parent = otel.propagator.extract(ctx.metadata)
-            span = tracer.start_span(method, context=parent, kind=kind, attributes=attrs)
-            token = attach(set_span(span))
+            parent = extract(md, root) if "traceparent" in md else root
+            span = start_span(method, parent, kind, attributes(method, ctx))
+            token = attach(in_context(span, parent))
             try:
                 result = handler(*args)
             except BaseException as exc:
@@ -189,7 +211,8 @@ class ServerTracing:
                 raise
             finally:
                 detach(token)
-            otel.end(span, None)
+            span.set_attribute("rpc.wirecall.status", "OK")
+            span.end()
             return result
 
         return traced
@@ -204,6 +227,7 @@ class ClientTracing:
     def __init__(self, *, tracer_provider: Any = None, sample: float = 1.0) -> None:
         self._otel = _Otel(tracer_provider)
         self.sample = check_sample(sample)
+        self._attrs: dict[str, dict[str, Any]] = {}  # method -> span attributes (bounded)
 
     async def __call__(
         self, call: ClientCall, proceed: Callable[[ClientCall], Awaitable[Any]]
@@ -217,8 +241,13 @@ class ClientTracing:
             decided = parent_sampled(call.metadata)
             if not (decided if decided is not None else _random() < self.sample):
                 return await proceed(call)
-        span = otel.tracer.start_span(
-            call.method, kind=otel.trace.SpanKind.CLIENT, attributes=_attributes(call.method, ""))
+        attrs = self._attrs.get(call.method)
+        if attrs is None:
+            if len(self._attrs) >= 4096:
+                self._attrs.clear()
+            attrs = self._attrs[call.method] = _attributes(call.method, "")
+        span = otel.tracer.start_span(call.method, kind=otel.trace.SpanKind.CLIENT,
+                                      attributes=attrs)
         carrier: dict[str, str] = {}
         otel.propagator.inject(carrier, context=otel.trace.set_span_in_context(span))
         call.metadata.update(carrier)
