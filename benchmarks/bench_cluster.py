@@ -9,8 +9,10 @@
 4. slow-node table: one of 3 servers 50 ms slower (fault proxy): p50/p99 and the share of
    calls it gets, for round robin, least pending and P2C.
 
-Rounds are interleaved (direct, static, direct, ...) and medians reported: the machine is
-shared, absolute numbers drift, ratios are what to read.
+Within each round the configurations take turns in short slices (0.25 s: direct, static,
+..., then in reverse order), so each ratio compares runs that saw the same load; medians
+of the per-round figures are reported. The machine is shared, absolute numbers drift,
+ratios are what to read.
 
     .venv/bin/python benchmarks/bench_cluster.py --rounds 5 --seconds 2 [--instr 4000]
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import re
 import statistics
@@ -73,26 +76,42 @@ async def inflight(client: Any, seconds: float, depth: int = 64) -> tuple[float,
     return done / seconds, (time.process_time() - cpu0) / max(done, 1) * 1e6
 
 
-async def cost(rounds: int, seconds: float) -> dict[str, list[tuple[float, float]]]:
+async def cost(rounds: int, seconds: float, slice_s: float = 0.25,
+               ) -> dict[str, list[tuple[float, float]]]:
+    """Each configuration's (calls/s, client CPU us/call) per round. Within a round the
+    configurations take turns in slices of ``slice_s`` seconds (order reversed every other
+    slice) until each has run ``seconds``: load on the shared machine drifts over seconds,
+    so configurations measured side by side in short turns see the same drift."""
     procs = [spawn_server() for _ in range(3)]
     urls = [u for _, u in procs]
-    res: dict[str, list[tuple[float, float]]] = {
-        "direct tcp://": [], "static:// 1 endpoint": [], "static:// 3 servers, p2c": [],
-        "static:// 3 servers, round_robin": []}
+    names = ["direct tcp://", "static:// 1 endpoint", "static:// 3 servers, p2c",
+             "static:// 3 servers, round_robin"]
+    res: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    clients: dict[str, Any] = {}
     try:
-        for r in range(rounds):
-            for name in (list(res) if r % 2 == 0 else list(res)[::-1]):
-                if name == "direct tcp://":
-                    client: Any = await wirecall.connect(urls[0])
-                elif name == "static:// 1 endpoint":
-                    client = await wirecall.connect(f"static://{urls[0]}")
-                else:
-                    client = await wirecall.connect(static_target(urls),
-                                                    balancer=name.rsplit(" ", 1)[-1])
-                await inflight(client, 0.2)  # warm up
-                res[name].append(await inflight(client, seconds))
-                await client.close()
+        for name in names:
+            if name == "direct tcp://":
+                clients[name] = await wirecall.connect(urls[0])
+            elif name == "static:// 1 endpoint":
+                clients[name] = await wirecall.connect(f"static://{urls[0]}")
+            else:
+                clients[name] = await wirecall.connect(static_target(urls),
+                                                       balancer=name.rsplit(" ", 1)[-1])
+            await inflight(clients[name], 0.3)  # warm up: connections, caches, EWMA
+        slices = max(1, round(seconds / slice_s))
+        for _ in range(rounds):
+            calls = dict.fromkeys(names, 0.0)
+            cpu = dict.fromkeys(names, 0.0)
+            for k in range(slices):
+                for name in (names if k % 2 == 0 else names[::-1]):
+                    rate, us = await inflight(clients[name], seconds / slices)
+                    calls[name] += rate * seconds / slices
+                    cpu[name] += us * rate * seconds / slices
+            for name in names:
+                res[name].append((calls[name] / seconds, cpu[name] / max(calls[name], 1)))
     finally:
+        for c in clients.values():
+            await c.close()
         for p, _ in procs:
             p.terminate()
             p.wait(10)
@@ -153,7 +172,10 @@ async def slow_node(calls_per_worker: int = 300) -> dict[str, tuple[float, float
 async def amain(args: argparse.Namespace) -> None:
     print(f"# bench_cluster: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{args.rounds} interleaved rounds x {args.seconds}s, medians; shared 2-core machine")
-    res = await cost(args.rounds, args.seconds)
+    print("load average at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    res = await cost(args.rounds, args.seconds, args.slice)
+    print("load average after the cost rounds: "
+          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     direct = res["direct tcp://"]
     print("\n| client (64 in flight, Calculator.Add) | calls/s (median) | vs direct "
           "(median of per-round ratios) | client CPU us/call (median) | calls/s per round |")
@@ -229,7 +251,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--seconds", type=float, default=2.0,
+                    help="seconds each configuration runs per round")
+    ap.add_argument("--slice", type=float, default=0.25,
+                    help="the configurations take turns in slices of this many seconds")
     ap.add_argument("--instr", type=int, default=0, metavar="CALLS",
                     help="also count instructions per call under callgrind (load-independent)")
     ap.add_argument("--instr-run", choices=["direct", "static"], help=argparse.SUPPRESS)

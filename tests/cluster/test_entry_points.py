@@ -1,13 +1,16 @@
 """Every public client entry point takes a cluster target (issue #11: "any client API that
 takes a URL takes a target"): ``wirecall.Client(...)`` (the constructor), ``wirecall.connect``,
 ``wirecall.cluster.client.connect``, ``ClusterClient``, ``wirecall.sync.connect``,
-``wirecall.sync.SyncClient``, and the CLI (``wirecall call``, ``wirecall list``, ``wirecall
-cluster endpoints``), each with a ``static://`` and an ``etcd://`` target (a real etcd)."""
+``wirecall.sync.SyncClient``, and the CLI (``wirecall call``, ``list``, ``describe``,
+``bench``, ``cluster endpoints``), each with a ``static://`` and an ``etcd://`` target (a
+real etcd)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -110,6 +113,20 @@ async def test_cli_entry_points_take_a_target(kind: str, request: pytest.Fixture
         rc = await asyncio.to_thread(main, ["list", target])
         out = capsys.readouterr()
         assert rc == 0 and "Node.Who" in out.out, out.err
+        rc = await asyncio.to_thread(main, ["describe", target, "Node.Who"])
+        out = capsys.readouterr()
+        assert rc == 0 and "Node.Who() -> str" in out.out, out.err
         rc = await asyncio.to_thread(main, ["cluster", "endpoints", target, "--json"])
         out = capsys.readouterr()
         assert rc == 0 and out.out.count('"state": "ok"') == 2, out
+        # wirecall bench installs signal handlers: its own process (stopped by PID)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wirecall.cli", "bench", target, "Node.Who", "-n", "40",
+            "-c", "2", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            text = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0 and "[OK] 40 calls" in text, text
