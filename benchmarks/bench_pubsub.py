@@ -133,13 +133,15 @@ async def sub_worker(spec: dict[str, Any]) -> None:
     lats: list[float] = []
     phase_done = asyncio.Event()
     drained = [0]
+    progress = [0]  # messages read by this process (the watchdog's view)
 
     async def reader(read: Any) -> None:
         mine = 0
         try:
             while mine < n_msgs + n_lat:
-                text = await asyncio.wait_for(read(), IDLE)
+                text = await read()
                 now = time.monotonic()
+                progress[0] += 1
                 kind, sent, _ = text.split(" ", 2)
                 if kind == "w":  # the publisher's warm-up, if it came after subscribing
                     continue
@@ -153,15 +155,27 @@ async def sub_worker(spec: dict[str, Any]) -> None:
                             phase_done.set()
                 else:
                     lats.append(now - float(sent))
-        except TimeoutError:
-            drained[0] += 1  # gave up: count it as drained so the run goes on
-            if drained[0] >= len(readers):
-                phase_done.set()
+        except asyncio.CancelledError:  # the watchdog: nothing came for IDLE seconds
+            if mine < n_msgs:
+                drained[0] += 1  # gave up: count it as drained so the run goes on
+                if drained[0] >= len(readers):
+                    phase_done.set()
 
     tasks = [asyncio.ensure_future(reader(rd)) for rd in readers]
+
+    async def watchdog() -> None:  # one timer for all readers, not one per message
+        seen = -1
+        while seen != progress[0]:
+            seen = progress[0]
+            await asyncio.sleep(IDLE)
+        for t in tasks:
+            t.cancel()
+
+    dog = asyncio.ensure_future(watchdog())
     await phase_done.wait()
     _say({"drained": True, "cpu": _cpu() - cpu0})
     await asyncio.gather(*tasks)
+    dog.cancel()
     _say({"got": got[0], "last": last[0], "lats": lats})
     for close in closers:
         r = close()
@@ -227,20 +241,14 @@ async def pub_worker(spec: dict[str, Any]) -> None:
     t0 = time.monotonic()
     if mode == "batch":
         await publish_batch([f"t {time.monotonic()} {i} {pad}" for i in range(spec["msgs"])])
-    else:
-        sem = asyncio.Semaphore(spec["window"])
+    else:  # ``window`` publishers, each publishing the next message once its last is answered
+        seq = iter(range(spec["msgs"]))
 
-        async def one(i: int) -> None:
-            try:
+        async def lane() -> None:
+            for i in seq:
                 await publish(f"t {time.monotonic()} {i} {pad}")
-            finally:
-                sem.release()
 
-        pubs = []
-        for i in range(spec["msgs"]):
-            await sem.acquire()
-            pubs.append(asyncio.ensure_future(one(i)))
-        await asyncio.gather(*pubs)
+        await asyncio.gather(*(lane() for _ in range(spec["window"])))
     _say({"t0": t0, "published": time.monotonic(), "cpu": _cpu() - cpu0})
     await _line()
     for i in range(spec["lat_msgs"]):

@@ -52,6 +52,7 @@ PublishResponse: Any = pubsub_pb2.PublishResponse
 SubscribeRequest: Any = pubsub_pb2.SubscribeRequest
 SubscribeResponse: Any = pubsub_pb2.SubscribeResponse
 PubSubStub: Any = _wc.PubSubStub
+_PUBLISHED = PublishResponse(success=True)  # the one reply of every Publish (never mutated)
 #: wirecall's addition: ``wirecall_pubsub.PubSubStream.Publish``, a client stream of messages
 STREAM_PROTO = Path(__file__).parent / "pubsub_stream.proto"
 pubsub_stream_pb2, _wcs = load_proto(STREAM_PROTO)
@@ -122,9 +123,15 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
         self.broker: Broker = broker if broker is not None else MemoryBroker()
 
     async def Publish(self, request: Any, context: Context) -> Any:
-        topic, message = _fields(request, "PublishRequest", ("topic", "message"))
-        await self.broker.publish(topic, message)
-        return {"success": True} if isinstance(request, dict) else PublishResponse(success=True)
+        if isinstance(request, dict):  # a JSON wire
+            topic, message = _fields(request, "PublishRequest", ("topic", "message"))
+            await self.broker.publish(topic, message)
+            return {"success": True}
+        topic = request.topic
+        if not topic:
+            raise InvalidArgument(message="topic: must not be empty")
+        await self.broker.publish(topic, request.message)
+        return _PUBLISHED
 
     async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[Any]:
         # returns (not yields) the iterator: the transport drives it, closes it at the end
@@ -221,8 +228,13 @@ class PubSubStream(_wcs.PubSubStreamBase):  # type: ignore[misc,name-defined]
         as_json = False
         try:
             async for request in requests:
-                as_json = isinstance(request, dict)
-                topic, message = _fields(request, "PublishMessage", ("topic", "message"))
+                if isinstance(request, dict):  # a JSON wire
+                    as_json = True
+                    topic, message = _fields(request, "PublishMessage", ("topic", "message"))
+                else:
+                    topic, message = request.topic, request.message
+                    if not topic:
+                        raise InvalidArgument(message="topic: must not be empty")
                 if submit is None:  # a broker without pipelining (memory://)
                     receivers += await broker.publish(topic, message)
                     published += 1
