@@ -161,6 +161,23 @@ async def test_adaptive_concurrency_limit_settles_near_capacity() -> None:
         AdaptiveConcurrency(tolerance=1.0)
 
 
+def test_adaptive_limit_grows_only_when_used() -> None:
+    """Fast calls grow the limit only in windows whose peak in flight reached half of it (a
+    client starved of CPU once let it run to ~100 with 4 of capacity)."""
+    from wirecall.cluster.limits import AdaptiveConcurrency
+
+    idle = AdaptiveConcurrency(initial=20, window=10)
+    busy = AdaptiveConcurrency(initial=20, window=10)
+    for _ in range(100):
+        idle.sample(0.005, inflight=3)
+        busy.sample(0.005, inflight=int(busy.limit))
+    assert idle.limit == 20
+    assert busy.limit > 40
+    for _ in range(30):  # slow calls still shrink a limit nobody reaches
+        idle.sample(0.05, inflight=3)
+    assert idle.limit < 20
+
+
 class Pushy:
     def __init__(self) -> None:
         self.calls = 0

@@ -56,6 +56,7 @@ class AdaptiveConcurrency:
     _n: int = field(default=0, repr=False)
     _windows: int = field(default=0, repr=False)
     _low: float = field(default=math.inf, repr=False)
+    _peak: int = field(default=-1, repr=False)  # most calls in flight this window (-1: unknown)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.initial <= self.max_limit:
@@ -64,14 +65,22 @@ class AdaptiveConcurrency:
             raise ValueError("tolerance must be > 1 and backoff in (0, 1)")
         self.limit = float(self.initial)
 
-    def sample(self, seconds: float) -> None:
+    def sample(self, seconds: float, inflight: int | None = None) -> None:
+        """One completed call's latency; ``inflight``: the calls in flight when it ended
+        (with it). The limit grows only in a window whose peak used at least half of it: a
+        limit nobody reaches says nothing (a client starved of CPU sends little, and its calls
+        look fast), and growing it would let the next burst through unchecked."""
         self._sum += seconds
         self._n += 1
         self._low = min(self._low, seconds)
+        if inflight is not None and inflight > self._peak:
+            self._peak = inflight
         if self._n < self.window:
             return
         mean = self._sum / self._n
         low, self._low = self._low, math.inf
+        used = self._peak * 2 >= self.limit or self._peak < 0
+        self._peak = -1
         self._sum, self._n = 0.0, 0
         self._windows += 1
         if self._windows % self.relearn == 0:
@@ -80,7 +89,8 @@ class AdaptiveConcurrency:
             self.best = min(low, self.best * 1.5)
         self.best = min(self.best, low)  # the latency of a call that did not queue
         if mean <= self.tolerance * self.best:
-            self.limit = min(self.max_limit, self.limit + math.sqrt(self.limit))
+            if used:
+                self.limit = min(self.max_limit, self.limit + math.sqrt(self.limit))
         else:
             self.limit = max(self.min_limit, self.limit * self.backoff)
 
@@ -155,6 +165,6 @@ def method_limits(
         finally:
             rule._inflight -= 1
             if rule.adaptive is not None:
-                rule.adaptive.sample(time.monotonic() - t0)
+                rule.adaptive.sample(time.monotonic() - t0, rule._inflight + 1)
 
     return limit
