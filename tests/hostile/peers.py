@@ -101,6 +101,14 @@ class Svc:
         for _ in range(10_000_000):
             yield chunk
 
+    async def BigLater(self, seconds: float, n: int) -> str:
+        await asyncio.sleep(max(0.0, min(seconds, 10.0)))
+        return "x" * max(0, min(n, 8_000_000))
+
+    @wirecall.method(inline=True)
+    def Collect(self) -> int:
+        return gc.collect()
+
     @wirecall.method(inline=True)
     def Stats(self) -> dict:
         return {"running": self.running, "peak": self.peak, "started": self.started,
@@ -312,6 +320,17 @@ def stats(url: str) -> dict[str, Any]:
         client = await wirecall.connect(url)
         try:
             return dict(await client.call("Svc.Stats", timeout=PROBE_TIMEOUT))
+        finally:
+            await client.close()
+    return asyncio.run(go())
+
+
+def collect(url: str) -> int:
+    """Run the cyclic garbage collector in the server at ``url`` (``Svc.Collect``)."""
+    async def go() -> int:
+        client = await wirecall.connect(url)
+        try:
+            return int(await client.call("Svc.Collect", timeout=PROBE_TIMEOUT))
         finally:
             await client.close()
     return asyncio.run(go())

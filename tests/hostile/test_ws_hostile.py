@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 
 import aiohttp
 
-from hostile.peers import MiB, Prober, ServerProc, assert_served, stats
+from hostile.peers import MiB, Prober, ServerProc, assert_served, collect, stats
 
 #: the per-connection call limit (``Server(max_concurrent_calls=...)``, default 1024)
 MAX_CALLS = 1024
@@ -26,6 +27,8 @@ INITIAL_WINDOW = 16
 ATTACK_RSS_GROWTH = 64 * MiB
 #: ... and must come back within this of where it started once the offender has left
 RSS_MARGIN = 32 * MiB
+#: a peer that never reads its 1 MB answers may make the server hold this much
+WS_NEVER_READ_GROWTH = 32 * MiB
 
 
 def _servers() -> ServerProc:
@@ -106,5 +109,64 @@ def test_ws_stream_credit_is_clamped() -> None:
             f"{items} stream items sent on one grant of 2^20 (clamp {MAX_CREDIT})")
         assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
         assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
+
+
+async def _never_reads(url: str, calls: list[tuple[str, list[Any]]], seconds: float) -> bool:
+    """Send single calls on a WebSocket with a 4 kB receive buffer, read nothing for
+    ``seconds``; then whether the server has closed (or reset) it."""
+    async with aiohttp.ClientSession() as s, s.ws_connect(url, max_msg_size=0) as ws:
+        sock = ws._response.connection.transport.get_extra_info("socket")  # type: ignore
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for i, (method, params) in enumerate(calls):
+            await ws.send_str(json.dumps(
+                {"jsonrpc": "2.0", "method": method, "params": params, "id": i}))
+        await asyncio.sleep(seconds)
+        try:  # what is left after the budget: a reset, or a close after some answers
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), 5)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return True
+        except (TimeoutError, ConnectionError):
+            return False
+
+
+def test_ws_peer_that_never_reads_is_bounded() -> None:
+    """1,000 calls answering 1 MB each, never read: the server stops reading once an answer
+    is waiting for the socket (it used to read a whole batch of messages first: ~90 answers,
+    +89 MiB), and the peer is not closed (within the budget)."""
+    with _servers() as srv, Prober(srv.url("tcp")) as probe, Prober(srv.url("ws")) as wsp:
+        base = srv.settled_rss()
+        calls: list[tuple[str, list[Any]]] = [("Svc.Big", [1_000_000])] * 1000
+        asyncio.run(_never_reads(srv.url("ws"), calls, 2.0))
+        peak = srv.peak_rss
+        reports = probe.stop(), wsp.stop()
+        assert peak - base <= WS_NEVER_READ_GROWTH, (
+            f"a ws:// peer that never reads grew RSS by {(peak - base) / MiB:.0f} MiB "
+            f"(bound {WS_NEVER_READ_GROWTH / MiB:.0f} MiB)")
+        assert_served(*reports)
+        after = srv.settled_rss()
+        assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
+
+
+def test_ws_unsent_bytes_over_the_budget_abort_the_connection() -> None:
+    """Twelve slow calls answering 3 MB each at once, never read, ``limits.max_unsent_bytes``
+    8 MiB: past the budget the WebSocket is aborted (logged, as on the native wire) and the
+    memory given back (the 36 MB used to sit in the server's buffer)."""
+    with ServerProc("ws://127.0.0.1:0", "tcp://127.0.0.1:0",
+                    limits={"max_unsent_bytes": 8 * MiB}) as srv, \
+            Prober(srv.url("tcp")) as probe, Prober(srv.url("ws")) as wsp:
+        base = srv.settled_rss()
+        calls: list[tuple[str, list[Any]]] = [("Svc.BigLater", [0.3, 3_000_000])] * 12
+        closed = asyncio.run(_never_reads(srv.url("ws"), calls, 1.5))
+        reports = probe.stop(), wsp.stop()
+        assert closed, "a WebSocket leaving 36 MB unread (budget 8 MiB) was not closed"
+        assert "limits.max_unsent_bytes" in srv.stderr_tail(), srv.stderr_tail()
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(*reports)
+        # a closed WebSocket (aiohttp's objects) and a finished async call's result are
+        # freed by the cyclic GC only (docs/limits.md, known gaps): collect before measuring
+        collect(srv.url("tcp"))
         after = srv.settled_rss()
         assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"

@@ -114,6 +114,9 @@ class WebSocketSession:
                                 server.limits.max_unsent_bytes)
         #: stream credit one grant may raise a stream's to (``Limits(max_stream_credit=)``)
         self._max_credit = server.limits.max_stream_credit
+        self._queued = 0  # bytes of answers whose send tasks have not written them yet
+        self._aborted = False
+        self._max_unsent = server.limits.max_unsent_bytes
 
     @property
     def closed(self) -> bool:
@@ -156,6 +159,8 @@ class WebSocketSession:
     async def _writable(self) -> None:
         """Wait while the socket's write buffer is over its high-water mark (a client that
         does not read its answers stops being read from, instead of growing our buffer)."""
+        if self._queued > _YIELD_AT:  # answers just queued: let them reach the socket first
+            await asyncio.sleep(0)  # (its buffer then tells whether the peer reads)
         writer = getattr(self.ws, "_writer", None)
         proto = getattr(writer, "protocol", None)
         while proto is not None and getattr(proto, "_paused", False) and not self.ws.closed:
@@ -348,11 +353,33 @@ class WebSocketSession:
         return Context("", self.metadata, None, self.peer, "ws", self.identity)
 
     def _respond(self, data: bytes | None) -> None:
-        if data is None or self.ws.closed:
+        if data is None or self.ws.closed or self._aborted:
             return
-        task = asyncio.ensure_future(self.ws.send_str(data.decode()))
+        n = len(data)
+        transport = getattr(getattr(self.ws, "_writer", None), "transport", None)
+        unsent = self._queued + n + (transport.get_write_buffer_size() if transport else 0)
+        if unsent > self._max_unsent and transport is not None:
+            self._over_unsent(transport, unsent)
+            return
+        self._queued += n
+        task = asyncio.ensure_future(self._send_answer(data.decode(), n))
         self._tasks.add(task)
         task.add_done_callback(self._sent)
+
+    async def _send_answer(self, text: str, n: int) -> None:
+        self._queued -= n  # send_str writes it to the transport before its first await
+        await self.ws.send_str(text)
+
+    def _over_unsent(self, transport: Any, unsent: int) -> None:
+        """Answers the peer has not read (in the socket's buffer, or waiting to be written)
+        would pass ``limits.max_unsent_bytes``: abort (logged; a peer that does not read
+        would not read a close frame either)."""
+        self._aborted = True
+        log.warning("%s: aborting a WebSocket whose peer left %d bytes of answers unread "
+                    "(limits.max_unsent_bytes %d)", self.peer, unsent, self._max_unsent)
+        transport.abort()
+        for t in list(self._tasks):
+            t.cancel()
 
     def _sent(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
@@ -361,6 +388,8 @@ class WebSocketSession:
 
 
 _NO_METHOD: Any = object()
+#: bytes of answers queued at which the reading loop lets them reach the socket first
+_YIELD_AT = 64 * 1024
 
 
 async def serve_websocket(
