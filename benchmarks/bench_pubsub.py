@@ -18,9 +18,10 @@ processes. Per message the publisher does one publish and waits for its reply (r
 ``success``), ``--window`` of them in flight; each subscriber parses the message text.
 
 Throughput: deliveries / (last delivery in any subscriber process - first publish).
-Latency: then ``LATENCY_MESSAGES`` messages at a low fixed rate (one publish at a time, a pause
-between them), each delivery's publish-to-receipt time (CLOCK_MONOTONIC, shared by the
-processes). Rounds are interleaved (system order rotates) and medians reported.
+Latency: then ``LATENCY_MESSAGES`` messages at a low fixed rate (one publish at a time, then
+a pause of max(2 ms, 0.3 ms per subscriber)), each delivery's publish-to-receipt time
+(CLOCK_MONOTONIC, shared by the processes). Rounds are interleaved (system order rotates)
+and medians reported.
 
     .venv/bin/python benchmarks/bench_pubsub.py --rounds 3
 """
@@ -338,7 +339,7 @@ async def measure(servers: Servers, system: str, n_subs: int, n_msgs: int,
         first += k
     pub = Worker("pub", {**base, "window": args.window,
                          "mode": "batch" if system in BATCH else "each",
-                         "lat_gap": max(0.001, n_subs * 0.0001)})
+                         "lat_gap": max(0.002, n_subs * 0.0003)})
     workers = [*subs, pub]
     try:
         await asyncio.gather(*(w.start() for w in workers))
