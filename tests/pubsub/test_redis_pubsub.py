@@ -131,3 +131,33 @@ async def test_options_are_checked() -> None:
             broker.subscribe("t", group="g")
     finally:
         await broker.aclose()
+
+
+@pytest.mark.parametrize("url", ["redis", "memory://"])
+async def test_convert_makes_one_item_per_message_for_all_subscribers(
+        url: str, redis_server: RedisServer) -> None:
+    """What a server's subscribers share: ``convert`` runs once per message, and each
+    subscriber with that ``convert`` gets the same object (one reply built, not one each)."""
+    broker = open_broker(redis_server.url if url == "redis" else url)
+    made: list[str] = []
+
+    def convert(m: str) -> tuple[str]:
+        made.append(m)
+        return (m,)
+
+    try:
+        subs = [broker.subscribe("t", convert=convert) for _ in range(3)]
+        plain = broker.subscribe("t")
+        for s in (*subs, plain):
+            await asyncio.wait_for(s.live(), 5)
+        await broker.publish("t", "a")
+        await broker.publish("t", "b")
+        got = [[await asyncio.wait_for(s.__anext__(), 5) for _ in range(2)] for s in subs]
+        assert got[0] == [("a",), ("b",)]
+        assert all(g[i] is got[0][i] for g in got for i in range(2))  # the same objects
+        assert made == ["a", "b"]  # once per message
+        assert [await asyncio.wait_for(plain.__anext__(), 5) for _ in range(2)] == ["a", "b"]
+        for s in (*subs, plain):
+            await s.aclose()
+    finally:
+        await broker.aclose()
