@@ -234,7 +234,7 @@ def client_options(sp: argparse.ArgumentParser) -> None:
 
 
 #: schemes that take certificates (TLS wires; any:// serves TLS when given one)
-TLS_CLIENT_SCHEMES = frozenset({"tls", "https", "wss", "gobs", "grpcs", "quic"})
+TLS_CLIENT_SCHEMES = frozenset({"tls", "https", "wss", "gobs", "jsonrpcs", "grpcs", "quic"})
 TLS_SERVER_SCHEMES = TLS_CLIENT_SCHEMES | {"any"}
 
 

@@ -50,6 +50,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "https": ("wirecall.transport.http", "http"),
     "wss": ("wirecall.transport.http", "http"),
     "gobs": ("wirecall.transport.gob", ""),
+    "jsonrpcs": ("wirecall.transport.jsonrpc", ""),
     "quic": ("wirecall.transport.quic", "quic"),
 }
 
@@ -84,6 +85,7 @@ SERVER_OPTIONS: dict[str, frozenset[str]] = {
     "https": _HTTP_SERVER | _TLS_SERVER,
     "wss": _HTTP_SERVER | _TLS_SERVER,
     "gobs": _SOCKET | _TLS_SERVER,
+    "jsonrpcs": _SOCKET | _TLS_SERVER,
     "quic": frozenset({"certfile", "keyfile", "session_tickets", "compress_threshold",
                        "max_datagram_size", "congestion_control"}),
 }
@@ -105,6 +107,7 @@ CLIENT_OPTIONS: dict[str, frozenset[str]] = {
     "grpcs": _GRPC_CLIENT | _TLS_CLIENT,
     "tls": _NATIVE_CLIENT | _TLS_CLIENT,
     "gobs": frozenset({"timeout", "max_message_size"}) | _TLS_CLIENT,
+    "jsonrpcs": frozenset({"timeout", "max_message_size"}) | _TLS_CLIENT,
     "https": _HTTP_CLIENT | {"max_message_size", "http_path"} | _TLS_CLIENT,
     "wss": frozenset({"timeout", "headers", "metadata", "max_message_size", "heartbeat",
                       "max_incoming_calls", "max_concurrent_calls"}) | _TLS_CLIENT,
@@ -130,7 +133,7 @@ def check_options(scheme: str, side: str, options: Mapping[str, Any]) -> None:
         hint = ""
         if {"certfile", "keyfile", "ssl", "cafile"} & set(unknown):
             hint = (" (TLS is not available on this scheme: use tls://, https://, wss://, "
-                    "gobs:// or grpcs://)")
+                    "gobs://, jsonrpcs:// or grpcs://)")
         raise ValueError(
             f"{scheme}:// {side} does not accept option{'s' if len(unknown) > 1 else ''} "
             f"{names}{hint}; accepted: {', '.join(sorted(accepted)) or 'none'}"

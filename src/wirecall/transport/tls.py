@@ -4,7 +4,8 @@ the peer certificate's identity for ``Context.identity``.
 
 Schemes (see ``transport.base.SCHEMES``): ``tls://`` (the native protocol over TLS, ALPN
 ``wirecall``), ``https://`` and ``wss://`` (ALPN ``http/1.1``), ``gobs://`` (Go net/rpc with
-gob over TLS: Go's ``tls.Dial`` + ``rpc.NewClient``), ``grpcs://`` (ALPN ``h2``), and
+gob over TLS: Go's ``tls.Dial`` + ``rpc.NewClient``), ``jsonrpcs://`` (Go's net/rpc/jsonrpc
+over TLS: ``jsonrpc.NewClient(tls.Dial(...))``), ``grpcs://`` (ALPN ``h2``), and
 ``any://`` given a certificate: a TLS ClientHello first, then the inner protocol by ALPN or by
 sniffing the decrypted bytes.
 
@@ -46,9 +47,10 @@ __all__ = [
 log = logging.getLogger("wirecall.tls")
 
 #: the scheme that means "this wire over TLS" (and the ALPN name it offers)
-TLS_SCHEMES: Final = {"tls": "tcp", "https": "http", "wss": "ws", "gobs": "gob", "grpcs": "grpc"}
+TLS_SCHEMES: Final = {"tls": "tcp", "https": "http", "wss": "ws", "gobs": "gob", "grpcs": "grpc",
+                      "jsonrpcs": "jsonrpc"}
 ALPN: Final = {"tls": ["wirecall"], "https": ["http/1.1"], "wss": ["http/1.1"],
-               "grpcs": ["h2"], "gobs": [],
+               "grpcs": ["h2"], "gobs": [], "jsonrpcs": [],
                # any://: every protocol it may find inside
                "any": ["h2", "http/1.1", "wirecall"]}
 #: seconds a client has to finish the TLS handshake (option ``tls_handshake_timeout``)

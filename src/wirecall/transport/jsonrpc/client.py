@@ -16,6 +16,7 @@ from ...protocol import gojsonrpc as gj
 from ..base import URL
 from ..gob.go_rpc import EncodedParts, GoClientConnection, go_error
 from ..sockets import dial
+from ..tls import pop_client_tls
 
 __all__ = ["GoJsonClientConnection", "connect"]
 
@@ -72,13 +73,15 @@ async def connect(
     *,
     timeout: float | None = 10.0,
     max_message_size: int = 4 * 1024 * 1024,
-    **_: Any,
+    **tls_opts: Any,
 ) -> GoJsonClientConnection:
-    """Dial a Go JSON-RPC server (``jsonrpc.Dial``) within ``timeout`` seconds."""
+    """Dial a Go JSON-RPC server (``jsonrpc.Dial``; over TLS for ``jsonrpcs://``) within
+    ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     proto = GoJsonClientConnection(max_message_size=max_message_size, address=str(url))
+    tls = pop_client_tls(url.scheme, url.host, tls_opts)  # jsonrpcs://: ssl, server_hostname
     await dial(
-        url, lambda: loop.create_connection(lambda: proto, url.host, url.port), timeout,
+        url, lambda: loop.create_connection(lambda: proto, url.host, url.port, **tls), timeout,
         lambda: proto.transport,
     )
     return proto

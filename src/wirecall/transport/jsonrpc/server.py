@@ -213,6 +213,13 @@ def make_server_protocol(server: Dispatcher, **opts: Any) -> asyncio.Protocol:
 
 
 async def serve(server: Dispatcher, url: URL, **opts: Any) -> ConnectionListener:
-    """Listen on ``jsonrpc://host:port`` (Go's ``jsonrpc.ServeConn`` per connection)."""
-    sock = socket_options(opts)
-    return await listen(url, lambda lst: GoJsonServerProtocol(server, lst, **opts), **sock)
+    """Listen on ``jsonrpc://host:port`` (Go's ``jsonrpc.ServeConn`` per connection), or
+    ``jsonrpcs://`` over TLS (Go: ``jsonrpc.NewClient(tls.Dial(...))``)."""
+    sock = socket_options(opts, url.scheme)
+
+    def make(lst: ConnectionListener) -> GoJsonServerProtocol:
+        proto = GoJsonServerProtocol(server, lst, **opts)
+        proto.scheme = url.scheme  # "jsonrpc", or "jsonrpcs" over TLS
+        return proto
+
+    return await listen(url, make, **sock)
