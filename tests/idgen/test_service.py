@@ -144,7 +144,10 @@ def test_static_node_kill9_restart_waits_out_the_horizon(tmp_path: Path) -> None
 
     from support.idgen import NodeProcess
 
-    args = ("--worker-id", "6", "--ttl", "2", "--data-dir", str(tmp_path))
+    # the horizon is ttl ahead, renewed every ttl/4: at least 0.75 ttl of it is left when
+    # the node dies; ttl 5 keeps some left after a restart that is slow on a loaded machine
+    # (with ttl 2 a restart taking over 1.5 s found nothing to wait for)
+    args = ("--worker-id", "6", "--ttl", "5", "--data-dir", str(tmp_path))
     first = NodeProcess(*args).start()
 
     async def batch(url: str) -> list[int]:

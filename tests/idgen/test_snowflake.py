@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from support.idgen import ManualClock
@@ -177,33 +177,55 @@ def test_threads_get_unique_increasing_ids() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["next", "take", "move"]),
+@given(st.lists(st.tuples(st.sampled_from(["next", "take", "move", "nudge", "tick", "floor"]),
                           st.integers(min_value=-20_000, max_value=3), st.integers(1, 6000)),
                 max_size=60),
-       st.integers(min_value=2, max_value=12))
+       st.integers(min_value=2, max_value=12), st.sampled_from([1, 10]))
+# a unit passes between two calls (exactly, or by 1.9 units), a step back within the unit
+@example([("next", 0, 1), ("tick", 0, 10), ("next", 0, 1)], 12, 1)
+@example([("next", 0, 1), ("tick", 0, 19), ("next", 0, 1), ("take", 0, 5)], 12, 10)
+@example([("next", 0, 1), ("nudge", 0, 2900), ("next", 0, 1), ("tick", 0, 10),
+          ("next", 0, 1)], 4, 1)
 def test_any_clock_walk_never_repeats_or_goes_down(ops: list[tuple[str, int, int]],
-                                                   seq_bits: int) -> None:
-    """Whatever the clock does (small and large steps back, freezes, jumps), the IDs issued
-    are strictly increasing; a refusal happens only when the clock is behind by more than
-    max_backward_ms, and every wait is for the next unit."""
+                                                   seq_bits: int, unit_ms: int) -> None:
+    """Whatever the clock does (small and large steps back, freezes, jumps, moves within a
+    unit) and whenever the floor is raised, the IDs issued are strictly increasing and in
+    the clock's current unit; a refusal happens only when the clock is behind by more than
+    max_backward_ms, and every wait is for the next unit. (``next`` decides "same unit as
+    the last" by comparing the clock with that unit's bounds: sub-unit moves exercise it.)"""
     clock = ManualClock()
-    lay = Layout(sequence_bits=seq_bits)
+    lay = Layout(sequence_bits=seq_bits, unit_ms=unit_ms)
     g = Snowflake(3, lay, clock=clock, sleep=clock.sleep, max_backward_ms=5)
     issued: list[int] = []
     for op, delta_ms, n in ops:
         if op == "move":
             clock.advance_ms(delta_ms)
             continue
+        if op == "nudge":  # within a few units, either way, in microseconds
+            clock.advance_ms((n - 3000) / 1000)
+            continue
+        if op == "tick":  # forward by 0 to 1.9 units
+            clock.advance_ms(n % 20 / 10 * unit_ms)
+            continue
+        if op == "floor":
+            g.raise_floor(clock.ns // 1_000_000 + delta_ms % 7)
+            continue
         try:
             if op == "next":
-                issued.append(g.next())
+                got = [g.next()]
             else:
                 runs, wait = g.take(n)
-                for r in runs:
-                    issued.extend(r)
+                got = [i for r in runs for i in r]
                 assert wait >= 0
+            # issued in the clock's current unit, never a stale one (the fence and the
+            # horizon are checked when a unit starts)
+            now_unit_ms = lay.ms_of(lay.unit_of(clock.ns // 1_000_000))
+            assert all(lay.decode(i).time_ms == now_unit_ms for i in got)
+            issued += got
         except IssueRefused:
-            behind = g.last_ms - clock.ns // 1_000_000
+            # (counted in whole units, as the generator does: with 10 ms units one unit
+            # back is 10 ms behind)
+            behind = g.last_ms - lay.ms_of(lay.unit_of(clock.ns // 1_000_000))
             assert behind > 5
     assert issued == sorted(issued) and len(set(issued)) == len(issued)
     for i in issued:

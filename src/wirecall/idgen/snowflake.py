@@ -176,9 +176,10 @@ class Snowflake:
     only in time units after it (the last possible timestamp of a previous holder).
     """
 
-    __slots__ = ("__weakref__", "_base_ns", "_clock", "_fence", "_last", "_lock", "_max_seq",
-                 "_monotonic", "_prefix", "_seq", "_sleep", "_time_shift", "_unit_ns",
-                 "_until_unit", "_worker_bits", "layout", "max_backward_ms", "worker_id")
+    __slots__ = ("__weakref__", "_base_ns", "_clock", "_fence", "_hi_ns", "_last", "_lo_ns",
+                 "_lock", "_max_seq", "_monotonic", "_prefix", "_seq", "_sleep", "_time_shift",
+                 "_unit_ns", "_until_unit", "_worker_bits", "layout", "max_backward_ms",
+                 "worker_id")
 
     def __init__(
         self,
@@ -213,6 +214,9 @@ class Snowflake:
         self._last = -1
         self._seq = self._max_seq
         self._prefix = 0
+        #: the clock readings (ns) of unit ``_last``: ``_lo_ns <= clock() < _hi_ns`` is
+        #: ``t == _last`` without the division (an empty window until a unit is issued in)
+        self._lo_ns = self._hi_ns = 0
         #: issuing stops when ``monotonic() >= fence()`` (set by the lease holder)
         self._fence: Callable[[], float] = _no_fence
         #: the first unit not yet reserved (persisted) for issuing; None: no reservation needed
@@ -229,6 +233,7 @@ class Snowflake:
             if unit > self._last:
                 self._last, self._seq = unit, self._max_seq
                 self._prefix = (unit << self._time_shift) | self._worker_bits
+                self._lo_ns = self._hi_ns = 0
 
     def set_fence(self, deadline: float | Callable[[], float]) -> None:
         """Stop issuing at ``deadline`` (``time.monotonic()`` seconds), or at what the
@@ -253,12 +258,13 @@ class Snowflake:
     def next(self) -> int:
         """One ID (blocks at most one unit, or ``max_backward_ms``)."""
         with self._lock:
-            t = (self._clock() - self._base_ns) // self._unit_ns
-            if t == self._last:
+            now = self._clock()
+            if self._lo_ns <= now < self._hi_ns:  # still in the last unit issued in
                 seq = self._seq + 1
                 if seq <= self._max_seq:
                     self._seq = seq
                     return self._prefix | seq
+            t = (now - self._base_ns) // self._unit_ns
             while True:
                 got, wait = self._take_locked(1, t)
                 if got:
@@ -298,6 +304,8 @@ class Snowflake:
             self._check_new_unit(t)
             self._last, self._seq = t, -1
             self._prefix = (t << self._time_shift) | self._worker_bits
+            self._lo_ns = lo = self._base_ns + t * self._unit_ns
+            self._hi_ns = lo + self._unit_ns
         seq = self._seq
         if seq >= self._max_seq:
             return [], self._wait_for(t)
