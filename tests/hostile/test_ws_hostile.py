@@ -36,10 +36,10 @@ def _servers() -> ServerProc:
 
 
 async def _one_batch(url: str, batch: list[dict[str, Any]], tcp_url: str) -> tuple[Any, Any]:
-    """Send one batch on a fresh WebSocket; its answer, and ``Svc.Stats`` 0.5 s in."""
+    """Send one batch on a fresh WebSocket; its answer, and ``Svc.Stats`` 0.3 s in."""
     async with aiohttp.ClientSession() as s, s.ws_connect(url, max_msg_size=0) as ws:
         await ws.send_str(json.dumps(batch))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         mid = await asyncio.to_thread(stats, tcp_url)
         msg = await asyncio.wait_for(ws.receive(), 10)
         return json.loads(msg.data), mid
@@ -52,14 +52,14 @@ def test_ws_batch_admits_at_most_the_call_limit() -> None:
     an element per call (what JSON-RPC 2.0 peers expect of a batch)."""
     with _servers() as srv, Prober(srv.url("tcp")) as probe, Prober(srv.url("ws")) as wsp:
         base = srv.settled_rss()
-        batch = [{"jsonrpc": "2.0", "method": "Svc.Hold", "params": [1.0], "id": i}
+        batch = [{"jsonrpc": "2.0", "method": "Svc.Hold", "params": [0.8], "id": i}
                  for i in range(BATCH_CALLS)]
         answer, mid = asyncio.run(_one_batch(srv.url("ws"), batch, srv.url("tcp")))
         reports = probe.stop(), wsp.stop()
         final = stats(srv.url("tcp"))
         assert final["peak"] <= MAX_CALLS, (
             f"{final['peak']} calls ran at once from one WebSocket batch (limit {MAX_CALLS}; "
-            f"0.5 s in: {mid})")
+            f"0.3 s in: {mid})")
         assert isinstance(answer, list) and len(answer) == BATCH_CALLS, str(answer)[:300]
         refused = [a for a in answer if (a.get("error") or {}).get("data", {}).get("status")
                    == "RESOURCE_EXHAUSTED"]
@@ -113,9 +113,11 @@ def test_ws_stream_credit_is_clamped() -> None:
         assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
 
 
-async def _never_reads(url: str, calls: list[tuple[str, list[Any]]], seconds: float) -> bool:
+async def _never_reads(
+    url: str, calls: list[tuple[str, list[Any]]], seconds: float, *, then_read: bool = True
+) -> bool:
     """Send single calls on a WebSocket with a 4 kB receive buffer, read nothing for
-    ``seconds``; then whether the server has closed (or reset) it."""
+    ``seconds``; then (``then_read``) whether the server has closed (or reset) it."""
     async with aiohttp.ClientSession() as s, s.ws_connect(url, max_msg_size=0) as ws:
         sock = ws._response.connection.transport.get_extra_info("socket")  # type: ignore
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -123,6 +125,9 @@ async def _never_reads(url: str, calls: list[tuple[str, list[Any]]], seconds: fl
             await ws.send_str(json.dumps(
                 {"jsonrpc": "2.0", "method": method, "params": params, "id": i}))
         await asyncio.sleep(seconds)
+        if not then_read:  # leave at once (a close handshake would wait for the server)
+            ws._response.connection.transport.abort()  # type: ignore[union-attr]
+            return False
         try:  # what is left after the budget: a reset, or a close after some answers
             while True:
                 msg = await asyncio.wait_for(ws.receive(), 5)
@@ -139,7 +144,7 @@ def test_ws_peer_that_never_reads_is_bounded() -> None:
     with _servers() as srv, Prober(srv.url("tcp")) as probe, Prober(srv.url("ws")) as wsp:
         base = srv.settled_rss()
         calls: list[tuple[str, list[Any]]] = [("Svc.Big", [1_000_000])] * 1000
-        asyncio.run(_never_reads(srv.url("ws"), calls, 2.0))
+        asyncio.run(_never_reads(srv.url("ws"), calls, 1.5, then_read=False))
         peak = srv.peak_rss
         reports = probe.stop(), wsp.stop()
         assert peak - base <= WS_NEVER_READ_GROWTH, (
