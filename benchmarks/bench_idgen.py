@@ -11,14 +11,21 @@ single-ID ``IdGen.Next`` calls/s with many in flight from one client process (Le
 (``IdGen.Batch``; target >= 1M IDs/s).
 
     python benchmarks/bench_idgen.py [--rounds 5] [--seconds 2] [--markdown]
+
+``--instr-ab BEFORE AFTER`` counts instructions (valgrind callgrind, load-independent) per
+``Snowflake.next``, per ``SnowflakeIdGen.Next`` handler call and per ``IdGen.Next`` call over
+tcp:// (client + server in one process, 64 in flight) for two source trees.
+``--boundaries`` measures call latency at time-unit, reservation and segment boundaries.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -133,7 +140,9 @@ def start_node(data: str) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("idgen node did not start")
 
 
-async def client_run(url: str, mode: str, seconds: float, inflight: int, n: int) -> float:
+async def client_run(url: str, mode: str, seconds: float, inflight: int,
+                     n: int) -> tuple[float, int, float]:
+    """(IDs/s, calls made, this process's CPU seconds) over ``seconds``."""
     sys.path.insert(0, str(ROOT / "src"))
     from wirecall.client import Client
     from wirecall.idgen.client import IdClient
@@ -144,12 +153,13 @@ async def client_run(url: str, mode: str, seconds: float, inflight: int, n: int)
         await c.call("IdGen.Next", "")
         if mode == "idclient":
             ids = IdClient(c, prefetch=n, low_water=0.5)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             while time.perf_counter() < stop:
                 for _ in range(1000):
                     await ids.next()
                 count += 1000
-            return count / (time.perf_counter() - t0)
+            return (count / (time.perf_counter() - t0), count // n,
+                    time.process_time() - cpu0)
 
         async def worker() -> None:
             nonlocal count
@@ -161,17 +171,228 @@ async def client_run(url: str, mode: str, seconds: float, inflight: int, n: int)
                     got = await c.call("IdGen.Batch", "", n)
                     count += len(got)  # (not `count += len(await ...)`: a lost update)
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(inflight)))
-        return count / (time.perf_counter() - t0)
+        return (count / (time.perf_counter() - t0), count // n, time.process_time() - cpu0)
 
 
-def measure_client(url: str, mode: str, seconds: float, inflight: int, n: int) -> float:
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: per network row, one per round: (server CPU us per call, client CPU us per call, IDs per
+#: call)
+CPU: dict[str, list[tuple[float, float, int]]] = {}
+
+
+def measure_client(url: str, mode: str, seconds: float, inflight: int, n: int,
+                   label: str = "", server_pid: int = 0) -> float:
+    before = proc_cpu(server_pid) if server_pid else 0.0
     r = subprocess.run([PY, __file__, "--client", url, mode, str(seconds), str(inflight),
                         str(n)], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
-    return float(json.loads(r.stdout.strip().splitlines()[-1])["rate"])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if server_pid and out["calls"]:
+        # the server's CPU over the whole client run (its dial and first call included:
+        # a few ms against seconds of calls)
+        server = proc_cpu(server_pid) - before
+        CPU.setdefault(label, []).append((server / out["calls"] * 1e6,
+                                          out["cpu"] / out["calls"] * 1e6, n))
+    return float(out["rate"])
+
+
+# -- latency at boundaries -------------------------------------------------------------------
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def latency_row(name: str, at: list[float], rest: list[float]) -> str:
+    def ms(v: float) -> str:
+        return f"{v * 1e3:.3f}"
+    return (f"| {name} | {len(at):,} | {ms(pct(at, 0.5))} | {ms(pct(at, 0.99))} | "
+            f"{ms(max(at, default=float('nan')))} | {len(rest):,} | {ms(pct(rest, 0.5))} | "
+            f"{ms(pct(rest, 0.99))} | {ms(max(rest, default=float('nan')))} |")
+
+
+async def timed_nexts(url: str, tag: str, seconds: float) -> list[tuple[float, float, int]]:
+    """Sequential ``IdGen.Next`` calls (one in flight): (sent at, latency, id) each."""
+    from wirecall.client import Client
+
+    out: list[tuple[float, float, int]] = []
+    async with Client(url) as c:
+        await c.call("IdGen.Next", tag)  # the dial
+        pc = time.perf_counter
+        stop = pc() + seconds
+        while (t0 := pc()) < stop:
+            v = await c.call("IdGen.Next", tag)
+            out.append((t0, pc() - t0, v))
+    return out
+
+
+async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
+    """Calls at a boundary against the others, node and client on one loop over tcp://:
+    reservation renewals of a leased worker id (etcd, ttl 1 s: one every 250 ms; a call is
+    at one if sent while it ran) and segment switches (a fixed step: the first ID of each
+    segment; SQLite, and PostgreSQL with ``--pg``). A new time unit is not a row here: which
+    call gets the first ID of a millisecond depends on its own latency (a call delayed for
+    any reason lands in a new unit), so its cost is counted in instructions instead
+    (``--instr-ab``: ``Snowflake.next`` with a new unit at every call)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from wirecall.idgen.node import IdNode, NodeConfig
+
+    rows: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-idgen-"))
+    # reservation renewals of a leased worker id (etcd)
+    try:
+        from support.etcd import EtcdServer
+        etcd: Any = EtcdServer().start()
+    except Exception as exc:  # no etcd binary here: say so in the table
+        rows.append(f"| lease renewal: not measured ({exc}) | | | | | | | | |")
+        etcd = None
+    if etcd is not None:
+        try:
+            node = IdNode(NodeConfig(listen=["tcp://127.0.0.1:0"], registry=etcd.url,
+                                     ttl=1.0, data_dir=tmp, prefix="/bench/idgen"))
+            (url,) = await node.start()
+            spans: list[tuple[float, float]] = []
+            lease = node.lease
+            assert lease is not None
+            reserve = lease.reserve
+
+            async def timed_reserve() -> bool:
+                t0 = time.perf_counter()
+                try:
+                    return await reserve()
+                finally:
+                    spans.append((t0, time.perf_counter()))
+            lease.reserve = timed_reserve  # type: ignore[method-assign]
+            try:
+                calls = await timed_nexts(url, "", seconds)
+            finally:
+                await node.close()
+            # by send time only (a call is "at" a renewal if sent while one ran): classing
+            # by overlap would pick the slow calls, whatever slowed them
+            at, rest = [], []
+            for t0, dt, _ in calls[1:]:
+                (at if any(a <= t0 <= b for a, b in spans) else rest).append(dt)
+            rw = sorted(b - a for a, b in spans)
+            rows.append(latency_row(
+                f"lease renewal (etcd, ttl 1 s; {len(spans)} renewals, each "
+                f"{pct(rw, 0.5) * 1e3:.1f} ms median): calls sent during one", at, rest))
+        finally:
+            etcd.stop()
+    # segment switches, fixed step
+    stores = [("SQLite", f"sqlite:///{tmp / 'seg.db'}")]
+    cluster: Any = None
+    if pg:
+        from support.postgres import PostgresCluster
+        cluster = PostgresCluster().start()
+        stores.append(("PostgreSQL", cluster.create_database("bench_idgen")))
+    try:
+        for label, dsn in stores:
+            node = IdNode(NodeConfig(listen=["tcp://127.0.0.1:0"], store=dsn,
+                                     tags=[("b", 1, step)],
+                                     segment_options={"max_step": step}))
+            (url,) = await node.start()
+            try:
+                calls = await timed_nexts(url, "b", seconds)
+            finally:
+                a = node.allocator
+                assert a is not None
+                fetches, stalls = a.fetches, a.stalls
+                await node.close()
+            base = calls[0][2]  # the first ID of the first segment (a fresh tag)
+            at = [dt for _, dt, v in calls[1:] if (v - base) % step == 0]
+            rest = [dt for _, dt, v in calls[1:] if (v - base) % step]
+            rows.append(latency_row(f"segment switch ({label}, step {step}; {fetches} "
+                                    f"fetches, {stalls} stalls)", at, rest))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return rows
+
+
+def run_boundaries(seconds: float, step: int, pg: bool) -> None:
+    try:
+        import uvloop
+        rows = uvloop.run(boundaries(seconds, step, pg))
+    except ImportError:
+        rows = asyncio.run(boundaries(seconds, step, pg))
+    print(f"# IdGen.Next latency at boundaries: sequential calls for {seconds:g} s per row, "
+          f"node and client on one loop over tcp://; ms; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print("| boundary | calls at it | p50 | p99 | max | other calls | p50 | p99 | max |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(r)
+
+
+# -- instruction counts (callgrind) ---------------------------------------------------------
+
+INSTR_KINDS = ("Snowflake.next", "Snowflake.next, a new time unit at every call",
+               "SnowflakeIdGen.Next", "IdGen.Next over tcp://, 64 in flight")
+
+
+async def instr_workload(kind: str, n: int) -> None:
+    from wirecall.client import Client
+    from wirecall.idgen.service import SnowflakeIdGen, register
+    from wirecall.idgen.snowflake import Snowflake
+    from wirecall.server import Server
+
+    # a C-level clock that moves 1 ms every 64 readings (or at every reading): the same mix
+    # of in-unit and new-unit calls in every run (the real clock under valgrind would turn
+    # units ~50x more often than at full speed)
+    per_unit = 1 if kind == INSTR_KINDS[1] else 64
+    clock = itertools.count(time.time_ns(), 1_000_000 // per_unit).__next__
+    svc = SnowflakeIdGen(Snowflake(1, clock=clock))
+    if kind in INSTR_KINDS[:2]:
+        f = svc.generator.next
+        for _ in range(n):
+            f()
+        return
+    if kind == INSTR_KINDS[2]:
+        g = svc.Next
+        for _ in range(n):
+            g("")
+        return
+    server = Server()
+    register(server, svc)
+    (url,) = await server.start("tcp://127.0.0.1:0")
+    async with Client(url) as c:
+        await c.call("IdGen.Next", "")  # warm: connection, fast lane
+
+        async def worker(k: int) -> None:
+            for _ in range(k):
+                await c.call("IdGen.Next", "")
+        await asyncio.gather(*(worker(n // 64) for _ in range(64)))
+    await server.close()
+
+
+def instr_count(tree: Path, kind: str, n: int) -> int:
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                        PY, __file__, "--instr-run", kind, str(n)],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    m = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode != 0 or m is None:
+        raise SystemExit(f"callgrind failed for {tree}:\n{r.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def instr_ab(before: Path, after: Path, n: int) -> None:
+    print(f"# instructions per ID (callgrind; {n} IDs minus 0, same process shape)\n")
+    print("| path | before | after | after/before |")
+    print("|---|---:|---:|---:|")
+    for kind in INSTR_KINDS:
+        k = n if "tcp" in kind else n * 20
+        per = [(instr_count(t.resolve(), kind, k) - instr_count(t.resolve(), kind, 0)) / k
+               for t in (before, after)]
+        print(f"| {kind} | {per[0]:,.0f} | {per[1]:,.0f} | {per[1] / per[0]:.3f}x |")
 
 
 def main() -> None:
@@ -181,15 +402,38 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--client", nargs=5, metavar=("URL", "MODE", "S", "INFLIGHT", "N"))
+    ap.add_argument("--boundaries", action="store_true",
+                    help="latency at time-unit, lease-renewal and segment boundaries")
+    ap.add_argument("--step", type=int, default=100, help="--boundaries: segment step")
+    ap.add_argument("--pg", action="store_true", help="--boundaries: PostgreSQL too")
+    ap.add_argument("--instr-ab", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
+    ap.add_argument("--instr-calls", type=int, default=6400)
+    ap.add_argument("--instr-run", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.instr_run:
+        kind, k = args.instr_run
+        try:
+            import uvloop
+            uvloop.run(instr_workload(kind, int(k)))
+        except ImportError:
+            asyncio.run(instr_workload(kind, int(k)))
+        return
+    if args.instr_ab:
+        instr_ab(*args.instr_ab, args.instr_calls)
+        return
+    if args.boundaries:
+        run_boundaries(args.seconds, args.step, args.pg)
+        return
     if args.client:
         url, mode, s, inflight, n = args.client
         try:
             import uvloop
-            rate = uvloop.run(client_run(url, mode, float(s), int(inflight), int(n)))
+            rate, calls, cpu = uvloop.run(client_run(url, mode, float(s), int(inflight),
+                                                     int(n)))
         except ImportError:
-            rate = asyncio.run(client_run(url, mode, float(s), int(inflight), int(n)))
-        print(json.dumps({"rate": rate}))
+            rate, calls, cpu = asyncio.run(client_run(url, mode, float(s), int(inflight),
+                                                      int(n)))
+        print(json.dumps({"rate": rate, "calls": calls, "cpu": cpu}))
         return
 
     node, url = start_node(tempfile.mkdtemp(prefix="wirecall-bench-idgen-"))
@@ -200,6 +444,7 @@ def main() -> None:
         ("IdGen.Batch(10000) over tcp://, 4 in flight (IDs/s)", "batch", 4, 10_000),
         ("IdClient.next over tcp:// (prefetch 10000; IDs/s)", "idclient", 1, 10_000),
     ]
+    loads = [os.getloadavg()[0]]
     try:
         for rnd in range(args.rounds):
             jobs: list[tuple[str, Callable[[], Any]]] = []
@@ -208,21 +453,25 @@ def main() -> None:
                              lambda t=threads: in_process(args.seconds, t)))
             for label, mode, inflight, n in nets:
                 jobs.append((label, lambda m=mode, i=inflight, k=n, lb=label:
-                             {lb: measure_client(url, m, args.seconds, i, k)}))
+                             {lb: measure_client(url, m, args.seconds, i, k, lb,
+                                                 node.pid)}))
             k = rnd % len(jobs)
             for _, job in jobs[k:] + jobs[:k]:  # rotating order
                 for name, v in job().items():
                     results.setdefault(name, []).append(v)
+                loads.append(os.getloadavg()[0])
     finally:
         node.terminate()
         node.wait(10)
-    report(results, args)
+    report(results, args, loads)
 
 
-def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
+def report(results: dict[str, list[float]], args: argparse.Namespace,
+           loads: list[float]) -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"# bench_idgen: {args.rounds} interleaved rounds x {args.seconds}s, medians; "
-          f"{os.cpu_count()} CPUs (shared with other work while measured)\n")
+          f"{os.cpu_count()} CPUs (shared with other work while measured); 1-min load "
+          f"average {min(loads):.2f}-{max(loads):.2f} during the run\n")
     print("| measurement | IDs/s (median) | min | max |")
     print("|---|---:|---:|---:|")
     for k, v in results.items():
@@ -248,6 +497,17 @@ def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
     print("|---|---:|")
     for name, r in ratios:
         print(f"| {name} | {r:.2f}x |")
+    print("\nCPU per call (medians over rounds; the server process from /proc, the client "
+          "from its process_time): what the machine's load does not change much, and the "
+          "IDs/s those costs would allow with the server and the client on a core each:\n")
+    print("| network row | server CPU us/call | client CPU us/call | "
+          "IDs/s at one core each |")
+    print("|---|---:|---:|---:|")
+    for label, rows in CPU.items():
+        sv = statistics.median(p[0] for p in rows)
+        cl = statistics.median(p[1] for p in rows)
+        # the slower side sets the pace
+        print(f"| {label} | {sv:.1f} | {cl:.1f} | {rows[0][2] * 1e6 / max(sv, cl):,.0f} |")
 
 
 if __name__ == "__main__":
