@@ -80,6 +80,13 @@ class CallObserver(Protocol):
     Observers are the cheap seam for metrics, tracing and access logs; interceptors remain the
     seam for code that changes calls.
 
+    Refusing a call: ``call_started``/``stream_started`` may raise an :class:`RpcError`
+    instead of returning; the server then reports it to ``on_done`` (as wrapped by the other
+    observers, which all see the call start and end) and never starts the handler. That is how
+    ``auth.Auth.install`` checks credentials without an interceptor. An observer with a true
+    ``guard`` attribute has its ``fast_handler`` wrapper applied innermost, so the other
+    observers' wrappers see the calls it refuses.
+
     Optional: ``fast_handler(method, handler) -> handler | None``. Without it, calls that
     could take the native fast lane take the general path instead while the observer is
     installed. With it, the server asks it once per method for a wrapper of the inline
