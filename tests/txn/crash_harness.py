@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -29,6 +30,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,8 +329,12 @@ class World:
                 "by_status": by}
 
 
-def run_series(seeds: range, tmp: Path | None = None) -> dict[str, Any]:
-    world = World(Path(tmp or tempfile.mkdtemp(prefix="wirecall-crash-"))).start()
+def run_series(seeds: Sequence[int], tmp: Path | None = None,
+               ports: tuple[int, int] | None = None) -> dict[str, Any]:
+    world = World(Path(tmp or tempfile.mkdtemp(prefix="wirecall-crash-")))
+    if ports is not None:
+        world.bank_port, world.coord_port = ports
+    world.start()
     try:
         for seed in seeds:
             world.run(seed)
@@ -337,13 +343,98 @@ def run_series(seeds: range, tmp: Path | None = None) -> dict[str, Any]:
         world.close()
 
 
+def _distinct_ports(n: int) -> list[int]:
+    """``n`` free ports, all different (held open together while they are picked)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _worker(seeds: Sequence[int], tmp: Path, ports: tuple[int, int], out: Path) -> None:
+    """A forked worker: its own world (bank, coordinator, files, ports), its slice of seeds;
+    the summary (or the failure) written to ``out`` as JSON."""
+
+    def stop(*_: Any) -> None:
+        raise SystemExit(1)  # unwinds through run_series: its world's processes are killed
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        result: dict[str, Any] = run_series(seeds, tmp, ports)
+    except BaseException as exc:
+        import traceback
+
+        result = {"error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc()}
+    out.write_text(json.dumps(result))
+
+
+def run_parallel(seeds: Sequence[int], tmp: Path | None = None,
+                 workers: int = 1) -> dict[str, Any]:
+    """The same runs as :func:`run_series`, spread over ``workers`` independent worlds (each
+    its own bank database, coordinator store, processes and ports; seed i goes to world
+    i mod workers). Every run is checked in its own world exactly as in a single series; the
+    worlds share nothing, so a run neither sees nor disturbs another world's transactions.
+    A run mostly waits (timeouts, restarts, polling), so worlds overlap well on 2 cores."""
+    base = Path(tmp or tempfile.mkdtemp(prefix="wirecall-crash-"))
+    seeds = list(seeds)
+    if workers <= 1 or len(seeds) < 2:
+        return run_series(seeds, base)
+    workers = min(workers, len(seeds))
+    ports = _distinct_ports(2 * workers)
+    pids: list[tuple[int, Path]] = []
+    try:
+        for i in range(workers):
+            world_dir = base / f"world{i}"
+            world_dir.mkdir(parents=True, exist_ok=True)
+            out = base / f"world{i}.json"
+            pids.append((_child(_worker, seeds[i::workers], world_dir,
+                                (ports[2 * i], ports[2 * i + 1]), out), out))
+        results: list[dict[str, Any]] = []
+        for pid, out in pids:
+            os.waitpid(pid, 0)
+            results.append(json.loads(out.read_text()) if out.exists()
+                           else {"error": f"worker {pid} wrote no result"})
+        pids = []
+    finally:
+        for pid, _out in pids:  # interrupted (a timeout): stop the workers and their worlds
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid, _out in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    errors = [r for r in results if "error" in r]
+    if errors:
+        raise AssertionError("; ".join(r["error"] for r in errors)
+                             + "\n" + errors[0].get("traceback", ""))
+    crashed: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    for r in results:
+        for k, v in r["crashed_at"].items():
+            crashed[k] = crashed.get(k, 0) + v
+        for k, v in r["by_status"].items():
+            by_status[k] = by_status.get(k, 0) + v
+    return {"runs": sum(r["runs"] for r in results), "crashed_at": dict(sorted(crashed.items())),
+            "by_status": by_status, "workers": workers}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1,
+                   help="independent worlds running the seeds side by side")
     a = p.parse_args()
     t0 = time.monotonic()
-    summary = run_series(range(a.seed, a.seed + a.runs))
+    summary = run_parallel(range(a.seed, a.seed + a.runs), workers=a.workers)
     summary["seconds"] = round(time.monotonic() - t0, 1)
     print(summary)
     return 0

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from txn.crash_harness import BANK_POINTS, COORDINATOR_POINTS, SUBMITTER_POINTS, run_series
+from txn.crash_harness import BANK_POINTS, COORDINATOR_POINTS, SUBMITTER_POINTS, run_parallel
 
 RUNS = int(os.environ.get("TXN_CRASH_RUNS", "1000"))
+#: independent worlds running the seeds side by side (a run mostly waits on timeouts)
+WORKERS = int(os.environ.get("TXN_CRASH_WORKERS", "3"))
 
 
 @pytest.mark.timeout(900)
 def test_seeded_crash_runs_keep_every_invariant(tmp_path: Path) -> None:
     logging.getLogger("wirecall").setLevel(logging.CRITICAL)  # stuck alerts are expected here
-    summary = run_series(range(RUNS), tmp_path)
+    summary = run_parallel(range(RUNS), tmp_path, WORKERS)
     assert summary["runs"] == RUNS
     by_status = summary["by_status"]
     assert set(by_status) <= {"succeeded", "failed"}

@@ -24,11 +24,14 @@ from typing import Any
 
 from . import sql
 from .base import STOP, Store, run_writer, settle
+from .pq import PqCursor, broken
 from .sql import Dialect, Op
 
 __all__ = ["EXTRA_HINT", "PostgresStore"]
 
 EXTRA_HINT = "the PostgreSQL store needs psycopg 3: pip install 'wirecall[txn-postgres]'"
+
+
 def _psycopg() -> Any:
     try:
         import psycopg
@@ -44,8 +47,8 @@ def _commit(cur: Any) -> None:
 
 
 def _rollback(conn: Any) -> None:
-    if conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
-        conn.execute("ROLLBACK")
+    if conn.pgconn.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+        PqCursor(conn.pgconn).execute("ROLLBACK")
 
 
 class PostgresStore(Store):
@@ -88,55 +91,58 @@ class PostgresStore(Store):
         run_writer(loop, ready, self._q, self.max_group, self._connect, self._run_group)
 
     def _run_group(self, conn: Any, group: list[Any]) -> Any:
-        psycopg = _psycopg()
         results: list[tuple[bool, Any]]
         try:
             if len(group) == 1:
                 results = [self._run_alone(conn, group[0][0])]
             else:
-                with conn.cursor() as cur:
-                    cur.execute("BEGIN")
-                    results = [(True, op(cur, self.dialect)) for op, _f, _l in group]
-                    _commit(cur)
+                cur = PqCursor(conn.pgconn)
+                cur.execute("BEGIN")
+                results = [(True, op(cur, self.dialect)) for op, _f, _l in group]
+                _commit(cur)
                 self.commits += 1
-        except psycopg.OperationalError as exc:  # the connection broke: fail this group
-            results = [(False, exc)] * len(group)
-            conn = self._reconnect(conn)
-        except Exception:  # one op failed (or a deadlock): each again, alone
-            results = []
-            broken = False
-            with contextlib.suppress(psycopg.OperationalError):
-                _rollback(conn)
-            for op, _f, _l in group:
-                try:
-                    results.append(self._run_alone(conn, op))
-                except psycopg.OperationalError as exc:
-                    results.append((False, exc))
-                    broken = True
-            if broken:
+        except Exception as exc:
+            if broken(conn.pgconn):  # the connection is gone: fail this group, reconnect
+                results = [(False, exc)] * len(group)
                 conn = self._reconnect(conn)
+            else:  # one op failed (or a deadlock): each again, alone
+                conn, results = self._one_by_one(conn, group)
         self.ops += len(group)
         for (ok, value), (_op, fut, loop) in zip(results, group, strict=True):
             loop.call_soon_threadsafe(settle, fut, ok, value)
         return conn
 
+    def _one_by_one(self, conn: Any, group: list[Any]) -> tuple[Any, list[tuple[bool, Any]]]:
+        results: list[tuple[bool, Any]] = []
+        try:
+            _rollback(conn)
+        except Exception as exc:  # gone: every op fails, reconnect
+            return self._reconnect(conn), [(False, exc)] * len(group)
+        for op, _f, _l in group:
+            try:
+                results.append(self._run_alone(conn, op))
+            except Exception as exc:  # the connection broke under it
+                results.append((False, exc))
+        if broken(conn.pgconn):
+            conn = self._reconnect(conn)
+        return conn, results
+
     def _run_alone(self, conn: Any, op: Op) -> tuple[bool, Any]:
         """``op`` in a transaction of its own: its failure is its result (a broken
         connection is raised, for the group to reconnect)."""
-        psycopg = _psycopg()
+        cur = PqCursor(conn.pgconn)
         try:
-            with conn.cursor() as cur:
-                if getattr(op, "single", False):  # autocommit: the statement is the transaction
-                    value = op(cur, self.dialect)
-                else:
-                    cur.execute("BEGIN")
-                    value = op(cur, self.dialect)
-                    _commit(cur)
+            if getattr(op, "single", False):  # autocommit: the statement is the transaction
+                value = op(cur, self.dialect)
+            else:
+                cur.execute("BEGIN")
+                value = op(cur, self.dialect)
+                _commit(cur)
             self.commits += 1
             return True, value
-        except psycopg.OperationalError:
-            raise
         except Exception as exc:  # this op's failure goes to its caller
+            if broken(conn.pgconn):
+                raise
             _rollback(conn)
             return False, exc
 

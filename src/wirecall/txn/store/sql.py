@@ -2,7 +2,7 @@
 
 Every operation is a plain function of a DB-API cursor run inside one local transaction by
 the store (:mod:`.sqlite`: a group-commit writer thread; :mod:`.postgres`: a connection per
-worker thread). Queries are written with ``?`` placeholders (PostgreSQL's ``%s`` is
+worker thread). Queries are written with ``?`` placeholders (PostgreSQL's ``$n`` are
 substituted by the store); every value, above all a gid or branch id, is a parameter, never
 formatted into the SQL text. Column names in updates come from a fixed allow-list.
 """
@@ -46,7 +46,9 @@ class Cursor(Protocol):
 
 
 class Dialect:
-    """``?`` or ``%s``; ``FOR UPDATE SKIP LOCKED`` where the database has it."""
+    """``?`` (SQLite) or ``$1``, ``$2``... (PostgreSQL, libpq's own placeholders: the store
+    sends statements through :class:`.pq.PqCursor`); ``FOR UPDATE SKIP LOCKED`` where the
+    database has it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -58,7 +60,10 @@ class Dialect:
             return sql
         out = self._cache.get(sql)
         if out is None:
-            out = self._cache[sql] = sql.replace("?", "%s")
+            parts = sql.split("?")  # (no statement here has a ? inside a literal)
+            out = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+            if len(self._cache) < 4096:  # texts vary only with a branch count or a column set
+                self._cache[sql] = out
         return out
 
 
