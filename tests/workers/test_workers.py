@@ -143,6 +143,23 @@ def test_workers_share_listeners_and_are_restarted(sup: Supervisor) -> None:
     assert any("restarting" in x for x in sup.lines)
 
 
+def test_share_inherit_serves_tcp_and_grpc_from_one_socket() -> None:
+    """``--share inherit``: tcp:// and grpc:// bound once by the supervisor (one port, one
+    accept queue); while one worker is blocked, the other serves new connections."""
+    sup = Supervisor(2, ["tcp://127.0.0.1:0", "grpc://127.0.0.1:0"], "--share", "inherit")
+    try:
+        kids = sup.wait_children(lambda k: len(k) == 2)
+        for url in sup.urls:
+            assert _pids_on_fresh_connections(url, 10) <= kids
+            with connect(url, timeout=5) as busy:
+                held = busy.go("Who.Hold", 1.5)
+                time.sleep(0.3)
+                other = _pids_on_fresh_connections(url, 3)
+                assert held.result(10) not in other and other <= kids, (url, other, kids)
+    finally:
+        sup.close()
+
+
 def test_sighup_loses_no_call_and_sigterm_drains(sup: Supervisor) -> None:
     """Through a SIGHUP (each worker replaced, the old one draining), clients that open a
     connection per call and clients that keep one (and redial after a GOAWAY) see no failed
