@@ -219,9 +219,12 @@ def latency_row(name: str, at: list[float], rest: list[float]) -> str:
             f"{ms(pct(rest, 0.99))} | {ms(max(rest, default=float('nan')))} |")
 
 
-async def timed_nexts(url: str, tag: str, seconds: float) -> list[tuple[float, float, int]]:
-    """Sequential ``IdGen.Next`` calls (one in flight): (sent at, latency, id) each."""
+async def timed_nexts(url: str, tag: str, seconds: float,
+                      refused: list[float] | None = None) -> list[tuple[float, float, int]]:
+    """Sequential ``IdGen.Next`` calls (one in flight): (sent at, latency, id) each; the
+    send times of refused calls (UNAVAILABLE) go to ``refused``."""
     from wirecall.client import Client
+    from wirecall.errors import Unavailable
 
     out: list[tuple[float, float, int]] = []
     async with Client(url) as c:
@@ -229,19 +232,27 @@ async def timed_nexts(url: str, tag: str, seconds: float) -> list[tuple[float, f
         pc = time.perf_counter
         stop = pc() + seconds
         while (t0 := pc()) < stop:
-            v = await c.call("IdGen.Next", tag)
+            try:
+                v = await c.call("IdGen.Next", tag)
+            except Unavailable:
+                if refused is None:
+                    raise
+                refused.append(t0)
+                await asyncio.sleep(0.001)
+                continue
             out.append((t0, pc() - t0, v))
     return out
 
 
-async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
+async def boundaries(seconds: float, steps: list[int], pg: bool) -> list[str]:
     """Calls at a boundary against the others, node and client on one loop over tcp://:
-    reservation renewals of a leased worker id (etcd, ttl 1 s: one every 250 ms; a call is
-    at one if sent while it ran) and segment switches (a fixed step: the first ID of each
-    segment; SQLite, and PostgreSQL with ``--pg``). A new time unit is not a row here: which
-    call gets the first ID of a millisecond depends on its own latency (a call delayed for
-    any reason lands in a new unit), so its cost is counted in instructions instead
-    (``--instr-ab``: ``Snowflake.next`` with a new unit at every call)."""
+    reservation renewals of a leased worker id (etcd, ttl 2 s: one every 500 ms; a call is
+    at one if sent while it ran; a node whose lease renewal is late refuses at the fence,
+    counted) and segment switches (a fixed step: the first ID of each segment; SQLite, and
+    PostgreSQL with ``--pg``; one row per step in ``steps``). A new time unit is not a row
+    here: which call gets the first ID of a millisecond depends on its own latency (a call
+    delayed for any reason lands in a new unit), so its cost is counted in instructions
+    instead (``--instr-ab``: ``Snowflake.next`` with a new unit at every call)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from wirecall.idgen.node import IdNode, NodeConfig
 
@@ -257,7 +268,7 @@ async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
     if etcd is not None:
         try:
             node = IdNode(NodeConfig(listen=["tcp://127.0.0.1:0"], registry=etcd.url,
-                                     ttl=1.0, data_dir=tmp, prefix="/bench/idgen"))
+                                     ttl=2.0, data_dir=tmp, prefix="/bench/idgen"))
             (url,) = await node.start()
             spans: list[tuple[float, float]] = []
             lease = node.lease
@@ -271,8 +282,9 @@ async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
                 finally:
                     spans.append((t0, time.perf_counter()))
             lease.reserve = timed_reserve  # type: ignore[method-assign]
+            refused: list[float] = []
             try:
-                calls = await timed_nexts(url, "", seconds)
+                calls = await timed_nexts(url, "", seconds, refused)
             finally:
                 await node.close()
             # by send time only (a call is "at" a renewal if sent while one ran): classing
@@ -282,8 +294,9 @@ async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
                 (at if any(a <= t0 <= b for a, b in spans) else rest).append(dt)
             rw = sorted(b - a for a, b in spans)
             rows.append(latency_row(
-                f"lease renewal (etcd, ttl 1 s; {len(spans)} renewals, each "
-                f"{pct(rw, 0.5) * 1e3:.1f} ms median): calls sent during one", at, rest))
+                f"lease renewal (etcd, ttl 2 s; {len(spans)} renewals, each "
+                f"{pct(rw, 0.5) * 1e3:.1f} ms median; {len(refused)} calls refused at the "
+                "fence): calls sent during one", at, rest))
         finally:
             etcd.stop()
     # segment switches, fixed step
@@ -294,13 +307,14 @@ async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
         cluster = PostgresCluster().start()
         stores.append(("PostgreSQL", cluster.create_database("bench_idgen")))
     try:
-        for label, dsn in stores:
+        for (label, dsn), step in itertools.product(stores, steps):
+            tag = f"b{step}"
             node = IdNode(NodeConfig(listen=["tcp://127.0.0.1:0"], store=dsn,
-                                     tags=[("b", 1, step)],
+                                     tags=[(tag, 1, step)],
                                      segment_options={"max_step": step}))
             (url,) = await node.start()
             try:
-                calls = await timed_nexts(url, "b", seconds)
+                calls = await timed_nexts(url, tag, seconds)
             finally:
                 a = node.allocator
                 assert a is not None
@@ -317,12 +331,12 @@ async def boundaries(seconds: float, step: int, pg: bool) -> list[str]:
     return rows
 
 
-def run_boundaries(seconds: float, step: int, pg: bool) -> None:
+def run_boundaries(seconds: float, steps: list[int], pg: bool) -> None:
     try:
         import uvloop
-        rows = uvloop.run(boundaries(seconds, step, pg))
+        rows = uvloop.run(boundaries(seconds, steps, pg))
     except ImportError:
-        rows = asyncio.run(boundaries(seconds, step, pg))
+        rows = asyncio.run(boundaries(seconds, steps, pg))
     print(f"# IdGen.Next latency at boundaries: sequential calls for {seconds:g} s per row, "
           f"node and client on one loop over tcp://; ms; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
@@ -404,7 +418,8 @@ def main() -> None:
     ap.add_argument("--client", nargs=5, metavar=("URL", "MODE", "S", "INFLIGHT", "N"))
     ap.add_argument("--boundaries", action="store_true",
                     help="latency at time-unit, lease-renewal and segment boundaries")
-    ap.add_argument("--step", type=int, default=100, help="--boundaries: segment step")
+    ap.add_argument("--steps", default="100,1000",
+                    help="--boundaries: fixed segment steps, comma-separated")
     ap.add_argument("--pg", action="store_true", help="--boundaries: PostgreSQL too")
     ap.add_argument("--instr-ab", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     ap.add_argument("--instr-calls", type=int, default=6400)
@@ -422,7 +437,7 @@ def main() -> None:
         instr_ab(*args.instr_ab, args.instr_calls)
         return
     if args.boundaries:
-        run_boundaries(args.seconds, args.step, args.pg)
+        run_boundaries(args.seconds, [int(x) for x in args.steps.split(",")], args.pg)
         return
     if args.client:
         url, mode, s, inflight, n = args.client
