@@ -404,8 +404,10 @@ class ClusterClient:
                 if timeout is not None:
                     timeout = check_timeout(timeout)
                 th = self.throttle
-                t0 = _now()
-                if th is not None and th.refusing and not th.allow(t0):
+                # the start time feeds latency (several endpoints) and the deadline of a
+                # re-route; one endpoint without a timeout needs neither
+                t0 = _now() if timed or timeout is not None else 0.0
+                if th is not None and th.refusing and not th.allow():
                     self.events.emit("throttled", "", method)
                     raise Unavailable(message=f"{method}: rejected locally by adaptive "
                                       "throttling (the backends are refusing calls)")
@@ -464,7 +466,7 @@ class ClusterClient:
     async def _fast_failed(self, ep: EndpointState, gen: int, exc: RpcError, t0: float,
                            method: str, args: Any, timeout: float | None,
                            md: Mapping[str, str] | None, result_type: Any) -> Any:
-        self._record(ep, gen, exc, _now() - t0)
+        self._record(ep, gen, exc, _now() - t0 if t0 else 0.0)
         if never_sent(exc) and len(self.live) > 1:
             self.events.emit("reroute", ep.url, f"{method}: {exc.status.name}")
             return await self._with_retries(
