@@ -102,6 +102,36 @@ async def test_group_commit_isolates_a_failing_operation(tmp_path: Path) -> None
         await s.close()
 
 
+async def test_postgres_group_with_a_failing_statement(postgres_cluster: PostgresCluster
+                                                       ) -> None:
+    """One writer, so the operations queue up into groups: a statement that fails on the
+    server (an unknown column) fails alone with PostgreSQL's own error class; every other
+    operation of its group is committed; the connection goes on working."""
+    import psycopg
+
+    s = open_store(postgres_cluster.create_database("txn_group"), writers=1)
+    await s.open()
+    try:
+        txs = [new_tx() for _ in range(30)]
+        b = Branch(txs[0].gid, "01", "action", "tcp://h:1", "M", payload={"n": 1})
+
+        def bad(cur: sql.Cursor, d: object) -> None:
+            cur.execute("UPDATE txn_global SET nosuch = 1")
+
+        ops = [s.run(sql.create(t, [b] if i == 0 else [])) for i, t in enumerate(txs)]
+        results = await asyncio.gather(*ops[:15], s.run(bad), *ops[15:],
+                                       return_exceptions=True)
+        assert isinstance(results[15], psycopg.errors.UndefinedColumn)
+        assert results[:15] + results[16:] == [True] * 30
+        assert len(await s.run(sql.list_globals(None, 100))) == 30
+        g, branches = await s.run(sql.load(txs[0].gid))  # typed values back through libpq
+        assert (g.status, g.options, g.timeout_at) == ("submitted", Options(), None)
+        assert branches[0].payload == {"n": 1} and branches[0].attempts == 0
+        assert await s.run(sql.count_by_status()) == {"submitted": 30}
+    finally:
+        await s.close()
+
+
 def test_unknown_store_url_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown store URL scheme 'mysql'"):
         open_store("mysql://x")
