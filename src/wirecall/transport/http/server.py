@@ -441,8 +441,8 @@ class HttpProtocol(asyncio.Protocol):
         q.append(slot)
         if len(q) >= self.svc.max_pipeline:
             self._pause_reading()
-        req = (route, self._headers, self._body, self._parser.get_method() == b"HEAD",
-               self._reject)
+        head = route in (_R_HEALTH, _R_READY) and self._parser.get_method() == b"HEAD"
+        req = (route, self._headers, self._body, head, self._reject)
         # one read may hold thousands of pipelined requests (httptools parses all of it):
         # at most max_pipeline run at once, none while the peer leaves answers unread
         if self._deferred or self._writing_paused or len(q) > self.svc.max_pipeline:
@@ -571,6 +571,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         q = self._queue
         transport = self.transport
+        if not q:  # the connection failed or closed meanwhile
+            return
         if q[0] is not slot:  # answered out of order: held until those before it are
             self._held += len(data)
             if self._held + transport.get_write_buffer_size() > self.svc.max_unsent:
