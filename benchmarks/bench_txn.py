@@ -10,6 +10,13 @@ commits/s. Interleaved rounds, medians. DTM publishes 900+ global tx/s on MySQL 
 (Aliyun 4c8g, ESSD); it is printed beside ours.
 
     python benchmarks/bench_txn.py --rounds 3 --seconds 3
+
+Load-independent A/B of the coordinator's cost: ``--instr N`` runs the coordinator under
+valgrind's callgrind (instrumentation switched on after a warm-up) for N sagas per store and
+concurrency and prints instructions per saga (all its threads; the kernel excluded), for each
+source tree given with ``--src`` (default: this checkout's ``src``)::
+
+    python benchmarks/bench_txn.py --instr 200 --conc 1 --src /tmp/before/src src
 """
 
 from __future__ import annotations
@@ -148,6 +155,69 @@ async def sagas(coord: str, branch: str, conc: int, seconds: float) -> tuple[flo
     return len(lat) / elapsed, lat
 
 
+async def n_sagas(coord: str, branch: str, conc: int, n: int) -> None:
+    """Exactly ``n`` sagas, ``conc`` at a time."""
+    from wirecall.txn.client import TxnClient
+
+    branches = [{"url": branch, "action": "Trivial.Do", "compensate": "Trivial.Undo"}] * 2
+    txn = await TxnClient.connect(coord, pool_size=4)
+    left = [n]
+
+    async def submitter() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            r = await txn.saga(uuid.uuid4().hex, branches, wait=120)
+            if r["status"] != "succeeded":
+                raise RuntimeError(r)
+
+    await asyncio.gather(*(submitter() for _ in range(conc)))
+    await txn.close()
+
+
+def instructions(src: str, store_url: str, branch: str, conc: int, n: int, tmp: Path) -> float:
+    """Instructions per saga of a coordinator from ``src`` under callgrind."""
+    out = tmp / f"callgrind.{uuid.uuid4().hex}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks"), src]))
+    p = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         sys.executable, "-m", "wirecall.cli", "txn", "serve", "--store", store_url,
+         "--listen", f"tcp://127.0.0.1:{free_port()}", "--name", f"instr-{uuid.uuid4().hex}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert p.stdout is not None
+        coord = next(line.split()[-1] for line in p.stdout if line.startswith("listening on "))
+        asyncio.run(n_sagas(coord, branch, conc, 20))  # warm: connections, caches
+        subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
+                       capture_output=True)
+        asyncio.run(n_sagas(coord, branch, conc, n))
+        subprocess.run(["callgrind_control", "-i", "off", str(p.pid)], check=True,
+                       capture_output=True)
+        subprocess.run(["callgrind_control", "-d", str(p.pid)], check=True, capture_output=True)
+        total = 0
+        for f in tmp.glob(f"{out.name}*"):
+            for line in f.read_text(errors="replace").splitlines():
+                if line.startswith("totals:"):
+                    total += int(line.split()[1])
+        return total / n
+    finally:
+        p.kill()
+        p.wait()
+
+
+def instr_main(a: argparse.Namespace, tmp: Path, branch: str, pg: PostgresCluster) -> None:
+    print("| store | submitters | " + " | ".join(a.src) + " |")
+    print("|---|---|" + "---|" * len(a.src))
+    for store in ("sqlite", "postgres"):
+        for conc in a.conc:
+            cells = []
+            for i, src in enumerate(a.src):
+                url = (f"sqlite:///{tmp / f'instr-{store}-{conc}-{i}.db'}" if store == "sqlite"
+                       else pg.create_database(f"instr_{conc}_{i}"))
+                cells.append(f"{instructions(src, url, branch, conc, a.instr, tmp) / 1e6:.2f} M")
+            print(f"| {store} | {conc} | " + " | ".join(cells) + " |", flush=True)
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
@@ -158,6 +228,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--conc", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--instr", type=int, default=0,
+                    help="count the coordinator's instructions per saga over this many sagas")
+    ap.add_argument("--src", nargs="+", default=[str(ROOT / "src")],
+                    help="source trees to compare with --instr")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-txn-"))
     pg = PostgresCluster().start()
@@ -166,6 +240,10 @@ def main() -> int:
         branch_p, branch = spawn([sys.executable, "-m", "wirecall.cli", "serve",
                                   "bench_txn:Trivial", "--listen", "tcp://127.0.0.1:0"])
         procs.append(branch_p)
+        if a.instr:
+            instr_main(a, tmp, branch, pg)
+            return 0
+        print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
         stores = {"sqlite": f"sqlite:///{tmp / 'txn.db'}",
                   "postgres": pg.create_database("bench_txn")}
         coords = {}
@@ -199,7 +277,8 @@ def main() -> int:
                           f"p99 {r['p99'][-1]:6.1f} ms  coordinator CPU {r['cpu'][-1]:.2f} ms/tx",
                           flush=True)
         print(f"\nmedians of {a.rounds} interleaved rounds, {a.seconds:g} s each; "
-              f"{os.cpu_count()} cores shared with other work")
+              f"{os.cpu_count()} cores shared with other work; load average at the end "
+              f"{os.getloadavg()[0]:.1f}")
         print("| store | submitters | store limit (commits/s) | saga tx/s | p50 ms | p99 ms "
               "| coordinator CPU ms/tx | tx/s x 4 steps / limit | target >= 0.5 |")
         print("|---|---|---|---|---|---|---|---|---|")
