@@ -45,6 +45,7 @@ from .headers import (
     CALL_UNARY_HEADER,
     COMPRESSIONS,
     CONTENT_TYPE,
+    RESERVED_HEADERS,
     USER_AGENT,
     decode_metadata,
     encode_metadata,
@@ -279,7 +280,10 @@ class GrpcConnection:
         timeout: float | None = None
         encoding = "identity"
         accept_gzip = False
-        for k, v in hdrs:
+        rest = []  # custom metadata (decoded below); the reserved headers are dropped
+        reserved = RESERVED_HEADERS
+        for kv in hdrs:
+            k, v = kv
             if k[:1] == b":":
                 if k == b":path":
                     path = v.decode("latin-1")
@@ -297,8 +301,11 @@ class GrpcConnection:
                     return
             elif k == b"grpc-encoding":
                 encoding = v.decode("latin-1")
-            elif k == b"grpc-accept-encoding" and self.compression == "gzip":
-                accept_gzip = accept_gzip or b"gzip" in (p.strip() for p in v.split(b","))
+            elif k == b"grpc-accept-encoding":
+                if self.compression == "gzip":
+                    accept_gzip = accept_gzip or b"gzip" in (p.strip() for p in v.split(b","))
+            elif k not in reserved:
+                rest.append(kv)
         if method != "POST":
             self._http_error(sid, 405, out)
             return
@@ -318,7 +325,8 @@ class GrpcConnection:
         self.streams[sid] = st
         ended = ev.ended
         out.append(
-            CallStarted(sid, path, decode_metadata(hdrs), timeout, ctype, authority, ended)
+            CallStarted(sid, path, decode_metadata(rest) if rest else {}, timeout, ctype,
+                        authority, ended)
         )
         if ended:
             out.append(HalfClosed(sid))
@@ -399,9 +407,20 @@ class GrpcConnection:
         if st is None:
             self.backend.acknowledge(sid, ev.flow)
             return
-        pad = ev.flow - len(data)
+        n = len(data)
+        r = st.reader
+        if (n == ev.flow and n >= PREFIX and not r._buf and not st.unacked
+                and not st.preacked and data[0] == 0
+                and int.from_bytes(data[1:5], "big") == n - PREFIX
+                and n - PREFIX <= self.max_message_size):
+            # the common case: one whole uncompressed message in one DATA frame, nothing
+            # partial before it (what the reader would do, without its buffer)
+            r.count += 1
+            out.append(MessageReceived(sid, data[PREFIX:], n))
+            return
+        pad = ev.flow - n
         try:
-            msgs = st.reader.feed(data)
+            msgs = r.feed(data)
             credits = []
             st.unacked += len(data)
             for _, payload in msgs:  # each message owes the bytes not acknowledged yet
@@ -568,9 +587,20 @@ class GrpcConnection:
                 framed = frame_message(z, True)
         if framed is None:
             framed = frame_message(payload)
+        n = len(framed)
+        if not st.out:  # nothing waiting: straight to the backend if the window allows
+            h = self.backend
+            try:
+                if n <= h.max_frame and n <= h.window(stream_id):
+                    h.send_data(stream_id, framed, end_stream=False)
+                    self.unsent += n
+                    return
+            except StreamGone:
+                self._drop(stream_id)
+                return
         st.out.append(framed)
-        st.out_bytes += len(framed)
-        self.queued += len(framed)
+        st.out_bytes += n
+        self.queued += n
         self._flush(stream_id)
 
     def pending(self, stream_id: int) -> int:

@@ -15,6 +15,7 @@ __all__ = [
     "CALL_UNARY_HEADER",
     "COMPRESSIONS",
     "CONTENT_TYPE",
+    "RESERVED_HEADERS",
     "USER_AGENT",
     "decode_metadata",
     "encode_metadata",
@@ -45,6 +46,8 @@ _RESERVED = frozenset(
     }
 )
 _RESERVED_B = frozenset(k.encode() for k in _RESERVED)
+#: the reserved header names as bytes (never custom metadata)
+RESERVED_HEADERS = _RESERVED_B
 
 
 # -- small codecs of the gRPC header grammar ----------------------------------------------

@@ -244,8 +244,10 @@ class Ngh2Backend(Http2Backend):
     def acknowledge(self, stream_id: int, nbytes: int) -> None:
         # (a closed stream's bytes credit the connection window; a connection that is
         # terminating takes no acknowledgement)
-        with contextlib.suppress(ngh2.NGH2Error, ValueError):
+        try:  # noqa: SIM105 (try, not contextlib.suppress: the hot path)
             self.c.acknowledge_received_data(nbytes, stream_id)
+        except (ngh2.NGH2Error, ValueError):
+            pass
 
     def goaway(self, error_code: int, debug: bytes) -> None:
         if self._dead:
@@ -282,11 +284,28 @@ class Ngh2Backend(Http2Backend):
 
 
 _ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+#: whole short header lists that repeat call after call (response headers, OK trailers)
+_ENCODED_LISTS: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]] = {}
 
 
 def _enc(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     # most header fields of a call repeat (":status 200", the content-type, the path...):
-    # encoded once, kept (up to 4096 fields)
+    # encoded once, kept (up to 4096 fields); short lists (":status 200" and a
+    # content-type, "grpc-status 0") are kept whole (up to 256 of them; not those carrying
+    # a grpc-message, whose text varies)
+    if len(headers) <= 2 and headers[-1][0] != "grpc-message":
+        key = tuple(headers)
+        hit = _ENCODED_LISTS.get(key)
+        if hit is not None:
+            return hit
+        made = _enc_fields(headers)
+        if len(_ENCODED_LISTS) < 256:
+            _ENCODED_LISTS[key] = made
+        return made
+    return _enc_fields(headers)
+
+
+def _enc_fields(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     cache = _ENCODED
     out = []
     for kv in headers:
