@@ -20,6 +20,19 @@ from ..transport.base import ClientConnection
 __all__ = ["Pool"]
 
 
+#: seconds a replaced connection (told GOAWAY) is left to finish its calls at most
+REPLACED_GRACE = 300.0
+
+
+async def _close_when_idle(conn: ClientConnection) -> None:
+    """Close a replaced connection once its calls in flight are done (the server answers
+    them before it closes: a rolling restart loses none) or after ``REPLACED_GRACE``."""
+    end = time.monotonic() + REPLACED_GRACE
+    while conn.pending and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    await conn.aclose()
+
+
 class Pool:
     def __init__(
         self,
@@ -37,6 +50,8 @@ class Pool:
         self.name = name
         self._conns: list[ClientConnection | None] = [None] * size
         self._dialing: list[asyncio.Task[ClientConnection] | None] = [None] * size
+        #: replaced connections finishing their calls (closed by aclose too)
+        self._retiring: dict[ClientConnection, asyncio.Task[None]] = {}
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._backoff = 0.0
@@ -115,12 +130,18 @@ class Pool:
         self._retry_at = 0.0
         old = self._conns[i]
         self._conns[i] = conn
-        if old is not None:
+        if old is not None and old.pending:  # told GOAWAY: its calls in flight finish first
+            self._retire(old)
+        elif old is not None:
             await old.aclose()
         if self._closed:
             await conn.aclose()
             raise Unavailable(message=f"pool {self.name} is closed")
         return conn
+
+    def _retire(self, conn: ClientConnection) -> None:
+        task = self._retiring[conn] = asyncio.ensure_future(_close_when_idle(conn))
+        task.add_done_callback(lambda _t: self._retiring.pop(conn, None))
 
     async def fill(self) -> None:
         """Dial every slot now (connect eagerly); raises if none could be dialled. A slot a
@@ -159,6 +180,6 @@ class Pool:
             if t is not None:
                 t.cancel()
         conns, self._conns = self._conns, [None] * self.size
-        for c in conns:
+        for c in [*conns, *self._retiring]:
             if c is not None:
                 await c.aclose()
