@@ -7,6 +7,7 @@ connection before answering."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ class Plan:
     def __init__(self, fail: int = 1, how: str = "fail") -> None:
         self.fail, self.how = fail, how
         self.opened: list[str] = []
+        self.cancelled = 0
         self.proxies: dict[str, FaultProxy] = {}
 
     def misbehave(self, node: str, stage: str) -> None:
@@ -64,8 +66,12 @@ class Streams:
     async def Sum(self, nums: AsyncIterator[int]) -> str:  # client stream
         self.plan.opened.append(self.name)
         total = 0
-        async for x in nums:
-            total += x
+        try:
+            async for x in nums:
+                total += x
+        except asyncio.CancelledError:
+            self.plan.cancelled += 1
+            raise
         self.plan.misbehave(self.name, "before")  # every request read, no answer yet
         return f"{self.name}:{total}"
 
@@ -224,4 +230,33 @@ async def test_bidi_stream_survives_an_endpoint_closing_before_it_answers(scheme
         assert err.value.status == wirecall.Status.UNAVAILABLE and len(got) == 1
         assert client.events.counters["retry"] == 1
     finally:
+        await shutdown(servers, client, plan)
+
+
+async def test_a_dropped_stream_is_cancelled_while_its_sender_waits() -> None:
+    plan = Plan(fail=0)
+    servers, client = await cluster(plan)
+    stall = asyncio.Event()
+
+    async def requests() -> AsyncIterator[int]:
+        yield 1
+        await stall.wait()  # never set: the sender waits here for ever
+        yield 2
+
+    try:
+        st = client.stream("S.Sum", requests())
+        await st  # opened
+        writer = st._writer
+        assert writer is not None
+        while len(plan.opened) < 1:
+            await asyncio.sleep(0.01)
+        del st  # dropped unfinished: collected, the call cancelled on the wire
+        gc.collect()
+        for _ in range(500):
+            if plan.cancelled and writer.done():
+                break
+            await asyncio.sleep(0.01)
+        assert plan.cancelled == 1 and writer.cancelled()
+    finally:
+        stall.set()
         await shutdown(servers, client, plan)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -298,28 +299,12 @@ class ClusterStream:
 
     def send_all(self, items: AsyncIterable[Any] | Iterable[Any]) -> asyncio.Task[None]:
         """Send every item in the background, then half-close; if that fails the call is
-        cancelled with the error (readers see it)."""
-        self._writer = asyncio.get_running_loop().create_task(self._pump(items))
+        cancelled with the error (readers see it). The sender holds the stream only weakly
+        while it waits for the next item, so a dropped stream is still collected."""
+        self._writer = asyncio.get_running_loop().create_task(_pump(weakref.ref(self), items))
         self._writer.add_done_callback(_retrieve)
+        weakref.finalize(self, self._writer.cancel)  # dropped: stop sending
         return self._writer
-
-    async def _pump(self, items: AsyncIterable[Any] | Iterable[Any]) -> None:
-        try:
-            if isinstance(items, AsyncIterable):
-                async for item in items:
-                    await self.send(item)
-            else:
-                for item in items:
-                    await self.send(item)
-            await self.done_writing()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not self.done:
-                err = exc if isinstance(exc, RpcError) else Cancelled(
-                    message=f"{self.method}: the requests to send raised {exc!r}")
-                self._cancel_with(err)
-            raise
 
     async def result(self) -> Any:
         """The single reply of a unary or client-streaming call (half-closes first)."""
@@ -417,6 +402,40 @@ class ClusterStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _pump(ref: weakref.ref[ClusterStream],
+                items: AsyncIterable[Any] | Iterable[Any]) -> None:
+    """The body of :meth:`ClusterStream.send_all`."""
+    try:
+        if isinstance(items, AsyncIterable):
+            async for item in items:
+                if not await _send_weakly(ref, item):
+                    return
+        else:
+            for item in items:
+                if not await _send_weakly(ref, item):
+                    return
+        st = ref()
+        if st is not None:
+            await st.done_writing()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        st = ref()
+        if st is not None and not st.done:
+            err = exc if isinstance(exc, RpcError) else Cancelled(
+                message=f"{st.method}: the requests to send raised {exc!r}")
+            st._cancel_with(err)
+        raise
+
+
+async def _send_weakly(ref: weakref.ref[ClusterStream], item: Any) -> bool:
+    st = ref()
+    if st is None:
+        return False
+    await st.send(item)
+    return True
 
 
 def _retrieve(t: asyncio.Task[Any]) -> None:
