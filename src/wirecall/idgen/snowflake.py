@@ -264,8 +264,16 @@ class Snowflake:
                 if seq <= self._max_seq:
                     self._seq = seq
                     return self._prefix | seq
-            t = (now - self._base_ns) // self._unit_ns
-            while True:
+            base, unit = self._base_ns, self._unit_ns
+            t = (now - base) // unit
+            if t > self._last:  # a new unit (the common way out of the fast path)
+                self._check_new_unit(t)
+                self._last, self._seq = t, 0
+                self._prefix = prefix = (t << self._time_shift) | self._worker_bits
+                self._lo_ns = lo = base + t * unit
+                self._hi_ns = lo + unit
+                return prefix
+            while True:  # the unit is used up, or the clock is behind: wait or refuse
                 got, wait = self._take_locked(1, t)
                 if got:
                     return got[0].start
