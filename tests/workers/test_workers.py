@@ -209,6 +209,8 @@ def test_sighup_loses_no_call_and_sigterm_drains(sup: Supervisor) -> None:
     new = children(sup.proc.pid)
     for key, seen in pids.items():  # a kept client moved from old workers to new ones
         assert seen & kids and seen & new, (key, seen, kids, new)
+    for url in sup.urls:  # every listener (the inherited one too) still taken, by new workers
+        assert _pids_on_fresh_connections(url, 5) <= new
     # SIGTERM: all workers drain, the supervisor exits 0 and removes its unix socket
     os.kill(sup.proc.pid, signal.SIGTERM)
     assert sup.proc.wait(20) == 0
