@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ...status import Status
@@ -63,6 +62,14 @@ from .messages import (
     gzip_compress,
     gzip_decompress,
 )
+from .streams import (
+    H2_STATUS_TO_GRPC,
+    OK_TRAILERS,
+    REFUSED_STREAM,
+    RESET_STATUS,
+    RESPONSE_HEADERS,
+    StreamState,
+)
 
 __all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection", "make_backend"]
 
@@ -79,45 +86,8 @@ def make_backend(name: str | None, *, client_side: bool, validate_headers: bool,
     return H2Backend(client_side=client_side, validate_headers=validate_headers)
 
 
-@dataclass(slots=True)
-class _Stream:
-    reader: MessageReader
-    out: deque[bytes] = field(default_factory=deque)
-    out_bytes: int = 0
-    end_after: list[tuple[str, str]] | None = None  # trailers to send once data is flushed
-    end_stream_after: bool = False  # client half-close once data is flushed
-    headers_sent: bool = False
-    response_headers: list[tuple[str, str]] | None = None
-    encoding: str = "identity"  # the peer's grpc-encoding (inbound messages)
-    send_gzip: bool = False  # outbound messages may be gzip-compressed (grpc-encoding: gzip)
-    initial: dict[str, Any] | None = None
-    unacked: int = 0  # received bytes not acknowledged yet (partial message)
-    preacked: int = 0  # bytes of the partial message acknowledged early
-
-
-_H2_STATUS_TO_GRPC = {
-    400: Status.INTERNAL, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
-    404: Status.UNIMPLEMENTED, 429: Status.UNAVAILABLE, 502: Status.UNAVAILABLE,
-    503: Status.UNAVAILABLE, 504: Status.UNAVAILABLE,
-}
-
 _MAX_STREAM_ID = 2**31 - 1
 _DRAIN_PING = b"wcdrain\x00"  # the PING between the two GOAWAYs of a graceful shutdown
-
-#: RST_STREAM code of a stream the peer did not process (safe to send again)
-REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
-
-# RST_STREAM error code -> status of the call on the side that received it
-RESET_STATUS = {
-    ErrorCodes.NO_ERROR: Status.INTERNAL,
-    ErrorCodes.PROTOCOL_ERROR: Status.INTERNAL,
-    ErrorCodes.INTERNAL_ERROR: Status.INTERNAL,
-    ErrorCodes.FLOW_CONTROL_ERROR: Status.INTERNAL,
-    ErrorCodes.REFUSED_STREAM: Status.UNAVAILABLE,
-    ErrorCodes.CANCEL: Status.CANCELLED,
-    ErrorCodes.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
-    ErrorCodes.INADEQUATE_SECURITY: Status.PERMISSION_DENIED,
-}
 
 
 class GrpcConnection:
@@ -169,7 +139,7 @@ class GrpcConnection:
         self.backend = make_backend(backend, client_side=client_side,
                                     validate_headers=validate, max_header_list=16 * 1024)
         self.max_message_size = max_message_size
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, StreamState] = {}
         self.reset_limit = reset_limit
         self.reset_window = reset_window
         self._resets: deque[float] = deque()
@@ -313,14 +283,15 @@ class GrpcConnection:
             self._http_error(sid, 415, out)
             return
         if encoding not in ("identity", "gzip"):
-            self.streams[sid] = _Stream(MessageReader(self.max_message_size, False))
+            self.streams[sid] = StreamState(MessageReader(self.max_message_size, False))
             self.send_trailers(
                 sid, Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported",
                 extra=[("grpc-accept-encoding", ACCEPT_ENCODING)],
             )
             out.append(StreamFailed(sid, Status.UNIMPLEMENTED, "unsupported grpc-encoding"))
             return
-        st = _Stream(MessageReader(self.max_message_size, encoding == "gzip"), encoding=encoding)
+        reader = MessageReader(self.max_message_size, encoding == "gzip")
+        st = StreamState(reader, encoding=encoding)
         st.send_gzip = accept_gzip and self.compression == "gzip"
         self.streams[sid] = st
         ended = ev.ended
@@ -356,7 +327,7 @@ class GrpcConnection:
                 grpc_status = v
         if status != 200:
             self._client_fail(
-                sid, _H2_STATUS_TO_GRPC.get(status, Status.UNKNOWN), f"HTTP status {status}", out
+                sid, H2_STATUS_TO_GRPC.get(status, Status.UNKNOWN), f"HTTP status {status}", out
             )
             return
         if grpc_status is not None and ev.ended:  # trailers-only
@@ -603,6 +574,40 @@ class GrpcConnection:
         self.queued += n
         self._flush(stream_id)
 
+    def send_reply(self, stream_id: int, payload: bytes,
+                   content_type: str = CONTENT_TYPE) -> None:
+        """A unary call's whole answer: response headers (no metadata), one message and
+        ``grpc-status: 0`` trailers; the same frames as :meth:`send_response_headers`,
+        :meth:`send_message` and :meth:`send_trailers` in turn, in one step when the
+        message fits the window (the usual case)."""
+        st = self.streams.get(stream_id)
+        if st is None:
+            return
+        if not (st.headers_sent or st.send_gzip or st.out):
+            framed = frame_message(payload)
+            n = len(framed)
+            h = self.backend
+            try:
+                if n <= h.max_frame and n <= h.window(stream_id):
+                    st.headers_sent = True
+                    hdrs = RESPONSE_HEADERS.get(content_type)
+                    if hdrs is None:
+                        hdrs = [(":status", "200"), ("content-type", content_type)]
+                        if len(RESPONSE_HEADERS) < 64:
+                            RESPONSE_HEADERS[content_type] = hdrs
+                    h.send_headers(stream_id, hdrs)
+                    h.send_data(stream_id, framed, end_stream=False)
+                    h.send_trailers(stream_id, OK_TRAILERS)
+                    self.unsent += n
+                    self._drop(stream_id)
+                    return
+            except StreamGone:
+                self._drop(stream_id)
+                return
+        self.send_response_headers(stream_id, None, content_type)
+        self.send_message(stream_id, payload)
+        self.send_trailers(stream_id, Status.OK)
+
     def pending(self, stream_id: int) -> int:
         """Bytes queued on this stream waiting for flow-control window."""
         st = self.streams.get(stream_id)
@@ -634,7 +639,7 @@ class GrpcConnection:
     def _refuse(self, sid: int, status: Status, message: str, out: list[Any]) -> None:
         st = self.streams.get(sid)
         if st is None:
-            st = self.streams[sid] = _Stream(MessageReader(self.max_message_size, False))
+            st = self.streams[sid] = StreamState(MessageReader(self.max_message_size, False))
         st.out.clear()
         self.queued -= st.out_bytes
         st.out_bytes = 0
@@ -668,7 +673,7 @@ class GrpcConnection:
             hdrs.append(CALL_UNARY_HEADER if unary else CALL_STREAM_HEADER)
         hdrs.extend(encode_metadata(metadata))
         sid = self.backend.send_request(hdrs, end_stream)
-        self.streams[sid] = _Stream(
+        self.streams[sid] = StreamState(
             MessageReader(self.max_message_size, False), send_gzip=encoding == "gzip"
         )
         return sid
@@ -756,7 +761,7 @@ class GrpcConnection:
         except StreamGone:
             self._drop(sid)
 
-    def _drop(self, sid: int) -> _Stream | None:
+    def _drop(self, sid: int) -> StreamState | None:
         """Forget a stream (and what it still had queued)."""
         st = self.streams.pop(sid, None)
         if st is not None and st.out_bytes:

@@ -137,6 +137,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._frame_timeout = lim.frame_timeout
         self._frame_timer: asyncio.TimerHandle | None = None  # unfinished frames' time limit
         self._marks: set[tuple[Any, ...]] = set()  # what was unfinished at the last check
+        self._routes: dict[tuple[str, str], tuple[MethodInfo, MessageWire, str]] = {}
 
     def _flush(self) -> None:
         self._batched = 0
@@ -309,26 +310,41 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             return self.server.lookup(f"{svc}.{meth}")  # raises Unimplemented naming the miss
         return spec
 
+    def _route(self, path: str, content_type: str) -> tuple[MethodInfo, MessageWire, str]:
+        """The method, message wire and mode of a call (raises the RpcError refusing it);
+        kept per connection for the next calls of the same path and content-type, as long
+        as the server still has that method (MessageWire is immutable)."""
+        key = (path, content_type)
+        route = self._routes.get(key)
+        if route is not None and self.server.find(route[0].name) is route[0]:
+            return route
+        spec = self._resolve(path)
+        info = spec.proto
+        sub = _subtype_codec(content_type)
+        if sub is None or (sub == "" and info is not None):
+            if info is None:
+                raise Unimplemented(message=f"{spec.name} is not a protobuf method; "
+                                    "use application/grpc+msgpack or +json")
+            wire = MessageWire(None, info[0], info[1], content_type)
+            mode = info[2]
+        else:
+            c = codecs.MSGPACK_CODEC if sub == "" else sub
+            assert not isinstance(c, str)
+            wire = MessageWire(c, spec.request_type, spec.result_type, content_type)
+            mode = spec.mode
+        route = (spec, wire, mode)
+        if len(self._routes) < 64:
+            self._routes[key] = route
+        return route
+
     def _on_call(self, ev: gp.CallStarted) -> None:
         sid = ev.stream_id
         try:
             if self._draining and sid > self.conn.goaway_last:
                 raise Unavailable(message="server is shutting down")
-            spec = self._resolve(ev.path)
-            info = spec.proto
-            sub = _subtype_codec(ev.content_type)
-            if sub is None or (sub == "" and info is not None):
-                if info is None:
-                    raise Unimplemented(message=f"{spec.name} is not a protobuf method; "
-                                        "use application/grpc+msgpack or +json")
-                wire = MessageWire(None, info[0], info[1], ev.content_type)
-                mode = info[2]
-            else:
-                c = codecs.MSGPACK_CODEC if sub == "" else sub
-                assert not isinstance(c, str)
-                wire = MessageWire(c, spec.request_type, spec.result_type, ev.content_type)
-                mode = spec.mode
-            made = ev.metadata.pop(_CALL_KEY, None)  # how a wirecall client's caller made it
+            spec, wire, mode = self._route(ev.path, ev.content_type)
+            # how a wirecall client's caller made it
+            made = ev.metadata.pop(_CALL_KEY, None) if ev.metadata else None
             if made is not None and (made == "unary") != (mode == UNARY):
                 raise wrong_mode(spec.name, mode)
         except RpcError as exc:
@@ -441,10 +457,15 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
                     exc = ResourceExhausted(message=f"response of {len(payload)} bytes is over "
                                             f"the limit of {conn.max_message_size}")
                 else:
-                    self._headers(call)
                     call.ctx.response_size = len(payload)
-                    conn.send_message(sid, payload)
-                    conn.send_trailers(sid, Status.OK, "", call.md.trailing or None)
+                    md = call.md
+                    if not (md.sent or md.initial or md.trailing):  # (the usual reply)
+                        md.sent = True
+                        conn.send_reply(sid, payload, call.wire.content_type)
+                    else:
+                        self._headers(call)
+                        conn.send_message(sid, payload)
+                        conn.send_trailers(sid, Status.OK, "", md.trailing or None)
         if exc is not None:
             err = exc if isinstance(exc, RpcError) else self.server.error_from(exc, call.ctx)
             if call.md.initial:
