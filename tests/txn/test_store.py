@@ -135,3 +135,50 @@ async def test_postgres_group_with_a_failing_statement(postgres_cluster: Postgre
 def test_unknown_store_url_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown store URL scheme 'mysql'"):
         open_store("mysql://x")
+
+
+class _Recorder:
+    """A branch service that records the operations it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    async def Op(self, gid: str, branch_id: str, op: str, payload: object = None) -> None:
+        self.calls.append((gid, branch_id, op))
+
+
+async def test_a_branch_registered_while_the_timeout_fires_is_cancelled(tmp_path: Path) -> None:
+    """The race the seeded crash runs found: a TCC times out in ``prepared`` while its driver
+    holds the branch list it read before the last Register committed. Leaving ``prepared``
+    closes registration, so the driver reads the branches again: the late branch's cancel is
+    called (without that, its try's money stays held forever)."""
+    import wirecall
+    from wirecall.txn.coordinator import Coordinator
+    from wirecall.txn.model import Mode, TxStatus
+
+    rec = _Recorder()
+    server = wirecall.Server()
+    server.register(rec, name="Rec")
+    [url] = await server.start("tcp://127.0.0.1:0")
+    coord = Coordinator(open_store(f"sqlite:///{tmp_path / 'txn.db'}"), name="c1",
+                        poll_interval=3600)  # no poller: this test drives the step itself
+    await coord.start()
+    try:
+        g = gid()
+        opts = Options(timeout=30.0, retry_interval=0.05)
+        assert await coord.create(Mode.TCC, g, [], opts, TxStatus.PREPARED)
+        stale = await coord.load(g)  # what a driver claiming the timed-out TCC read ...
+        await coord.register(g, [Branch(g, "late", op, url, "Rec.Op")  # ... then this commits
+                                 for op in ("cancel", "confirm")])
+        stale[0].timeout_at = time.time() - 1  # its global timeout has passed
+        now = time.time()
+        assert await coord.store.run(sql.update_global(  # and it holds the lease
+            g, fence="c1", claim=True, now=now, owner="c1", lease_until=now + 30))
+        stale[0].owner, stale[0].lease_until = "c1", now + 30
+        coord.kick(g, stale)
+        done = await coord.wait(g, 10)
+        assert done.status == "failed"
+        assert rec.calls == [(g, "late", "cancel")]
+    finally:
+        await coord.close()
+        await server.close()

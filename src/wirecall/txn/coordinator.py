@@ -356,6 +356,7 @@ class Coordinator:
                           reason: str) -> str:
         now = time.time()
         terminal = status in TERMINAL
+        was_prepared = g.status == TxStatus.PREPARED
         lease_until = 0.0 if terminal else now + self.lease
         ok = await self.store.run(sql.update_global(
             g.gid, expect_status=[g.status], fence=self.name, status=status, reason=reason,
@@ -374,7 +375,12 @@ class Coordinator:
                 self.counters["compensated"] += 1
         if status == TxStatus.ABORTING:
             log.info("txn %s: aborting (%s)", g.gid, reason)
-        return STOP if terminal else NEXT
+        if terminal:
+            return STOP
+        # leaving "prepared" closes registration (Register needs it), but a branch may have
+        # been registered after this driver read the branches: read them again, now complete
+        # (else its cancel/rollback would never be called: a TCC's money held forever)
+        return RELOAD if was_prepared else NEXT
 
     async def client(self, url: str) -> wirecall.Client:
         c = self._clients.get(url)
