@@ -69,6 +69,7 @@ from .streams import (
     RESET_STATUS,
     RESPONSE_HEADERS,
     StreamState,
+    unfinished_marks,
 )
 
 __all__ = ["REFUSED_STREAM", "RESET_STATUS", "GrpcConnection", "make_backend"]
@@ -165,6 +166,8 @@ class GrpcConnection:
         self.goaway_last = 0
         #: DATA bytes handed to h2 since the last :meth:`data_to_send` (a cue to write early)
         self.unsent = 0
+        #: client: request headers without timeout or metadata, per path and options
+        self._request_headers: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
         #: bytes of messages queued on streams, waiting for the peer's flow-control window
         #: (the server's ``limits.max_unsent_bytes`` counts them)
         self.queued = 0
@@ -536,8 +539,10 @@ class GrpcConnection:
         st.headers_sent = True
         self.backend.send_headers(stream_id, hdrs)
 
-    def send_message(self, stream_id: int, payload: bytes, compress: bool | None = None) -> None:
-        """Queue one message; it goes out as the peer's window allows.
+    def send_message(self, stream_id: int, payload: bytes, compress: bool | None = None,
+                     end: bool = False) -> None:
+        """Queue one message; it goes out as the peer's window allows. ``end`` (client side):
+        the last message, END_STREAM with it (as :meth:`end_request` after it).
 
         On a stream whose messages may be compressed (``grpc-encoding: gzip`` sent), the
         message is gzip-compressed when it is at least ``compress_threshold`` bytes and gzip
@@ -563,7 +568,7 @@ class GrpcConnection:
             h = self.backend
             try:
                 if n <= h.max_frame and n <= h.window(stream_id):
-                    h.send_data(stream_id, framed, end_stream=False)
+                    h.send_data(stream_id, framed, end_stream=end)
                     self.unsent += n
                     return
             except StreamGone:
@@ -572,14 +577,14 @@ class GrpcConnection:
         st.out.append(framed)
         st.out_bytes += n
         self.queued += n
+        if end:
+            st.end_stream_after = True
         self._flush(stream_id)
 
     def send_reply(self, stream_id: int, payload: bytes,
                    content_type: str = CONTENT_TYPE) -> None:
-        """A unary call's whole answer: response headers (no metadata), one message and
-        ``grpc-status: 0`` trailers; the same frames as :meth:`send_response_headers`,
-        :meth:`send_message` and :meth:`send_trailers` in turn, in one step when the
-        message fits the window (the usual case)."""
+        """A unary call's whole answer without metadata: what :meth:`send_response_headers`,
+        :meth:`send_message`, :meth:`send_trailers` (OK) send, in one step if it fits."""
         st = self.streams.get(stream_id)
         if st is None:
             return
@@ -658,6 +663,14 @@ class GrpcConnection:
         (``wirecall-call: unary`` or ``stream``; None: say nothing), so that a wirecall
         server can answer a method called in a mode it does not have with the error naming
         the method's mode; gRPC itself carries no call mode, and other peers ignore it."""
+        if encoding not in COMPRESSIONS:
+            raise ValueError(f"unsupported grpc-encoding {encoding!r}")
+        key = None
+        if timeout is None and not metadata:  # the same headers call after call: kept
+            key = (path, authority, scheme, content_type, encoding, user_agent, unary)
+            cached = self._request_headers.get(key)
+            if cached is not None:
+                return self._opened(self.backend.send_request(cached, end_stream), encoding)
         hdrs = [
             (":method", "POST"), (":scheme", scheme), (":path", path),
             (":authority", authority), ("te", "trailers"), ("content-type", content_type),
@@ -665,14 +678,16 @@ class GrpcConnection:
         ]
         if timeout is not None:
             hdrs.append(("grpc-timeout", format_timeout(timeout)))
-        if encoding not in COMPRESSIONS:
-            raise ValueError(f"unsupported grpc-encoding {encoding!r}")
         if encoding != "identity":
             hdrs.append(("grpc-encoding", encoding))
         if unary is not None:
             hdrs.append(CALL_UNARY_HEADER if unary else CALL_STREAM_HEADER)
         hdrs.extend(encode_metadata(metadata))
-        sid = self.backend.send_request(hdrs, end_stream)
+        if key is not None and len(self._request_headers) < 64:
+            self._request_headers[key] = tuple(hdrs)
+        return self._opened(self.backend.send_request(hdrs, end_stream), encoding)
+
+    def _opened(self, sid: int, encoding: str) -> int:
         self.streams[sid] = StreamState(
             MessageReader(self.max_message_size, False), send_gzip=encoding == "gzip"
         )
@@ -768,8 +783,7 @@ class GrpcConnection:
             self.queued -= st.out_bytes
         return st
 
-    def drop_queued(self) -> None:
-        """Drop every message still waiting for window (the connection is being closed)."""
+    def drop_queued(self) -> None:  # (the connection is being closed)
         for st in self.streams.values():
             st.out.clear()
             st.out_bytes = 0
@@ -778,21 +792,7 @@ class GrpcConnection:
     # -- the unfinished-frame time limit ---------------------------------------------
 
     def unfinished_marks(self) -> tuple[set[tuple[Any, ...]], bool]:
-        """What the peer started sending and has not finished, each as a mark that stays
-        the same while the same thing stays unfinished: an HTTP/2 frame or header block
-        (the backend's), and a stream's gRPC message whose rest the receive windows let the
-        peer send (one held back by our own flow control, because the application has not
-        consumed earlier messages, is not the peer's doing and is not marked). Also whether
-        anything at all is unfinished, marked or not (the timer keeps watching)."""
-        b = self.backend
-        marks: set[tuple[Any, ...]] = set(b.unfinished_marks())
-        partial = False
-        for sid, st in self.streams.items():
-            r = st.reader
-            left = r.remaining
-            if left:
-                partial = True
-                if b.recv_window(sid) >= left:
-                    marks.add(("message", sid, r.count))
-        self.partial = partial
-        return marks, partial or bool(marks)
+        """What the peer started sending and has not finished (see
+        :func:`~.streams.unfinished_marks`); also whether anything at all is unfinished."""
+        marks, self.partial = unfinished_marks(self.backend, self.streams)
+        return marks, self.partial or bool(marks)

@@ -4,6 +4,7 @@ The only module of wirecall importing ``h2``."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import h2.config
@@ -139,7 +140,7 @@ class H2Backend(Http2Backend):
             out, self._extra = out + self._extra, b""
         return out
 
-    def send_request(self, headers: list[tuple[str, str]], end_stream: bool) -> int:
+    def send_request(self, headers: Sequence[tuple[str, str]], end_stream: bool) -> int:
         sid: int = self.h2.get_next_available_stream_id()
         self.h2.send_headers(sid, headers, end_stream=end_stream)
         return sid

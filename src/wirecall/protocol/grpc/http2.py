@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -185,7 +186,7 @@ class Http2Backend:
     # send_headers, send_trailers, send_data and end_stream raise StreamGone on a closed
     # stream
 
-    def send_request(self, headers: list[tuple[str, str]], end_stream: bool) -> int:
+    def send_request(self, headers: Sequence[tuple[str, str]], end_stream: bool) -> int:
         raise NotImplementedError
 
     def send_headers(self, stream_id: int, headers: list[tuple[str, str]],

@@ -14,6 +14,7 @@ flood guard counts are read from the frame headers here (a 9-byte header scan pe
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import ngh2
@@ -190,7 +191,7 @@ class Ngh2Backend(Http2Backend):
             out, self._early = self._early + out, b""
         return out
 
-    def send_request(self, headers: list[tuple[str, str]], end_stream: bool) -> int:
+    def send_request(self, headers: Sequence[tuple[str, str]], end_stream: bool) -> int:
         sid = self.c.send_request(_enc(headers), end_stream=end_stream)
         self._outbound.add(sid)
         return sid
@@ -288,12 +289,14 @@ _ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 _ENCODED_LISTS: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]] = {}
 
 
-def _enc(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def _enc(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     # most header fields of a call repeat (":status 200", the content-type, the path...):
     # encoded once, kept (up to 4096 fields); short lists (":status 200" and a
     # content-type, "grpc-status 0") are kept whole (up to 256 of them; not those carrying
-    # a grpc-message, whose text varies)
-    if len(headers) <= 2 and headers[-1][0] != "grpc-message":
+    # a grpc-message, whose text varies); a tuple is a list the caller keeps (request
+    # headers without timeout or metadata: GrpcConnection.start_request)
+    if type(headers) is tuple or (
+            0 < len(headers) <= 2 and headers[-1][0] != "grpc-message"):
         key = tuple(headers)
         hit = _ENCODED_LISTS.get(key)
         if hit is not None:
@@ -305,7 +308,7 @@ def _enc(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return _enc_fields(headers)
 
 
-def _enc_fields(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def _enc_fields(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     cache = _ENCODED
     out = []
     for kv in headers:

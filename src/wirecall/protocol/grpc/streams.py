@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...status import Status
-from .http2 import ErrorCodes
+from .http2 import ErrorCodes, Http2Backend
 from .messages import MessageReader
 
 __all__ = ["H2_STATUS_TO_GRPC", "OK_TRAILERS", "REFUSED_STREAM", "RESET_STATUS",
-           "RESPONSE_HEADERS", "StreamState"]
+           "RESPONSE_HEADERS", "StreamState", "unfinished_marks"]
 
 
 @dataclass(slots=True)
@@ -58,3 +58,24 @@ RESET_STATUS = {
     ErrorCodes.ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED,
     ErrorCodes.INADEQUATE_SECURITY: Status.PERMISSION_DENIED,
 }
+
+
+def unfinished_marks(
+    backend: Http2Backend, streams: dict[int, StreamState]
+) -> tuple[set[tuple[Any, ...]], bool]:
+    """What the peer started sending and has not finished, each as a mark that stays the
+    same while the same thing stays unfinished: an HTTP/2 frame or header block (the
+    backend's), and a stream's gRPC message whose rest the receive windows let the peer
+    send (one held back by our own flow control, because the application has not consumed
+    earlier messages, is not the peer's doing and is not marked). Also whether some stream
+    holds part of a message, marked or not (the timer keeps watching)."""
+    marks: set[tuple[Any, ...]] = set(backend.unfinished_marks())
+    partial = False
+    for sid, st in streams.items():
+        r = st.reader
+        left = r.remaining
+        if left:
+            partial = True
+            if backend.recv_window(sid) >= left:
+                marks.add(("message", sid, r.count))
+    return marks, partial

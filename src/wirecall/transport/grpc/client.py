@@ -192,9 +192,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
 
     def _send_unary(self, call: UnaryCall, sid: int, payload: bytes) -> None:
         # (the request stays on the call until it ends, should the server refuse the stream)
-        conn = self.conn
-        conn.send_message(sid, payload)
-        conn.end_request(sid)
+        self.conn.send_message(sid, payload, end=True)
         call.sid = sid
         self.calls[sid] = call
 
