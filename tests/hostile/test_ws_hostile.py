@@ -19,7 +19,7 @@ from hostile.peers import MiB, Prober, ServerProc, assert_served, collect, stats
 #: the per-connection call limit (``Server(max_concurrent_calls=...)``, default 1024)
 MAX_CALLS = 1024
 #: calls in one batch sent on a WebSocket with nothing in flight
-BATCH_CALLS = 3000
+BATCH_CALLS = 2000
 #: the default ``Limits.max_stream_credit`` and the window every stream starts with
 MAX_CREDIT = 256
 INITIAL_WINDOW = 16
@@ -46,7 +46,7 @@ async def _one_batch(url: str, batch: list[dict[str, Any]], tcp_url: str) -> tup
 
 
 def test_ws_batch_admits_at_most_the_call_limit() -> None:
-    """One batch of 3,000 calls on a WebSocket with nothing in flight: at most the
+    """One batch of 2,000 calls on a WebSocket with nothing in flight: at most the
     per-connection call limit run at once (the whole batch used to run); each call over it
     is that element's RESOURCE_EXHAUSTED error, and the batch is answered as one array with
     an element per call (what JSON-RPC 2.0 peers expect of a batch)."""
