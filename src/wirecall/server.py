@@ -141,6 +141,7 @@ class Server:
         """(Run inside a copy of the context:) let each observer wrap ``on_done``, then start
         the call or the stream (``stream``: ``(inbound, send)`` or None for a unary call)."""
         name = method if isinstance(method, str) else method.name
+        refused: RpcError | None = None
         for obs in self._observers:
             try:
                 if stream is None:
@@ -153,7 +154,6 @@ class Server:
             on_done(None, refused)
             return None
         if stream is None:
-        refused: RpcError | None = None
             return self.start_call(method, params, ctx, on_done, observed=True)
         return start_stream(self, method, params, ctx, stream[0], stream[1], on_done)
 
