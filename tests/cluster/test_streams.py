@@ -260,3 +260,26 @@ async def test_a_dropped_stream_is_cancelled_while_its_sender_waits() -> None:
     finally:
         stall.set()
         await shutdown(servers, client, plan)
+
+
+async def test_a_stream_that_answers_then_breaks_counts_against_the_breaker() -> None:
+    plan = Plan(fail=100, how="after_first")
+    servers, client = await cluster(plan, breaker={"open_for": 0.3})
+    try:
+        for _ in range(10):  # round robin: 5 on each endpoint, each one reply then UNAVAILABLE
+            got = []
+            with pytest.raises(wirecall.RpcError):
+                async for x in client.stream("S.Count", [3]):
+                    got.append(x)
+            assert len(got) == 1
+        assert [row["state"] for row in client.endpoints()] == ["breaker-open"] * 2
+        assert client.events.counters["breaker"] == 2
+        await asyncio.sleep(0.35)
+        plan.fail = 0
+        st = client.stream("S.Count", [3])
+        first = await st.recv()  # a half-open probe: its first answer closes the breaker
+        states = {row["url"]: row["state"] for row in client.endpoints()}
+        assert states[st.endpoint] == "ok"
+        assert [first, *[x async for x in st]] == [f"{first[:2]}:{i}" for i in range(3)]
+    finally:
+        await shutdown(servers, client, plan)

@@ -20,8 +20,10 @@ idempotent with a :class:`RetryPolicy` (its statuses, attempts, backoff, the ret
 pushback, the deadline), or with a :class:`HedgePolicy` (then a failed attempt is replaced at
 once, up to its ``max_attempts``: streams are not hedged in parallel). Any method is re-sent
 when the attempt surely never left (no connection, breaker open, "server is shutting down").
-Each attempt's outcome feeds the endpoint's breaker and outlier detection; latency is not
-sampled (a stream's duration says nothing about the endpoint's speed).
+Each attempt's outcome feeds the endpoint's breaker and outlier detection: a failed attempt
+at once, a committed call when it ends (so a stream that answers and then breaks counts as a
+failure; its own deadline or a cancel do not count; a half-open probe is decided by its first
+answer). Latency is not sampled (a stream's duration says nothing of the endpoint's speed).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..errors import Cancelled, ConnectError, RpcError, Unavailable
 from ..status import Status
 from ..streaming.model import EOF
 from .balancer import hash_key
+from .breaker import BreakerState
 from .endpoint import EndpointState
 from .policy import MethodPolicy, RetryPolicy, never_sent
 
@@ -221,8 +224,6 @@ class ClusterStream:
         ep.breaker.record(gen, not failed)
         if cl.outlier is not None and (failed or ep.consecutive_failures):
             cl.outlier.on_result(ep, not failed, cl.live, time.monotonic())
-        if exc is None:
-            cl.budget.on_success()
 
     def _commit(self, answered: bool) -> None:
         if self._committed:
@@ -230,7 +231,19 @@ class ClusterStream:
         self._committed = True
         self._buffer = []
         if answered:
-            self._verdict(None)
+            self._cluster.budget.on_success()
+            ep = self._ep
+            if ep is not None and ep.breaker.state is not BreakerState.CLOSED:
+                self._verdict(None)  # a half-open probe: answered, so close it now
+            # otherwise the verdict waits for the end: a stream that answers, then breaks,
+            # counts as a failure (recorded as a success now, it would reset the streak)
+
+    def _ended(self, exc: RpcError | None) -> None:
+        """The committed call ended: its outcome is the attempt's verdict, except its own
+        deadline or a cancel (the caller's choice, not the endpoint's health)."""
+        if exc is not None and exc.status in (Status.DEADLINE_EXCEEDED, Status.CANCELLED):
+            self._gen = None
+        self._verdict(exc)
 
     # -- the ClientStream API ---------------------------------------------------------
 
@@ -242,10 +255,13 @@ class ClusterStream:
                 item = await st.recv()
             except RpcError as exc:
                 if self._committed:
+                    self._ended(exc)
                     raise
                 await self._recover(exc, n)
                 continue
             self._commit(True)
+            if item is EOF:
+                self._ended(None)
             return item
 
     async def send(self, item: Any) -> None:
