@@ -113,7 +113,7 @@ async def test_postgres_group_with_a_failing_statement(postgres_cluster: Postgre
     await s.open()
     try:
         txs = [new_tx() for _ in range(30)]
-        b = Branch(txs[0].gid, "01", "action", "tcp://h:1", "M", payload={"n": 1})
+        b = Branch(txs[0].gid, "01", "action", "tcp://h:1", "M", payload={"n": 1, "memo": "é€ü"})
 
         def bad(cur: sql.Cursor, d: object) -> None:
             cur.execute("UPDATE txn_global SET nosuch = 1")
@@ -126,7 +126,12 @@ async def test_postgres_group_with_a_failing_statement(postgres_cluster: Postgre
         assert len(await s.run(sql.list_globals(None, 100))) == 30
         g, branches = await s.run(sql.load(txs[0].gid))  # typed values back through libpq
         assert (g.status, g.options, g.timeout_at) == ("submitted", Options(), None)
-        assert branches[0].payload == {"n": 1} and branches[0].attempts == 0
+        assert branches[0].payload == {"n": 1, "memo": "é€ü"} and branches[0].attempts == 0
+        b.status, b.attempts = "succeeded", 1
+        assert await s.run(sql.record(b, "other", "success", "déjà vu", time.time() + 30)) is False
+        assert not await s.run(sql.history(b.gid))  # fenced: not the owner
+        await s.run(sql.add_history(b.gid, "01", "action", "success", "déjà vu"))
+        assert [h.detail for h in await s.run(sql.history(b.gid))] == ["déjà vu"]
         assert await s.run(sql.count_by_status()) == {"submitted": 30}
     finally:
         await s.close()

@@ -80,6 +80,8 @@ class PostgresStore(Store):
     def _connect(self) -> Any:
         conn = _psycopg().connect(self.url, autocommit=False, connect_timeout=10)
         with conn.cursor() as cur:
+            # PqCursor encodes and decodes text as UTF-8 itself: the session must agree
+            cur.execute("SET client_encoding TO 'UTF8'")
             cur.execute("SELECT pg_advisory_xact_lock(7710013)")  # one schema creator at a time
             for stmt in sql.schema(self.dialect):
                 cur.execute(stmt)
