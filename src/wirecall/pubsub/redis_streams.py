@@ -119,7 +119,9 @@ class _StreamSubscription:
         while self._acks:
             ids, self._acks = self._acks, []
             try:
-                await self.broker.redis.xack(self.topic, self.group, *ids)
+                # pipelined: the acks of all subscriptions (and the XADDs) of a loop turn
+                # go to Redis in one write
+                await self.broker._pipe.execute("XACK", self.topic, self.group, *ids)
             except redis_errors() as exc:  # unacked: redelivered later (at-least-once)
                 LOG.info("XACK %s %s: %r", self.topic, self.group, exc)
                 return
