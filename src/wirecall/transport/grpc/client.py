@@ -172,7 +172,7 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         if timeout is not None:
             call.timer = self._loop.call_later(timeout, self._expire, call, method, timeout)
         self._batched += 1
-        if self._batched >= WRITE_BATCH:
+        if self._batched >= WRITE_BATCH or len(self.calls) <= 1:  # (alone: no batch to wait for)
             self._batched = 0
             self._flush()  # a full batch: the server can start on it now
         else:

@@ -132,6 +132,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._closing = False
         self._lingering = False
         self._batched = 0  # unary replies queued since the last write
+        self._in_read = False  # handling what one read parsed
         lim = server.limits
         self._max_unsent = lim.max_unsent_bytes
         self._frame_timeout = lim.frame_timeout
@@ -232,7 +233,9 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = self._paused_out = False
         if self._held:
+            self._in_read = True
             self._handle(self._held)
+            self._in_read = False
             self._after_events()
         if not self._paused and self._reading_paused and self.transport is not None:
             self._reading_paused = False
@@ -243,6 +246,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         if self._lingering:  # closing after an error GOAWAY: what the peer sends is dropped
             return
         conn = self.conn
+        self._in_read = True
         events = conn.receive(data, self._loop.time())
         if self._frame_timer is None and (conn.partial or conn.backend.unfinished):
             self._arm_frame_timer()
@@ -250,6 +254,7 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             self._held.extend(events)
         else:
             self._handle(deque(events))
+        self._in_read = False
         self._after_events()
 
     def _after_events(self) -> None:
@@ -473,7 +478,10 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
             conn.send_trailers(sid, err.status, err.message, call.md.trailing or None,
                                content_type=call.wire.content_type)
         self._batched += 1
-        if conn.unsent > HIGH_WATER or self._batched >= WRITE_BATCH:
+        # a big reply, a full batch, or the last call in flight answered outside a read
+        # (sequential calls: written now, not on the next loop turn)
+        if (conn.unsent > HIGH_WATER or self._batched >= WRITE_BATCH
+                or not (self.calls or self._in_read)):
             self._flush()  # a big reply or a full batch: write it now (may pause us)
         else:
             self._schedule_flush()
