@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from support.observability import METADATA_WIRES, Args, Shop, listen_urls
-from wirecall import Client, RpcError, Server
+from wirecall import Client, Context, RpcError, Server, method
 from wirecall.observability.tracing import ClientTracing, ServerTracing
 
 
@@ -227,3 +227,30 @@ async def test_plain_w3c_header_over_http(
     [span] = by_name(exporter.get_finished_spans(), "Shop.Add", SpanKind.SERVER)
     assert format(span.context.trace_id, "032x") == "5a" * 16
     assert span.parent.span_id == int("6b" * 8, 16)
+
+
+async def test_handler_metadata_carries_the_server_span(
+        provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """On the general path (an async handler) the call's metadata reads as the caller's plus
+    the server span's traceparent (built when first read), whether read by key or merged."""
+    class Meta:
+        @method
+        async def Show(self, ctx: Context) -> list[str]:
+            md = ctx.metadata
+            return [md.get("x-caller", ""), md["traceparent"], ",".join(sorted(md)),
+                    str("traceparent" in md), {**md}["traceparent"]]
+
+    tp, exporter = provider
+    server = Server()
+    server.register(Meta())
+    ServerTracing(server, tracer_provider=tp)
+    [url] = await server.start("grpc://127.0.0.1:0")
+    try:
+        async with Client(url) as c:
+            got = await c.call("Meta.Show", metadata={"x-caller": "a"}, result_type=list[str])
+    finally:
+        await server.close(drain_timeout=1)
+    [span] = by_name(exporter.get_finished_spans(), "Meta.Show", SpanKind.SERVER)
+    sc = span.context
+    want = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
+    assert got == ["a", want, "traceparent,x-caller", "True", want]

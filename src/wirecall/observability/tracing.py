@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..context import EMPTY_METADATA, Context, current_context
@@ -110,6 +110,49 @@ def _attributes(method: str, wire: str) -> dict[str, Any]:
     return attrs
 
 
+class _TracedMetadata(Mapping[str, str]):
+    """A call's metadata with the server span's ``traceparent`` (and ``tracestate``) on top,
+    formatted only when read: most handlers make no onward call, and the W3C header costs a
+    dict copy and the propagator's formatting (~10% of a span). Reading another key reads the
+    caller's metadata directly; iterating (an onward call merging it) builds it once."""
+
+    __slots__ = ("_base", "_full", "_inject", "_otel_ctx")
+
+    def __init__(self, base: Mapping[str, str], inject: Callable[..., None],
+                 otel_ctx: Any) -> None:
+        self._base = base
+        self._inject = inject
+        self._otel_ctx = otel_ctx
+        self._full: dict[str, str] | None = None
+
+    def _built(self) -> dict[str, str]:
+        full = self._full
+        if full is None:
+            full = dict(self._base)
+            self._inject(full, context=self._otel_ctx)
+            self._full = full
+        return full
+
+    def __getitem__(self, key: str) -> str:
+        if key == "traceparent" or key == "tracestate" or self._full is not None:
+            return self._built()[key]
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        if key == "traceparent" or key == "tracestate" or self._full is not None:
+            return key in self._built()
+        return key in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __repr__(self) -> str:
+        return repr(self._built())
+
+
 def check_sample(sample: float) -> float:
     if not 0.0 <= sample <= 1.0:
         raise ValueError(f"tracing sample must be between 0 and 1, not {sample!r}")
@@ -169,9 +212,7 @@ class ServerTracing:
         # we run in a copy of the caller's contextvars: the handler inherits this, and the
         # copy is dropped when the call has started (nothing to detach)
         otel.context.attach(current)
-        carrier: dict[str, str] = dict(md)
-        otel.propagator.inject(carrier, context=current)
-        ctx.metadata = carrier
+        ctx.metadata = _TracedMetadata(md, otel.propagator.inject, current)
 
         def done(result: Any, err: BaseException | None) -> None:
             try:
