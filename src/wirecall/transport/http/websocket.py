@@ -362,13 +362,15 @@ class WebSocketSession:
             self._over_unsent(transport, unsent)
             return
         self._queued += n
-        task = asyncio.ensure_future(self._send_answer(data.decode(), n))
+        task = asyncio.ensure_future(self.ws.send_str(data.decode()))
         self._tasks.add(task)
         task.add_done_callback(self._sent)
+        # the task's first step writes the answer to the transport (before any await); this
+        # runs right after it
+        asyncio.get_running_loop().call_soon(self._unqueue, n)
 
-    async def _send_answer(self, text: str, n: int) -> None:
-        self._queued -= n  # send_str writes it to the transport before its first await
-        await self.ws.send_str(text)
+    def _unqueue(self, n: int) -> None:
+        self._queued -= n
 
     def _over_unsent(self, transport: Any, unsent: int) -> None:
         """Answers the peer has not read (in the socket's buffer, or waiting to be written)
