@@ -349,7 +349,8 @@ def run_boundaries(seconds: float, steps: list[int], pg: bool) -> None:
 # -- instruction counts (callgrind) ---------------------------------------------------------
 
 INSTR_KINDS = ("Snowflake.next", "Snowflake.next, a new time unit at every call",
-               "SnowflakeIdGen.Next", "IdGen.Next over tcp://, 64 in flight")
+               "SnowflakeIdGen.Next", "IdGen.Next over tcp://, 64 in flight",
+               "IdGen.Next over tcp://, 1 in flight")
 
 
 async def instr_workload(kind: str, n: int) -> None:
@@ -383,7 +384,10 @@ async def instr_workload(kind: str, n: int) -> None:
         async def worker(k: int) -> None:
             for _ in range(k):
                 await c.call("IdGen.Next", "")
-        await asyncio.gather(*(worker(n // 64) for _ in range(64)))
+        if kind == INSTR_KINDS[4]:
+            await worker(n)
+        else:
+            await asyncio.gather(*(worker(n // 64) for _ in range(64)))
     await server.close()
 
 
@@ -398,11 +402,13 @@ def instr_count(tree: Path, kind: str, n: int) -> int:
     return int(m.group(1))
 
 
-def instr_ab(before: Path, after: Path, n: int) -> None:
+def instr_ab(before: Path, after: Path, n: int, only: str = "") -> None:
     print(f"# instructions per ID (callgrind; {n} IDs minus 0, same process shape)\n")
     print("| path | before | after | after/before |")
     print("|---|---:|---:|---:|")
     for kind in INSTR_KINDS:
+        if only not in kind:
+            continue
         k = n if "tcp" in kind else n * 20
         per = [(instr_count(t.resolve(), kind, k) - instr_count(t.resolve(), kind, 0)) / k
                for t in (before, after)]
@@ -423,6 +429,7 @@ def main() -> None:
     ap.add_argument("--pg", action="store_true", help="--boundaries: PostgreSQL too")
     ap.add_argument("--instr-ab", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     ap.add_argument("--instr-calls", type=int, default=6400)
+    ap.add_argument("--instr-only", default="", help="--instr-ab: the paths naming this")
     ap.add_argument("--instr-run", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.instr_run:
@@ -434,7 +441,7 @@ def main() -> None:
             asyncio.run(instr_workload(kind, int(k)))
         return
     if args.instr_ab:
-        instr_ab(*args.instr_ab, args.instr_calls)
+        instr_ab(*args.instr_ab, args.instr_calls, args.instr_only)
         return
     if args.boundaries:
         run_boundaries(args.seconds, [int(x) for x in args.steps.split(",")], args.pg)
