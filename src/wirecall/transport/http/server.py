@@ -442,13 +442,12 @@ class HttpProtocol(asyncio.Protocol):
         if len(q) >= self.svc.max_pipeline:
             self._pause_reading()
         head = route in (_R_HEALTH, _R_READY) and self._parser.get_method() == b"HEAD"
-        req = (route, self._headers, self._body, head, self._reject)
         # one read may hold thousands of pipelined requests (httptools parses all of it):
         # at most max_pipeline run at once, none while the peer leaves answers unread
         if self._deferred or self._writing_paused or len(q) > self.svc.max_pipeline:
-            self._deferred.append((slot, req))
+            self._deferred.append((slot, (route, self._headers, self._body, head, self._reject)))
         else:
-            self._dispatch(slot, *req)
+            self._dispatch(slot, route, self._headers, self._body, head, self._reject)
         self._reset_request()
         self._state = _IDLE
         if not self._queue:
