@@ -83,3 +83,42 @@ async def test_more_empty_messages_than_a_window(words_url: str) -> None:
         assert st.error is None
     finally:
         await conn.aclose()
+
+
+UpBase: Any = service_base(wrappers_pb2, "test.Up", {
+    "Collect": ("StringValue", "StringValue", "client_stream"),
+    "Echo": ("StringValue", "StringValue", "server_stream"),
+})
+
+
+class Up(UpBase):  # type: ignore[misc]
+    async def Collect(self, requests: AsyncIterator[Any], context: Context) -> Any:
+        got = [r.value async for r in requests]
+        return wrappers_pb2.StringValue(value="|".join(got) + f"#{len(got)}")
+
+    async def Echo(self, request: Any, context: Context) -> AsyncIterator[Any]:
+        yield wrappers_pb2.StringValue(value=f"<{request.value}>")
+
+
+async def test_the_server_keeps_empty_messages_and_an_empty_first_request() -> None:
+    """The other direction: empty client-stream messages reach the handler (the server used
+    to count 2 of 4 messages when 2 were empty), and a server stream whose request encodes to
+    zero bytes gets that request (it used to be refused as a missing argument)."""
+    server = Server()
+    server.register(Up())
+    [url] = await server.start("tcp://127.0.0.1:0")
+    conn = await tcp.connect(parse_url(url), codec="proto")
+    try:
+        sent = ["a", "", "b", ""]
+        st = conn.open_stream("Up.Collect", None, 5, None, wrappers_pb2.StringValue)
+        for v in sent:
+            await st.send(wrappers_pb2.StringValue(value=v))
+        await st.done_writing()
+        assert [m.value async for m in st] == ["a||b|#4"]
+        st = conn.open_stream("Up.Echo", [wrappers_pb2.StringValue(value="")], 5, None,
+                              wrappers_pb2.StringValue)
+        assert [m.value async for m in st] == ["<>"]
+        assert st.error is None
+    finally:
+        await conn.aclose()
+        await server.close(drain_timeout=1)

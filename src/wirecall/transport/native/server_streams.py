@@ -30,6 +30,8 @@ from ...status import Status
 from ...streaming.model import Inbound
 from .messages import GRANT_AT, INITIAL_WINDOW, decode_message, typed_params
 
+_NO_REQUEST = (CLIENT_STREAM, BIDI_STREAM)  # modes whose call opens with no request message
+
 __all__ = ["ServerStreams", "StreamingConnection"]
 
 
@@ -124,7 +126,12 @@ class ServerStreams:
             body = ev.body
             if ev.compressed:
                 body = fr.decompress(body, conn.max_frame_size)
-            params = typed_params(proto.codec, spec, body) if len(body) else None
+            # an empty body is "no params", except a protobuf request (a message whose fields
+            # are all default encodes to zero bytes) of a server stream
+            params = (typed_params(proto.codec, spec, body)
+                      if len(body) or (info is not None and mode not in _NO_REQUEST
+                                       and proto.codec.id == 3)
+                      else None)
         except RpcError as exc:
             conn.send_error(cid, exc.status, exc.message)
             return
@@ -236,7 +243,9 @@ class ServerStreams:
                                      "MESSAGE on a server-streaming call"))
             return
         body = ev.body  # type: ignore[attr-defined]
-        if len(body):
+        if len(body) or not ev.end_stream:  # type: ignore[attr-defined]
+            # an empty MESSAGE is a message (protobuf defaults encode to zero bytes); only an
+            # empty one with END_STREAM is the bare half-close
             st.received += 1
             if st.received > st.granted:
                 self._abort(st, RpcError(Status.RESOURCE_EXHAUSTED,
