@@ -86,8 +86,10 @@ def test_a_stalled_writer_mid_read_backlogs_the_rest_in_order_and_resumes() -> N
         backlog = len(proto._backlog)
         assert backlog > 0
         proto.resume_writing()
-        for _ in range(50):  # the general-path tasks
-            await asyncio.sleep(0)
+        # the general-path calls run in worker threads: wait (bounded) until all are answered
+        deadline = time.monotonic() + 10
+        while proto.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         proto.connection_lost(None)
         return t.writes, stalled, t.reading
 
