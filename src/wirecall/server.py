@@ -356,6 +356,9 @@ class Server:
             if timer is not None:
                 timer.cancel()
             finished(t)
+            # the task's context holds ctx (CURRENT) and ctx held the task: a cycle that
+            # kept the task and its result until the cyclic GC ran
+            ctx._task = None
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
 

@@ -110,3 +110,75 @@ async def test_closed_connection_is_freed_without_the_cyclic_gc(scheme: str) -> 
                             f"cyclic GC (referred to by {holders})")
     finally:
         await server.close()
+
+
+async def test_http_connection_handed_to_websocket_is_freed_without_the_cyclic_gc() -> None:
+    """The HTTP/1.1 connection object that hands a socket to the WebSocket server drops its
+    parser (which holds its bound callbacks) at the hand-off, as it does when it closes.
+    (aiohttp's own objects for the WebSocket keep cycles among themselves: docs/limits.md.)"""
+    server = wirecall.Server()
+    server.register(Svc(), name="Svc")
+    [url] = await server.start("ws://127.0.0.1:0/ws")
+    host, port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    try:
+        with gc_disabled():
+            sock = socket.create_connection((host, int(port)))
+            sock.setblocking(False)
+            await loop.sock_sendall(sock, b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            conns: list[Any] = []
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                conns = _connections(server)
+                if conns:
+                    break
+            assert len(conns) == 1, f"cannot find the server's connection object: {conns}"
+            ref = weakref.ref(conns[0])
+            del conns
+            await loop.sock_sendall(sock, b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                    b"Sec-WebSocket-Version: 13\r\n\r\n")
+            answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+            assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
+            sock.close()
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                if ref() is None:
+                    break
+            obj = ref()
+            if obj is not None:
+                holders = [type(r).__name__ for r in gc.get_referrers(obj)]
+                del obj
+                pytest.fail(f"the handed-off HTTP connection is still alive without the "
+                            f"cyclic GC (referred to by {holders})")
+    finally:
+        await server.close()
+
+
+async def test_a_finished_call_task_and_its_result_are_freed_without_the_cyclic_gc() -> None:
+    """A call served on a task (an async handler) is freed when it ends: its Context no
+    longer holds the task (the task's contextvars hold the Context), so the task and the
+    result it keeps (a 3 MB reply here) do not wait for the cyclic GC."""
+    tasks: list[weakref.ref[asyncio.Task[Any]]] = []
+
+    class Big:
+        async def Blob(self, n: int) -> bytes:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.append(weakref.ref(task))
+            return b"x" * n
+
+    server = wirecall.Server()
+    server.register(Big(), name="Big")
+    [url] = await server.start("tcp://127.0.0.1:0")
+    client = await wirecall.connect(url)
+    try:
+        with gc_disabled():
+            for _ in range(4):
+                assert len(await client.call("Big.Blob", 3_000_000, timeout=10)) == 3_000_000
+            await asyncio.sleep(0.05)
+            alive = [r for r in tasks if r() is not None]
+            assert len(tasks) == 4 and not alive, f"{len(alive)} finished call tasks alive"
+    finally:
+        await client.close()
+        await server.close()

@@ -341,6 +341,11 @@ class HttpProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._resume_reading()
+        # as in connection_lost: the parser holds our bound callbacks (a cycle that would
+        # keep this object, its headers and body until the cyclic GC runs)
+        self._parser = None
+        self._body = []
+        self._deferred.clear()
 
     # -- httptools callbacks ------------------------------------------------------------
 
