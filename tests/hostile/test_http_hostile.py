@@ -303,3 +303,36 @@ def test_http_batch_answer_is_bounded() -> None:
         assert_served(*reports)
         after = srv.settled_rss()
         assert after - base <= RSS_MARGIN, f"RSS {(after - base) / MiB:.0f} MiB over the start"
+
+
+def test_go_jsonrpc_body_answer_is_bounded() -> None:
+    """Go's /jsonrpc takes several JSON values in one body (ServeConn over the body): 600
+    calls answering 1 MB each, with ``limits.max_unsent_bytes`` 8 MiB. Each call is answered
+    (one line per request, as Go's client reads them), but once the answer passes the budget
+    a result is replaced by Go's error shape naming the budget, and the calls not started
+    yet are not run (the loop is not held: the well-behaved client is served)."""
+    with ServerProc("http://127.0.0.1:0", "tcp://127.0.0.1:0",
+                    limits={"max_unsent_bytes": 8 * MiB}) as srv, \
+            Prober(srv.url("tcp")) as probe:
+        base = srv.settled_rss()
+        sock = raw_connect(srv.address("http"))
+        body = b"".join(json.dumps({"method": "Svc.Big", "params": [1_000_000],
+                                    "id": i}).encode() for i in range(600))
+        reader = SocketReader(sock, 20.0, done=lambda d: bool(parse_http_responses(d)))
+        send_for(sock, iter([http_post("/jsonrpc", body)]), 2.0)
+        reader.join()
+        sock.close()
+        report = probe.stop()
+        assert srv.alive(), srv.describe()
+        [resp] = parse_http_responses(reader.data) or [None]
+        assert resp is not None and resp.status == 200, reader.data[:300]
+        lines = [json.loads(x) for x in resp.body.splitlines() if x.strip()]
+        assert sorted(a["id"] for a in lines) == list(range(600))
+        results = [a for a in lines if a.get("result")]
+        refused = [a for a in lines if "max_unsent_bytes" in (a.get("error") or "")]
+        assert len(results) + len(refused) == 600
+        assert 1 <= len(results) <= 8, f"{len(results)} results of 1 MB (budget 8 MiB)"
+        assert any("not run" in (a.get("error") or "") for a in refused), refused[:3]
+        assert len(resp.body) <= 8 * MiB + 600 * 200
+        assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
+        assert_served(report)
