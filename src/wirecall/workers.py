@@ -50,7 +50,7 @@ WORKER_ENV = "WIRECALL_WORKER"
 #: set in a worker's environment: per listen URL, the inherited listening socket's fd or "-"
 FDS_ENV = "WIRECALL_WORKER_FDS"
 REUSE_PORT_SCHEMES = frozenset({"tcp", "tls", "grpc", "grpcs", "http", "https", "ws", "wss",
-                                "gob", "gobs", "jsonrpc", "any"})
+                                "gob", "gobs", "jsonrpc", "jsonrpcs", "any"})
 #: ``--share``: auto (SO_REUSEPORT where it applies, an inherited socket otherwise),
 #: reuseport (every worker binds; unix:// refused), inherit (the supervisor binds once)
 SHARE_MODES = ("auto", "reuseport", "inherit")
