@@ -165,14 +165,7 @@ class Auth:
         public, who = self._decide(method)
         if public:
             return
-        principal = self._principal(ctx.metadata, ctx.identity)
-        if who is None:
-            if self.default == "allow":
-                return
-        elif "*" in who or principal in who:
-            return
-        raise PermissionDenied(message=PERMISSION_DENIED_PREFIX
-                               + f"{principal!r} may not call {method}")
+        self._allow(who, self._principal(ctx.metadata, ctx.identity), method)
 
     def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone:
         self.check(method, ctx)  # raising refuses the call (Server reports it to on_done)
@@ -277,7 +270,10 @@ class Auth:
 
     def authorize(self, principal: str, method: str) -> None:
         """:class:`PermissionDenied` unless ``principal`` may call ``method``."""
-        who = self._decide(method)[1]
+        self._allow(self._decide(method)[1], principal, method)
+
+    def _allow(self, who: frozenset[str] | None, principal: str, method: str) -> None:
+        """:class:`PermissionDenied` unless ``who`` (the method's rule) admits ``principal``."""
         if who is None:
             if self.default == "allow":
                 return
