@@ -113,7 +113,6 @@ async def handle_http_body(
     all_done: asyncio.Future[None] = loop.create_future()
 
     budget = server.limits.max_unsent_bytes
-    room: asyncio.Future[None] | None = None  # woken by a reply while the window is full
     full = False  # a result did not fit: the calls not started yet are not run
     total = 0  # bytes of the answer so far: past the budget a result is replaced by an error
 
@@ -128,8 +127,6 @@ async def handle_http_body(
             total += len(data)
             out.append(data)
             pending -= 1
-            if room is not None and not room.done():
-                room.set_result(None)
             if pending == 0 and not all_done.done():
                 all_done.set_result(None)
         return reply
@@ -141,9 +138,6 @@ async def handle_http_body(
     for n, (obj, size) in enumerate(zip(objs, splitter.sizes, strict=True)):
         if n and not n % 16:
             await asyncio.sleep(0)  # a long body does not hold the loop: others are served
-        while pending >= _BODY_WINDOW:  # at most this many of one body's calls at once, so
-            room = loop.create_future()  # the answer's budget is seen before the rest run
-            await room
         if full:  # the answer is full: the rest are not run (as a JSON-RPC batch)
             rid = obj.get("id") if isinstance(obj, dict) else None
             out.append(gj.encode_response(rid, error=(
@@ -167,10 +161,6 @@ async def handle_http_body(
     if pending > 0:
         await all_done
     return b"".join(out)
-
-
-#: calls of one HTTP body (Go's several JSON values) running at once
-_BODY_WINDOW = 64
 
 
 class Slots(Protocol):
