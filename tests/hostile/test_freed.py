@@ -44,6 +44,19 @@ def gc_disabled() -> Iterator[None]:
             gc.enable()
 
 
+async def assert_freed(ref: weakref.ref[Any], what: str) -> None:
+    """Wait (bounded) for ``ref`` to die; fail naming what still holds it."""
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if ref() is None:
+            return
+    obj = ref()
+    if obj is not None:
+        holders = [type(r).__name__ for r in gc.get_referrers(obj)]
+        del obj
+        pytest.fail(f"{what} is still alive without the cyclic GC (referred to by {holders})")
+
+
 def _unfinished(scheme: str) -> bytes:
     """A valid start, then an unfinished frame/value of about HELD bytes."""
     if scheme == "tcp":
@@ -98,16 +111,7 @@ async def test_closed_connection_is_freed_without_the_cyclic_gc(scheme: str) -> 
             await asyncio.sleep(0.2)  # the server has read (and buffered) what was sent
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
-            for _ in range(50):
-                await asyncio.sleep(0.02)
-                if ref() is None:
-                    break
-            obj = ref()
-            if obj is not None:
-                holders = [type(r).__name__ for r in gc.get_referrers(obj)]
-                del obj
-                pytest.fail(f"the closed {scheme}:// connection is still alive without the "
-                            f"cyclic GC (referred to by {holders})")
+            await assert_freed(ref, f"the closed {scheme}:// connection")
     finally:
         await server.close()
 
@@ -141,16 +145,7 @@ async def test_http_connection_handed_to_websocket_is_freed_without_the_cyclic_g
             answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
             assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
             sock.close()
-            for _ in range(50):
-                await asyncio.sleep(0.02)
-                if ref() is None:
-                    break
-            obj = ref()
-            if obj is not None:
-                holders = [type(r).__name__ for r in gc.get_referrers(obj)]
-                del obj
-                pytest.fail(f"the handed-off HTTP connection is still alive without the "
-                            f"cyclic GC (referred to by {holders})")
+            await assert_freed(ref, "the handed-off HTTP connection")
     finally:
         await server.close()
 
