@@ -139,6 +139,11 @@ class SegmentAllocator:
         b = self._buffers.get(tag)
         return None if b is None else b.step
 
+    def next_loaded(self, tag: str) -> bool:
+        """True when the tag's next segment is already in the buffer (fetched ahead)."""
+        b = self._buffers.get(tag)
+        return b is not None and b.next is not None
+
     async def next(self, tag: str) -> int:
         b = self._buffers.get(tag) or await self._buffer(tag)
         seg = b.current
