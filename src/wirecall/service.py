@@ -9,6 +9,10 @@ Rules (Go's ``net/rpc`` rules in Python idiom):
 * Parameters are decoded into their annotated types (msgspec ``Struct``, dataclass, TypedDict,
   builtins, ``Optional``/unions, containers); a parameter annotated :class:`Context` receives
   the call context and is not part of the wire arguments.
+* Named arguments bind by exact name first; a name with no exact match binds to the one
+  parameter it equals with case and underscores ignored (Go's exported field names: ``Tag``
+  -> ``tag``, ``TimeMs`` -> ``time_ms``). A name matching none (or several) parameters, or
+  naming one already bound, is ``INVALID_ARGUMENT`` naming it.
 * Plain ``def`` handlers run in a worker thread so they cannot block the event loop;
   ``@method(inline=True)`` runs a cheap one directly on the loop.
 """
@@ -147,6 +151,7 @@ class MethodSpec:
         "_array_decoders",
         "_array_type",
         "_by_name",
+        "_loose",
         "_varargs",
         "_varkw",
         "context_name",
@@ -194,6 +199,8 @@ class MethodSpec:
                 self.params.append(prm)
         self.wants_context = self.context_name is not None
         self._by_name = {p.name: p for p in self.params}
+        #: folded name -> the parameters it folds from (built at the first inexact name)
+        self._loose: dict[str, list[Param]] | None = None
         self.single = len(self.params) == 1 and self._varargs is None and self._varkw is None
         ret = hints.get("return", Any)
         # Streaming modes, from the type hints: an async-iterator parameter means the client
@@ -311,6 +318,8 @@ class MethodSpec:
         out: dict[str, Any] = {}
         for key, val in values.items():
             prm = self._by_name.get(key)
+            if prm is None and type(key) is str:
+                prm = self._loose_param(key, values, out)
             if prm is None:
                 if self._varkw is None:
                     raise InvalidArgument(
@@ -320,11 +329,37 @@ class MethodSpec:
             elif prm.kind is inspect.Parameter.POSITIONAL_ONLY:
                 raise InvalidArgument(message=f"argument {key!r} of {self.name} is positional")
             else:
-                out[key] = prm.convert(val)
+                out[prm.name] = prm.convert(val)
         for prm in self.params:
             if prm.required and prm.name not in out:
                 raise InvalidArgument(message=f"missing argument {prm.name!r} for {self.name}")
         return out
+
+    def _loose_param(
+        self, key: str, values: Mapping[str, Any], bound: Mapping[str, Any]
+    ) -> Param | None:
+        """The parameter ``key`` names with case and underscores ignored (``Tag`` -> ``tag``,
+        ``TimeMs`` -> ``time_ms``: what a Go struct sends), None if it names none."""
+        table = self._loose
+        if table is None:
+            table = {}
+            for p in self.params:
+                table.setdefault(_fold(p.name), []).append(p)
+            self._loose = table
+        found = table.get(_fold(key))
+        if not found:
+            return None
+        if len(found) > 1:
+            names = ", ".join(repr(p.name) for p in found)
+            raise InvalidArgument(
+                message=f"argument {key!r} of {self.name} matches several parameters ({names})"
+            )
+        prm = found[0]
+        if prm.name in values or prm.name in bound:
+            raise InvalidArgument(
+                message=f"argument {key!r} of {self.name} names {prm.name!r} again"
+            )
+        return prm
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (used by the introspection service and ``wirecall list``)."""
@@ -341,6 +376,12 @@ class MethodSpec:
 
     def __repr__(self) -> str:
         return f"<MethodSpec {self.name} {self.mode}>"
+
+
+def _fold(name: str) -> str:
+    """A name as the loose binding rule compares it: ``TimeMs``, ``TIME_MS``, ``time_ms``
+    are one name."""
+    return name.replace("_", "").casefold()
 
 
 def type_name(tp: Any) -> str:
