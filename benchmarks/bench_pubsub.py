@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -287,6 +288,107 @@ def worker_main(role: str, *argv: str) -> None:
         uvloop.run(coro)
 
 
+# -- instruction counts (callgrind) ---------------------------------------------------------
+
+#: name -> (scheme, broker kind, subscribers): the paths ``--instr-ab`` counts
+INSTR_KINDS = {"tcp Pub/Sub 1": ("tcp", "ps", 1), "tcp Pub/Sub 10": ("tcp", "ps", 10),
+               "tcp Streams 1": ("tcp", "st", 1), "tcp Streams 10": ("tcp", "st", 10),
+               "tcp Streams 100": ("tcp", "st", 100), "tcp memory 1": ("tcp", "mem", 1),
+               "grpc Pub/Sub 1": ("grpc", "ps", 1), "grpc Streams 10": ("grpc", "st", 10)}
+
+
+async def instr_workload(kind: str, redis_url: str, n: int) -> None:
+    """Server, publisher and subscribers on one loop (Redis outside): ``n`` messages
+    published the "each" way (32 unary ``Publish`` in flight), every subscriber reading all.
+    Run with ``n`` = 0 and ``n`` > 0: the difference is the cost of ``n`` x subscribers
+    deliveries, on every side but Redis's."""
+    from wirecall import Server
+    from wirecall.pubsub.service import (
+        PublishRequest,
+        PubSub,
+        PubSubStream,
+        PubSubStub,
+        SubscribeRequest,
+    )
+
+    scheme, broker, subs = INSTR_KINDS[kind]
+    url = {"ps": redis_url, "mem": "memory://",
+           "st": redis_url.replace("redis://", "redis+streams://") + "?maxlen=100000"}[broker]
+    server = Server()
+    service = PubSub(url)
+    server.register(service)
+    server.register(PubSubStream(service))
+    [address] = await server.start(f"{scheme}://127.0.0.1:0")
+    topic = f"instr{time.monotonic_ns()}"
+    clients = [await _rpc_connect(address) for _ in range(subs + 1)]
+    streams = []
+    for i, c in enumerate(clients[1:]):
+        md = {"wirecall-pubsub-confirm": "1"}
+        if broker == "st":
+            md["wirecall-group"] = f"g{i}"
+        st = PubSubStub(c).Subscribe(SubscribeRequest(topic=topic), metadata=md)
+        await asyncio.wait_for(st.recv(), 20)
+        streams.append(st)
+    stub = PubSubStub(clients[0])
+    await stub.Publish(PublishRequest(topic=topic, message="w"), timeout=30)
+    pad = "x" * 64
+
+    async def read(st: Any) -> None:
+        for _ in range(n + 1):  # the warm-up message, then the n
+            await st.recv()
+
+    readers = [asyncio.ensure_future(read(st)) for st in streams]
+    seq = iter(range(n))
+
+    async def lane() -> None:
+        for i in seq:
+            await stub.Publish(PublishRequest(topic=topic, message=f"t {i} {pad}"), timeout=30)
+
+    await asyncio.gather(*(lane() for _ in range(32)))
+    await asyncio.wait_for(asyncio.gather(*readers), 600)
+    for st in streams:
+        st.cancel()
+    for c in clients:
+        await c.close()
+    await server.close()
+    close = getattr(service.broker, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def instr_count(tree: Path, kind: str, redis_url: str, n: int) -> int:
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                        sys.executable, __file__, "--instr-run", kind, redis_url, str(n)],
+                       capture_output=True, text=True, env=env, timeout=3600)
+    m = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode != 0 or m is None:
+        raise SystemExit(f"callgrind failed for {tree} ({kind}):\n{r.stderr[-3000:]}")
+    return int(m.group(1))
+
+
+def instr_ab(trees: list[Path], messages: int, only: str) -> None:
+    """Instructions per delivery (callgrind) of each ``INSTR_KINDS`` path, per tree."""
+    from support.redis import RedisServer
+
+    with RedisServer() as redis:
+        print(f"# instructions per delivery (callgrind; {messages} messages minus 0, server, "
+              "publisher and subscribers in one process, Redis outside)\n")
+        print("| path | " + " | ".join(str(t) for t in trees)
+              + (" | last/first |" if len(trees) > 1 else " |"))
+        print("|---|" + "---:|" * (len(trees) + (len(trees) > 1)))
+        for kind in INSTR_KINDS:
+            if only and not any(o in kind for o in only.split(",")):
+                continue
+            subs = INSTR_KINDS[kind][2]
+            n = max(100, messages // subs)
+            per = [(instr_count(t.resolve(), kind, redis.url, n)
+                    - instr_count(t.resolve(), kind, redis.url, 0)) / (n * subs)
+                   for t in trees]
+            print(f"| {kind} | " + " | ".join(f"{x:,.0f}" for x in per)
+                  + (f" | {per[-1] / per[0]:.3f}x |" if len(trees) > 1 else " |"), flush=True)
+
+
 # -- the orchestrator ----------------------------------------------------------------------
 
 class Worker:
@@ -470,7 +572,16 @@ async def main() -> None:
                     help="subscriber processes (the subscribers spread over them)")
     ap.add_argument("--subs", default="1,10,100")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--instr", nargs="+", type=Path, metavar="TREE",
+                    help="count instructions per delivery (callgrind) with each source tree "
+                         "instead (e.g. . or a before tree made by ab_trees.py's recipe)")
+    ap.add_argument("--instr-messages", type=int, default=2000)
+    ap.add_argument("--instr-only", default="",
+                    help="--instr: the paths naming one of these (comma-separated)")
     args = ap.parse_args()
+    if args.instr:
+        instr_ab(args.instr, args.instr_messages, args.instr_only)
+        return
     systems = args.systems.split(",")
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
@@ -543,6 +654,13 @@ def report(results: dict[tuple[str, int], list[Result]], systems: list[str],
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "--worker":
         worker_main(sys.argv[2], *sys.argv[3:])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--instr-run":
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(instr_workload(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        else:
+            uvloop.run(instr_workload(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     else:
         try:  # the orchestrator only waits; workers and servers run on uvloop when installed
             import uvloop

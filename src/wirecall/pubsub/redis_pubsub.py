@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 from .buffer import SubscriberBuffer, check_policy, fan_out
 from .options import reject_unknown
-from .redis_common import LOG, AutoPipeline, import_redis, redis_errors, unavailable
+from .redis_common import LOG, AutoPipeline, RespLink, import_redis, pack, redis_errors, unavailable
 
 __all__ = ["RedisPubSubBroker"]
 
@@ -104,9 +103,8 @@ class RedisPubSubBroker:
         self._channels: dict[bytes, _Channel] = {}
         self._patterns: dict[bytes, _Channel] = {}
         self._inflight: dict[tuple[bool, bytes], int] = {}
-        self._conn: Any = None
+        self._link: RespLink | None = None  # the subscription connection
         self._reader: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: times the subscription connection was re-established after a failure
@@ -147,7 +145,7 @@ class RedisPubSubBroker:
         ch = table.get(name)
         if ch is None:
             ch = table[name] = _Channel()
-            self._spawn(self._send(pattern, name, subscribe=True))
+            self._send(pattern, name, subscribe=True)
         ch.subs.append(sub)
         if ch.live:
             sub._live.set_result(None)
@@ -175,67 +173,65 @@ class RedisPubSubBroker:
             for w in ch.waiters:
                 if not w.done():
                     w.cancel()
-            await self._send(sub.pattern, name, subscribe=False)
+            self._send(sub.pattern, name, subscribe=False)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _send(self, pattern: bool, name: bytes, *, subscribe: bool) -> None:
-        """One (P)(UN)SUBSCRIBE on the subscription connection, in call order; while the
-        connection is down it is dropped: reconnecting subscribes to what is current."""
+    def _send(self, pattern: bool, name: bytes, *, subscribe: bool) -> None:
+        """One (P)(UN)SUBSCRIBE on the subscription connection, written at once (so in call
+        order); while the connection is down it is dropped: reconnecting subscribes to what
+        is current."""
         cmd = ("P" if pattern else "") + ("SUBSCRIBE" if subscribe else "UNSUBSCRIBE")
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                return
-            key = (pattern, name)
-            self._inflight[key] = self._inflight.get(key, 0) + 1
-            try:
-                await conn.send_command(cmd, name, check_health=False)
-            except self._errors as exc:  # the reader sees the failure too and reconnects
-                LOG.info("pubsub %s %r: %r", cmd, name, exc)
+        link = self._link
+        if link is None or link.transport is None:
+            return
+        key = (pattern, name)
+        self._inflight[key] = self._inflight.get(key, 0) + 1
+        link.write(pack((cmd, name)))
 
     # -- the reader -------------------------------------------------------------------
 
     async def _run(self) -> None:
         backoff = 0.05
         while not self._closed:
-            conn = self._sub_pool.make_connection()
-            try:
-                await conn.connect()
-                async with self._lock:
-                    self._conn = conn
-                    self._inflight.clear()
-                    for pattern, table in ((False, self._channels), (True, self._patterns)):
-                        if table:
-                            for name in table:
-                                self._inflight[(pattern, name)] = 1
-                            await conn.send_command(
-                                "PSUBSCRIBE" if pattern else "SUBSCRIBE", *table,
-                                check_health=False)
+            link = None
+            try:  # the replies (messages, confirmations) go to _on_reply as they are read
+                link = await RespLink.open(self._sub_pool, self._on_reply)
+                self._link = link
+                self._inflight.clear()
+                for pattern, table in ((False, self._channels), (True, self._patterns)):
+                    if table:
+                        for name in table:
+                            self._inflight[(pattern, name)] = 1
+                        link.write(pack(("PSUBSCRIBE" if pattern else "SUBSCRIBE", *table)))
                 backoff = 0.05
-                while True:
-                    self._on_reply(await conn.read_response(timeout=math.inf))
+                cause = await link.lost
+                LOG.warning("redis pubsub connection to %s lost: %r; reconnecting",
+                            self.url, cause)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await conn.disconnect()
+                if link is not None:
+                    link.close()
                 raise
             except self._errors as exc:
                 LOG.warning("redis pubsub connection to %s lost: %r; reconnecting",
                             self.url, exc)
-            self._conn = None
+            self._link = None
             for table in (self._channels, self._patterns):
                 for ch in table.values():
                     ch.live = False
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
+            if link is not None:
+                link.close()
             self.reconnects += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.retry_max)
 
     def _on_reply(self, resp: Any) -> None:
+        if not isinstance(resp, list):  # an error reply (NOAUTH...): it says why
+            LOG.warning("redis pubsub connection to %s: %r", self.url, resp)
+            return
         kind = resp[0]
         if kind == b"message":
             ch = self._channels.get(resp[1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import os
 import socket
 import time
@@ -36,7 +35,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from .buffer import SubscriberBuffer, check_policy
 from .options import positive_int, reject_unknown
-from .redis_common import LOG, AutoPipeline, import_redis, redis_errors, unavailable
+from .redis_common import LOG, AutoPipeline, RespLink, import_redis, redis_errors, unavailable
 
 __all__ = ["RedisStreamsBroker", "replay_cursor"]
 
@@ -79,7 +78,7 @@ class _StreamSubscription:
         self._acks: list[bytes] = []
         self._acking: asyncio.Task[None] | None = None
         self._closed = False
-        self._conn: Any = None
+        self._conn: RespLink | None = None
         self.redeliveries = 0  # entries claimed from dead consumers
         self._task = asyncio.get_running_loop().create_task(
             self._run_group() if group else self._run_replay())
@@ -129,20 +128,17 @@ class _StreamSubscription:
     # -- readers ----------------------------------------------------------------------
 
     async def _command(self, *args: Any) -> Any:
-        """One command on this subscription's own connection (blocking reads hold it; a
-        raw connection, so that cancelling a blocked read closes it at once)."""
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self.broker.blocking_pool.make_connection()
+        """One command on this subscription's own connection (blocking reads hold it;
+        cancelling a blocked read closes it at once)."""
+        link = self._conn
+        if link is None or link.transport is None:
+            link = self._conn = await RespLink.open(self.broker.blocking_pool)
         try:
-            if not conn.is_connected:
-                await conn.connect()
-            await conn.send_command(*args, check_health=False)
-            return await conn.read_response(timeout=math.inf)
-        except BaseException:
-            self._conn = None
-            with contextlib.suppress(Exception):
-                await conn.disconnect(nowait=True)
+            return await link.command(*args)
+        except BaseException as exc:
+            if not isinstance(exc, self.broker._response_error):  # an error reply: go on
+                self._conn = None
+                link.close()
             raise
 
     def _deliver(self, entries: list[Any]) -> None:
@@ -244,8 +240,7 @@ class _StreamSubscription:
         self._task.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:  # (closing the socket also ends a blocked read for sure)
-            with contextlib.suppress(Exception):
-                await conn.disconnect(nowait=True)
+            conn.close()
         await asyncio.wait([self._task], timeout=2)
         if not self._live.done():
             self._live.cancel()
@@ -297,6 +292,9 @@ class RedisStreamsBroker:
         self.blocking_pool: Any = aioredis.ConnectionPool.from_url(url, **opts)
         self._pipe = AutoPipeline(self.blocking_pool)  # XADD: pipelined on its own connection
         self._errors = redis_errors()
+        import redis.exceptions as rex
+
+        self._response_error = rex.ResponseError
         self._subs: set[_StreamSubscription] = set()
 
     def _xadd(self, topic: str, message: str) -> list[Any]:
