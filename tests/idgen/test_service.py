@@ -3,6 +3,7 @@ argument checks and refusals, and a static node restarted with its clock set bac
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from wirecall.client import Client
 from wirecall.errors import InvalidArgument, Unavailable
 from wirecall.idgen.node import IdNode, NodeConfig
 from wirecall.idgen.service import SnowflakeIdGen, register
-from wirecall.idgen.snowflake import Layout, Snowflake
+from wirecall.idgen.snowflake import Decoded, Layout, Snowflake
 from wirecall.server import Server
 
 WIRES = ["tcp://127.0.0.1:0", "grpc://127.0.0.1:0", "http://127.0.0.1:0", "ws://127.0.0.1:0",
@@ -42,11 +43,22 @@ async def test_next_batch_decode_on_every_wire(served: tuple[Server, list[str], 
         assert many == sorted(many) and many[0] > one, url
         assert d["worker"] == 9 and d["id"] == one, url
         seen += [one, *many]
-    # Go's wires: one argument, so Next(tag) and Decode(id)
+    # Go's wires: one argument, so Next(tag) and Decode(id). Over gob, Decode's reply is a
+    # Go struct whose fields have Go's exported names (a Go client can decode only those):
+    # read plain, it is {"ID", "TimeMs", "Worker", "Sequence"}; Go JSON-RPC keeps the JSON
+    # names of every other wire. With result_type=Decoded both give the dataclass.
     for url in urls[len(WIRES):]:
         async with Client(url) as c:
             one = await c.call("IdGen.Next", "orders")
-            assert (await c.call("IdGen.Decode", one))["worker"] == 9, url
+            d = await c.call("IdGen.Decode", one)
+            typed = await c.call("IdGen.Decode", one, result_type=Decoded)
+        want = _gen.layout.decode(one)
+        if url.startswith("gob://"):
+            assert d == {"ID": one, "TimeMs": want.time_ms, "Worker": 9,
+                         "Sequence": want.sequence}, d
+        else:
+            assert d == dataclasses.asdict(want), (url, d)
+        assert typed == want, url
         seen.append(one)
     assert len(set(seen)) == len(seen) and seen == sorted(seen)
 

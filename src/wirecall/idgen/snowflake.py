@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 __all__ = [
     "PRESETS",
@@ -47,7 +48,13 @@ class IssueRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """The fields of one snowflake ID (``time_ms``: Unix milliseconds of its time unit)."""
+    """The fields of one snowflake ID (``time_ms``: Unix milliseconds of its time unit).
+
+    Over gob the fields are Go's ``ID``, ``TimeMs``, ``Worker``, ``Sequence`` (a Go struct
+    with those exported fields decodes it); every other wire keeps the names below."""
+
+    #: gob's Go field names: Go spells the initialism ``ID`` (the others follow the rule)
+    __go_fields__: ClassVar[dict[str, str]] = {"id": "ID"}
 
     id: int
     time_ms: int

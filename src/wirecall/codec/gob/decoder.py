@@ -34,6 +34,7 @@ from .types import (
     GoScalar,
     ZeroFn,
     const,
+    go_field_names,
     is_struct_class,
     py_fields,
     strip_type,
@@ -451,14 +452,17 @@ class Decoder:
         if wt.kind != "struct":
             raise self._mismatch(tid, pytype)
         targets = py_fields(cls)
+        find = _field_finder(cls, targets)
         plan: list[tuple[str | None, DecFn]] = []
         matched = 0
+        taken: set[str] = set()
         for fname, ftid in wt.fields:
-            tgt = targets.get(fname)
-            if tgt is None:
+            key = find(fname)
+            if key is None or key in taken:
                 plan.append((None, self._compile(ftid, Any)))
                 continue
-            attr, ftype, _has_default = tgt
+            taken.add(key)
+            attr, ftype, _has_default = targets[key]
             try:
                 plan.append((attr, self._compile(ftid, ftype)))
             except GobError as exc:
@@ -605,6 +609,29 @@ _BUILTIN_ZEROS: dict[int, Any] = {
     COMPLEX: 0j,
     INTERFACE: None,
 }
+
+
+def _fold(name: str) -> str:
+    return name.replace("_", "").casefold()
+
+
+def _field_finder(cls: Any, targets: dict[str, Any]) -> Callable[[str], str | None]:
+    """Wire field name -> the class's field (its key in ``targets``): the Go name first
+    (what a Go peer sends), then the Python name (an older wirecall peer), then either with
+    case and underscores ignored; None when no field or several fields fit."""
+    exact = {go: key for key, go in go_field_names(cls).items()}
+    for key in targets:
+        exact.setdefault(key, key)
+    loose: dict[str, str | None] = {}
+    for name, key in exact.items():
+        f = _fold(name)
+        loose[f] = key if loose.get(f, key) == key else None  # None: several fields fit
+
+    def find(name: str) -> str | None:
+        hit = exact.get(name)
+        return hit if hit is not None else loose.get(_fold(name))
+
+    return find
 
 
 def _read_str(buf: bytes, pos: int, limit: int) -> tuple[str, int]:

@@ -453,6 +453,9 @@ def _build_struct(t: GoType) -> EncFn:
         (i, f.attr, f.name, compile_encoder(f.type), omit_fn(f.type, f.pointer))
         for i, f in enumerate(t.fields)
     ]
+    # a dict sent as this struct may be keyed by the Python-side names (``time_ms`` where
+    # the Go field is ``TimeMs``)
+    alt = {f.name: f.key for f in t.fields if f.key and f.key != f.name}
     tname = t.gostring
 
     def enc_struct(v: Any, out: bytearray, st: Encoder) -> None:
@@ -460,6 +463,8 @@ def _build_struct(t: GoType) -> EncFn:
         if isinstance(v, dict):
             for i, _attr, name, fenc, omit in plan:
                 x = v.get(name)
+                if x is None and name in alt:
+                    x = v.get(alt[name])
                 if omit(x):
                     continue
                 append_uint(out, i - last)

@@ -22,8 +22,14 @@ msgspec ``Struct`` / dataclass         ``struct`` named after the class, fields 
 ``Any`` / ``object``                   ``interface{}``
 =====================================  ==========================================
 
-A struct's Go name is the class name unless the class sets ``__go_name__``; field names are
-the msgspec encode names (``rename=`` works) or the dataclass field names.
+A struct's Go name is the class name unless the class sets ``__go_name__``. Its field names
+are Go's *exported* spellings of the msgspec encode names (``rename=`` works) or dataclass
+field names, since Go's gob only fills exported fields, matched by exact name
+(:func:`go_field_name`): a name starting with an upper-case letter is kept, any other goes
+snake_case -> CamelCase (``time_ms`` -> ``TimeMs``, ``id`` -> ``Id``). A class overrides
+single names with ``__go_fields__ = {"id": "ID"}`` (Python field name -> Go name). Decoding
+into a class accepts the Go name, the Python name, or either with case and underscores
+ignored.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ __all__ = [
     "GoUintptr",
     "ZeroFn",
     "const",
+    "go_field_name",
+    "go_field_names",
     "go_type",
     "go_type_of_value",
     "is_struct_class",
@@ -150,7 +158,9 @@ class GoArray:
 
 @dataclasses.dataclass(slots=True, eq=False)
 class GoField:
-    """One struct field: Go name, Python attribute, type, and whether it is a pointer."""
+    """One struct field: Go name, Python attribute, type, and whether it is a pointer;
+    ``key``: the Python-side name (msgspec encode name; a dict sent as this struct may use
+    it instead of the Go name)."""
 
     name: str
     attr: str
@@ -159,6 +169,7 @@ class GoField:
     pytype: Any
     has_default: bool
     default: Any
+    key: str = ""
 
 
 class GoType:
@@ -326,11 +337,46 @@ def _declared_fields(cls: Any) -> list[tuple[str, str, Any, bool, Any]]:
     return out
 
 
+def go_field_name(name: str) -> str:
+    """Go's exported spelling of a Python field name: kept when it starts with an upper-case
+    letter, else snake_case -> CamelCase (``time_ms`` -> ``TimeMs``, ``id`` -> ``Id``)."""
+    if name[:1].isupper():
+        return name
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_")) or name
+
+
+_go_names: dict[Any, dict[str, str]] = {}
+
+
+def go_field_names(cls: Any) -> dict[str, str]:
+    """Python-side field name (msgspec encode name) -> Go field name, for a Struct or
+    dataclass: :func:`go_field_name`, or the class's ``__go_fields__`` override (keyed by
+    the Python field name). Two fields with one Go name are a ``TypeError``."""
+    hit = _go_names.get(cls)
+    if hit is not None:
+        return hit
+    override: Mapping[str, str] = getattr(cls, "__go_fields__", None) or {}
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name, attr, _tp, _has, _default in _declared_fields(cls):
+        go = override.get(attr) or override.get(name) or go_field_name(name)
+        if go in seen:
+            raise TypeError(
+                f"{cls.__name__}: fields {seen[go]!r} and {attr!r} are both Go field {go!r}"
+                " (set __go_fields__ to tell them apart)"
+            )
+        seen[go] = attr
+        out[name] = go
+    _go_names[cls] = out
+    return out
+
+
 def _struct_fields(cls: Any) -> list[GoField]:
     out: list[GoField] = []
+    names = go_field_names(cls)
     for name, attr, tp, has_default, default in _declared_fields(cls):
         gt, ptr = go_type_ex(tp)
-        out.append(GoField(name, attr, gt, ptr, tp, has_default, default))
+        out.append(GoField(names[name], attr, gt, ptr, tp, has_default, default, name))
     return out
 
 

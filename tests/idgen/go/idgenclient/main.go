@@ -1,11 +1,12 @@
 // idgenclient is a Go net/rpc client of wirecall's IdGen service (gob:// or jsonrpc://),
 // written the way a Go user calls it: Next(tag) and Decode(id) take their one argument,
-// Batch(tag, n) takes both as one argument whose keys are the parameter names: a map over
-// gob (a Go struct's field names are capitalised, and gob sends them as they are), a struct
-// with json tags over JSON-RPC.
+// Batch(tag, n) takes both as one Go struct with exported fields (Tag, N: wirecall binds
+// Go's spellings to the parameters tag and n), and Decode's reply is decoded into a Go
+// struct with exported fields, the same struct on both wires.
 // Calls go from several goroutines on one connection; every result is one JSON line.
 //
 //	-mode gob|jsonrpc  -addr host:port  -g goroutines  -n batch size  -rounds per goroutine
+//	-probe: also call Probe.Span(start_ms, time_ms) with a struct {StartMs, TimeMs}
 package main
 
 import (
@@ -18,18 +19,32 @@ import (
 	"sync"
 )
 
-// BatchArgs is Batch's argument over JSON-RPC (Go's encoding/json honours the tags).
+// BatchArgs is Batch's argument: no tags, the field names as Go writes them.
 type BatchArgs struct {
-	Tag string `json:"tag"`
-	N   int    `json:"n"`
+	Tag string
+	N   int
 }
 
-// Decoded is IdGen.Decode's reply.
+// WrongArgs names a field Batch has no parameter for.
+type WrongArgs struct {
+	Tag  string
+	Size int
+}
+
+// SpanArgs is Probe.Span's argument (parameters start_ms, time_ms).
+type SpanArgs struct {
+	StartMs int64
+	TimeMs  int64
+}
+
+// Decoded is IdGen.Decode's reply. Over gob the fields match by name (wirecall sends ID,
+// TimeMs, Worker, Sequence); over JSON-RPC encoding/json matches id, worker, sequence
+// case-insensitively and needs the tag for time_ms.
 type Decoded struct {
-	ID       int64 `json:"id"`
+	ID       int64
 	TimeMs   int64 `json:"time_ms"`
-	Worker   int64 `json:"worker"`
-	Sequence int64 `json:"sequence"`
+	Worker   int64
+	Sequence int64
 }
 
 var out = json.NewEncoder(os.Stdout)
@@ -59,6 +74,7 @@ func main() {
 	n := flag.Int("n", 500, "batch size")
 	rounds := flag.Int("rounds", 5, "Next + Batch rounds per goroutine")
 	tag := flag.String("tag", "orders", "business tag")
+	probe := flag.Bool("probe", false, "also call Probe.Span with a Go struct")
 	flag.Parse()
 
 	var c *rpc.Client
@@ -76,11 +92,7 @@ func main() {
 
 	batch := func(k int) ([]int64, error) {
 		var ids []int64
-		if *mode == "jsonrpc" {
-			err := c.Call("IdGen.Batch", BatchArgs{Tag: *tag, N: k}, &ids)
-			return ids, err
-		}
-		err := c.Call("IdGen.Batch", map[string]interface{}{"tag": *tag, "n": k}, &ids)
+		err := c.Call("IdGen.Batch", BatchArgs{Tag: *tag, N: k}, &ids)
 		return ids, err
 	}
 
@@ -103,21 +115,23 @@ func main() {
 	var one int64
 	err = c.Call("IdGen.Next", *tag, &one)
 	emit("case", "next", "goroutine", -1, "id", one, "error", errText(err))
-	if *mode == "jsonrpc" {
-		// (over gob the reply is a struct with lower-case field names, which Go's gob cannot
-		// decode into a Go struct: Decode is for the other wires there)
-		var d Decoded
-		err = c.Call("IdGen.Decode", one, &d)
-		emit("case", "decode", "id", one, "decoded", d, "error", errText(err))
-	}
-	// the error a Go caller sees for a bad argument (the connection stays usable)
+	var d Decoded
+	err = c.Call("IdGen.Decode", one, &d)
+	emit("case", "decode", "id", one, "decoded", d, "error", errText(err))
+	// the parameter names themselves also bind (a map keyed tag, n)
 	var ids []int64
-	if *mode == "jsonrpc" {
-		err = c.Call("IdGen.Batch", BatchArgs{Tag: *tag, N: 0}, &ids)
-	} else {
-		err = c.Call("IdGen.Batch", map[string]interface{}{"tag": *tag, "n": 0}, &ids)
-	}
+	err = c.Call("IdGen.Batch", map[string]interface{}{"tag": *tag, "n": 3}, &ids)
+	emit("case", "batch_map", "ids", ids, "error", errText(err))
+	// the errors a Go caller sees for bad arguments (the connection stays usable)
+	err = c.Call("IdGen.Batch", WrongArgs{Tag: *tag, Size: 3}, &ids)
+	emit("case", "unknown_field", "error", errText(err))
+	err = c.Call("IdGen.Batch", BatchArgs{Tag: *tag, N: 0}, &ids)
 	emit("case", "bad_n", "error", errText(err))
+	if *probe {
+		var span int64
+		err = c.Call("Probe.Span", SpanArgs{StartMs: 1000, TimeMs: 1250}, &span)
+		emit("case", "span", "span", span, "error", errText(err))
+	}
 	err = c.Call("IdGen.Next", *tag, &one)
 	emit("case", "next", "goroutine", -2, "id", one, "error", errText(err))
 }
