@@ -69,7 +69,7 @@ OnDone = Callable[[Any, BaseException | None], None]
 
 class CallObserver(Protocol):
     """Watches every call a server runs, without taking it off its path (``inline`` handlers
-    stay on the calling stack, no task is added; only the native fast lane is given up).
+    stay on the calling stack, no task is added, the native fast lane stays open).
 
     ``Server.add_observer(obs)``: for each unary call ``call_started`` and for each stream
     ``stream_started`` gets the method name, the :class:`Context` (``ctx.transport`` names the
@@ -87,12 +87,13 @@ class CallObserver(Protocol):
     ``guard`` attribute has its ``fast_handler`` wrapper applied innermost, so the other
     observers' wrappers see the calls it refuses.
 
-    Optional: ``fast_handler(method, handler) -> handler | None``. Without it, calls that
-    could take the native fast lane take the general path instead while the observer is
-    installed. With it, the server asks it once per method for a wrapper of the inline
-    ``handler`` (called with the decoded arguments; ``current_context()`` is the call's
-    Context; it must return the handler's result or raise its exception), or None to send
-    the method through the general path.
+    Optional: ``fast_handler(method, handler) -> handler | None``. Without it, the server
+    runs ``call_started`` and its ``on_done`` around a native fast-lane handler itself (in a
+    copy of the context; the transport answers after that ``on_done``, so a call's
+    ``response_size`` is not yet set there). With it, the server asks it once per method
+    for a wrapper of the inline ``handler`` (called with the decoded arguments;
+    ``current_context()`` is the call's Context; it must return the handler's result or
+    raise its exception), or None to send the method through the general path.
     """
 
     def call_started(self, method: str, ctx: Context, on_done: OnDone) -> OnDone: ...

@@ -122,8 +122,8 @@ class Server:
 
     def add_observer(self, observer: CallObserver) -> None:
         """Watch every call (metrics, tracing, access log): see ``interceptors.CallObserver``.
-        Calls stay on their path (inline, task, thread); the native fast lane stays open
-        only if every observer can wrap a fast-lane handler (``fast_handler``)."""
+        Calls stay on their path (inline, task, thread, the native fast lane: an observer
+        without ``fast_handler`` is run around a fast-lane handler by ``_observed_fast``)."""
         self._observers.append(observer)
         self._clear_lanes()
 
@@ -235,11 +235,13 @@ class Server:
         if dec is None:
             return None
         func: Callable[..., Any] | None = spec.func
-        # observers keep the lane only if each wraps the handler itself (CallObserver);
-        # a guard (auth.Auth) wraps it innermost, so the others see the calls it refuses
+        # observers keep the lane: each wraps the handler itself (CallObserver.fast_handler)
+        # or is wrapped by _observed_fast; a guard (auth.Auth) wraps it innermost, so the
+        # others see the calls it refuses
         for obs in reversed(sorted(self._observers, key=lambda o: getattr(o, "guard", False))):
             wrap = getattr(obs, "fast_handler", None)
-            func = wrap(spec.name, func) if wrap is not None else None
+            func = wrap(spec.name, func) if wrap is not None else _observed_fast(
+                self, obs, spec.name, func)
             if func is None:
                 return None
         return None if func is None else (func, dec)
@@ -536,6 +538,46 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _observed_fast(
+    server: Server, obs: CallObserver, method: str, handler: Callable[..., Any] | None
+) -> Callable[..., Any] | None:
+    """A fast-lane entry for an observer without ``fast_handler``: its ``call_started`` and
+    the ``on_done`` it returns around the inline handler, in a copy of the contextvars context
+    (as on the general path, so what it sets is seen by the handler and no further). The
+    ``on_done`` it is given does nothing: the transport answers when the entry returns (so a
+    call's ``response_size`` is not known yet when the observer's ``on_done`` runs)."""
+    if handler is None:
+        return None
+    started = obs.call_started
+    get_ctx = CURRENT.get
+    copy = contextvars.copy_context
+
+    def run(args: tuple[Any, ...]) -> Any:
+        ctx = get_ctx()
+        if ctx is None:  # not a call (a direct use of the entry): nothing to observe
+            return handler(*args)
+        done = started(method, ctx, _answered_later)  # (an RpcError refuses the call)
+        try:
+            result = handler(*args)
+        except BaseException as exc:
+            err = server.error_from(exc, ctx)  # what the caller gets, as on the general path
+            done(None, err)
+            if err is exc or not isinstance(exc, Exception):
+                raise
+            raise err from None
+        done(result, None)
+        return result
+
+    def observed(*args: Any) -> Any:
+        return copy().run(run, args)
+
+    return observed
+
+
+def _answered_later(result: Any, err: BaseException | None) -> None:
+    """The ``on_done`` a fast-lane observer wraps: the transport answers after the entry."""
 
 
 class _FastLane(dict[str, "FastEntry | None"]):
