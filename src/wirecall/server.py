@@ -16,9 +16,11 @@ import contextvars
 import logging
 import secrets
 import signal
+import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+import types
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -313,6 +315,14 @@ class Server:
         ctx: Context,
         on_done: OnDone,
     ) -> None:
+        """Start a call that is not run inline: its coroutine's first step runs now, on the
+        calling stack (as Python 3.12's eager tasks do); one that finishes there is answered
+        with no task, one that waits continues in a task (see :func:`_eager_step`)."""
+        if spec.is_async and not self._interceptors:
+            coro: Any = spec.func(*args, **kwargs)
+        else:
+            coro = self._run(spec, args, kwargs, ctx)
+
         def finished(t: asyncio.Task[Any]) -> None:
             if t.cancelled():
                 on_done(None, self.error_from(asyncio.CancelledError(), ctx))
@@ -323,7 +333,28 @@ class Server:
                 else:
                     on_done(None, self.error_from(exc, ctx))
 
-        self.spawn(self._run(spec, args, kwargs, ctx), ctx, finished)
+        if not _EAGER or type(coro) is not _CoroutineType:
+            self.spawn(_awaited(coro), ctx, finished)
+            return
+        loop = asyncio.get_running_loop()
+        token = CURRENT.set(ctx)
+        cv = contextvars.copy_context()
+        CURRENT.reset(token)
+        step = _eager_step(loop, coro, cv)
+        if step is None:  # started from inside a task (Server.dispatch): an ordinary task
+            self.spawn(coro, ctx, finished)
+            return
+        task, result, exc = step
+        if task is not None:
+            self._track(task, ctx, finished)
+            if ctx._cancelled:  # (ctx.cancel() during the first step found no task)
+                task.cancel()
+        elif exc is None:
+            on_done(result, None)
+        else:
+            on_done(None, self.error_from(exc, ctx))
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise exc
 
     def spawn(
         self,
@@ -340,6 +371,16 @@ class Server:
             task = loop.create_task(coro)
         finally:
             CURRENT.reset(token)
+        self._track(task, ctx, finished)
+        return task
+
+    def _track(
+        self,
+        task: asyncio.Task[Any],
+        ctx: Context,
+        finished: Callable[[asyncio.Task[Any]], None],
+    ) -> None:
+        """Count ``task`` in flight, cancel it at ``ctx``'s deadline, ``finished`` at its end."""
         ctx._task = task
         self._inflight += 1
         self._tasks.add(task)
@@ -348,6 +389,7 @@ class Server:
             # ctx.expire: the task is cancelled and ctx.cancelled turns true, which is what a
             # handler running in a worker thread can see; the deadline counts as passed even
             # if the loop's clock fired a little early (DEADLINE_EXCEEDED, never CANCELLED)
+            loop = task.get_loop()
             timer = loop.call_at(
                 loop.time() + max(0.0, ctx.deadline - time.monotonic()), ctx.expire
             )
@@ -365,7 +407,6 @@ class Server:
                 self._drained.set()
 
         task.add_done_callback(done)
-        return task
 
     async def _run(
         self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], ctx: Context
@@ -538,6 +579,92 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+# -- eager start of a call's coroutine ----------------------------------------------------
+#
+# Python 3.11 has no eager task factory; a call's coroutine is started here instead. The Task
+# object is allocated first but not initialised (``Task.__new__``) and made the loop's
+# current task for the first step, so what a handler asks of ``asyncio.current_task()``
+# there (``asyncio.timeout``, ``TaskGroup``) is the task that will carry it on if it waits;
+# only then is it initialised (``Task.__init__``, which schedules its first step) around a
+# :class:`_Resume` of the same coroutine. A coroutine that finishes in its first step never
+# becomes a task (no Task, no loop turn, no done callback). This relies on CPython 3.11's C
+# Task tolerating ``current_task`` queries before ``__init__``; any other Python or Task
+# implementation takes the ordinary path (3.12's own ``eager_start`` could serve there).
+
+_CoroutineType = types.CoroutineType
+try:
+    from _asyncio import Task as _CTask
+    from _asyncio import _enter_task, _leave_task
+except ImportError:  # pragma: no cover - pure-Python asyncio
+    _EAGER = False
+else:
+    _EAGER = sys.version_info[:2] == (3, 11) and asyncio.Task is _CTask
+
+
+async def _awaited(obj: Any) -> Any:
+    return await obj
+
+
+def _eager_step(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], cv: contextvars.Context
+) -> tuple[asyncio.Task[Any] | None, Any, BaseException | None] | None:
+    """Run ``coro``'s first step in ``cv``: ``(task, None, None)`` when it waits (``task``
+    carries it on), ``(None, result, None)`` or ``(None, None, exc)`` when it ended; None
+    (nothing run) when a task is already running on this stack."""
+    task: asyncio.Task[Any] = _CTask.__new__(_CTask)
+    try:
+        _enter_task(loop, task)
+    except RuntimeError:
+        return None
+    try:
+        waiting = cv.run(coro.send, None)
+    except StopIteration as stop:
+        return None, stop.value, None
+    except BaseException as exc:  # every failure is the call's answer
+        return None, None, exc
+    finally:
+        _leave_task(loop, task)
+    task.__init__(_Resume(coro, waiting), loop=loop, context=cv)  # type: ignore[misc]
+    return task, None, None
+
+
+class _Resume(Coroutine[Any, Any, Any]):
+    """The rest of a coroutine whose first step already ran: the task's first step hands
+    the loop what the coroutine waits on (``waiting``); every later one goes to ``coro``."""
+
+    __slots__ = ("_coro", "_first", "_waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self._coro = coro
+        self._waiting: Any = waiting
+        #: (the marker that the first step is still to hand over: None is a valid yield)
+        self._first = True
+
+    def send(self, value: Any) -> Any:
+        if self._first:
+            self._first = False
+            waiting, self._waiting = self._waiting, None
+            return waiting
+        return self._coro.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        if self._first:  # cancelled before its first step: as if cancelled while waiting
+            self._first = False
+            waiting, self._waiting = self._waiting, None
+            if isinstance(waiting, asyncio.Future):
+                waiting.cancel()
+        return self._coro.throw(*exc)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._coro.__await__()
+
+    def __getattr__(self, name: str) -> Any:  # cr_frame, __qualname__...: Task's repr, stack
+        return getattr(self._coro, name)
 
 
 def _observed_fast(
