@@ -49,6 +49,7 @@ from .headers import (
     decode_metadata,
     encode_metadata,
     format_timeout,
+    parse_status,
     parse_timeout,
     percent_decode,
     percent_encode,
@@ -319,7 +320,9 @@ class GrpcConnection:
         ctype = ""
         encoding = "identity"
         grpc_status: bytes | None = None
-        for k, v in ev.headers:
+        rest: list[Any] = []  # custom metadata (decoded only when there is some)
+        for kv in ev.headers:
+            k, v = kv
             if k == b":status":
                 status = int(v)
             elif k == b"content-type":
@@ -328,15 +331,16 @@ class GrpcConnection:
                 encoding = v.decode("latin-1")
             elif k == b"grpc-status":
                 grpc_status = v
+            elif k not in RESERVED_HEADERS and k[:1] != b":":
+                rest.append(kv)
         if status != 200:
             self._client_fail(
                 sid, H2_STATUS_TO_GRPC.get(status, Status.UNKNOWN), f"HTTP status {status}", out
             )
             return
         if grpc_status is not None and ev.ended:  # trailers-only
-            md = decode_metadata(ev.headers)
             tr = self._trailers(sid, ev.headers)
-            tr.initial = md
+            tr.initial = decode_metadata(rest) if rest else {}
             out.append(tr)
             return
         if not ctype.startswith(CONTENT_TYPE):
@@ -345,29 +349,27 @@ class GrpcConnection:
         st.reader.compressed_ok = encoding == "gzip"
         st.reader.encoding = encoding
         st.encoding = encoding
-        st.initial = decode_metadata(ev.headers)
+        st.initial = decode_metadata(rest) if rest else {}
         out.append(ResponseStarted(sid, st.initial))
 
     def _trailers(self, sid: int, headers: Any) -> TrailersReceived:
         code: Status | None = None
         message = ""
+        rest: list[Any] = []  # custom metadata (decoded only when there is some)
         for k, v in headers:
             if k == b"grpc-status":
-                try:
-                    code = Status(int(v))
-                except ValueError:
-                    code = Status.UNKNOWN
+                code = parse_status(v)
             elif k == b"grpc-message":
                 message = percent_decode(v.decode("latin-1"))
+            elif k not in RESERVED_HEADERS and k[:1] != b":":
+                rest.append((k, v))
         self._drop(sid)
         cap = self._stream_cap
         if cap is not None:  # a call completed: the peer retired one more stream
-            self._stream_cap = (
-                None if cap + 1 >= self.backend.peer_max_streams() else cap + 1
-            )
+            self._stream_cap = None if cap + 1 >= self.backend.peer_max_streams() else cap + 1
         if code is None:
             return TrailersReceived(sid, Status.UNKNOWN, "trailers without grpc-status", {})
-        return TrailersReceived(sid, code, message, decode_metadata(headers))
+        return TrailersReceived(sid, code, message, decode_metadata(rest) if rest else {})
 
     def _on_trailers(self, ev: Any, out: list[Any], now: float) -> None:
         if self.client_side and ev.stream_id in self.streams:

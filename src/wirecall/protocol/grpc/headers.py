@@ -9,6 +9,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...status import Status
+
 __all__ = [
     "ACCEPT_ENCODING",
     "CALL_STREAM_HEADER",
@@ -20,6 +22,7 @@ __all__ = [
     "decode_metadata",
     "encode_metadata",
     "format_timeout",
+    "parse_status",
     "parse_timeout",
     "percent_decode",
     "percent_encode",
@@ -131,3 +134,17 @@ def decode_metadata(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
             sv = rv.decode("latin-1")
             out[k] = f"{out[k]},{sv}" if k in out else sv
     return out
+
+
+_STATUS_BY_BYTES = {str(int(c)).encode(): c for c in Status}
+
+
+def parse_status(value: bytes) -> Status:
+    """A ``grpc-status`` value (``UNKNOWN`` for one that is not a status code)."""
+    code = _STATUS_BY_BYTES.get(value)  # (b"0" ... b"16": no enum call)
+    if code is not None:
+        return code
+    try:
+        return Status(int(value))
+    except ValueError:
+        return Status.UNKNOWN

@@ -100,6 +100,8 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
         self._replies = 0  # bytes answering the server's frames, written while paused
         self._batched = 0  # unary requests queued since the last full batch went out
         self._pings: dict[bytes, asyncio.Future[None]] = {}
+        #: (request type, result type) -> its MessageWire (immutable), for the next calls
+        self._wires: dict[tuple[Any, Any], MessageWire] = {}
 
     @property
     def closed(self) -> bool:
@@ -113,9 +115,21 @@ class GrpcClientConnection(CoalescedWriter, ClientConnection, asyncio.Protocol):
     # -- codec choice ----------------------------------------------------------------
 
     def _wire(self, params: Any, result_type: Any) -> MessageWire:
+        first = params[0] if isinstance(params, (list, tuple)) and len(params) == 1 else params
+        key = (type(first), result_type)
+        try:
+            wire = self._wires.get(key)
+        except TypeError:  # an unhashable result type: chosen each time
+            return self._choose_wire(first, result_type)
+        if wire is None:
+            wire = self._choose_wire(first, result_type)
+            if len(self._wires) < 64:
+                self._wires[key] = wire
+        return wire
+
+    def _choose_wire(self, first: Any, result_type: Any) -> MessageWire:
         name = self.codec_name
         if name is None:
-            first = params[0] if isinstance(params, (list, tuple)) and len(params) == 1 else params
             name = "proto" if (
                 is_message_type(type(first)) or is_message_type(result_type)
             ) else "msgpack"

@@ -140,6 +140,13 @@ class GrpcServerProtocol(CoalescedWriter, asyncio.Protocol):
         self._marks: set[tuple[Any, ...]] = set()  # what was unfinished at the last check
         self._routes: dict[tuple[str, str], tuple[MethodInfo, MessageWire, str]] = {}
 
+    def _schedule_flush(self) -> None:
+        # while a read is handled (_in_read), _after_events writes once it is done: nothing
+        # to schedule (it would run an empty flush on the next loop turn per reply)
+        if not (self._in_read or self._flush_scheduled):
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._batched = 0
         super()._flush()
