@@ -1,16 +1,13 @@
 """``jsonrpcs://``: Go's net/rpc/jsonrpc over TLS. Go's own client (``tls.Dial`` +
-``jsonrpc.NewClient``, ``go/jsonrpctls``) and wirecall's client both get through; mTLS gives
-the client certificate's identity to the handler; Auth's refusals reach Go as its texts; the
-access log names the wire and sizes; misconfiguration is an error."""
+``jsonrpc.NewClient``, ``interop/go/tlsclient -codec jsonrpc``) and wirecall's client both get
+through; mTLS gives the client certificate's identity to the handler; Auth's refusals reach Go
+as its texts; the access log names the wire and sizes; misconfiguration is an error."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,38 +20,19 @@ from wirecall import Context
 from wirecall.auth import Auth
 from wirecall.observability.accesslog import AccessLog
 
-GO_PROG = Path(__file__).resolve().parent / "go" / "jsonrpctls"
-
 
 class Who:
     async def Me(self, args: Args, ctx: Context) -> str:
         return f"{ctx.transport} {ctx.identity}"
 
 
-def _build() -> Path:
-    """Build ``go/jsonrpctls`` as the interop harness builds its programs (offline, stdlib
-    only, cached by a hash of the source)."""
-    src = (GO_PROG / "main.go").read_bytes()
-    out = goharness.BUILD / f"jsonrpctls-{hashlib.sha256(src).hexdigest()[:16]}"
-    if not out.exists():
-        goharness.BUILD.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        res = subprocess.run([goharness.go_binary(), "build", "-o", str(tmp), "."],
-                             cwd=GO_PROG, env=goharness.go_env(), capture_output=True,
-                             text=True, timeout=300)
-        assert res.returncode == 0, res.stderr
-        tmp.replace(out)
-    return out
-
-
 async def _go(addr: str, certs: Certs, cert: Any = None) -> dict[str, Any]:
-    args = [str(_build()), "-addr", addr, "-ca", certs.ca]
+    """Go's ``tls.Dial`` + ``jsonrpc.NewClient`` (``tests/interop/go/tlsclient -codec
+    jsonrpc``): one JSON line per call, or one naming the dial error."""
+    args = ["-codec", "jsonrpc", "-addr", addr, "-ca", certs.ca]
     if cert is not None:
         args += ["-cert", cert.cert, "-key", cert.key]
-    res = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True,
-                                  timeout=120)
-    assert res.returncode == 0, res.stderr
-    lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+    lines = await asyncio.to_thread(goharness.run, "tlsclient", *args, timeout=120)
     return {line.get("method", "dial"): line for line in lines}
 
 

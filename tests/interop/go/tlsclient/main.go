@@ -1,5 +1,6 @@
-// tlsclient is Go's net/rpc (gob) client over TLS: tls.Dial with the test CA (and a client
-// certificate for mTLS when -cert/-key are given), then rpc.NewClient on the TLS connection.
+// tlsclient is Go's net/rpc client over TLS: tls.Dial with the test CA (and a client
+// certificate for mTLS when -cert/-key are given), then on the TLS connection rpc.NewClient
+// (gob, -codec gob: gobs://) or jsonrpc.NewClient (-codec jsonrpc: jsonrpcs://).
 // It calls Calculator.Add and Who.Me and prints one JSON line per call:
 // {"method": ..., "result": ...} or {"method": ..., "error": ...}.
 package main
@@ -11,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"net/rpc"
+	"net/rpc/jsonrpc"
 	"os"
 )
 
@@ -23,7 +25,12 @@ func main() {
 	ca := flag.String("ca", "", "CA certificate (PEM)")
 	cert := flag.String("cert", "", "client certificate (PEM)")
 	key := flag.String("key", "", "client key (PEM)")
+	codec := flag.String("codec", "gob", "gob (rpc.NewClient) or jsonrpc (jsonrpc.NewClient)")
 	flag.Parse()
+	if *codec != "gob" && *codec != "jsonrpc" {
+		fmt.Fprintln(os.Stderr, "-codec: gob or jsonrpc, not", *codec)
+		os.Exit(2)
+	}
 	pem, err := os.ReadFile(*ca)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -46,7 +53,12 @@ func main() {
 		fmt.Println(string(out))
 		return
 	}
-	client := rpc.NewClient(conn)
+	var client *rpc.Client
+	if *codec == "jsonrpc" {
+		client = jsonrpc.NewClient(conn)
+	} else {
+		client = rpc.NewClient(conn)
+	}
 	defer client.Close()
 	var sum int
 	report("Calculator.Add", client.Call("Calculator.Add", Args{2, 3}, &sum), sum)
