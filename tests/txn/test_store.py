@@ -74,6 +74,43 @@ async def test_a_coordinator_that_lost_its_lease_writes_nothing(store: Store) ->
     assert (await store.run(sql.load(g.gid)))[1][0].status == "succeeded"
 
 
+def answer(b: Branch, outcome: str = "success") -> sql.Answer:
+    return (b.gid, b.branch_id, b.op, b.status, b.attempts, b.last_error, outcome, "")
+
+
+@pytest.mark.parametrize("n", [1, 2])  # PostgreSQL: one answer is one statement, two are not
+async def test_answers_with_a_status_change_in_one_transaction(store: Store, n: int) -> None:
+    """A step's answers and the status change they lead to are one write: both or, if the
+    status changed meanwhile, the answers alone ("status"); fenced, nothing ("fenced")."""
+    g = new_tx(owner="me", lease_until=time.time() + 30)
+    bs = [Branch(g.gid, f"0{i}", "action", "tcp://h:1", "M") for i in range(n)]
+    await store.run(sql.create(g, bs))
+    for b in bs:
+        b.status, b.attempts = "succeeded", 1
+    now = time.time()
+    done = {"status": "succeeded", "reason": "", "updated_at": now, "next_due": now,
+            "interval_s": 0.0, "owner": ""}
+    # another coordinator: nothing written
+    assert await store.run(sql.record_step([answer(b) for b in bs], "other", 0.0, done,
+                                           "submitted")) == "fenced"
+    assert await store.run(sql.history(g.gid)) == []
+    # the status is no longer the one expected: the answers are written, the status is not
+    assert await store.run(sql.record_step([answer(b) for b in bs], "me", now + 30, done,
+                                           "aborting")) == "status"
+    loaded, branches = await store.run(sql.load(g.gid))
+    assert (loaded.status, loaded.owner) == ("submitted", "me")
+    assert [b.status for b in branches] == ["succeeded"] * n
+    assert len(await store.run(sql.history(g.gid))) == n
+    # both at once
+    assert await store.run(sql.record_step([answer(b, "retry") for b in bs], "me", 0.0, done,
+                                           "submitted")) == "ok"
+    loaded, branches = await store.run(sql.load(g.gid))
+    assert (loaded.status, loaded.owner, loaded.lease_until) == ("succeeded", "", 0.0)
+    assert [h.outcome for h in await store.run(sql.history(g.gid))][n:] == ["retry"] * n
+    # without a status change: the answers and the lease (fenced by the owner only)
+    assert await store.run(sql.record_step([answer(bs[0])], "me", 1.0)) == "fenced"
+
+
 async def test_a_restarted_coordinator_takes_its_transactions_back(store: Store) -> None:
     g = new_tx(owner="c1", lease_until=time.time() + 600)
     await store.run(sql.create(g, []))

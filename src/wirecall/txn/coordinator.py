@@ -25,7 +25,7 @@ from wirecall.errors import InvalidArgument, NotFound, RpcError
 from wirecall.status import Status
 
 from . import plan
-from .crash import crash_point
+from .crash import armed, crash_point
 from .model import (
     TERMINAL,
     Branch,
@@ -52,6 +52,30 @@ WAKE_WITHIN = 60.0
 MSG_CHECK_AFTER = 10.0
 #: TCC/XA global timeout when the options set none (DTM's TimeoutToFail is 35 s)
 DEFAULT_TIMEOUT = 35.0
+
+
+class _Writes:
+    """A driver's branch answers not yet known to be durable: ``unsent`` (recorded in memory,
+    not yet handed to the store) and ``inflight`` (handed to the store, not yet committed).
+
+    A branch call does not wait for the previous answer's record to be durable: if the
+    coordinator dies first, recovery finds that branch not done and calls it again, which
+    the barrier makes a duplicate that does nothing. What is awaited before acting on it:
+    the global row before the first call (``create``), every status change (above all
+    ``aborting`` before any compensation, the final state before answering a waiter), and
+    every answer before a status change or a release of the lease (these may reorder with
+    them on PostgreSQL's several writers, and would be refused by the fence after it)."""
+
+    __slots__ = ("inflight", "unsent")
+
+    def __init__(self) -> None:
+        self.inflight: list[asyncio.Future[Any]] = []
+        self.unsent: list[sql.Answer] = []
+
+
+def _after_record(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is None and fut.result() != "fenced":
+        crash_point("branch.after_record")
 
 
 def _detail(err: BaseException | None) -> str:
@@ -278,6 +302,7 @@ class Coordinator:
         status change (an operator's abort, say) reloads; a refused record (another
         coordinator took the lease) stops."""
         final: GlobalTx | None = None
+        w = _Writes()
         try:
             while not self._closing:
                 if state is None:
@@ -287,13 +312,14 @@ class Coordinator:
                     g = state[0]
                     if g.terminal or g.owner != self.name or g.lease_until < time.time():
                         return
-                verdict = await self._step(*state)
+                verdict = await self._step(state[0], state[1], w)
                 if verdict == STOP:
                     if state[0].terminal:  # written (a refused write returns RELOAD)
                         final = state[0]
                     return
                 if verdict == RELOAD:
                     state = None
+            await self._settle(w)  # stopped short (closing): what was answered, recorded
         except asyncio.CancelledError:
             raise
         except Exception:  # the store failed: the lease runs out, the poller retries later
@@ -302,21 +328,22 @@ class Coordinator:
             self._active.pop(gid, None)
             self._notify(gid, final)
 
-    async def _step(self, g: GlobalTx, branches: list[Branch]) -> str:
+    async def _step(self, g: GlobalTx, branches: list[Branch], w: _Writes) -> str:
         """One step of ``g`` (mutated in memory as its rows are written)."""
         now = time.time()
         step = plan.next_step(g, branches, now)
         if step.status is not None:
-            return await self._set_status(g, branches, step.status, step.reason)
+            return await self._set_status(g, branches, step.status, step.reason, w)
         if step.query:
             return await self._check_back(g)
         if step.calls:
-            if len(step.calls) == 1:  # an ordered saga's step: no task per call
-                outcomes = [await self._call(g, step.calls[0])]
-            else:
-                outcomes = await asyncio.gather(*(self._call(g, b) for b in step.calls))
-            if None in outcomes:
+            # the previous step's answers go to the store while these calls run
+            if not self._flush(g, w):
                 return STOP  # lost the lease
+            if len(step.calls) == 1:  # an ordered saga's step: no task per call
+                outcomes = [await self._call(g, step.calls[0], w)]
+            else:
+                outcomes = await asyncio.gather(*(self._call(g, b, w) for b in step.calls))
             if Outcome.FAILURE in outcomes and g.mode == Mode.SAGA:
                 return NEXT
             if all(o == Outcome.SUCCESS for o in outcomes):
@@ -324,10 +351,45 @@ class Coordinator:
                 return NEXT
             ongoing = all(o in (Outcome.SUCCESS, Outcome.ONGOING) for o in outcomes)
             interval = g.options.retry_interval if ongoing else plan.backoff(g)
-            return await self._schedule(g, now + interval, interval)
-        return await self._schedule(g, step.wait_until or now + plan.IDLE_RECHECK, g.interval)
+            return await self._schedule(g, now + interval, interval, w)
+        return await self._schedule(g, step.wait_until or now + plan.IDLE_RECHECK, g.interval,
+                                    w)
 
-    async def _schedule(self, g: GlobalTx, due: float, interval: float) -> str:
+    def _flush(self, g: GlobalTx, w: _Writes) -> bool:
+        """Hand the unsent answers to the store (not awaited); False if an earlier record
+        was refused (another coordinator holds the transaction)."""
+        if w.inflight:
+            kept = []
+            for fut in w.inflight:
+                if not fut.done():
+                    kept.append(fut)
+                elif fut.result() == "fenced":  # (a store failure raises here)
+                    return False
+            w.inflight = kept
+        if w.unsent:
+            g.lease_until = self._send(w)
+        return True
+
+    def _send(self, w: _Writes) -> float:
+        """The unsent answers to the store as one operation; returns the lease it renews."""
+        lease_until = time.time() + self.lease
+        fut = self.store.submit(sql.record_step(w.unsent, self.name, lease_until))
+        w.unsent = []
+        if armed():
+            fut.add_done_callback(_after_record)
+        w.inflight.append(fut)
+        return lease_until
+
+    async def _settle(self, w: _Writes) -> bool:
+        """Every answer durable (False: a record was refused, the lease is lost)."""
+        if w.unsent:
+            self._send(w)
+        return await self._settle_inflight(w)
+
+    async def _schedule(self, g: GlobalTx, due: float, interval: float,
+                        w: _Writes | None = None) -> str:
+        if w is not None and not await self._settle(w):
+            return STOP  # lost the lease
         # a saga going forward, or anything prepared, must wake at its global timeout
         if g.timeout_at is not None and g.timeout_at > time.time() and (
                 g.status == TxStatus.PREPARED
@@ -353,15 +415,30 @@ class Coordinator:
             task.add_done_callback(self._wakers.discard)
 
     async def _set_status(self, g: GlobalTx, branches: list[Branch], status: str,
-                          reason: str) -> str:
+                          reason: str, w: _Writes | None = None) -> str:
+        # earlier answers durable first (several PostgreSQL writers may reorder them, and the
+        # fence refuses them once a terminal status released the lease); the last step's
+        # answers are written with the status change, in one local transaction
+        if w is not None and w.inflight and not await self._settle_inflight(w):
+            return RELOAD  # lost the lease: the reload stops
         now = time.time()
         terminal = status in TERMINAL
         was_prepared = g.status == TxStatus.PREPARED
         lease_until = 0.0 if terminal else now + self.lease
-        ok = await self.store.run(sql.update_global(
-            g.gid, expect_status=[g.status], fence=self.name, status=status, reason=reason,
-            updated_at=now, next_due=now, interval_s=0.0,
-            owner="" if terminal else self.name, lease_until=lease_until))
+        values: dict[str, Any] = {
+            "status": status, "reason": reason, "updated_at": now, "next_due": now,
+            "interval_s": 0.0, "owner": "" if terminal else self.name}
+        if w is not None and w.unsent:
+            answers, w.unsent = w.unsent, []
+            res = await self.store.run(sql.record_step(answers, self.name, lease_until, values,
+                                                       g.status))
+            if res != "fenced":
+                crash_point("branch.after_record")
+            ok = res == "ok"
+        else:
+            ok = await self.store.run(sql.update_global(
+                g.gid, expect_status=[g.status], fence=self.name, lease_until=lease_until,
+                **values))
         if not ok:
             return RELOAD
         g.status, g.reason, g.interval, g.lease_until = status, reason, 0.0, lease_until
@@ -400,7 +477,15 @@ class Coordinator:
         except BaseException as exc:  # every failure is an outcome (retry, abort, ongoing)
             return exc
 
-    async def _call(self, g: GlobalTx, b: Branch) -> Outcome | None:
+    async def _settle_inflight(self, w: _Writes) -> bool:
+        inflight, w.inflight = w.inflight, []
+        ok = True
+        for fut in inflight:
+            if await fut == "fenced":
+                ok = False
+        return ok
+
+    async def _call(self, g: GlobalTx, b: Branch, w: _Writes) -> Outcome:
         crash_point("branch.before_call")
         err = await self._invoke(b.url, b.method, {"gid": b.gid, "branch_id": b.branch_id,
                                                    "op": b.op, "payload": b.payload},
@@ -413,12 +498,9 @@ class Coordinator:
             self.counters["stuck"] += 1
             log.error("txn %s: branch %s %s failed %d times, still retrying: %s", g.gid,
                       b.branch_id, b.op, b.attempts, detail)
-        lease_until = time.time() + self.lease
-        ok = await self.store.run(sql.record(b, self.name, outcome, detail, lease_until))
-        crash_point("branch.after_record")
-        if not ok:
-            return None
-        g.lease_until = lease_until
+        # written by the next step (see _Writes), as it is now
+        w.unsent.append((b.gid, b.branch_id, b.op, b.status, b.attempts, b.last_error, outcome,
+                         detail))
         return outcome
 
     async def _check_back(self, g: GlobalTx) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ENV", "POINTS", "arm", "crash_point"]
+__all__ = ["ENV", "POINTS", "arm", "armed", "crash_point"]
 
 ENV = "WIRECALL_TXN_CRASH"
 POINTS = ("submit.after_create", "branch.before_call", "branch.after_call",
@@ -48,3 +48,8 @@ def crash_point(name: str) -> None:
     if left <= 1:
         os._exit(137)
     _armed[name] = left - 1
+
+
+def armed() -> bool:
+    """Whether any crash point is armed in this process."""
+    return bool(_armed)

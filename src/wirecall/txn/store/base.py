@@ -29,6 +29,12 @@ class Store(abc.ABC):
     async def run(self, op: Op) -> Any:
         """Run ``op`` in its own transaction and return its result once it is durable."""
 
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        """Start ``op`` now; the future resolves as :meth:`run` returns (once it is durable).
+        Operations submitted by one task are committed in submission order only on a store
+        with one writer (SQLite): await one before submitting another that depends on it."""
+        return asyncio.ensure_future(self.run(op))
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 

@@ -156,13 +156,16 @@ class PostgresStore(Store):
         except Exception:
             return conn  # still down: the next group fails on it and reconnects again
 
-    async def run(self, op: Op) -> Any:
+    def submit(self, op: Op) -> asyncio.Future[Any]:
         if not self._threads:
             raise RuntimeError("store not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._q.put((op, fut, loop))
-        return await fut
+        return fut
+
+    async def run(self, op: Op) -> Any:
+        return await self.submit(op)
 
     async def close(self) -> None:
         if not self._threads:

@@ -29,6 +29,7 @@ __all__ = [
     "list_globals",
     "load",
     "record",
+    "record_step",
     "register",
     "release_owned",
     "schema",
@@ -270,6 +271,86 @@ def record(b: Branch, owner: str, outcome: str, detail: str, lease_until: float,
         return True
 
     return op if gv else single(op)  # without global values: one statement on PostgreSQL
+
+
+_RECORD_CTE = ("WITH g AS (UPDATE txn_global SET {sets} WHERE {where} RETURNING gid), "
+               "b AS (UPDATE txn_branch SET status = ?, attempts = ?, last_error = ?, "
+               "updated_at = ? WHERE gid IN (SELECT gid FROM g) AND branch_id = ? AND op = ? "
+               "RETURNING gid) "
+               "INSERT INTO txn_history (gid, branch_id, op, at, outcome, detail) "
+               "SELECT gid, ?, ?, ?, ?, ? FROM g")
+
+#: one branch operation's answer, as :func:`record_step` writes it: gid, branch_id, op, its
+#: new status, attempts and last_error, the outcome, the error detail
+Answer = tuple[str, str, str, str, int, str, str, str]
+
+
+def record_step(answers: Sequence[Answer], owner: str, lease_until: float,
+                status_values: dict[str, Any] | None = None,
+                expect_status: str | None = None) -> Op:
+    """Branch answers (rows, history, the owner's lease renewed; fenced like :func:`record`)
+    and, if ``status_values`` is given, the global row's change from ``expect_status`` in
+    the same local transaction. Returns "ok"; "status" if the answers were written but the
+    status had changed meanwhile (the change is not made); "fenced" if nothing was written
+    (another coordinator holds the transaction). On PostgreSQL one answer with or without a
+    status change is one statement."""
+    sv = dict(status_values or {})
+    bad = set(sv) - _UPDATABLE
+    if bad:
+        raise ValueError(f"not updatable: {sorted(bad)}")
+    gid = answers[0][0] if answers else ""
+
+    def global_update(now: float, values: dict[str, Any],
+                      status: str | None) -> tuple[str, str, list[Any]]:
+        # the owner's lease renewed (fenced), ``values`` set if the status is ``status``
+        cols = {"lease_until": lease_until, "updated_at": now, **values}
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        where = "gid = ? AND owner = ?" + (" AND status = ?" if status is not None else "")
+        params = [*cols.values(), gid, owner]
+        if status is not None:
+            params.append(status)
+        return sets, where, params
+
+    def global_row(cur: Cursor, d: Dialect, now: float, values: dict[str, Any],
+                   status: str | None) -> bool:
+        sets, where, params = global_update(now, values, status)
+        cur.execute(d.q(f"UPDATE txn_global SET {sets} WHERE {where}"), params)
+        return bool(cur.rowcount == 1)
+
+    def one_statement(cur: Cursor, d: Dialect, now: float, values: dict[str, Any],
+                      status: str | None) -> bool:
+        _gid, bid, bop, status_, attempts, last_error, outcome, detail = answers[0]
+        sets, where, gparams = global_update(now, values, status)
+        cur.execute(d.q(_RECORD_CTE.format(sets=sets, where=where)),
+                    (*gparams, status_, attempts, last_error, now, bid, bop, bid, bop, now,
+                     outcome, detail[:500]))
+        return bool(cur.rowcount == 1)
+
+    def op(cur: Cursor, d: Dialect) -> str:
+        now = time.time()
+        if d.postgres and len(answers) == 1:
+            if one_statement(cur, d, now, sv, expect_status if sv else None):
+                return "ok"
+            if not sv:
+                return "fenced"
+            # the status changed (or the lease is gone): the answer alone, fenced
+            return "status" if one_statement(cur, d, now, {}, None) else "fenced"
+        result = "ok"
+        if not global_row(cur, d, now, sv, expect_status if sv else None):
+            if not sv or not global_row(cur, d, now, {}, None):
+                return "fenced"
+            result = "status"
+        for _gid, bid, bop, status_, attempts, last_error, outcome, detail in answers:
+            cur.execute(d.q("UPDATE txn_branch SET status = ?, attempts = ?, last_error = ?, "
+                            "updated_at = ? WHERE gid = ? AND branch_id = ? AND op = ?"),
+                        (status_, attempts, last_error, now, gid, bid, bop))
+            cur.execute(d.q("INSERT INTO txn_history (gid, branch_id, op, at, outcome, detail) "
+                            "VALUES (?, ?, ?, ?, ?, ?)"),
+                        (gid, bid, bop, now, outcome, detail[:500]))
+        return result
+
+    # one answer on PostgreSQL: one statement (a second only when the first was refused)
+    return single(op) if len(answers) == 1 else op
 
 
 def add_history(gid: str, branch_id: str, op_name: str, outcome: str, detail: str) -> Op:

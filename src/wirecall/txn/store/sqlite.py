@@ -125,13 +125,16 @@ class SqliteStore(Store):
         loop.call_soon_threadsafe(settle, fut, *result)
         return conn
 
-    async def run(self, op: Op) -> Any:
+    def submit(self, op: Op) -> asyncio.Future[Any]:
         if self._thread is None:
             raise RuntimeError("store not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._q.put((op, fut, loop))
-        return await fut
+        return fut
+
+    async def run(self, op: Op) -> Any:
+        return await self.submit(op)
 
     async def close(self) -> None:
         if self._thread is None:
