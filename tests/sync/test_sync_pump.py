@@ -96,25 +96,51 @@ def test_sync_calls_while_the_pump_pings_every_few_ms() -> None:
         c.close()
 
 
-def test_sync_keepalive_wakes_every_kind_of_waiter_on_a_silent_peer() -> None:
-    """Against a peer that went silent: a call with no deadline (reading), a call with a long
-    deadline (waiting for the reader) and a go() future all fail with UNAVAILABLE after the
-    unanswered PING, well before their deadlines."""
+def _until(cond: Any, what: str, bound: float = 20.0) -> None:
+    """Wait (bounded, generously: CI is loaded) for a condition another thread makes true."""
+    deadline = time.monotonic() + bound
+    while not cond():
+        assert time.monotonic() < deadline, f"not within {bound:g}s: {what}"
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("reader", ["pump", "caller"])
+def test_sync_keepalive_wakes_every_kind_of_waiter_on_a_silent_peer(reader: str) -> None:
+    """Against a peer that went silent: a call with no deadline, a call with a long deadline
+    and a go() future all fail with UNAVAILABLE "keepalive ping unanswered", not at their
+    deadlines. ``reader``: who holds the read lock while they wait, the go() pump (the go()
+    is sent first) or the no-deadline caller (sent first, blocked in recv; the pump, waiting
+    for that lock for its go() future, still owes the PING: it never sent it before).
+    The keepalive is switched on only once all three calls are in flight: a thread that
+    started late would otherwise find the connection already given up and redial a peer
+    that never answers the handshake."""
     lsock, held, t = silent_server()
     port = lsock.getsockname()[1]
+    c = wirecall.sync.connect(f"tcp://127.0.0.1:{port}", keepalive=None)
+    ex = concurrent.futures.ThreadPoolExecutor(2)
     try:
-        c = wirecall.sync.connect(f"tcp://127.0.0.1:{port}", keepalive=0.2)
-        t0 = time.monotonic()
-        fut = c.go("Any.Go", timeout=30)
-        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        conn = c._conns[0]
+        assert conn is not None
+        if reader == "pump":
+            fut = c.go("Any.Go", timeout=60)
+            _until(conn._read_lock.locked, "the pump reads for the go() future")
             a = ex.submit(c.call, "Any.NoDeadline")
-            b = ex.submit(c.call, "Any.LongDeadline", timeout=30)
-            for f in (a, b, fut):
-                with pytest.raises(Unavailable):
-                    f.result(10)
-        assert time.monotonic() - t0 < 5
-        c.close()
+        else:
+            a = ex.submit(c.call, "Any.NoDeadline")
+            _until(
+                lambda: conn.pending == 1 and conn._read_lock.locked(),
+                "the no-deadline caller reads",
+            )
+            fut = c.go("Any.Go", timeout=60)
+        b = ex.submit(c.call, "Any.LongDeadline", timeout=60)
+        _until(lambda: conn.pending == 3, "three calls in flight")
+        conn._keepalive = 0.2
+        for f in (a, b, fut):
+            with pytest.raises(Unavailable, match="keepalive ping unanswered"):
+                f.result(20)
     finally:
+        c.close()  # on a failure too: no thread is left blocked in a read
+        ex.shutdown()
         lsock.close()
         for s in held:
             s.close()

@@ -512,6 +512,9 @@ class BlockingConnection:
             self._pump_wake.clear()
             while self._go_pending > 0 and not self.closed:
                 if not self._read_lock.acquire(timeout=0.05):
+                    # a caller is reading (maybe blocked in recv with no deadline): only we
+                    # send the keepalive PING and give up on a silent peer, which wakes it
+                    self._keepalive_check(time.monotonic(), reader=False)
                     continue
                 try:
                     while self._go_pending > 0 and not self.closed:
