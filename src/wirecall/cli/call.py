@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from wirecall.client import Client, connect
+from wirecall.client import Client
 from wirecall.errors import RpcError
 
 from . import protojson
@@ -24,11 +24,10 @@ from .common import (
     Subparsers,
     add_command,
     client_options,
-    dial_options,
     json_out,
     metadata,
     params,
-    print_rpc_error,
+    with_client,
 )
 
 __all__ = ["add_parser", "call", "method_mode"]
@@ -83,12 +82,8 @@ async def call(args: argparse.Namespace) -> int:
         raise CommandError("give the params once: as PARAMS or with -d, not both")
     raw = args.data if args.data is not None else args.params
     md = metadata(args.metadata)
-    try:
-        client = await connect(args.url, timeout=args.connect_timeout,
-                               **dial_options(args, args.url))
-    except RpcError as exc:
-        return print_rpc_error(exc)
-    try:
+
+    async def body(client: Client) -> int:
         method = args.method
         pm = await protojson.resolve(client, client.url.scheme, method, args.proto)
         if pm is not None:
@@ -103,10 +98,8 @@ async def call(args: argparse.Namespace) -> int:
             raise CommandError(f"{method} is a {mode.replace('_', ' ')}: it reads its messages "
                                "as JSON lines from stdin, not from PARAMS/-d")
         return await _run(client, method, mode, call_params, pm, md, args.timeout)
-    except RpcError as exc:
-        return print_rpc_error(exc)
-    finally:
-        await client.close()
+
+    return await with_client(args, body)
 
 
 async def _run(client: Client, method: str, mode: str, call_params: Any,

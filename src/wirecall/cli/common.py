@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeAlias
 
 import msgspec
 
+from wirecall.client import Client, connect
 from wirecall.errors import RpcError
 from wirecall.server import Server
 from wirecall.status import Status
@@ -30,6 +31,7 @@ __all__ = [
     "add_command",
     "build_server",
     "client_options",
+    "dial_options",
     "error_line",
     "exit_code",
     "json_out",
@@ -40,6 +42,7 @@ __all__ = [
     "print_rpc_error",
     "read_data",
     "run",
+    "with_client",
 ]
 
 #: a call that ended with status S exits with ``EXIT_STATUS_BASE + S`` (grpcurl's convention:
@@ -254,6 +257,24 @@ def dial_options(args: argparse.Namespace, url: str) -> dict[str, Any]:
         given.pop("certfile", None)
         given.pop("keyfile", None)
     return given
+
+
+async def with_client(args: argparse.Namespace,
+                      body: Callable[[Client], Awaitable[int]]) -> int:
+    """Dial ``args.url`` with the command's client options (``--connect-timeout``, TLS), run
+    ``body(client)`` and close the client; an ``RpcError`` from the dial or the body is
+    printed (``wirecall: STATUS: message``) and its status is the exit code."""
+    try:
+        client = await connect(args.url, timeout=args.connect_timeout,
+                               **dial_options(args, args.url))
+    except RpcError as exc:
+        return print_rpc_error(exc)
+    try:
+        return await body(client)
+    except RpcError as exc:
+        return print_rpc_error(exc)
+    finally:
+        await client.close()
 
 
 def add_tls_server_flags(s: argparse.ArgumentParser) -> None:

@@ -7,19 +7,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from wirecall.client import Client, connect
-from wirecall.errors import RpcError
+from wirecall.client import Client
 
 from . import protojson
-from .common import (
-    CommandError,
-    Subparsers,
-    add_command,
-    client_options,
-    dial_options,
-    json_out,
-    print_rpc_error,
-)
+from .common import CommandError, Subparsers, add_command, client_options, json_out, with_client
 
 __all__ = ["add_parser", "describe", "render_method", "schema_type"]
 
@@ -45,25 +36,17 @@ def add_parser(sub: Subparsers) -> None:
 
 
 async def describe(args: argparse.Namespace) -> int:
-    try:
-        client = await connect(args.url, timeout=args.connect_timeout,
-                               **dial_options(args, args.url))
-    except RpcError as exc:
-        return print_rpc_error(exc)
-    try:
+    async def body(client: Client) -> int:
         if args.method is not None:
             pm = await protojson.resolve(client, client.url.scheme, args.method,
                                          args.proto)
             if pm is not None:
                 print(_render_proto(pm))
                 return 0
-        text = await _from_openrpc(client, args)
-    except RpcError as exc:
-        return print_rpc_error(exc)
-    finally:
-        await client.close()
-    print(text)
-    return 0
+        print(await _from_openrpc(client, args))
+        return 0
+
+    return await with_client(args, body)
 
 
 async def _from_openrpc(client: Client, args: argparse.Namespace) -> str:

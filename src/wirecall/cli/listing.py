@@ -6,17 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from wirecall.client import connect
-from wirecall.errors import RpcError
+from wirecall.client import Client
 
-from .common import (
-    Subparsers,
-    add_command,
-    client_options,
-    dial_options,
-    json_out,
-    print_rpc_error,
-)
+from .common import Subparsers, add_command, client_options, json_out, with_client
 
 __all__ = ["add_parser", "list_methods", "render"]
 
@@ -34,21 +26,14 @@ def add_parser(sub: Subparsers) -> None:
 
 
 async def list_methods(args: argparse.Namespace) -> int:
-    try:
-        client = await connect(args.url, timeout=args.connect_timeout,
-                               **dial_options(args, args.url))
-    except RpcError as exc:
-        return print_rpc_error(exc)
-    try:
+    async def body(client: Client) -> int:
         desc = await client.call("rpc.describe", timeout=args.timeout)
-    except RpcError as exc:
-        return print_rpc_error(exc)
-    finally:
-        await client.close()
-    text = json_out(desc) if args.json else render(desc)
-    if text:
-        print(text)
-    return 0
+        text = json_out(desc) if args.json else render(desc)
+        if text:
+            print(text)
+        return 0
+
+    return await with_client(args, body)
 
 
 def render(desc: dict[str, Any]) -> str:
