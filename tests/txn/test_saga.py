@@ -7,7 +7,9 @@ saga with a dependency graph (order forward and backward), bad input, the RPC re
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -216,3 +218,24 @@ async def test_read_api_list_stats_and_not_found(txn: TxnClient, bank: BankProce
         await txn.query(gid())
     with pytest.raises(InvalidArgument, match="status must be one of"):
         await txn.call("List", status="weird")
+
+
+async def test_an_answer_is_recorded_while_the_next_branch_runs(
+        txn: TxnClient, bankc: wirecall.Client, bank: BankProcess) -> None:
+    """A branch's answer waits in memory at most ``record_delay`` (50 ms) for a later write to
+    share its commit: with the second branch slow, the first one's answer is in the store
+    long before the saga ends (and a crash before then only re-calls it: the barrier)."""
+    g = gid()
+    await bankc.call("Bank.Fault", "TransIn", "SLEEP", 1, 1.5)
+    await txn.saga(g, transfer(bank.url, "acct4", "acct5", 1), FAST)
+    deadline = time.monotonic() + 1.2
+    while True:
+        q = await txn.query(g)
+        got = {(b["branch_id"], b["op"]): b["status"] for b in q["branches"]}
+        if got[("01", "action")] == "succeeded":
+            break
+        assert time.monotonic() < deadline, q  # (recorded 50 ms after TransOut answered)
+        await asyncio.sleep(0.01)
+    assert q["global"]["status"] == "submitted" and got[("02", "action")] == "prepared"
+    assert [(h["branch_id"], h["outcome"]) for h in q["history"]] == [("01", "success")]
+    assert (await txn.wait(g, 15))["status"] == "succeeded"

@@ -56,7 +56,8 @@ DEFAULT_TIMEOUT = 35.0
 
 class _Writes:
     """A driver's branch answers not yet known to be durable: ``unsent`` (recorded in memory,
-    not yet handed to the store) and ``inflight`` (handed to the store, not yet committed).
+    not yet handed to the store; ``timer`` hands them over after ``record_delay``) and
+    ``inflight`` (handed to the store, not yet committed).
 
     A branch call does not wait for the previous answer's record to be durable: if the
     coordinator dies first, recovery finds that branch not done and calls it again, which
@@ -64,13 +65,17 @@ class _Writes:
     the global row before the first call (``create``), every status change (above all
     ``aborting`` before any compensation, the final state before answering a waiter), and
     every answer before a status change or a release of the lease (these may reorder with
-    them on PostgreSQL's several writers, and would be refused by the fence after it)."""
+    them on PostgreSQL's several writers, and would be refused by the fence after it).
+    Answers still unsent at a status change are written with it, in one local transaction:
+    a saga whose branches answer within ``record_delay`` is two commits (create, and its
+    answers with the final status)."""
 
-    __slots__ = ("inflight", "unsent")
+    __slots__ = ("inflight", "timer", "unsent")
 
     def __init__(self) -> None:
         self.inflight: list[asyncio.Future[Any]] = []
         self.unsent: list[sql.Answer] = []
+        self.timer: asyncio.TimerHandle | None = None
 
 
 def _after_record(fut: asyncio.Future[Any]) -> None:
@@ -90,8 +95,12 @@ class Coordinator:
     """Drives global transactions kept in ``store``."""
 
     def __init__(self, store: Store, *, name: str | None = None, lease: float = 15.0,
-                 poll_interval: float = 1.0, claim_batch: int = 64) -> None:
+                 poll_interval: float = 1.0, claim_batch: int = 64,
+                 record_delay: float = 0.05) -> None:
         self.store = store
+        #: how long a branch's answer may wait in memory to be written with a later one
+        #: (0: handed to the store before the next call); never past a status change
+        self.record_delay = record_delay
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = lease
         self.poll_interval = poll_interval
@@ -325,6 +334,8 @@ class Coordinator:
         except Exception:  # the store failed: the lease runs out, the poller retries later
             log.exception("txn %s: driving failed", gid)
         finally:
+            if w.timer is not None:
+                w.timer.cancel()
             self._active.pop(gid, None)
             self._notify(gid, final)
 
@@ -366,12 +377,24 @@ class Coordinator:
                 elif fut.result() == "fenced":  # (a store failure raises here)
                     return False
             w.inflight = kept
+        if w.unsent and w.timer is None:
+            if self.record_delay <= 0:
+                g.lease_until = self._send(w)
+            else:
+                w.timer = asyncio.get_running_loop().call_later(
+                    self.record_delay, self._send_later, g, w)
+        return True
+
+    def _send_later(self, g: GlobalTx, w: _Writes) -> None:
+        w.timer = None
         if w.unsent:
             g.lease_until = self._send(w)
-        return True
 
     def _send(self, w: _Writes) -> float:
         """The unsent answers to the store as one operation; returns the lease it renews."""
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
         lease_until = time.time() + self.lease
         fut = self.store.submit(sql.record_step(w.unsent, self.name, lease_until))
         w.unsent = []
@@ -429,6 +452,9 @@ class Coordinator:
             "status": status, "reason": reason, "updated_at": now, "next_due": now,
             "interval_s": 0.0, "owner": "" if terminal else self.name}
         if w is not None and w.unsent:
+            if w.timer is not None:
+                w.timer.cancel()
+                w.timer = None
             answers, w.unsent = w.unsent, []
             res = await self.store.run(sql.record_step(answers, self.name, lease_until, values,
                                                        g.status))
