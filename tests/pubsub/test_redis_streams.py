@@ -54,19 +54,23 @@ async def test_acked_when_taken_and_groups_each_get_everything(redis_server: Red
 async def test_a_killed_consumers_unacked_messages_go_to_another(redis_server: RedisServer
                                                                  ) -> None:
     broker = RedisStreamsBroker(redis_server.url, claim_ms=200, block_ms=100)
+    gone = RedisStreamsBroker(redis_server.url, claim_ms=200, block_ms=100)  # its process
     try:
-        dying = broker.subscribe("jobs", consumer="worker-1")
+        dying = gone.subscribe("jobs", consumer="worker-1")
         await dying.live()
         for i in range(6):
             await broker.publish("jobs", f"j{i}")
         assert await take(dying, 2) == ["j0", "j1"]  # j0 acked; j1..j5 delivered, unacked
         await asyncio.sleep(0.05)
-        dying._task.cancel()  # the consumer dies: no more reads, no acks
+        task = gone._readers["jobs"]._task
+        assert task is not None
+        task.cancel()  # the consumer's process dies: no more reads, no acks
         other = broker.subscribe("jobs", consumer="worker-2")
         got = await take(other, 5, timeout=5)
         assert sorted(got) == ["j1", "j2", "j3", "j4", "j5"]
         assert other.redeliveries == 5
     finally:
+        await gone.aclose()
         await broker.aclose()
 
 
@@ -187,5 +191,79 @@ async def test_a_slow_subscriber_lags_in_redis_without_losing(redis_server: Redi
         assert len(slow.buffer) <= 5  # reads only while it has room
         assert await take(slow, 50) == [str(i) for i in range(50)]
         assert slow.dropped == 0
+    finally:
+        await broker.aclose()
+
+
+def connected_clients(r: RedisServer) -> int:
+    info = r.command("INFO", "clients").decode()
+    return int(info.split("connected_clients:")[1].split("\r\n")[0])
+
+
+async def test_many_groups_on_one_topic_share_one_reader(redis_server: RedisServer) -> None:
+    """40 consumers, each its own group (fan-out), each gets everything in order; they are
+    read together (a doorbell connection and the pipelined one), not a connection each."""
+    broker = RedisStreamsBroker(redis_server.url, block_ms=60_000)  # no wake-up by timeout
+    try:
+        subs = [broker.subscribe("t", group=f"g{i}") for i in range(40)]
+        for s in subs:
+            await s.live()
+        for i in range(30):
+            await broker.publish("t", str(i))
+        for s in subs:
+            assert await take(s, 30) == [str(i) for i in range(30)]
+        assert connected_clients(redis_server) <= 5  # (40 before: one per consumer)
+        await asyncio.sleep(0.2)  # all idle, the doorbell blocked: a new message wakes them
+        await broker.publish("t", "later")
+        for s in subs:
+            assert await take(s, 1) == ["later"]
+    finally:
+        await broker.aclose()
+
+
+async def test_a_consumer_with_room_again_reads_without_waiting_for_the_doorbell(
+        redis_server: RedisServer) -> None:
+    """A slow consumer's buffer fills; the others go on; once it takes, it reads again at
+    once (block_ms is a minute: a consumer left waiting for a timeout fails the test)."""
+    broker = RedisStreamsBroker(redis_server.url, limit=5, batch=5, block_ms=60_000)
+    try:
+        slow = broker.subscribe("t", group="slow")
+        fast = broker.subscribe("t", group="fast")
+        await slow.live()
+        await fast.live()
+        for i in range(40):
+            await broker.publish("t", str(i))
+        assert await take(fast, 40) == [str(i) for i in range(40)]
+        assert len(slow.buffer) <= 5
+        assert await take(slow, 40) == [str(i) for i in range(40)]
+        assert pending(redis_server, "t", "slow") <= 1  # taken ones acked as it went
+    finally:
+        await broker.aclose()
+
+
+async def test_consumers_read_in_one_round_share_one_item_per_message(
+        redis_server: RedisServer) -> None:
+    """``convert`` (the service's reply) runs once per message for the consumers of a topic
+    read together, and each gets the same object; acks still go per group."""
+    broker = RedisStreamsBroker(redis_server.url)
+    made: list[str] = []
+
+    def convert(m: str) -> tuple[str]:
+        made.append(m)
+        return (m,)
+
+    try:
+        subs = [broker.subscribe("t", group=f"g{i}", convert=convert) for i in range(3)]
+        for s in subs:
+            await s.live()
+        await asyncio.sleep(0.1)  # all idle, waiting on the doorbell
+        await broker.publish("t", "a")
+        got = [await take(s, 1) for s in subs]
+        assert got[0] == [("a",)] and all(g[0] is got[0][0] for g in got)
+        assert made == ["a"]
+        await broker.publish("t", "b")
+        assert [await take(s, 1) for s in subs] == [[("b",)]] * 3  # "a" acked now
+        await asyncio.sleep(0.05)
+        assert [pending(redis_server, "t", f"g{i}") for i in range(3)] == [1, 1, 1]
     finally:
         await broker.aclose()

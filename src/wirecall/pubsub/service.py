@@ -160,10 +160,16 @@ class PubSub(_wc.PubSubBase):  # type: ignore[misc,name-defined]
             await sub.aclose()
             raise
         first = reply(topic) if context.metadata.get(CONFIRM_KEY) == "1" else None
-        if converts:  # the transport takes the replies straight from the buffer
+        if converts:  # the transport takes the replies straight from the subscription
+            put_first = getattr(sub, "put_first", None)  # (Streams: an item without an id)
             if first is not None:
-                sub.buffer.put_first(first)  # type: ignore[attr-defined]
-            return _Delivery(sub, sub.buffer.get)  # type: ignore[attr-defined]
+                if put_first is None:
+                    put_first = sub.buffer.put_first  # type: ignore[attr-defined]
+                put_first(first)
+            # (where nothing is acknowledged, from the buffer itself: no coroutine between)
+            acks = getattr(broker, "acknowledges", False)
+            get = sub.__anext__ if acks else sub.buffer.get  # type: ignore[attr-defined]
+            return _Delivery(sub, get)
         return _Delivery(sub, _converting(sub, reply, first))
 
 
