@@ -214,6 +214,8 @@ async def test_read_api_list_stats_and_not_found(txn: TxnClient, bank: BankProce
     assert stats["counters"]["started"] >= 1
     assert stats["counters"]["succeeded"] >= 1
     assert stats["by_status"]["succeeded"] >= 1
+    # create, answers with the final status: at least 2 commits, 2 + 2 writes
+    assert stats["store"]["commits"] >= 2 and stats["store"]["operations"] >= 2
     with pytest.raises(NotFound):
         await txn.query(gid())
     with pytest.raises(InvalidArgument, match="status must be one of"):

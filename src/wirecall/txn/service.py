@@ -205,8 +205,12 @@ class Txn:
     async def Stats(self) -> dict[str, Any]:
         """This coordinator's counters, and every transaction in the store by status."""
         by_status = await self.coordinator.store.run(sql.count_by_status())
+        store = self.coordinator.store
         return {"counters": dict(self.coordinator.counters), "by_status": by_status,
-                "coordinator": self.coordinator.name, "active": len(self.coordinator.active())}
+                "coordinator": self.coordinator.name, "active": len(self.coordinator.active()),
+                # this process's store: local transactions committed, operations run in them
+                "store": {"commits": getattr(store, "commits", 0),
+                          "operations": getattr(store, "ops", 0)}}
 
     async def _answer(self, gid: str, wait: float) -> dict[str, Any]:
         if wait > 0:
