@@ -319,10 +319,39 @@ class Server:
         calling stack (as Python 3.12's eager tasks do); one that finishes there is answered
         with no task, one that waits continues in a task (see :func:`_eager_step`)."""
         if spec.is_async and not self._interceptors:
-            coro: Any = spec.func(*args, **kwargs)
+            try:
+                coro: Any = spec.func(*args, **kwargs)
+            except Exception as exc:  # (as it would fail in the task: the caller's answer)
+                on_done(None, self.error_from(exc, ctx))
+                return
         else:
             coro = self._run(spec, args, kwargs, ctx)
+        if type(coro) is not _CoroutineType:  # (an async generator...: fails when awaited)
+            coro = _awaited(coro)
+        elif _EAGER:
+            loop = asyncio.get_running_loop()
+            token = CURRENT.set(ctx)
+            cv = contextvars.copy_context()
+            CURRENT.reset(token)
+            step = _eager_step(loop, coro, cv)
+            if step is not None:
+                task, result, err = step
+                if task is None:  # it ended in its first step
+                    if err is None:
+                        on_done(result, None)
+                        return
+                    on_done(None, self.error_from(err, ctx))
+                    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                        raise err
+                    return
+                self._track(task, ctx, self._finisher(ctx, on_done))
+                if ctx._cancelled:  # (ctx.cancel() during the first step found no task)
+                    task.cancel()
+                return
+            # (None: started from inside a task, as Server.dispatch does: an ordinary task)
+        self.spawn(coro, ctx, self._finisher(ctx, on_done))
 
+    def _finisher(self, ctx: Context, on_done: OnDone) -> Callable[[asyncio.Task[Any]], None]:
         def finished(t: asyncio.Task[Any]) -> None:
             if t.cancelled():
                 on_done(None, self.error_from(asyncio.CancelledError(), ctx))
@@ -333,28 +362,7 @@ class Server:
                 else:
                     on_done(None, self.error_from(exc, ctx))
 
-        if not _EAGER or type(coro) is not _CoroutineType:
-            self.spawn(_awaited(coro), ctx, finished)
-            return
-        loop = asyncio.get_running_loop()
-        token = CURRENT.set(ctx)
-        cv = contextvars.copy_context()
-        CURRENT.reset(token)
-        step = _eager_step(loop, coro, cv)
-        if step is None:  # started from inside a task (Server.dispatch): an ordinary task
-            self.spawn(coro, ctx, finished)
-            return
-        task, result, exc = step
-        if task is not None:
-            self._track(task, ctx, finished)
-            if ctx._cancelled:  # (ctx.cancel() during the first step found no task)
-                task.cancel()
-        elif exc is None:
-            on_done(result, None)
-        else:
-            on_done(None, self.error_from(exc, ctx))
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise exc
+        return finished
 
     def spawn(
         self,

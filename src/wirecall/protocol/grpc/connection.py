@@ -49,8 +49,8 @@ from .headers import (
     decode_metadata,
     encode_metadata,
     format_timeout,
+    parse_request,
     parse_status,
-    parse_timeout,
     percent_decode,
     percent_encode,
 )
@@ -249,37 +249,12 @@ class GrpcConnection:
         if self.draining and sid > self.goaway_last:
             self.backend.reset_stream(sid, REFUSED_STREAM)
             return
-        hdrs = ev.headers
-        path = method = ctype = authority = ""
-        timeout: float | None = None
-        encoding = "identity"
-        accept_gzip = False
-        rest = []  # custom metadata (decoded below); the reserved headers are dropped
-        reserved = RESERVED_HEADERS
-        for kv in hdrs:
-            k, v = kv
-            if k[:1] == b":":
-                if k == b":path":
-                    path = v.decode("latin-1")
-                elif k == b":method":
-                    method = v.decode("latin-1")
-                elif k == b":authority":
-                    authority = v.decode("latin-1")
-            elif k == b"content-type":
-                ctype = v.decode("latin-1")
-            elif k == b"grpc-timeout":
-                try:
-                    timeout = parse_timeout(v.decode("latin-1"))
-                except ValueError as exc:
-                    self._refuse(sid, Status.INTERNAL, str(exc), out)
-                    return
-            elif k == b"grpc-encoding":
-                encoding = v.decode("latin-1")
-            elif k == b"grpc-accept-encoding":
-                if self.compression == "gzip":
-                    accept_gzip = accept_gzip or b"gzip" in (p.strip() for p in v.split(b","))
-            elif k not in reserved:
-                rest.append(kv)
+        try:
+            path, method, ctype, authority, timeout, encoding, accept_gzip, md = parse_request(
+                ev.headers)
+        except ValueError as exc:  # a bad grpc-timeout
+            self._refuse(sid, Status.INTERNAL, str(exc), out)
+            return
         if method != "POST":
             self._http_error(sid, 405, out)
             return
@@ -300,8 +275,7 @@ class GrpcConnection:
         self.streams[sid] = st
         ended = ev.ended
         out.append(
-            CallStarted(sid, path, decode_metadata(rest) if rest else {}, timeout, ctype,
-                        authority, ended)
+            CallStarted(sid, path, md, timeout, ctype, authority, ended)
         )
         if ended:
             out.append(HalfClosed(sid))

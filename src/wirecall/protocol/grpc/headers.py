@@ -22,6 +22,7 @@ __all__ = [
     "decode_metadata",
     "encode_metadata",
     "format_timeout",
+    "parse_request",
     "parse_status",
     "parse_timeout",
     "percent_decode",
@@ -148,3 +149,51 @@ def parse_status(value: bytes) -> Status:
         return Status(int(value))
     except ValueError:
         return Status.UNKNOWN
+
+
+#: request header lists seen before, without grpc-timeout (the same call made again):
+#: their fields, parsed once; emptied when full (a peer sending ever-new lists only empties it)
+_REQUESTS: dict[tuple[Any, ...], tuple[str, str, str, str, str, bool, dict[str, Any]]] = {}
+RequestFields = tuple[str, str, str, str, "float | None", str, bool, dict[str, Any]]
+
+
+def parse_request(headers: list[tuple[bytes, bytes]]) -> RequestFields:
+    """A request's header block: ``(path, method, content-type, authority, timeout,
+    grpc-encoding, accepts gzip, custom metadata)`` (a fresh metadata dict each time).
+    A bad ``grpc-timeout`` raises ``ValueError``."""
+    key = tuple(headers)
+    hit = _REQUESTS.get(key)
+    if hit is not None:
+        path, method, ctype, authority, encoding, accept_gzip, md = hit
+        return path, method, ctype, authority, None, encoding, accept_gzip, dict(md)
+    path = method = ctype = authority = ""
+    timeout: float | None = None
+    encoding = "identity"
+    accept_gzip = False
+    rest = []  # custom metadata (decoded below); the reserved headers are dropped
+    reserved = RESERVED_HEADERS
+    for kv in headers:
+        k, v = kv
+        if k[:1] == b":":
+            if k == b":path":
+                path = v.decode("latin-1")
+            elif k == b":method":
+                method = v.decode("latin-1")
+            elif k == b":authority":
+                authority = v.decode("latin-1")
+        elif k == b"content-type":
+            ctype = v.decode("latin-1")
+        elif k == b"grpc-timeout":
+            timeout = parse_timeout(v.decode("latin-1"))
+        elif k == b"grpc-encoding":
+            encoding = v.decode("latin-1")
+        elif k == b"grpc-accept-encoding":
+            accept_gzip = accept_gzip or b"gzip" in (p.strip() for p in v.split(b","))
+        elif k not in reserved:
+            rest.append(kv)
+    md = decode_metadata(rest) if rest else {}
+    if timeout is None:
+        if len(_REQUESTS) >= 64:
+            _REQUESTS.clear()
+        _REQUESTS[key] = (path, method, ctype, authority, encoding, accept_gzip, dict(md))
+    return path, method, ctype, authority, timeout, encoding, accept_gzip, md
