@@ -141,6 +141,82 @@ def instructions(variant: str, wire: str, calls: int, log_path: str) -> int:
     return int(m.group(1))
 
 
+async def count_client(url: str, calls: int) -> None:
+    """64 warm-up calls, then ``calls`` calls 64 at a time (the ``--server-instructions``
+    client, a process of its own)."""
+    import wirecall
+    from wirecall.tutorial.calculator import Args
+
+    client = await wirecall.connect(url)
+    for i in range(64):
+        await client.call("Calculator.Add", Args(i, 1))
+    sem = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        async with sem:
+            assert await client.call("Calculator.Add", Args(i, 1)) == i + 1
+
+    await asyncio.gather(*(one(i) for i in range(calls)))
+    await client.close()
+
+
+def server_instructions(variant: str, wire: str, calls: int, log_path: str) -> int:
+    """Instructions the server process (alone, under callgrind) runs for 64 warm-up calls
+    and ``calls`` more from a client in another process, start and shutdown included."""
+    p = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", PY, __file__,
+         "server", variant, "null", log_path],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    assert p.stdout is not None
+    url = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if line.startswith(f"listening on {wire}://"):
+            url = line.split()[-1]
+            break
+        if not line and p.poll() is not None:
+            break
+    if url is None:
+        p.kill()
+        raise SystemExit(f"server {variant!r} did not start under callgrind")
+    subprocess.run([PY, __file__, "countclient", url, str(calls)], check=True, timeout=3600,
+                   cwd=HERE)
+    p.terminate()
+    _, err = p.communicate(timeout=600)
+    m = re.search(r"Collected : (\d+)", err)
+    if m is None:
+        raise SystemExit(f"callgrind failed for {variant}/{wire}:\n{err[-2000:]}")
+    return int(m.group(1))
+
+
+def main_server_instructions(calls: dict[str, int]) -> int:
+    """Instructions per call in the server process alone (callgrind; the client in its own
+    process): the ratio a server-bound wall-clock run shows."""
+    tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))
+    log = str(tmp / "access.log")
+    per: dict[tuple[str, str], float] = {}
+    for wire in WIRES:
+        for v in VARIANTS:
+            base = server_instructions(v, wire, 0, log)
+            full = server_instructions(v, wire, calls[wire], log)
+            per[(v, wire)] = (full - base) / calls[wire]
+            print(f"{v}/{wire}: {per[(v, wire)]:,.0f}", file=sys.stderr, flush=True)
+    print(f"Instructions per call in the server process alone (callgrind: load-independent; "
+          f"kernel time excluded; the client in another process), 64 in flight, calls: "
+          f"{ {w: calls[w] for w in WIRES} }. The off/variant "
+          f"ratio is the throughput ratio a server-bound run would show.\n")
+    print("| server variant | " + " | ".join(
+        f"{w}:// server instructions/call | off/variant" for w in WIRES) + " |")
+    print("|---" * (1 + 2 * len(WIRES)) + "|")
+    for v in VARIANTS:
+        cells = []
+        for w in WIRES:
+            cells += [f"{per[(v, w)]:,.0f}", f"{per[('off', w)] / per[(v, w)]:.2f}x"]
+        print(f"| {v} | " + " | ".join(cells) + " |")
+    return 0
+
+
 def main_instructions(calls: dict[str, int]) -> int:
     """Instructions per call (client + server in one process, callgrind): load-independent."""
     tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))
@@ -208,11 +284,13 @@ def measure(url: str, seconds: float, pid: int) -> tuple[float, float]:
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] in ("server", "workload"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("server", "workload", "countclient"):
         sys.path.insert(0, str(HERE))
         from peers import _uvloop_run
 
-        if sys.argv[1] == "server":
+        if sys.argv[1] == "countclient":
+            _uvloop_run(count_client(sys.argv[2], int(sys.argv[3])))
+        elif sys.argv[1] == "server":
             _uvloop_run(serve(sys.argv[2], sys.argv[3], sys.argv[4]))
         else:
             _uvloop_run(workload(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
@@ -223,9 +301,12 @@ def main() -> int:
     ap.add_argument("--exporter", choices=("null", "console"), default="null")
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions per call with callgrind instead (load-independent)")
+    ap.add_argument("--server-instructions", action="store_true",
+                    help="count the server process's instructions per call alone (callgrind)")
     ap.add_argument("--calls", type=int, default=3000, help="(--instructions) calls on tcp://")
     ap.add_argument("--grpc-calls", type=int, default=400, help="(--instructions) on grpc://")
     ap.add_argument("--variants", help="(--instructions) a |-separated subset (with off)")
+    ap.add_argument("--wires", default="tcp,grpc", help="(--instructions) tcp, grpc or both")
     args = ap.parse_args()
     if args.variants:
         global VARIANTS
@@ -234,6 +315,12 @@ def main() -> int:
         if unknown or "off" not in wanted:
             ap.error(f"--variants: give 'off' and some of {VARIANTS}, not {unknown}")
         VARIANTS = tuple(wanted)
+    global WIRES
+    WIRES = tuple(w for w in args.wires.split(",") if w)
+    if not WIRES or set(WIRES) - {"tcp", "grpc"}:
+        ap.error("--wires: tcp, grpc or tcp,grpc")
+    if args.server_instructions:
+        return main_server_instructions({"tcp": args.calls, "grpc": args.grpc_calls})
     if args.instructions:
         return main_instructions({"tcp": args.calls, "grpc": args.grpc_calls})
     tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))

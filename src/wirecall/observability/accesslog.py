@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
-from ..context import Context, current_context
+from ..context import CURRENT, Context
 from ..interceptors import OnDone
 from .stats import status_of, wire_of
 
@@ -55,28 +55,21 @@ _encode = msgspec.json.Encoder().encode
 
 class _Clock:
     """ISO 8601 UTC timestamps with milliseconds: the seconds formatted once a second, the
-    whole stamp once a millisecond (calls finishing in the same millisecond share it)."""
+    whole stamp once a millisecond (lines of the same millisecond share it)."""
 
-    __slots__ = ("_anchor_perf", "_anchor_wall", "_last", "_ms", "_sec", "_text")
+    __slots__ = ("_last", "_ms", "_sec", "_text")
 
     def __init__(self) -> None:
-        self._anchor_perf = -10.0
-        self._anchor_wall = 0.0
         self._sec = -1
         self._ms = -1
         self._text = ""
         self._last = ""
 
-    def wall(self, perf: float) -> float:
-        """The wall-clock time of a ``perf_counter()`` reading (anchored once a second, so
-        a line costs no extra clock read)."""
-        if perf - self._anchor_perf > 1.0 or perf < self._anchor_perf:
-            self._anchor_perf = _perf()
-            self._anchor_wall = _time()
-        return self._anchor_wall + (perf - self._anchor_perf)
-
     def stamp(self, wall: float) -> str:
-        ms = int(wall * 1000)
+        return self.stamp_ms(int(wall * 1000))
+
+    def stamp_ms(self, ms: int) -> str:
+        """The stamp of ``ms`` milliseconds since the epoch."""
         if ms == self._ms:
             return self._last
         sec, frac = divmod(ms, 1000)
@@ -88,6 +81,11 @@ class _Clock:
         return self._last
 
 
+def _millis(us: int) -> str:
+    """``us`` microseconds as milliseconds with three decimals (``81`` -> ``"0.081"``)."""
+    return f"{us // 1000}.{us % 1000:03d}"
+
+
 class AccessLog:
     """A server observer writing one line per finished call or stream."""
 
@@ -97,12 +95,17 @@ class AccessLog:
             raise ValueError(f"access log format must be one of {FORMATS}, not {fmt!r}")
         self.fmt = fmt
         self.stream: IO[str] = stream if stream is not None else sys.stderr
-        self._flush_scheduled = False
         self._clock = _Clock()
-        #: finished calls not yet written: (method, ctx, kind, status, seconds, wall time)
+        #: finished calls not yet written: (method, ctx, kind, status or None for OK,
+        #: seconds, perf_counter() at the end). One list for the log's life (the fast-lane
+        #: wrappers hold it): a flush empties it.
         self._pending: list[tuple[str, Context, str, str | None, float, float]] = []
         self._timer: asyncio.TimerHandle | None = None
+        #: (method, peer, wire, kind) -> the part of the line naming them (:meth:`_mid`)
         self._mids: dict[tuple[str, str, str, str], str] = {}
+        #: microseconds -> the duration as written (durations under 100 ms repeat)
+        self._durations: dict[int, str] = {}
+        self._null = "null" if fmt == "json" else "-"
         if server is not None:
             server.add_observer(self)
 
@@ -125,22 +128,28 @@ class AccessLog:
         return done
 
     def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """The native fast lane's inline handler, logged (keeps the lane open)."""
-        write = self.write
+        """The native fast lane's inline handler, logged (keeps the lane open). A call costs
+        two clock reads and a tuple on the queue; the line is made when the queue is
+        written."""
+        write, pending, queued, get_ctx, perf = (
+            self.write, self._pending, self._queued, CURRENT.get, _perf)
 
         def logged(*args: Any) -> Any:
-            t0 = _perf()
+            t0 = perf()
             try:
                 result = handler(*args)
             except BaseException as exc:
-                ctx = current_context()
+                ctx = get_ctx()
                 if ctx is not None:
-                    write(method, ctx, "call", exc, _perf() - t0)
+                    write(method, ctx, "call", exc, perf() - t0)
                 raise
-            t1 = _perf()
-            ctx = current_context()
+            t1 = perf()
+            ctx = get_ctx()
             if ctx is not None:
-                write(method, ctx, "call", None, t1 - t0, t1)
+                pending.append((method, ctx, "call", None, t1 - t0, t1))
+                n = len(pending)
+                if n == 1 or n == FLUSH_LINES:
+                    queued(n)
             return result
 
         return logged
@@ -150,46 +159,86 @@ class AccessLog:
         return _encode(text).decode()
 
     def _middle(self, method: str, ctx: Context, kind: str) -> str:
-        """The part of a line between the time and the status (wire, peer, method, kind),
-        cached: it repeats for every call of a method from one peer. The cache is bounded
-        (method names come from the network)."""
-        key = (method, ctx.peer, ctx.transport, kind)
-        mid = self._mids.get(key)
-        if mid is not None:
-            return mid
-        if len(self._mids) >= 4096:
-            self._mids.clear()
+        """The part of a line between the time and the status (wire, peer, method, kind)."""
         wire = wire_of(ctx)
         peer = ctx.peer or "-"
         if self.fmt == "json":
-            mid = (f'"wire":"{wire}","peer":{self._quote(peer)},'
-                   f'"method":{self._quote(method)},"kind":"{kind}"')
-        else:
-            # a name that is not plain printable text is quoted: a line stays one line
-            if not (method.isprintable() and " " not in method):
-                method = self._quote(method)
-            if not (peer.isprintable() and " " not in peer):
-                peer = self._quote(peer)
-            mid = f"{wire} {peer} {method} {kind}"
-        self._mids[key] = mid
+            return (f'"wire":"{wire}","peer":{self._quote(peer)},'
+                    f'"method":{self._quote(method)},"kind":"{kind}"')
+        # a name that is not plain printable text is quoted: a line stays one line
+        if not (method.isprintable() and " " not in method):
+            method = self._quote(method)
+        if not (peer.isprintable() and " " not in peer):
+            peer = self._quote(peer)
+        return f"{wire} {peer} {method} {kind}"
+
+    def _mid(self, method: str, ctx: Context, kind: str) -> str:
+        """:meth:`_middle`, cached: it repeats for every call of a method from one peer (the
+        cache is bounded: names come from the network)."""
+        key = (method, ctx.peer, ctx.transport, kind)
+        mid = self._mids.get(key)
+        if mid is None:
+            if len(self._mids) >= 4096:
+                self._mids.clear()
+            mid = self._mids[key] = self._middle(method, ctx, kind)
         return mid
+
+    def _duration(self, seconds: float) -> str:
+        """The duration as written (milliseconds, three decimals), cached under 100 ms."""
+        us = int(seconds * 1e6 + 0.5)
+        text = self._durations.get(us)
+        if text is None:
+            text = _millis(us)
+            if us < 100_000:
+                if len(self._durations) >= 8192:
+                    self._durations.clear()
+                self._durations[us] = text
+        return text
+
+    def _lines(self, records: list[tuple[str, Context, str, str | None, float, float]],
+               offset: float) -> list[str]:
+        """The lines of ``records`` (``offset``: wall clock minus ``perf_counter()``). One
+        loop with no call per line in the common case: consecutive records of the same
+        method, peer and kind share the middle part, of the same millisecond the stamp."""
+        durations, duration, null = self._durations, self._duration, self._null
+        stamp_ms, mid_of = self._clock.stamp_ms, self._mid
+        json = self.fmt == "json"
+        out = []
+        last_method = last_peer = last_kind = last_wire = None
+        mid = ts = ""
+        ms_end = -1.0  # records ending before this perf_counter() share the stamp ``ts``
+        for method, ctx, kind, status, seconds, end in records:
+            peer = ctx.peer
+            wire = ctx.transport
+            if (method is not last_method or peer is not last_peer or kind is not last_kind
+                    or wire is not last_wire):
+                mid = mid_of(method, ctx, kind)
+                last_method, last_peer, last_kind, last_wire = method, peer, kind, wire
+            if not end < ms_end or end < ms_end - 0.001:
+                ms = int((end + offset) * 1000)
+                ts = stamp_ms(ms)
+                ms_end = (ms + 1) / 1000 - offset
+            dur = durations.get(int(seconds * 1e6 + 0.5)) or duration(seconds)
+            req = ctx.request_size
+            resp = ctx.response_size
+            if json:
+                out.append(f'{{"ts":"{ts}",{mid},"status":"{status or "OK"}","duration_ms":'
+                           f'{dur},"request_bytes":{req if req >= 0 else null},'
+                           f'"response_bytes":{resp if resp >= 0 else null}}}')
+            else:
+                out.append(f"{ts} {mid} {status or 'OK'} {dur}ms "
+                           f"{req if req >= 0 else null} {resp if resp >= 0 else null}")
+        return out
 
     def line(self, method: str, ctx: Context, kind: str, err: BaseException | str | None,
              seconds: float, wall: float | None = None) -> str:
         """The line for one call (without the newline). A method name or peer that is not
         plain printable text is written as a JSON string, so a line stays one line.
         ``err``: the call's error, or its status name."""
-        status = "OK" if err is None else err if isinstance(err, str) else status_of(err)
-        ts = self._clock.stamp(_time() if wall is None else wall)
-        mid = self._middle(method, ctx, kind)
-        req = ctx.request_size
-        resp = ctx.response_size
-        if self.fmt == "json":
-            return (f'{{"ts":"{ts}",{mid},"status":"{status}","duration_ms":{seconds * 1e3:.3f},'
-                    f'"request_bytes":{req if req >= 0 else "null"},'
-                    f'"response_bytes":{resp if resp >= 0 else "null"}}}')
-        return (f"{ts} {mid} {status} {seconds * 1e3:.3f}ms {req if req >= 0 else '-'} "
-                f"{resp if resp >= 0 else '-'}")
+        status = None if err is None else err if isinstance(err, str) else status_of(err)
+        end = _perf()
+        offset = (_time() if wall is None else wall) - end
+        return self._lines([(method, ctx, kind, status, seconds, end)], offset)[0]
 
     def write(self, method: str, ctx: Context, kind: str, err: BaseException | None,
               seconds: float, end: float | None = None) -> None:
@@ -198,35 +247,38 @@ class AccessLog:
         :data:`FLUSH_AFTER` seconds or :data:`FLUSH_LINES` lines, whichever comes first (at
         once outside a running loop), and at :meth:`close`. The line is formatted then, not
         now: by then the transport has set ``ctx.response_size``."""
-        wall = self._clock.wall(_perf() if end is None else end)
         pending = self._pending
         pending.append((method, ctx, kind, None if err is None else status_of(err), seconds,
-                        wall))
-        if len(pending) == FLUSH_LINES:
-            # not now: the transport has not yet answered this call (its size)
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:
-                self.flush()
-        elif not self._flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
-            self._flush_scheduled = True
-            self._timer = loop.call_later(FLUSH_AFTER, self.flush)
+                        _perf() if end is None else end))
+        n = len(pending)
+        if n == 1 or n == FLUSH_LINES:
+            self._queued(n)
+
+    def _queued(self, n: int) -> None:
+        """The queue has ``n`` lines (1: a flush after :data:`FLUSH_AFTER`; :data:`FLUSH_LINES`:
+        a flush at the next loop turn, once the transport has answered this call)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if n == 1:
+            if self._timer is None:
+                self._timer = loop.call_later(FLUSH_AFTER, self.flush)
+        else:
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self._flush_scheduled = False
+        """Format the queued calls and write them to the stream (one write), then flush it."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        records, self._pending = self._pending, []
+        pending = self._pending
+        records = pending[:]
+        pending.clear()
         with contextlib.suppress(OSError, ValueError):  # a closed stream: nothing to write
             if records:
-                line = self.line
-                lines = [line(*rec) for rec in records]
+                lines = self._lines(records, _time() - _perf())
                 lines.append("")
                 self.stream.write("\n".join(lines))
             self.stream.flush()

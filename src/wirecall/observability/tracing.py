@@ -23,7 +23,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..context import EMPTY_METADATA, Context, current_context
+from ..context import CURRENT, EMPTY_METADATA, Context
 from ..errors import RpcError
 from ..interceptors import ClientCall, OnDone
 from .stats import split_method, wire_of
@@ -233,9 +233,10 @@ class ServerTracing:
             otel.attributes, otel.in_context, otel.propagator.extract, otel.root)
         sample = self.sample
         traced_here = self._traced
+        get_ctx = CURRENT.get
 
         def traced(*args: Any) -> Any:
-            ctx = current_context()
+            ctx = get_ctx()
             md = ctx.metadata if ctx is not None else EMPTY_METADATA
             if md:
                 if not traced_here(md):
