@@ -115,7 +115,7 @@ class RedisPubSubBroker:
     async def publish(self, topic: str, message: str) -> int:
         for attempt in (1, 2):  # a pooled connection Redis dropped fails once: retry fresh
             try:
-                return int(await self._pipe.execute("PUBLISH", topic, message))
+                return int(await self._pipe.submit("PUBLISH", topic, message))
             except self._errors as exc:
                 if attempt == 2:
                     raise unavailable("publish", exc, topic=topic) from None

@@ -530,7 +530,7 @@ class RedisStreamsBroker:
         args = self._xadd(topic, message)
         for attempt in (1, 2):  # a connection Redis dropped fails once: retry on a fresh one
             try:
-                await self._pipe.execute(*args)  # pipelined with the other publishes
+                await self._pipe.submit(*args)  # pipelined with the other publishes
                 return 1
             except self._errors as exc:
                 if attempt == 2:
