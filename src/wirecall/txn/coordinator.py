@@ -83,6 +83,11 @@ def _after_record(fut: asyncio.Future[Any]) -> None:
         crash_point("branch.after_record")
 
 
+def _expire(fut: asyncio.Future[GlobalTx | None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def _detail(err: BaseException | None) -> str:
     if err is None:
         return ""
@@ -99,8 +104,9 @@ class Coordinator:
                  record_delay: float = 0.05) -> None:
         self.store = store
         #: how long a branch's answer may wait in memory to be written with a later one
-        #: (0: handed to the store before the next call); never past a status change
-        self.record_delay = record_delay
+        #: (0: handed to the store before the next call); never past a status change, and
+        #: well within the lease that the write renews
+        self.record_delay = min(record_delay, lease / 4)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = lease
         self.poll_interval = poll_interval
@@ -288,11 +294,15 @@ class Coordinator:
                     left = deadline - time.monotonic()
                     if g.terminal or left <= 0:
                         return g
-                with contextlib.suppress(asyncio.TimeoutError):
-                    # woken by the driver here, or re-read now and then (another coordinator)
-                    done = await asyncio.wait_for(fut, min(left, 1.0))
-                    if done is not None:
-                        return done
+                # woken by the driver here, or re-read now and then (another coordinator):
+                # None either way (a timer, not wait_for: no wrapper future per wait)
+                timer = asyncio.get_running_loop().call_later(min(left, 1.0), _expire, fut)
+                try:
+                    done = await fut
+                finally:
+                    timer.cancel()
+                if done is not None:
+                    return done
             finally:
                 with contextlib.suppress(ValueError):
                     waiters.remove(fut)
