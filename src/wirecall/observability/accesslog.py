@@ -103,8 +103,8 @@ class AccessLog:
         self._timer: asyncio.TimerHandle | None = None
         #: (method, peer, wire, kind) -> the part of the line naming them (:meth:`_mid`)
         self._mids: dict[tuple[str, str, str, str], str] = {}
-        #: microseconds -> the duration as written (durations under 100 ms repeat)
-        self._durations: dict[int, str] = {}
+        #: (microseconds, request bytes, response bytes) -> the end of a line (bounded)
+        self._suffixes: dict[tuple[int, int, int], str] = {}
         self._null = "null" if fmt == "json" else "-"
         if server is not None:
             server.add_observer(self)
@@ -183,51 +183,54 @@ class AccessLog:
             mid = self._mids[key] = self._middle(method, ctx, kind)
         return mid
 
-    def _duration(self, seconds: float) -> str:
-        """The duration as written (milliseconds, three decimals), cached under 100 ms."""
-        us = int(seconds * 1e6 + 0.5)
-        text = self._durations.get(us)
-        if text is None:
-            text = _millis(us)
-            if us < 100_000:
-                if len(self._durations) >= 8192:
-                    self._durations.clear()
-                self._durations[us] = text
+    def _prefix(self, method: str, ctx: Context, kind: str, status: str | None,
+                ms: int) -> str:
+        """A line up to its duration: time, wire, peer, method, kind, status."""
+        ts = self._clock.stamp_ms(ms)
+        mid = self._mid(method, ctx, kind)
+        if self.fmt == "json":
+            return f'{{"ts":"{ts}",{mid},"status":"{status or "OK"}","duration_ms":'
+        return f"{ts} {mid} {status or 'OK'} "
+
+    def _suffix(self, key: tuple[int, int, int]) -> str:
+        """A line from its duration on (``key``: microseconds, request and response bytes),
+        cached (bounded): durations and sizes repeat."""
+        us, req, resp = key
+        null = self._null
+        if self.fmt == "json":
+            text = (f'{_millis(us)},"request_bytes":{req if req >= 0 else null},'
+                    f'"response_bytes":{resp if resp >= 0 else null}}}')
+        else:
+            text = f"{_millis(us)}ms {req if req >= 0 else null} {resp if resp >= 0 else null}"
+        if len(self._suffixes) >= 8192:
+            self._suffixes.clear()
+        self._suffixes[key] = text
         return text
 
     def _lines(self, records: list[tuple[str, Context, str, str | None, float, float]],
                offset: float) -> list[str]:
-        """The lines of ``records`` (``offset``: wall clock minus ``perf_counter()``). One
-        loop with no call per line in the common case: consecutive records of the same
-        method, peer and kind share the middle part, of the same millisecond the stamp."""
-        durations, duration, null = self._durations, self._duration, self._null
-        stamp_ms, mid_of = self._clock.stamp_ms, self._mid
-        json = self.fmt == "json"
+        """The lines of ``records`` (``offset``: wall clock minus ``perf_counter()``): each
+        line is a prefix (time to status), shared by consecutive records of one millisecond,
+        method, peer, kind and status, and a suffix (duration and sizes) looked up by value.
+        No call per line in the common case."""
+        suffixes, suffix_of, prefix_of = self._suffixes, self._suffix, self._prefix
         out = []
-        last_method = last_peer = last_kind = last_wire = None
-        mid = ts = ""
-        ms_end = -1.0  # records ending before this perf_counter() share the stamp ``ts``
+        last_method = last_peer = last_kind = last_wire = last_status = None
+        prefix = ""
+        lo = hi = -1.0  # the perf_counter() bounds of the prefix's millisecond
         for method, ctx, kind, status, seconds, end in records:
-            peer = ctx.peer
-            wire = ctx.transport
-            if (method is not last_method or peer is not last_peer or kind is not last_kind
-                    or wire is not last_wire):
-                mid = mid_of(method, ctx, kind)
-                last_method, last_peer, last_kind, last_wire = method, peer, kind, wire
-            if not end < ms_end or end < ms_end - 0.001:
+            if (end >= hi or end < lo or method is not last_method or ctx.peer is not last_peer
+                    or status is not last_status or kind is not last_kind
+                    or ctx.transport is not last_wire):
                 ms = int((end + offset) * 1000)
-                ts = stamp_ms(ms)
-                ms_end = (ms + 1) / 1000 - offset
-            dur = durations.get(int(seconds * 1e6 + 0.5)) or duration(seconds)
-            req = ctx.request_size
-            resp = ctx.response_size
-            if json:
-                out.append(f'{{"ts":"{ts}",{mid},"status":"{status or "OK"}","duration_ms":'
-                           f'{dur},"request_bytes":{req if req >= 0 else null},'
-                           f'"response_bytes":{resp if resp >= 0 else null}}}')
-            else:
-                out.append(f"{ts} {mid} {status or 'OK'} {dur}ms "
-                           f"{req if req >= 0 else null} {resp if resp >= 0 else null}")
+                lo = ms / 1000 - offset
+                hi = lo + 0.001
+                prefix = prefix_of(method, ctx, kind, status, ms)
+                last_method, last_peer, last_kind, last_wire, last_status = (
+                    method, ctx.peer, kind, ctx.transport, status)
+            key = (int(seconds * 1e6 + 0.5), ctx.request_size, ctx.response_size)
+            suffix = suffixes.get(key)
+            out.append(prefix + (suffix if suffix is not None else suffix_of(key)))
         return out
 
     def line(self, method: str, ctx: Context, kind: str, err: BaseException | str | None,
