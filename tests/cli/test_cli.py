@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+import wirecall.sync
 from support.servers import ROOT
 
 WIRECALL = [sys.executable, "-m", "wirecall.cli"]
@@ -64,7 +65,11 @@ def test_sigint_drains_an_in_flight_call(server_process: Any) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
     caller = subprocess.Popen([*WIRECALL, "call", url, "Probe.Sleep", "[3.0]"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(2.0)  # the command starts in ~0.7 s on a loaded machine: the call is in flight
+    with wirecall.sync.connect(url) as probe:  # wait until the call is in the handler
+        deadline = time.monotonic() + 30
+        while probe.call("Probe.Entered") < 1:
+            assert time.monotonic() < deadline, "the wirecall call never reached the server"
+            time.sleep(0.05)
     proc.proc.send_signal(signal.SIGINT)
     out, err = caller.communicate(timeout=15)
     assert caller.returncode == 0, err

@@ -53,6 +53,10 @@ class Probe:
             raise
         return f"slept {seconds}"
 
+    def Entered(self) -> int:
+        """How many Sleep calls have started (a test waits for a call to be in flight)."""
+        return self.entered
+
     async def RandomDelay(self, i: int) -> int:
         await asyncio.sleep(random.random() * 0.02)
         return i
