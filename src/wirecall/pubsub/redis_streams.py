@@ -270,7 +270,7 @@ class _GroupReader:
 
     Instead of a blocking ``XREADGROUP`` per consumer (a connection, a task, a write and a
     read per consumer per batch, and Redis serving each blocked client), one **doorbell**
-    (``XREAD COUNT 1 BLOCK`` after the newest id seen, on its own connection) says that
+    (``XREAD COUNT batch BLOCK`` after the newest id seen, its own connection) says that
     something new is in the stream; then one **round** sends a non-blocking ``XREADGROUP``
     for every consumer that may have entries and has room in its buffer, all in one write on
     the broker's pipelined connection (with the XADDs and XACKs), and delivers the replies.
