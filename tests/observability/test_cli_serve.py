@@ -100,3 +100,17 @@ def test_bad_admin_url_is_refused(bad: str) -> None:
          "tcp://127.0.0.1:0", "--admin", bad], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "admin URL" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_access_log_loses_no_line_at_sigterm() -> None:
+    """More lines than one batch (FLUSH_LINES), the last ones still queued when SIGTERM
+    arrives: every call has its line once the server has stopped."""
+    proc, url, _ = start("--admin", "http://127.0.0.1:0", "--access-log", "text")
+    try:
+        with sync.connect(url) as c:
+            for i in range(600):  # (< 64 KiB of lines: stderr is read at the end)
+                assert c.call("Calculator.Add", {"A": i, "B": 1}) == i + 1
+    finally:
+        err = stop(proc)
+    lines = [x for x in err.splitlines() if " Calculator.Add call OK " in x]
+    assert len(lines) == 600
