@@ -102,3 +102,28 @@ async def test_fused_reports_what_the_three_observers_report(sample: float) -> N
         assert span.parent is not None and span.parent.trace_id == int("ab" * 16, 16)
     else:
         assert len(spans) == 24  # every call but the caller's unsampled one
+
+
+async def test_fused_head_sampling_draws_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call the fused wrapper samples is traced: the tracing wrapper behind it does not
+    draw again (it would keep sample**2 of the calls)."""
+    from wirecall.observability import fused, tracing
+
+    monkeypatch.setattr(fused, "_random", lambda: 0.0)  # the fused draw: sampled
+    monkeypatch.setattr(tracing, "_random", lambda: 0.99)  # a second draw would say no
+    server = Server()
+    server.register(Shop(), "Shop")
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    Observability(server, tracing=tp, tracing_sample=0.5, access_log="json",
+                  access_log_stream=io.StringIO())
+    [url] = await server.start("tcp://127.0.0.1:0")
+    try:
+        async with Client(url) as c:
+            for i in range(5):
+                assert await c.call("Shop.Add", Args(i, 1), result_type=int) == i + 1
+    finally:
+        await server.close(drain_timeout=1)
+    assert [s.name for s in exporter.get_finished_spans()] == ["Shop.Add"] * 5
+    tp.shutdown()

@@ -58,10 +58,14 @@ class Fused:
 
     def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         """One wrapper for the three (see the module's doc)."""
+        tracing, stats, log = self.tracing, self.stats, self.log
         slow = handler
         for part in reversed(self.parts):
-            slow = part.fast_handler(method, slow)
-        tracing, stats, log = self.tracing, self.stats, self.log
+            if tracing is not None and part is tracing and 0.0 < tracing.sample < 1.0:
+                # a call without metadata reaches it only when sampled here: no second draw
+                slow = tracing.fast_handler(method, slow, sample=1.0)
+            else:
+                slow = part.fast_handler(method, slow)
         sample = 0.0 if tracing is None else tracing.sample
         if sample >= 1.0 or (stats is None and log is None):
             return slow  # every call traced: nothing to share

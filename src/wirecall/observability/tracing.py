@@ -223,15 +223,18 @@ class ServerTracing:
         return done
 
 
-    def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def fast_handler(self, method: str, handler: Callable[..., Any], *,
+                     sample: float | None = None) -> Callable[..., Any]:
         """The native fast lane's inline handler in a SERVER span, parented by the call's
-        ``traceparent`` when its metadata has one (a plain call has none: a new trace)."""
+        ``traceparent`` when its metadata has one (a plain call has none: a new trace).
+        ``sample``: the head-sampling share for calls without metadata instead of
+        :attr:`sample` (1.0: the caller has already decided, as ``fused.Fused`` does)."""
         otel = self._otel
         start_span, kind = otel.tracer.start_span, otel.trace.SpanKind.SERVER
         attach, detach = otel.context.attach, otel.context.detach
         attributes, in_context, extract, root = (
             otel.attributes, otel.in_context, otel.propagator.extract, otel.root)
-        sample = self.sample
+        sample = self.sample if sample is None else check_sample(sample)
         traced_here = self._traced
         get_ctx = CURRENT.get
 
