@@ -127,3 +127,29 @@ async def test_fused_head_sampling_draws_once(monkeypatch: pytest.MonkeyPatch) -
         await server.close(drain_timeout=1)
     assert [s.name for s in exporter.get_finished_spans()] == ["Shop.Add"] * 5
     tp.shutdown()
+
+
+@pytest.mark.parametrize("metrics", [False, True])
+async def test_head_sampling_not_sampled(metrics: bool, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """Tracing at 0.5 whose draws all say no makes no span, alone or with the others."""
+    from wirecall.observability import fused, tracing
+
+    monkeypatch.setattr(fused, "_random", lambda: 0.99)
+    monkeypatch.setattr(tracing, "_random", lambda: 0.99)
+    server = Server()
+    server.register(Shop(), "Shop")
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    Observability(server, admin="http://127.0.0.1:0" if metrics else None, tracing=tp,
+                  tracing_sample=0.5)
+    [url] = await server.start("tcp://127.0.0.1:0")
+    try:
+        async with Client(url) as c:
+            for i in range(5):
+                assert await c.call("Shop.Add", Args(i, 1), result_type=int) == i + 1
+    finally:
+        await server.close(drain_timeout=1)
+    assert exporter.get_finished_spans() == ()
+    tp.shutdown()

@@ -59,16 +59,18 @@ class Fused:
     def fast_handler(self, method: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         """One wrapper for the three (see the module's doc)."""
         tracing, stats, log = self.tracing, self.stats, self.log
+        sample = 0.0 if tracing is None else tracing.sample
+        fuse = sample < 1.0 and (stats is not None or log is not None)
         slow = handler
         for part in reversed(self.parts):
-            if tracing is not None and part is tracing and 0.0 < tracing.sample < 1.0:
-                # a call without metadata reaches it only when sampled here: no second draw
+            if fuse and tracing is not None and part is tracing and sample > 0.0:
+                # a call without metadata reaches it only when sampled by ``fused``: no
+                # second draw
                 slow = tracing.fast_handler(method, slow, sample=1.0)
             else:
                 slow = part.fast_handler(method, slow)
-        sample = 0.0 if tracing is None else tracing.sample
-        if sample >= 1.0 or (stats is None and log is None):
-            return slow  # every call traced: nothing to share
+        if not fuse:
+            return slow  # every call traced, or tracing alone: nothing to share
         traced = tracing is not None
         get_ctx, perf, rand = CURRENT.get, _perf, _random
         by_wire: dict[str, MethodStats] = {}
