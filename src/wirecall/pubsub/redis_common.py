@@ -172,9 +172,13 @@ class RespLink(asyncio.Protocol):
         TLS, password and db), handshake done, taken over."""
         conn = pool.make_connection()
         await conn.connect()
-        writer = conn._writer
-        if writer is None:  # pragma: no cover  (a redis-py without asyncio streams)
-            raise RuntimeError("redis-py's connection has no stream writer to take over")
+        # (redis-py's private stream attributes: the extra pins redis < 9, tested with 8.2)
+        writer = getattr(conn, "_writer", None)
+        if writer is None or not hasattr(conn, "_reader"):  # pragma: no cover
+            raise RuntimeError(
+                "this redis-py's connection has no asyncio stream writer to take over "
+                "(wirecall's Redis broker is tested with redis 5-8: pip install 'redis<9')"
+            )
         link = cls(asyncio.get_running_loop(), on_push)
         transport = writer.transport
         # the link owns the socket from here; the streams stay referenced (a StreamWriter
