@@ -190,24 +190,22 @@ def server_instructions(variant: str, wire: str, calls: int, log_path: str) -> i
     return int(m.group(1))
 
 
-def main_server_instructions(calls: dict[str, int]) -> int:
-    """Instructions per call in the server process alone (callgrind; the client in its own
-    process): the ratio a server-bound wall-clock run shows."""
+def _instruction_table(count: Any, calls: dict[str, int], what: str) -> int:
+    """Instructions per call of every variant on every wire (``count(variant, wire, n,
+    log)``: callgrind's total for ``n`` calls; the difference from 0 calls is per call),
+    printed as one table after ``what``."""
     tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))
     log = str(tmp / "access.log")
     per: dict[tuple[str, str], float] = {}
     for wire in WIRES:
         for v in VARIANTS:
-            base = server_instructions(v, wire, 0, log)
-            full = server_instructions(v, wire, calls[wire], log)
+            base = count(v, wire, 0, log)
+            full = count(v, wire, calls[wire], log)
             per[(v, wire)] = (full - base) / calls[wire]
             print(f"{v}/{wire}: {per[(v, wire)]:,.0f}", file=sys.stderr, flush=True)
-    print(f"Instructions per call in the server process alone (callgrind: load-independent; "
-          f"kernel time excluded; the client in another process), 64 in flight, calls: "
-          f"{ {w: calls[w] for w in WIRES} }. The off/variant "
-          f"ratio is the throughput ratio a server-bound run would show.\n")
+    print(what + "\n")
     print("| server variant | " + " | ".join(
-        f"{w}:// server instructions/call | off/variant" for w in WIRES) + " |")
+        f"{w}:// instructions/call | off/variant" for w in WIRES) + " |")
     print("|---" * (1 + 2 * len(WIRES)) + "|")
     for v in VARIANTS:
         cells = []
@@ -217,30 +215,25 @@ def main_server_instructions(calls: dict[str, int]) -> int:
     return 0
 
 
+def main_server_instructions(calls: dict[str, int]) -> int:
+    """Instructions per call in the server process alone (callgrind; the client in its own
+    process): the ratio a server-bound wall-clock run shows."""
+    return _instruction_table(
+        server_instructions, calls,
+        f"Instructions per call in the server process alone (callgrind: load-independent; "
+        f"kernel time excluded; the client in another process), 64 in flight, calls: "
+        f"{ {w: calls[w] for w in WIRES} }. The off/variant "
+        f"ratio is the throughput ratio a server-bound run would show.")
+
+
 def main_instructions(calls: dict[str, int]) -> int:
     """Instructions per call (client + server in one process, callgrind): load-independent."""
-    tmp = Path(tempfile.mkdtemp(prefix="wirecall-bench-obs-"))
-    log = str(tmp / "access.log")
-    per: dict[tuple[str, str], float] = {}
-    for wire in WIRES:
-        for v in VARIANTS:
-            base = instructions(v, wire, 0, log)
-            full = instructions(v, wire, calls[wire], log)
-            per[(v, wire)] = (full - base) / calls[wire]
-            print(f"{v}/{wire}: {per[(v, wire)]:,.0f}", file=sys.stderr, flush=True)
-    print(f"Instructions per call, client + server in one process on one loop (callgrind: "
-          f"load-independent; kernel time excluded), 64 in flight, "
-          f"{calls['tcp']} calls on tcp://, {calls['grpc']} on grpc://. The off/variant "
-          f"ratio is the throughput ratio a CPU-bound run would show.\n")
-    print("| server variant | tcp:// instructions/call | off/variant | grpc:// "
-          "instructions/call | off/variant |")
-    print("|---|---|---|---|---|")
-    for v in VARIANTS:
-        cells = []
-        for w in WIRES:
-            cells += [f"{per[(v, w)]:,.0f}", f"{per[('off', w)] / per[(v, w)]:.2f}x"]
-        print(f"| {v} | " + " | ".join(cells) + " |")
-    return 0
+    return _instruction_table(
+        instructions, calls,
+        f"Instructions per call, client + server in one process on one loop (callgrind: "
+        f"load-independent; kernel time excluded), 64 in flight, calls: "
+        f"{ {w: calls[w] for w in WIRES} }. The off/variant "
+        f"ratio is the throughput ratio a CPU-bound run would show.")
 
 
 def start_server(variant: str, exporter: str, log_path: str
