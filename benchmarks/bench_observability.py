@@ -108,23 +108,13 @@ async def serve(variant: str, exporter: str, log_path: str) -> None:
 async def workload(variant: str, wire: str, calls: int, log_path: str) -> None:
     """Server and client in one process: ``calls`` calls, 64 at a time (callgrind mode)."""
     import wirecall
-    from wirecall.tutorial.calculator import Args, Calculator
+    from wirecall.tutorial.calculator import Calculator
 
     server = wirecall.Server()
     server.register(Calculator())
     obs = await install(server, variant, "null", log_path)
     [url] = await server.start(f"{wire}://127.0.0.1:0")
-    client = await wirecall.connect(url)
-    for i in range(64):  # warm: connection, lanes, caches, first spans
-        await client.call("Calculator.Add", Args(i, 1))
-    sem = asyncio.Semaphore(64)
-
-    async def one(i: int) -> None:
-        async with sem:
-            assert await client.call("Calculator.Add", Args(i, 1)) == i + 1
-
-    await asyncio.gather(*(one(i) for i in range(calls)))
-    await client.close()
+    await count_client(url, calls)  # (its warm-up: connection, lanes, caches, first spans)
     if obs is not None:
         await obs.close()
     await server.close()
