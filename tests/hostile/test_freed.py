@@ -87,6 +87,18 @@ def _connections(server: wirecall.Server) -> list[Any]:
     return out
 
 
+async def _connection_ref(server: wirecall.Server) -> weakref.ref[Any]:
+    """A weak reference to the server's one connection object, once it has one (2 s)."""
+    conns: list[Any] = []
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        conns = _connections(server)
+        if conns:
+            break
+    assert len(conns) == 1, f"cannot find the server's connection object: {conns}"
+    return weakref.ref(conns[0])
+
+
 @pytest.mark.parametrize("scheme", ["tcp", "gob", "jsonrpc", "http", "grpc"])
 async def test_closed_connection_is_freed_without_the_cyclic_gc(scheme: str) -> None:
     server = wirecall.Server()
@@ -99,15 +111,7 @@ async def test_closed_connection_is_freed_without_the_cyclic_gc(scheme: str) -> 
             sock = socket.create_connection((host, int(port)))
             sock.setblocking(False)
             await loop.sock_sendall(sock, _unfinished(scheme))
-            conns: list[Any] = []
-            for _ in range(100):
-                await asyncio.sleep(0.02)
-                conns = _connections(server)
-                if conns:
-                    break
-            assert len(conns) == 1, f"cannot find the server's connection object: {conns}"
-            ref = weakref.ref(conns[0])
-            del conns
+            ref = await _connection_ref(server)
             await asyncio.sleep(0.2)  # the server has read (and buffered) what was sent
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
@@ -130,15 +134,7 @@ async def test_http_connection_handed_to_websocket_is_freed_without_the_cyclic_g
             sock = socket.create_connection((host, int(port)))
             sock.setblocking(False)
             await loop.sock_sendall(sock, b"GET /ws HTTP/1.1\r\nHost: x\r\n")
-            conns: list[Any] = []
-            for _ in range(100):
-                await asyncio.sleep(0.02)
-                conns = _connections(server)
-                if conns:
-                    break
-            assert len(conns) == 1, f"cannot find the server's connection object: {conns}"
-            ref = weakref.ref(conns[0])
-            del conns
+            ref = await _connection_ref(server)
             await loop.sock_sendall(sock, b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
                                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                     b"Sec-WebSocket-Version: 13\r\n\r\n")
