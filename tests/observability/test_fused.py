@@ -104,20 +104,16 @@ async def test_fused_reports_what_the_three_observers_report(sample: float) -> N
         assert len(spans) == 24  # every call but the caller's unsampled one
 
 
-async def test_fused_head_sampling_draws_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A call the fused wrapper samples is traced: the tracing wrapper behind it does not
-    draw again (it would keep sample**2 of the calls)."""
-    from wirecall.observability import fused, tracing
-
-    monkeypatch.setattr(fused, "_random", lambda: 0.0)  # the fused draw: sampled
-    monkeypatch.setattr(tracing, "_random", lambda: 0.99)  # a second draw would say no
+async def _five_adds_traced_at_half(**options: Any) -> tuple[InMemorySpanExporter,
+                                                               TracerProvider]:
+    """Five ``Shop.Add`` calls on tcp:// through ``Observability`` with tracing sampled at
+    0.5 (and ``options``); the span exporter and provider, the server closed."""
     server = Server()
     server.register(Shop(), "Shop")
     exporter = InMemorySpanExporter()
     tp = TracerProvider()
     tp.add_span_processor(SimpleSpanProcessor(exporter))
-    Observability(server, tracing=tp, tracing_sample=0.5, access_log="json",
-                  access_log_stream=io.StringIO())
+    Observability(server, tracing=tp, tracing_sample=0.5, **options)
     [url] = await server.start("tcp://127.0.0.1:0")
     try:
         async with Client(url) as c:
@@ -125,6 +121,18 @@ async def test_fused_head_sampling_draws_once(monkeypatch: pytest.MonkeyPatch) -
                 assert await c.call("Shop.Add", Args(i, 1), result_type=int) == i + 1
     finally:
         await server.close(drain_timeout=1)
+    return exporter, tp
+
+
+async def test_fused_head_sampling_draws_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call the fused wrapper samples is traced: the tracing wrapper behind it does not
+    draw again (it would keep sample**2 of the calls)."""
+    from wirecall.observability import fused, tracing
+
+    monkeypatch.setattr(fused, "_random", lambda: 0.0)  # the fused draw: sampled
+    monkeypatch.setattr(tracing, "_random", lambda: 0.99)  # a second draw would say no
+    exporter, tp = await _five_adds_traced_at_half(
+        access_log="json", access_log_stream=io.StringIO())
     assert [s.name for s in exporter.get_finished_spans()] == ["Shop.Add"] * 5
     tp.shutdown()
 
@@ -137,19 +145,7 @@ async def test_head_sampling_not_sampled(metrics: bool, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(fused, "_random", lambda: 0.99)
     monkeypatch.setattr(tracing, "_random", lambda: 0.99)
-    server = Server()
-    server.register(Shop(), "Shop")
-    exporter = InMemorySpanExporter()
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(exporter))
-    Observability(server, admin="http://127.0.0.1:0" if metrics else None, tracing=tp,
-                  tracing_sample=0.5)
-    [url] = await server.start("tcp://127.0.0.1:0")
-    try:
-        async with Client(url) as c:
-            for i in range(5):
-                assert await c.call("Shop.Add", Args(i, 1), result_type=int) == i + 1
-    finally:
-        await server.close(drain_timeout=1)
+    exporter, tp = await _five_adds_traced_at_half(
+        admin="http://127.0.0.1:0" if metrics else None)
     assert exporter.get_finished_spans() == ()
     tp.shutdown()
