@@ -179,7 +179,8 @@ def test_ws_unsent_bytes_over_the_budget_abort_the_connection() -> None:
         closed = asyncio.run(_never_reads(srv.url("ws"), calls, 1.5,
                                           until=lambda: over in srv.stderr_tail()))
         reports = probe.stop(), wsp.stop()
-        assert closed, "a WebSocket leaving 36 MB unread (budget 8 MiB) was not closed"
+        assert closed, ("a WebSocket leaving 36 MB unread (budget 8 MiB) was not closed; the "
+                        f"server's log: {srv.stderr_tail(1500)}")
         assert "limits.max_unsent_bytes" in srv.stderr_tail(), srv.stderr_tail()
         assert srv.peak_rss - base <= ATTACK_RSS_GROWTH, f"RSS +{(srv.peak_rss - base) / MiB:.0f}"
         assert_served(*reports)
